@@ -1,0 +1,207 @@
+"""GRU cell in the char-rnn style (Karpathy's GRU.lua): the reset gate multiplies the previous
+state *before* the candidate's recurrent matmul.
+
+    r = σ(x W_xr + h_prev W_hr + b_r)        z = σ(x W_xz + h_prev W_hz + b_z)
+    n = tanh(x W_xn + (r * h_prev) W_hn + b_n)
+    h = (1 - z) * n + z * h_prev               (computed as n + z * (h_prev - n))
+
+Fused layout: ``W_x`` (D, 3H), ``W_h`` (H, 3H), ``b`` (3H,), gate blocks **[r, z, n]**.  Per step
+the r and z gates share one (B, H) @ (H, 2H) matmul; the candidate needs a second, (r*h) @ W_hn,
+because r is applied before it (that is what makes this the char-rnn GRU rather than cuDNN's).
+The pointwise math is written once (``gru_gates_forward``, ``gru_state_forward``,
+``gru_backward_factors``, ``gru_backward_step``) on row-layout arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from framework.cell import Cell, check_cell_config, course_normal, sigmoid
+from framework.registry import CELLS
+
+GATE_ORDER = ("r", "z", "n")
+
+
+# --------------------------------------------------------------------------- pointwise math
+def gru_gates_forward(zrz: np.ndarray) -> None:
+    """Activate the fused reset/update pre-activations (..., 2H) in place: r, z = σ(.)."""
+    sigmoid(zrz, out=zrz)
+
+
+def gru_state_forward(
+    zn: np.ndarray, z: np.ndarray, h_prev: np.ndarray, h_out: np.ndarray
+) -> None:
+    """n = tanh(zn) in place; h = (1 - z) * n + z * h_prev, as n + z * (h_prev - n)."""
+    np.tanh(zn, out=zn)
+    np.subtract(h_prev, zn, out=h_out)
+    np.multiply(h_out, z, out=h_out)
+    np.add(h_out, zn, out=h_out)
+
+
+def gru_backward_factors(
+    gates: np.ndarray, h_prev: np.ndarray, f_out: np.ndarray, scratch: np.ndarray
+) -> None:
+    """Upstream-independent local derivatives for any number of steps, f_out (..., 3H) =
+    [r(1-r)·h_prev, z(1-z)·(h_prev-n), (1-z)·(1-n²)], so dz_{z,n} = dh·f_{z,n} and
+    dz_r = d(r*h_prev)·f_r.  ``scratch`` has the shape of h_prev."""
+    H = h_prev.shape[-1]
+    rz, f_rz = gates[..., : 2 * H], f_out[..., : 2 * H]
+    z, n = gates[..., H : 2 * H], gates[..., 2 * H :]
+    f_r, f_z, f_n = (f_out[..., k * H : (k + 1) * H] for k in range(3))
+    np.subtract(1, rz, out=f_rz)
+    np.multiply(f_rz, rz, out=f_rz)  # σ' for r and z together
+    np.multiply(f_r, h_prev, out=f_r)
+    np.subtract(h_prev, n, out=scratch)
+    np.multiply(f_z, scratch, out=f_z)
+    np.square(n, out=f_n)
+    np.subtract(1, f_n, out=f_n)
+    np.subtract(1, z, out=scratch)
+    np.multiply(f_n, scratch, out=f_n)
+
+
+def gru_backward_step(
+    dh: np.ndarray,
+    gates: np.ndarray,
+    f: np.ndarray,
+    dz: np.ndarray,
+    W_hn_T: np.ndarray,
+    W_hrz_T: np.ndarray,
+    drh: np.ndarray,
+    dh_prev: np.ndarray,
+) -> None:
+    """One step back from the total gradient ``dh`` reaching h_t (dh is used as scratch).
+    Fills ``dz`` (..., 3H) with the pre-activation gradients and ``dh_prev``; ``drh`` receives
+    the gradient wrt r*h_prev (scratch)."""
+    H = dh.shape[-1]
+    blocks = dz.reshape(dz.shape[:-1] + (3, H))
+    f_blocks = f.reshape(f.shape[:-1] + (3, H))
+    np.multiply(dh[..., None, :], f_blocks[..., 1:, :], out=blocks[..., 1:, :])  # z and n
+    np.matmul(dz[..., 2 * H :], W_hn_T, out=drh)
+    np.multiply(drh, f[..., :H], out=dz[..., :H])  # r
+    np.matmul(dz[..., : 2 * H], W_hrz_T, out=dh_prev)
+    np.multiply(drh, gates[..., :H], out=drh)
+    np.add(dh_prev, drh, out=dh_prev)
+    np.multiply(dh, gates[..., H : 2 * H], out=dh)
+    np.add(dh_prev, dh, out=dh_prev)
+
+
+# --------------------------------------------------------------------------- fast plugin
+@dataclass
+class GRUConfig:
+    name: str = "gru"
+    hidden_size: int = 128
+    init: str = "xavier"
+
+    def __post_init__(self) -> None:
+        check_cell_config(self.hidden_size, self.init)
+
+
+@CELLS.register("gru", schema=GRUConfig)
+class GRUCell(Cell):
+    """char-rnn GRU; three gate blocks [r, z, n], state (h,)."""
+
+    name = "gru"
+    gates = 3
+    state_size = 1
+
+    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+        # No course GRU exists; use the course's LSTM convention: per gate (in r, z, n order)
+        # one randn(n_a, n_a + n_x) * 0.01 matrix over concat = [a_prev; xt].
+        H = self.hidden_size
+        W_x = np.empty((input_size, 3 * H))
+        W_h = np.empty((H, 3 * H))
+        for k in range(3):
+            W = course_normal(rng, (H, H + input_size))
+            W_h[:, k * H : (k + 1) * H] = W[:, :H].T
+            W_x[:, k * H : (k + 1) * H] = W[:, H:].T
+        return W_x, W_h
+
+    def forward(
+        self,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        state0: tuple | None,
+        *,
+        layer_input_is_ids: bool,
+    ) -> tuple[np.ndarray, tuple, Any]:
+        ids = layer_input_is_ids
+        x = self.prepare_input(params, x, ids)
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B = x.shape[:2]
+        H = self.hidden_size
+        (h0,) = self.initial_state(state0, B, dt)
+        W_hrz = np.ascontiguousarray(W_h[:, : 2 * H])
+        W_hn = np.ascontiguousarray(W_h[:, 2 * H :])
+        Hs = np.empty((T + 1, B, H), dtype=dt)
+        RH = np.empty((T, B, H), dtype=dt)  # r * h_prev of every step, for dW_hn after the loop
+        Hs[0] = h0
+        G = self.project_inputs(params, x, ids)  # becomes the gate activations in place
+        rec2 = self._ws.get("rec2", (B, 2 * H), dt)
+        rec1 = self._ws.get("rec1", (B, H), dt)
+        with np.errstate(over="ignore"):
+            for t in range(T):
+                g = G[t]
+                h_prev = Hs[t]
+                zrz = g[:, : 2 * H]
+                np.matmul(h_prev, W_hrz, out=rec2)
+                np.add(zrz, rec2, out=zrz)
+                gru_gates_forward(zrz)
+                np.multiply(g[:, :H], h_prev, out=RH[t])
+                np.matmul(RH[t], W_hn, out=rec1)
+                zn = g[:, 2 * H :]
+                np.add(zn, rec1, out=zn)
+                gru_state_forward(zn, g[:, H : 2 * H], h_prev, Hs[t + 1])
+        hs = Hs[1:]
+        hs.flags.writeable = False
+        hT = Hs[T]
+        hT.flags.writeable = False
+        return hs, (hT,), (x, ids, Hs, G, RH)
+
+    def backward(
+        self,
+        params: dict[str, np.ndarray],
+        dhs: np.ndarray | None,
+        dstateT: tuple | None,
+        cache: Any,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        x, ids, Hs, G, RH = cache
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B, H = RH.shape
+        F = self._ws.get("F", (T, B, 3 * H), dt)
+        gru_backward_factors(G, Hs[:-1], F, self._ws.get("scratch", (T, B, H), dt))
+        dZ = self._ws.get("dZ", (T, B, 3 * H), dt)
+        dh = self._ws.get("dh", (B, H), dt)
+        drh = self._ws.get("drh", (B, H), dt)
+        dh_next = np.zeros((B, H), dtype=dt)
+        if dstateT is not None and dstateT[0] is not None:
+            dh_next[...] = dstateT[0]
+        W_hn_T = np.ascontiguousarray(W_h[:, 2 * H :]).T
+        W_hrz_T = np.ascontiguousarray(W_h[:, : 2 * H]).T
+        for t in range(T - 1, -1, -1):
+            if dhs is None:
+                dh[...] = dh_next
+            else:
+                np.add(dhs[t], dh_next, out=dh)
+            gru_backward_step(dh, G[t], F[t], dZ[t], W_hn_T, W_hrz_T, drh, dh_next)
+        dZ2 = dZ.reshape(T * B, 3 * H)
+        dW_h = np.empty_like(W_h)
+        np.matmul(Hs[:-1].reshape(T * B, H).T, dZ2[:, : 2 * H], out=dW_h[:, : 2 * H])
+        np.matmul(RH.reshape(T * B, H).T, dZ2[:, 2 * H :], out=dW_h[:, 2 * H :])
+        dW_x, db, dx = self.input_grads(params, dZ, x, ids)
+        return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
+
+
+__all__ = [
+    "GATE_ORDER",
+    "GRUCell",
+    "GRUConfig",
+    "gru_backward_factors",
+    "gru_backward_step",
+    "gru_gates_forward",
+    "gru_state_forward",
+]

@@ -1,0 +1,146 @@
+"""The Hydra application behind ``python -m framework``: validate, train, log to MLflow.
+
+MLflow is imported lazily (inside the tracker) so that ``--help`` and config errors are instant.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from framework.config import RunConfig, validate
+from framework.errors import RnnlabError
+from framework.overrides import CONF, precheck_overrides, store_plugin_configs
+
+
+def _progress(rc: RunConfig, initial: int) -> Any:
+    from tqdm import tqdm
+
+    mode = rc.train.progress
+    disable = {"auto": None, "always": False, "never": True}[mode]  # None: only on a terminal
+    return tqdm(total=rc.train.steps, initial=initial, disable=disable, unit="step",
+                dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def _output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # called outside Hydra (tests, course API)
+        return Path.cwd()
+
+
+def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: str) -> None:
+    """Log the run's artifacts: config, .hydra/, samples, loss curve, checkpoints, the model."""
+    from framework.plots import loss_curve_figure
+
+    tracker.log_text(cfg_yaml, "config.yaml")
+    hydra_dir = out_dir / ".hydra"
+    if hydra_dir.is_dir():
+        tracker.log_artifacts(str(hydra_dir), ".hydra")
+    tracker.log_text("\n".join(result.samples) + "\n", "samples.txt")
+    if any(result.history.values()):
+        figure = loss_curve_figure(result.history)
+        tracker.log_figure(figure, "loss_curve.png")
+    for path in (result.final_checkpoint, result.best_checkpoint):
+        if path is not None and Path(path).is_file():
+            tracker.log_artifact(str(path), "checkpoints")
+    if trainer.rc.mlflow.log_model and result.final_checkpoint is not None:
+        tracker.log_model(str(result.final_checkpoint))
+
+
+def run(cfg: DictConfig) -> float:
+    """Train one configuration; returns the final validation loss (what sweepers minimise)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
+    from framework.resume import resolve
+    from framework.tracking import Tracker, flatten_config
+    from framework.trainer import Interrupted, Reporter, Trainer, print_line
+
+    rc = validate(cfg)
+    out_dir = _output_dir()
+    tracker = Tracker.from_config(rc.mlflow)
+    # Data and model first (a bad dataset path must not leave an empty MLflow run behind), then
+    # the tracking store, both before the first training step.
+    trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
+    tracker.check_reachable()
+    if rc.resume:
+        checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
+        trainer.restore(checkpoint)
+        print_line(f"resumed from {checkpoint} at step {trainer.step}")
+    tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
+    if rc.resume:
+        tags["rnnlab.resumed_from"] = rc.resume
+    run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
+    if run_id:
+        print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
+                   f"{rc.mlflow.tracking_uri})")
+    status, reason = "FAILED", None
+    try:
+        with _progress(rc, trainer.step) as bar:
+            result = trainer.run(bar)
+        cfg_yaml = OmegaConf.to_yaml(OmegaConf.create(rc.raw))
+        _finish(tracker, trainer, result, out_dir, cfg_yaml)
+        print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} nats/char "
+                   f"({result.final_val_loss / math.log(2):.4f} bits/char), "
+                   f"{result.chars_per_sec:,.0f} chars/s; checkpoint {result.final_checkpoint}")
+        status = "FINISHED"
+        return float(result.final_val_loss)
+    except Interrupted as exc:
+        status, reason = "KILLED", str(exc)
+        if exc.checkpoint is not None:
+            tracker.log_artifact(str(exc.checkpoint), "checkpoints")
+        raise
+    except RnnlabError as exc:
+        reason = str(exc)
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        tracker.end(status, reason)
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+# An absolute config path: a relative one is read as a Python package when run with `-m`.
+@hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
+def hydra_main(cfg: DictConfig) -> float:
+    from framework.trainer import Interrupted
+
+    try:
+        return run(cfg)
+    except Interrupted as exc:
+        where = (f"; checkpoint saved, continue with resume={exc.checkpoint}"
+                 if exc.checkpoint else "")
+        print(f"rnnlab: {exc}{where}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
+    except RnnlabError as exc:
+        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        if _is_multirun():
+            return math.nan  # one bad job must not abort the rest of the sweep
+        sys.exit(exc.exit_code)
+
+
+def main() -> None:
+    try:
+        precheck_overrides(sys.argv[1:])
+        store_plugin_configs()
+    except RnnlabError as exc:
+        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    hydra_main()

@@ -1,0 +1,279 @@
+"""Recurrent-cell base class and the numerical helpers shared by every cell plugin.
+
+Layout of the fast path (see CONTRACT.md): time-major, rows are batch elements.  A layer's
+parameters are ``W_x`` (D, G*H), ``W_h`` (H, G*H) and ``b`` (G*H,), where G is the number of
+gate blocks, each H columns wide.  Every cell computes its input projection for all time steps
+before the time loop (:meth:`Cell.project_inputs`) and its input-side gradients with single big
+operations after it (:meth:`Cell.input_grads`), so the per-step Python work is only the
+recurrent matmul and the pointwise gate math.
+
+The course API (cells/rnn.py, cells/lstm.py) reuses the pointwise gate functions of each cell
+file, so each formula exists once; only the layout differs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from framework.errors import ConfigError
+
+INIT_SCHEMES = ("course", "xavier")
+State = tuple  # (h,) for rnn/gru, (h, c) for lstm; each (B, H)
+
+
+# --------------------------------------------------------------------------- pointwise helpers
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic sigmoid 1 / (1 + exp(-z)), the course's formula, computed with ``out=`` ufuncs.
+
+    ``out`` may be ``z`` itself (in place).  Large negative inputs overflow exp to inf, which
+    correctly gives 0; callers silence that warning once per call with ``np.errstate``.
+    """
+    if out is None:
+        out = np.empty_like(z)
+    np.negative(z, out=out)
+    np.exp(out, out=out)
+    np.add(out, 1, out=out)  # a Python int is a weak scalar: float32 stays float32
+    np.reciprocal(out, out=out)
+    return out
+
+
+def course_softmax(z: np.ndarray) -> np.ndarray:
+    """The course's softmax: subtract the global max of the whole array, normalise over axis 0."""
+    e = np.exp(z - np.max(z))
+    return e / e.sum(axis=0)
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """Only float32 and float64 are supported; anything else is a user configuration error."""
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConfigError(f"dtype must be float32 or float64, got {dt.name}")
+    return dt
+
+
+# --------------------------------------------------------------------------- initialisers
+def course_normal(rng: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """randn(*shape) * 0.01 in float64.  ``standard_normal`` draws exactly what the legacy
+    ``RandomState.randn`` draws, and also works for a ``np.random.Generator``."""
+    return rng.standard_normal(shape) * 0.01
+
+
+def xavier_uniform(rng: Any, fan_in: int, fan_out: int) -> np.ndarray:
+    """Glorot/Xavier uniform (fan_in, fan_out) matrix, limit sqrt(6 / (fan_in + fan_out))."""
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+def orthogonal(rng: Any, n: int) -> np.ndarray:
+    """A random n x n orthogonal matrix (QR of a Gaussian, signs fixed so it is uniform)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    signs = np.sign(np.diag(r))
+    signs[signs == 0] = 1.0
+    return q * signs
+
+
+# --------------------------------------------------------------------------- scratch buffers
+class Workspace:
+    """Reusable scratch buffers keyed by name, so the hot loops do not page-fault fresh
+    multi-megabyte arrays on every call.  Only for temporaries that never escape a call."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            self._buffers[key] = buf
+        return buf
+
+
+def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """out[v] = sum of rows[k] with ids[k] == v; ids of -1 (zero input) are dropped.
+
+    Sorting the ids and summing contiguous segments is ~8x faster than ``np.add.at`` here and
+    keeps the accumulation in the rows' dtype (no float64 temporaries).
+    """
+    out = np.zeros((n_rows, rows.shape[1]), dtype=rows.dtype)
+    if ids.size == 0:
+        return out
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    sorted_rows = rows[order]
+    bounds = np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1
+    starts = [0, *bounds.tolist()]
+    ends = [*bounds.tolist(), len(sorted_ids)]
+    for start, end in zip(starts, ends, strict=True):
+        v = int(sorted_ids[start])
+        if v >= 0:
+            np.sum(sorted_rows[start:end], axis=0, out=out[v])
+    return out
+
+
+# --------------------------------------------------------------------------- base class
+class Cell:
+    """Base of every recurrent cell plugin.
+
+    Subclasses set ``gates`` (number of H-wide gate blocks), ``state_size`` (1 or 2), and
+    implement ``_course_blocks``, :meth:`forward` and :meth:`backward`.
+    """
+
+    name: ClassVar[str] = "cell"
+    gates: ClassVar[int] = 1
+    state_size: ClassVar[int] = 1
+
+    def __init__(self, hidden_size: int, init: str = "xavier", **options: Any) -> None:
+        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)):
+            raise ConfigError(f"hidden_size must be an integer, got {hidden_size!r}")
+        if hidden_size <= 0:
+            raise ConfigError(f"hidden_size must be > 0, got {hidden_size}")
+        if init not in INIT_SCHEMES:
+            raise ConfigError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
+        if options:
+            raise ConfigError(f"cell '{self.name}' has no option(s) {', '.join(sorted(options))}")
+        self.hidden_size = int(hidden_size)
+        self.init = init
+        self._ws = Workspace()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(hidden_size={self.hidden_size}, init={self.init!r})"
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, input_size: int, rng: Any, dtype: Any = "float32") -> dict[str, Any]:
+        """Fresh parameters ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H,).
+
+        ``init="course"``: ``randn * 0.01`` blocks in the course's draw order (``rng`` is the
+        legacy ``RandomState``), zero biases.  ``init="xavier"``: Glorot-uniform input weights
+        and an orthogonal recurrent matrix per gate block, zero biases.  Values are drawn in
+        float64 and then cast, so float32 and float64 models start from the same numbers.
+        """
+        dt = as_dtype(dtype)
+        H, G, D = self.hidden_size, self.gates, int(input_size)
+        if self.init == "course":
+            W_x, W_h = self._course_blocks(D, rng)
+        else:
+            W_x = np.concatenate([xavier_uniform(rng, D, H) for _ in range(G)], axis=1)
+            W_h = np.concatenate([orthogonal(rng, H) for _ in range(G)], axis=1)
+        b = self._initial_bias()
+        return {
+            "W_x": np.ascontiguousarray(W_x, dtype=dt),
+            "W_h": np.ascontiguousarray(W_h, dtype=dt),
+            "b": np.ascontiguousarray(b, dtype=dt),
+        }
+
+    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _initial_bias(self) -> np.ndarray:
+        return np.zeros(self.gates * self.hidden_size)
+
+    def zero_state(self, batch: int, dtype: Any = "float32") -> tuple:
+        dt = np.dtype(dtype)
+        return tuple(np.zeros((batch, self.hidden_size), dtype=dt) for _ in range(self.state_size))
+
+    # ------------------------------------------------------------------ shared fast-path pieces
+    def project_inputs(
+        self,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        ids: bool,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """x @ W_x + b for every time step at once, into ``out`` (T, B, G*H), C-contiguous.
+
+        For token ids this is a row gather of W_x (id -1 selects an appended zero row), never a
+        one-hot matmul; for dense input it is one (T*B, D) @ (D, G*H) matmul.
+        """
+        W_x, b = params["W_x"], params["b"]
+        T, B = x.shape[:2]
+        if out is None:
+            out = np.empty((T, B, W_x.shape[1]), dtype=W_x.dtype)
+        if ids:
+            # Gather from a (V+1, G*H) table whose rows already include the bias; id -1 wraps to
+            # the appended row, which is the bias alone (a zero input vector).  mode="wrap" also
+            # avoids the slow buffered path np.take takes with out= in its default mode.
+            table = np.concatenate([W_x + b, b[None, :]])
+            np.take(table, x.reshape(-1), axis=0, out=out.reshape(T * B, -1), mode="wrap")
+        else:
+            np.matmul(x.reshape(T * B, x.shape[2]), W_x, out=out.reshape(T * B, -1))
+            out += b
+        return out
+
+    def input_grads(
+        self, params: dict[str, np.ndarray], dZ: np.ndarray, x: np.ndarray, ids: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(dW_x, db, dx) from the pre-activation gradients dZ (T, B, G*H) of all steps."""
+        W_x = params["W_x"]
+        T, B, GH = dZ.shape
+        dZ2 = dZ.reshape(T * B, GH)
+        db = dZ2.sum(axis=0)
+        if ids:
+            return scatter_add_rows(x.reshape(-1), dZ2, W_x.shape[0]), db, None
+        D = x.shape[2]
+        dW_x = np.matmul(x.reshape(T * B, D).T, dZ2)
+        dx = np.matmul(dZ2, W_x.T).reshape(T, B, D)
+        return dW_x, db, dx
+
+    @staticmethod
+    def prepare_input(
+        params: dict[str, np.ndarray], x: np.ndarray, ids: bool
+    ) -> np.ndarray:
+        """Ids as an int array; dense input in the parameters' dtype (never a silent upcast)."""
+        if ids:
+            return np.asarray(x, dtype=np.intp)
+        return np.ascontiguousarray(x, dtype=params["W_h"].dtype)
+
+    def initial_state(self, state0: tuple | None, batch: int, dtype: np.dtype) -> tuple:
+        if state0 is None:
+            return self.zero_state(batch, dtype)
+        return tuple(np.asarray(s, dtype=dtype) for s in state0)
+
+    # ------------------------------------------------------------------ to implement
+    def forward(
+        self,
+        params: dict[str, np.ndarray],
+        x: np.ndarray,
+        state0: tuple | None,
+        *,
+        layer_input_is_ids: bool,
+    ) -> tuple[np.ndarray, tuple, Any]:
+        """Run the whole sequence: returns (hs (T, B, H), final state tuple, cache)."""
+        raise NotImplementedError
+
+    def backward(
+        self,
+        params: dict[str, np.ndarray],
+        dhs: np.ndarray | None,
+        dstateT: tuple | None,
+        cache: Any,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        """Gradients (param grads, dx or None for ids input, dstate0) of a scalar loss whose
+        gradients wrt all hidden states are ``dhs`` and wrt the final state are ``dstateT``."""
+        raise NotImplementedError
+
+
+def check_cell_config(hidden_size: int, init: str) -> None:
+    """Range checks shared by the cell schemas' ``__post_init__`` (ValueError, per contract)."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0:
+        raise ValueError(f"hidden_size must be > 0, got {hidden_size}")
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
+
+
+__all__ = [
+    "INIT_SCHEMES",
+    "Cell",
+    "State",
+    "Workspace",
+    "as_dtype",
+    "check_cell_config",
+    "course_normal",
+    "course_softmax",
+    "orthogonal",
+    "scatter_add_rows",
+    "sigmoid",
+    "xavier_uniform",
+]

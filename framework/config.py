@@ -1,0 +1,178 @@
+"""Config schemas of the top-level sections, and validation of a composed Hydra config.
+
+Plugin groups (cell, dataset, clip, sampler, optimizer) are validated against the schema their
+plugin registered with; the sections below are rnnlab's own. Everything is checked before any
+work starts, and every problem becomes a one-line :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from framework.errors import ConfigError
+from framework.registry import REGISTRIES, describe_omegaconf_error
+
+FEEDS = ("auto", "example", "names", "stream", "windows")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int = 1
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.num_layers >= 1, f"model.num_layers must be >= 1, got {self.num_layers}")
+        _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    seq_len: int = 25
+    feed: str = "auto"
+    stride: int = 3
+    window_targets: str = "last"
+    shuffle_seed: int | None = None
+    loss: str = "mean"
+    smooth_init_tokens: int | None = None
+    smoothing: float = 0.999
+    log_every: int = 10
+    eval_every: int = 500
+    sample_every: int = 500
+    num_samples: int = 5
+    sample_length: int = 200
+    checkpoint_every: int = 1000
+    report: str = "default"
+    progress: str = "auto"
+    divergence_loss: float = 100.0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 0, f"train.steps must be >= 0, got {self.steps}")
+        _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.seq_len >= 1, f"train.seq_len must be >= 1, got {self.seq_len}")
+        _check(self.feed in FEEDS,
+               f"train.feed must be one of {', '.join(FEEDS)}, got {self.feed!r}")
+        _check(self.stride >= 1, f"train.stride must be >= 1, got {self.stride}")
+        _check(self.window_targets in ("last", "all"),
+               f"train.window_targets must be 'last' or 'all', got {self.window_targets!r}")
+        _check(self.loss in ("mean", "sum"),
+               f"train.loss must be 'mean' or 'sum', got {self.loss!r}")
+        _check(0.0 <= self.smoothing < 1.0,
+               f"train.smoothing must be in [0, 1), got {self.smoothing}")
+        for key in ("log_every", "eval_every", "sample_every", "checkpoint_every"):
+            value = getattr(self, key)
+            _check(value >= 0, f"train.{key} must be >= 0 (0 turns it off), got {value}")
+        _check(self.num_samples >= 0, f"train.num_samples must be >= 0, got {self.num_samples}")
+        _check(self.sample_length >= 1,
+               f"train.sample_length must be >= 1, got {self.sample_length}")
+        _check(self.divergence_loss > 0,
+               f"train.divergence_loss must be > 0, got {self.divergence_loss}")
+        _check(self.report in ("default", "course"),
+               f"train.report must be 'default' or 'course', got {self.report!r}")
+        _check(self.progress in ("auto", "always", "never"),
+               f"train.progress must be auto, always or never, got {self.progress!r}")
+
+
+@dataclass
+class GenerateConfig:
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.window is None or self.window >= 1,
+               f"generate.window must be >= 1 or null, got {self.window}")
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "rnnlab"
+    run_name: str | None = None
+    log_model: bool = True
+    parent_run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(self.tracking_uri.strip()), "mlflow.tracking_uri must not be empty")
+        _check(bool(self.experiment_name.strip()), "mlflow.experiment_name must not be empty")
+
+
+@dataclass
+class RunConfig:
+    """A fully validated run: plugin sections are their plugins' schema instances."""
+
+    cell: Any
+    dataset: Any
+    clip: Any
+    sampler: Any
+    optimizer: Any
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    seed: int = 0
+    dtype: str = "float32"
+    resume: str | None = None
+    raw: dict = field(default_factory=dict)  # the resolved config as plain containers
+
+    def options(self, group: str) -> dict[str, Any]:
+        """A plugin section's options as a dict (without ``name``)."""
+        section = getattr(self, group)
+        values = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else dict(section)
+        values.pop("name", None)
+        return values
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "generate": GenerateConfig,
+            "mlflow": MlflowConfig}
+
+
+def _section(name: str, schema: type, node: Any) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node or {})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(describe_omegaconf_error(exc, name)) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Validate a composed config; raises ConfigError/PluginError with a one-line message."""
+    from framework.plugins import load_plugins
+
+    load_plugins()
+    if isinstance(cfg, DictConfig):
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(describe_omegaconf_error(exc)) from None
+    else:
+        raw = dict(cfg)
+    raw.pop("hydra", None)
+    plugins = {}
+    for group, registry in REGISTRIES.items():
+        node = raw.get(group)
+        if not isinstance(node, dict) or "name" not in node:
+            raise ConfigError(f"config has no '{group}' section; choose one with {group}=<name>")
+        plugins[group] = registry.validate(node)
+    sections = {name: _section(name, schema, raw.get(name)) for name, schema in SECTIONS.items()}
+    dtype = raw.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    resume = raw.get("resume")
+    return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
+                     resume=None if resume in (None, "") else str(resume), raw=raw)

@@ -1,0 +1,322 @@
+"""Feeds: turn a :class:`~framework.data.Corpus` into training batches.
+
+Every feed is a *pure function of the step*: ``feed.batch(step)`` depends only on ``step`` and the
+feed's seeds, never on earlier calls, so resuming a run at step k needs no saved feed state and
+batches can be requested in any order.  Per-epoch shuffles are re-derived from
+``np.random.default_rng([seed, epoch])``.
+
+Arrays are time-major int64 ``(T, B)``.  Input id -1 is the zero input vector (the course's
+``None`` first input); target id -1 is ignored (padding, or positions with no target).
+``Batch.reset`` tells the trainer to start from a zero hidden state before this batch.
+
+Kinds:
+
+- ``example``: the course's Dinosaurus loop -- one name per step, names shuffled once with
+  ``RandomState(shuffle_seed).shuffle`` (as the course's ``np.random.seed(0)``), hidden state
+  carried across names (reset only at step 0).
+- ``names``: padded mini-batches of names, reshuffled every epoch, reset every batch.
+- ``stream``: truncated BPTT over B parallel contiguous tracks, ``seq_len`` chunks, reset at every
+  epoch start; with B=1 this is min-char-rnn's pointer walk.
+- ``windows``: the course's Shakespeare ``build_data`` windows (length ``seq_len``, every
+  ``stride`` chars), target only the char after the window (``"last"``) or every position
+  (``"all"``); shuffled per epoch, reset every batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from framework.data import Corpus
+from framework.errors import ConfigError
+
+FEED_KINDS = ("example", "names", "stream", "windows")
+WINDOW_TARGETS = ("last", "all")
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    inputs: np.ndarray  # (T, B) int64, -1 = zero input
+    targets: np.ndarray  # (T, B) int64, -1 = ignored
+    reset: bool  # start this batch from a zero state
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of targets that count towards the loss."""
+        return int(np.count_nonzero(self.targets >= 0))
+
+
+def _check_step(step: int) -> int:
+    step = int(step)
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return step
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def pad_names(names: Sequence[np.ndarray], eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Course layout for each name: inputs ``[-1] + ids``, targets ``ids + [eos]``, padded with -1.
+
+    Padding comes after each name's end, so (the model being causal, and padded targets ignored)
+    it changes neither the loss nor the gradients of the real positions.
+    """
+    T = max(len(a) for a in names) + 1
+    inputs = np.full((T, len(names)), -1, dtype=np.int64)
+    targets = np.full((T, len(names)), -1, dtype=np.int64)
+    for b, ids in enumerate(names):
+        n = len(ids)
+        inputs[1 : n + 1, b] = ids
+        targets[:n, b] = ids
+        targets[n, b] = eos_id
+    return inputs, targets
+
+
+def as_stream(corpus: Corpus, split: str) -> np.ndarray:
+    """The train or val split as one id array; names are joined, each followed by its eos."""
+    data = getattr(corpus, split)
+    if corpus.kind == "stream":
+        return np.asarray(data, dtype=np.int64)
+    eos = np.array([corpus.vocab.eos_id], dtype=np.int64)
+    if not data:
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate([part for ids in data for part in (ids, eos)])
+
+
+class Feed:
+    """Base class; subclasses set ``kind``, ``batch_size``, ``seq_len`` and ``steps_per_epoch``."""
+
+    kind: str = ""
+    batch_size: int
+    seq_len: int | None
+    steps_per_epoch: int
+
+    def batch(self, step: int) -> Batch:
+        raise NotImplementedError
+
+    def val_batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def epoch(self, step: int) -> int:
+        return _check_step(step) // self.steps_per_epoch
+
+
+class ExampleFeed(Feed):
+    """The course's loop: step j trains on ``examples[j mod N]`` with the state carried over."""
+
+    kind = "example"
+
+    def __init__(self, corpus: Corpus, *, shuffle_seed: int) -> None:
+        self.batch_size, self.seq_len = 1, None
+        self.eos_id = int(corpus.vocab.eos_id)
+        self._train = list(corpus.train)
+        self._val = list(corpus.val)
+        # Shuffle a list of indices: RandomState.shuffle on any list makes the same swaps as the
+        # course's shuffle of its list of strings, so the order is the course's order.
+        order = list(range(len(self._train)))
+        np.random.RandomState(shuffle_seed).shuffle(order)
+        self.order = order
+        self.steps_per_epoch = len(order)
+
+    def example(self, step: int) -> np.ndarray:
+        return self._train[self.order[_check_step(step) % self.steps_per_epoch]]
+
+    def batch(self, step: int) -> Batch:
+        inputs, targets = pad_names([self.example(step)], self.eos_id)
+        return Batch(inputs, targets, reset=step == 0)
+
+    def val_batches(self) -> Iterator[Batch]:
+        # Validation names are scored independently (from a zero state), in file order.
+        for ids in self._val:
+            inputs, targets = pad_names([ids], self.eos_id)
+            yield Batch(inputs, targets, reset=True)
+
+
+class NamesFeed(Feed):
+    """Padded mini-batches of names; the last batch of an epoch may be smaller."""
+
+    kind = "names"
+
+    def __init__(self, corpus: Corpus, *, batch_size: int, seed: int) -> None:
+        self.batch_size, self.seq_len, self.seed = batch_size, None, seed
+        self.eos_id = int(corpus.vocab.eos_id)
+        self._train = list(corpus.train)
+        self._val = list(corpus.val)
+        self.steps_per_epoch = math.ceil(len(self._train) / batch_size)
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        # Caching the last epoch's permutation is only a speed-up; the result is the same.
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, _epoch_permutation(len(self._train), self.seed, epoch))
+        return self._cached[1]
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def batch(self, step: int) -> Batch:
+        inputs, targets = pad_names([self._train[j] for j in self.indices(step)], self.eos_id)
+        return Batch(inputs, targets, reset=True)
+
+    def val_batches(self) -> Iterator[Batch]:
+        for start in range(0, len(self._val), self.batch_size):
+            inputs, targets = pad_names(self._val[start : start + self.batch_size], self.eos_id)
+            yield Batch(inputs, targets, reset=True)
+
+
+class StreamFeed(Feed):
+    """Truncated BPTT: B contiguous tracks, chunk k covers ``track[kT : kT+T+1]``.
+
+    The walk follows min-char-rnn: the pointer advances by T and wraps (with a state reset) when
+    ``p + T + 1 >= len(track)``; so a last chunk that would fit exactly is skipped, as there.
+    """
+
+    kind = "stream"
+
+    def __init__(self, data: np.ndarray, val: np.ndarray, *, batch_size: int,
+                 seq_len: int) -> None:
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.track_len = len(data) // batch_size
+        self.tracks = np.asarray(data[: self.track_len * batch_size]).reshape(batch_size, -1)
+        self.steps_per_epoch = max(1, (self.track_len - 2) // seq_len)
+        self._val = np.asarray(val, dtype=np.int64)
+
+    def pointer(self, step: int) -> int:
+        return (_check_step(step) % self.steps_per_epoch) * self.seq_len
+
+    def batch(self, step: int) -> Batch:
+        p, T = self.pointer(step), self.seq_len
+        chunk = self.tracks[:, p : p + T + 1].T  # (T+1, B)
+        return Batch(np.ascontiguousarray(chunk[:-1]), np.ascontiguousarray(chunk[1:]),
+                     reset=step % self.steps_per_epoch == 0)
+
+    def val_batches(self) -> Iterator[Batch]:
+        """Every val position once, state carried across chunks (reset before the first)."""
+        n = len(self._val)
+        if n < 2:
+            return
+        B = max(1, min(self.batch_size, n // (self.seq_len + 1)))
+        tracks = self._val[: (n // B) * B].reshape(B, -1)
+        length = tracks.shape[1]
+        for p in range(0, length - 1, self.seq_len):
+            chunk = tracks[:, p : min(p + self.seq_len + 1, length)].T
+            yield Batch(np.ascontiguousarray(chunk[:-1]), np.ascontiguousarray(chunk[1:]),
+                        reset=p == 0)
+
+
+class WindowsFeed(Feed):
+    """Fixed windows ``text[i : i+T]`` for ``i = 0, stride, ...`` while ``i < len - T``."""
+
+    kind = "windows"
+
+    def __init__(self, data: np.ndarray, val: np.ndarray, *, batch_size: int, seq_len: int,
+                 stride: int, targets: str, seed: int) -> None:
+        self.batch_size, self.seq_len, self.stride = batch_size, seq_len, stride
+        self.targets, self.seed = targets, seed
+        self.data = np.asarray(data, dtype=np.int64)
+        self._val = np.asarray(val, dtype=np.int64)
+        self.n_windows = self.count(len(self.data), seq_len, stride)
+        self.steps_per_epoch = math.ceil(self.n_windows / batch_size)
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    @staticmethod
+    def count(n: int, seq_len: int, stride: int) -> int:
+        return len(range(0, max(n - seq_len, 0), stride))
+
+    def _make(self, data: np.ndarray, starts: np.ndarray) -> Batch:
+        offsets = np.arange(self.seq_len)
+        inputs = data[starts[None, :] + offsets[:, None]]  # (T, B)
+        if self.targets == "all":
+            targets = data[starts[None, :] + offsets[:, None] + 1]
+        else:
+            targets = np.full_like(inputs, -1)
+            targets[-1] = data[starts + self.seq_len]
+        return Batch(inputs, targets, reset=True)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, _epoch_permutation(self.n_windows, self.seed, epoch))
+        return self._cached[1]
+
+    def starts(self, step: int) -> np.ndarray:
+        """Text offsets of the windows of batch ``step``."""
+        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] * self.stride
+
+    def batch(self, step: int) -> Batch:
+        return self._make(self.data, self.starts(step))
+
+    def val_batches(self) -> Iterator[Batch]:
+        starts = np.arange(self.count(len(self._val), self.seq_len, self.stride)) * self.stride
+        for k in range(0, len(starts), self.batch_size):
+            yield self._make(self._val, starts[k : k + self.batch_size])
+
+
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def make_feed(kind: str, corpus: Corpus, *, batch_size: int, seq_len: int, seed: int,
+              shuffle_seed: int | None = None, stride: int = 3,
+              window_targets: str = "last") -> Feed:
+    """Build a feed, turning impossible combinations into one-line ConfigErrors."""
+    if kind not in FEED_KINDS:
+        raise ConfigError(f"unknown feed {kind!r}; choose one of {', '.join(FEED_KINDS)}")
+    batch_size = _positive("batch_size", batch_size)
+    seq_len = _positive("seq_len", seq_len)
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0 for the feeds, got {seed}")
+    name = corpus.name
+    if kind in ("example", "names"):
+        if corpus.kind != "lines":
+            raise ConfigError(
+                f"feed '{kind}' needs a dataset of one example per line, but '{name}' is "
+                f"continuous text; use train.feed=stream or train.feed=windows")
+        n = len(corpus.train)
+        if kind == "example":
+            if batch_size != 1:
+                raise ConfigError(f"feed 'example' trains on one name per step; set "
+                                  f"train.batch_size=1 (got {batch_size}) or use train.feed=names")
+            shuffle_seed = seed if shuffle_seed is None else shuffle_seed
+            if not 0 <= shuffle_seed < 2**32:
+                raise ConfigError(f"train.shuffle_seed must be in [0, 2**32), got {shuffle_seed}")
+            return ExampleFeed(corpus, shuffle_seed=shuffle_seed)
+        if batch_size > n:
+            raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training "
+                              f"names of '{name}'; lower train.batch_size")
+        return NamesFeed(corpus, batch_size=batch_size, seed=seed)
+
+    train, val = as_stream(corpus, "train"), as_stream(corpus, "val")
+    if kind == "stream":
+        need = batch_size * (seq_len + 1)
+        if len(train) < need:
+            raise ConfigError(
+                f"train.batch_size={batch_size} tracks of train.seq_len={seq_len}+1 chars need "
+                f"{need} characters but '{name}' has {len(train)} for training; lower "
+                f"train.batch_size or train.seq_len")
+        return StreamFeed(train, val, batch_size=batch_size, seq_len=seq_len)
+
+    stride = _positive("stride", stride)
+    if window_targets not in WINDOW_TARGETS:
+        raise ConfigError(f"train.window_targets must be 'last' or 'all', got {window_targets!r}")
+    n_windows = WindowsFeed.count(len(train), seq_len, stride)
+    if n_windows == 0:
+        raise ConfigError(f"train.seq_len={seq_len} is not shorter than the {len(train)} training "
+                          f"characters of '{name}'; lower train.seq_len")
+    if batch_size > n_windows:
+        raise ConfigError(f"train.batch_size={batch_size} is larger than the {n_windows} windows "
+                          f"of '{name}'; lower train.batch_size or train.stride")
+    return WindowsFeed(train, val, batch_size=batch_size, seq_len=seq_len, stride=stride,
+                       targets=window_targets, seed=seed)
+
+
+__all__ = ["FEED_KINDS", "Batch", "ExampleFeed", "Feed", "NamesFeed", "StreamFeed",
+           "WindowsFeed", "as_stream", "make_feed", "pad_names"]

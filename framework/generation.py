@@ -1,0 +1,154 @@
+"""Text generation from a trained model with any sampler plugin.
+
+Two corpus kinds, told apart by the vocabulary's ``eos``:
+
+* lines (names, eos "\\n"): like the course's ``sample``, start from the zero state with the zero
+  input (id -1), feed the prompt, then sample until the eos character or ``length`` characters.
+  The returned text is the prompt plus the sampled characters, without the eos.
+* stream (eos None): feed the prompt (an empty prompt starts from "\\n" if the vocabulary has it,
+  else from its first character, like min-char-rnn's seed character, which is not returned), then
+  sample exactly ``length`` characters. The output starts with the raw prompt.
+
+``window=W`` re-creates models trained on fixed windows (the course's Shakespeare model): each next
+character is predicted by running the model from the zero state over only the last W characters.
+
+The model only needs ``zero_state(B)`` and ``step(ids (B,), state) -> (logits (B, V), state)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from framework.errors import ConfigError, DataError
+
+
+class StepModel(Protocol):
+    def zero_state(self, batch: int) -> Any: ...
+
+    def step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
+
+
+def encode_prompt(vocab: Any, prompt: str) -> list[int]:
+    """Prompt characters as ids; unknown characters raise a DataError that names them."""
+    unknown = sorted({c for c in prompt if c not in vocab.stoi})
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown)
+        hint = ""
+        if any(c.isupper() for c in unknown) and all(
+            c.lower() in vocab.stoi for c in unknown if c.isupper()
+        ):
+            hint = " (this vocabulary is lower-case; lower-case the prompt)"
+        raise DataError(
+            f"prompt has characters that are not in the vocabulary: {shown}{hint}; "
+            f"the vocabulary is {''.join(vocab.chars)!r}"
+        )
+    return [vocab.stoi[c] for c in prompt]
+
+
+def _check_args(length: int, num_samples: int, window: int | None) -> None:
+    if not isinstance(length, (int, np.integer)) or length < 0:
+        raise ConfigError(f"generate length must be an integer >= 0, got {length!r}")
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+        raise ConfigError(f"generate num_samples must be an integer >= 0, got {num_samples!r}")
+    if window is not None and (not isinstance(window, (int, np.integer)) or window < 1):
+        raise ConfigError(f"generate.window must be an integer >= 1 or null, got {window!r}")
+
+
+def generate(
+    model: StepModel,
+    vocab: Any,
+    sampler: Any,
+    *,
+    prompt: str = "",
+    length: int = 200,
+    num_samples: int = 1,
+    window: int | None = None,
+    rng: np.random.Generator | None = None,
+    stop_at_eos: bool | None = None,
+) -> list[str]:
+    """``num_samples`` texts, each the prompt followed by the generated characters.
+
+    ``stop_at_eos`` defaults to "the vocabulary has an eos". Sample s calls the sampler with
+    ``sample_index=s`` and ``step`` = number of characters it sampled before, so a course-seeded
+    categorical sampler reproduces the course's ``sample(..., seed=course_seed + s)``.
+    """
+    _check_args(length, num_samples, window)
+    prompt_ids = encode_prompt(vocab, prompt)
+    stop = vocab.eos is not None if stop_at_eos is None else bool(stop_at_eos)
+    if stop and vocab.eos is None:
+        raise ConfigError("stop_at_eos needs a vocabulary with an end-of-sequence character")
+    eos_id = vocab.stoi[vocab.eos] if stop else None
+    if vocab.eos is not None:
+        start = [-1]  # the course's all-zero first input
+    elif prompt_ids:
+        start = []
+    else:
+        start = [vocab.stoi["\n"] if "\n" in vocab.stoi else 0]
+    context = start + prompt_ids
+    rng = np.random.default_rng() if rng is None else rng
+    if num_samples == 0:
+        return []
+
+    # Samples share one batch (one model.step per character for all of them), except with a
+    # course-seeded sampler, where each sample runs alone so its numerics match a B=1 run.
+    if getattr(sampler, "course_seed", None) is not None:
+        groups = [[s] for s in range(num_samples)]
+    else:
+        groups = [list(range(num_samples))]
+    sampled: list[list[int]] = []
+    for group in groups:
+        sampled += _generate_group(model, sampler, context, group, length, window, eos_id, rng)
+    return [prompt + "".join(vocab.chars[i] for i in ids) for ids in sampled]
+
+
+def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+    """Feed ids (T, B) step by step; returns the last logits and the state."""
+    logits = None
+    for column in ids:
+        logits, state = model.step(column, state)
+    return logits, state
+
+
+def _generate_group(
+    model: StepModel,
+    sampler: Any,
+    context: list[int],
+    group: Sequence[int],
+    length: int,
+    window: int | None,
+    eos_id: int | None,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    batch = len(group)
+    history = np.repeat(np.asarray(context, dtype=np.int64)[:, None], batch, axis=1)  # (T, B)
+    out: list[list[int]] = [[] for _ in group]
+    done = np.zeros(batch, dtype=bool)
+    if window is None:
+        logits, state = _run(model, history, model.zero_state(batch))
+    for k in range(length):
+        if window is not None:
+            logits, _ = _run(model, history[-window:], model.zero_state(batch))
+        rows = np.asarray(logits, dtype=np.float64)
+        nxt = np.zeros(batch, dtype=np.int64)
+        for b, s in enumerate(group):
+            if done[b]:
+                continue  # finished rows keep stepping (cheap) but are never sampled again
+            idx = int(sampler(rows[b], rng=rng, step=k, sample_index=s))
+            nxt[b] = idx
+            if idx == eos_id:
+                done[b] = True
+            else:
+                out[b].append(idx)
+        if done.all() or k == length - 1:
+            break
+        if window is None:
+            logits, state = model.step(nxt, state)
+        else:
+            history = np.concatenate([history, nxt[None]], axis=0)[-window:]
+    return out
+
+
+__all__ = ["StepModel", "encode_prompt", "generate"]

@@ -1,0 +1,223 @@
+"""A trained checkpoint as an MLflow pyfunc model that generates text.
+
+The model is saved with MLflow's "models from code": ``python_model`` is the path of
+``framework/pyfunc_model.py``, a tiny file that calls ``mlflow.models.set_model(...)``; the
+checkpoint ``.npz`` is an artifact.  Nothing is pickled, so loading the model never unpickles
+(project rule).  The ``framework/`` package and the ``cells/`` plugin folder are copied into the
+model (``code_paths``), so ``mlflow models serve`` works from any directory without installing
+rnnlab.
+
+Input: a pandas DataFrame with a ``prompt`` column and optional columns ``num_samples``,
+``length``, ``temperature`` and ``seed`` (missing or NaN means "default").  Output: a list of
+strings, the samples of row 0, then those of row 1, ...  Each sample starts with its prompt.
+Served: ``POST /invocations`` with ``{"dataframe_records": [{"prompt": "ab", "seed": 1}]}`` answers
+``{"predictions": ["ab…", …]}``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from framework.checkpoint import build_model_from_checkpoint, load_checkpoint
+from framework.errors import RnnlabError
+
+FRAMEWORK_DIR = Path(__file__).resolve().parent
+ROOT = FRAMEWORK_DIR.parent
+MODEL_CODE = FRAMEWORK_DIR / "pyfunc_model.py"
+CHECKPOINT_ARTIFACT = "checkpoint"
+MAX_LENGTH = 10_000  # per request row: a served model must not be asked for unbounded work
+MAX_SAMPLES = 100
+DEFAULT_LENGTH = 200
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # pd.isna of a list-like
+        return False
+
+
+def _number(value: Any) -> float | None:
+    if _missing(value):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise RnnlabError(f"expected a number, got {value!r}") from None
+    return None if math.isnan(out) else out
+
+
+def _int_option(row: dict[str, Any], key: str, default: int | None, lo: int,
+                hi: int | None) -> int | None:
+    value = _number(row.get(key))
+    if value is None:
+        return default
+    if value != int(value) or value < lo or (hi is not None and value > hi):
+        bound = f" and <= {hi}" if hi is not None else ""
+        raise RnnlabError(f"{key} must be an integer >= {lo}{bound}, got {row.get(key)!r}")
+    return int(value)
+
+
+class CharRNNTextModel(PythonModel):
+    """pyfunc wrapper: ``load_context`` rebuilds the model, ``predict`` generates text."""
+
+    def load_context(self, context: Any) -> None:
+        self._load(context.artifacts[CHECKPOINT_ARTIFACT])
+
+    def _load(self, checkpoint_path: str | os.PathLike[str]) -> None:
+        from framework.registry import SAMPLERS
+
+        arrays, meta = load_checkpoint(checkpoint_path)
+        self.model, self.vocab = build_model_from_checkpoint(arrays, meta)
+        config = meta.get("config") or {}
+        self.window = (meta.get("generate") or config.get("generate") or {}).get("window")
+        self.default_length = int((config.get("train") or {}).get("sample_length")
+                                  or DEFAULT_LENGTH)
+        sampler_cfg = dict(config.get("sampler") or {"name": "categorical"})
+        # A course-seeded sampler ignores the request's seed (every answer would be the same).
+        sampler_cfg.pop("course_seed", None)
+        try:
+            self.sampler = SAMPLERS.build(sampler_cfg)
+        except RnnlabError:
+            self.sampler = SAMPLERS.build({"name": "categorical"})
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> list[str]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.generate_rows(_as_frame(model_input))
+        except RnnlabError as exc:
+            # A bad request (unknown prompt characters, bad numbers) is a 400, not a crash.
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+
+    def generate_rows(self, frame: pd.DataFrame) -> list[str]:
+        from framework.generation import generate
+        from framework.registry import SAMPLERS
+
+        texts: list[str] = []
+        for row in frame.to_dict(orient="records"):
+            prompt = row.get("prompt")
+            prompt = "" if _missing(prompt) else str(prompt)
+            num = _int_option(row, "num_samples", 1, 1, MAX_SAMPLES)
+            length = _int_option(row, "length", min(self.default_length, MAX_LENGTH), 0,
+                                 MAX_LENGTH)
+            seed = _int_option(row, "seed", None, 0, None)
+            temperature = _number(row.get("temperature"))
+            sampler = self.sampler
+            if temperature is not None:
+                sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
+            texts += generate(self.model, self.vocab, sampler, prompt=prompt, length=length,
+                              num_samples=num, window=self.window,
+                              rng=np.random.default_rng(seed))
+        return texts
+
+
+def _as_frame(model_input: Any) -> pd.DataFrame:
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, str):
+        return pd.DataFrame({"prompt": [model_input]})
+    if isinstance(model_input, dict):
+        return pd.DataFrame([model_input])
+    if isinstance(model_input, (list, tuple)):
+        if all(isinstance(x, str) for x in model_input):
+            return pd.DataFrame({"prompt": list(model_input)})
+        return pd.DataFrame(list(model_input))
+    raise RnnlabError(f"model input must be a DataFrame with a 'prompt' column, got "
+                      f"{type(model_input).__name__}")
+
+
+def signature() -> Any:
+    """Input columns (all but ``prompt`` optional) and a string output."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    # Numbers are typed "any" (checked in predict): MLflow refuses int64 for a "double" column,
+    # and a "long" column turns float64 as soon as one record omits it (NaN).
+    inputs = Schema([
+        ColSpec("string", "prompt"),
+        *(ColSpec(AnyType(), name, required=False)
+          for name in ("num_samples", "length", "temperature", "seed")),
+    ])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for name in ("mlflow", "numpy", "pandas", "omegaconf"):
+        try:
+            reqs.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
+def _stage_code(dst: Path) -> list[str]:
+    """Copies of framework/ and cells/ without caches, for ``code_paths``."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    paths = []
+    for name in ("framework", "cells"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=ignore)
+            paths.append(str(dst / name))
+    return paths
+
+
+def save_pyfunc_model(path: str | os.PathLike[str],
+                      checkpoint_path: str | os.PathLike[str]) -> Path:
+    """Save the checkpoint as a pyfunc model directory at ``path`` (must not exist or be empty)."""
+    import mlflow.pyfunc
+
+    arrays, meta = load_checkpoint(checkpoint_path)  # refuse a bad checkpoint before saving
+    build_model_from_checkpoint(arrays, meta)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-code-") as staging, \
+            warnings.catch_warnings():
+        # MLflow nags for an input_example; giving one would run the model at save time (slow),
+        # and the signature already documents the input.
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+        mlflow.pyfunc.save_model(
+            path=str(path),
+            python_model=str(MODEL_CODE),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
+            code_paths=_stage_code(Path(staging)),
+            signature=signature(),
+            pip_requirements=_requirements(),  # explicit: no slow requirement inference
+            metadata={"rnnlab_cell": str(meta.get("cell")), "rnnlab_step": meta.get("step")},
+        )
+    return Path(path)
+
+
+def log_pyfunc_model(client: Any, run_id: str, checkpoint_path: str | os.PathLike[str],
+                     artifact_path: str = "model") -> str:
+    """Save the pyfunc model and log it as run artifacts; returns ``runs:/<run_id>/<path>``.
+
+    Saving locally and logging with the explicit client avoids the fluent API's active run.
+    """
+    with tempfile.TemporaryDirectory(prefix="rnnlab-model-") as tmp:
+        local = save_pyfunc_model(Path(tmp) / "model", checkpoint_path)
+        client.log_artifacts(run_id, str(local), artifact_path)
+    return f"runs:/{run_id}/{artifact_path}"
+
+
+def load_text_model(checkpoint_path: str | os.PathLike[str]) -> CharRNNTextModel:
+    """The pyfunc model class used directly on a checkpoint (no MLflow round trip)."""
+    model = CharRNNTextModel()
+    model._load(checkpoint_path)
+    return model
+
+
+__all__ = ["CharRNNTextModel", "load_text_model", "log_pyfunc_model", "save_pyfunc_model",
+           "signature"]

@@ -1,0 +1,566 @@
+"""MLflow tracking through an explicit ``MlflowClient`` (no fluent, process-global active run).
+
+Why not ``mlflow.start_run``/``mlflow.set_experiment``: the fluent API keeps the active run and
+experiment in globals, which misfiles runs into "Default" when sweep jobs run concurrently.  Here
+every call names its run id and the experiment id is resolved (get-or-create) explicitly.
+
+Other traps handled here:
+
+* The tracking URI is always explicit (default ``sqlite:///mlflow.db``): MLflow's own default is a
+  ``./mlruns`` file store, which this MLflow version refuses once that folder holds data.
+* Parallel jobs that open a fresh sqlite store race on creating its schema; the first open (and
+  experiment creation) is serialised by a lock file in the temp dir keyed by the database path.
+* Artifacts of new experiments on a sqlite store go to ``<db dir>/mlartifacts/`` (the same folder
+  ``mlflow server`` uses), never to ``./mlruns`` where they would trigger the trap above.
+* Metrics are buffered and sent with ``log_batch`` (every ~2 s or 500 values, and at the end); a
+  failed flush keeps the metrics and warns, so a tracking server going away never kills training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from framework.errors import CheckpointError, TrackingError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CHECKPOINT_ARTIFACT_DIR = "checkpoints"
+MODEL_ARTIFACT_PATH = "model"
+FAILURE_REASON_TAG = "rnnlab.failure_reason"
+FLUSH_EVERY_SECONDS = 2.0
+FLUSH_EVERY_METRICS = 500
+MAX_BUFFERED_METRICS = 200_000  # beyond this (server down for long) the oldest values are dropped
+# MLflow's limits (mlflow.utils.validation); copied so importing this module stays cheap.
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_KEY = 250
+PARAMS_PER_BATCH = 100
+ROOT = Path(__file__).resolve().parent.parent
+_KNOWN_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
+                  "file", ""}
+
+log = logging.getLogger("rnnlab.tracking")
+
+
+# ------------------------------------------------------------------------------------- helpers
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"train.steps": "2000", ...}`` with every value as a string."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if value:
+                out.update(flatten_config(value, f"{name}."))
+            else:
+                out[name] = "{}"
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value), default=str)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def git_commit(repo: Path = ROOT) -> str | None:
+    """``git rev-parse HEAD`` of the repo, or None (no git, no commits yet, not a repo)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URI (relative paths resolved against cwd)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    raw = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not raw or raw == ":memory:":
+        return None
+    return Path(raw).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise first-time schema creation/experiment creation on one sqlite file."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    key = hashlib.sha256(str(db).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"rnnlab-mlflow-{key}.lock"
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _environ(**names: str) -> Iterator[None]:
+    """Temporarily set environment variables (MLflow reads its settings at every call)."""
+    old = {k: os.environ.get(k) for k in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def http_limits(max_retries: int, timeout: float) -> contextlib.AbstractContextManager[None]:
+    """Temporarily bound MLflow's HTTP retries and timeout (its defaults retry for minutes)."""
+    return _environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(max_retries),
+                    MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout))),
+                    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
+
+
+def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        value = cfg.get(key, default)
+    else:
+        value = getattr(cfg, key, default)
+    return default if value is None and default is not None else value
+
+
+def make_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient`` for ``tracking_uri`` whose store is fully initialised.
+
+    Bad URIs become a one-line TrackingError.  For sqlite the first open happens under a lock.
+    """
+    from mlflow import MlflowClient
+
+    uri = tracking_uri.strip()
+    scheme = urlparse(uri).scheme
+    if scheme not in _KNOWN_SCHEMES:
+        raise TrackingError(f"mlflow.tracking_uri {uri!r} has an unsupported scheme '{scheme}'; "
+                            f"use e.g. {DEFAULT_TRACKING_URI} or http://host:5000")
+    if scheme in ("", "file"):
+        raise TrackingError(f"mlflow.tracking_uri {uri!r} is a file store, which this MLflow no "
+                            f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
+    try:
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            if scheme == "sqlite":
+                client.search_experiments(max_results=1)  # creates/migrates the schema now
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(f"cannot open MLflow tracking store {uri!r}: {_first_line(exc)}; "
+                            f"check mlflow.tracking_uri") from None
+    return client
+
+
+def download_checkpoint(client: Any, run_id: str, artifact: str | None = None,
+                        dst_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Download a run's checkpoint artifact and return its local path.
+
+    With ``artifact=None`` the first of ``checkpoints/latest.npz``, ``checkpoints/final.npz``,
+    ``checkpoints/best.npz``, the newest ``checkpoints/step_*.npz`` and the logged model's
+    checkpoint is taken.  Unknown runs and runs without checkpoints are a CheckpointError.
+    """
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        raise CheckpointError(f"MLflow run '{run_id}' not found in {client.tracking_uri} "
+                              f"({_first_line(exc)}); check run_id and mlflow.tracking_uri"
+                              ) from None
+    if artifact is None:
+        artifact = _pick_checkpoint_artifact(client, run_id)
+        if artifact is None:
+            raise CheckpointError(f"MLflow run '{run_id}' has no checkpoint artifact (looked in "
+                                  f"{CHECKPOINT_ARTIFACT_DIR}/ and {MODEL_ARTIFACT_PATH}/)")
+    dst = Path(dst_dir) if dst_dir else Path(tempfile.mkdtemp(prefix="rnnlab-run-"))
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        with _environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):  # keep stderr clean
+            local = client.download_artifacts(run_id, artifact, str(dst))
+    except Exception as exc:
+        raise CheckpointError(f"cannot download '{artifact}' of MLflow run '{run_id}': "
+                              f"{_first_line(exc)}") from None
+    return Path(local)
+
+
+def _pick_checkpoint_artifact(client: Any, run_id: str) -> str | None:
+    def names(path: str) -> list[str]:
+        try:
+            return [f.path for f in client.list_artifacts(run_id, path) if not f.is_dir]
+        except Exception:
+            return []
+
+    ckpts = names(CHECKPOINT_ARTIFACT_DIR)
+    for name in ("latest.npz", "final.npz", "best.npz"):
+        wanted = f"{CHECKPOINT_ARTIFACT_DIR}/{name}"
+        if wanted in ckpts:
+            return wanted
+    steps = sorted(p for p in ckpts if Path(p).name.startswith("step_") and p.endswith(".npz"))
+    if steps:
+        return max(steps, key=lambda p: int("".join(c for c in Path(p).stem if c.isdigit()) or 0))
+    model_ckpts = [p for p in names(f"{MODEL_ARTIFACT_PATH}/artifacts") if p.endswith(".npz")]
+    return model_ckpts[0] if model_ckpts else None
+
+
+# ------------------------------------------------------------------------------------- trackers
+class NullTracker:
+    """``mlflow.enabled=false``: the same methods as :class:`Tracker`, doing nothing."""
+
+    run_id: str | None = None
+    enabled = False
+
+    def check_reachable(self) -> None:
+        return None
+
+    def start(self, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None) -> str | None:
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        return None
+
+    def flush(self, *, final: bool = False) -> bool:
+        return True
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        return None
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        return None
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        return None
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        return None
+
+    def log_checkpoint(self, local_path: str) -> None:
+        return None
+
+    def log_model(self, checkpoint_path: str) -> str | None:
+        return None
+
+    def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
+        raise CheckpointError(f"resume from MLflow run '{run_id}' needs mlflow.enabled=true")
+
+    def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        return None
+
+    def __enter__(self) -> NullTracker:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        return None
+
+
+class Tracker(NullTracker):
+    """One MLflow run, logged through an explicit client."""
+
+    enabled = True
+
+    def __init__(self, tracking_uri: str = DEFAULT_TRACKING_URI, experiment_name: str = "rnnlab",
+                 run_name: str | None = None, *, log_model: bool = True,
+                 parent_run_id: str | None = None,
+                 flush_every_seconds: float = FLUSH_EVERY_SECONDS,
+                 flush_every_metrics: int = FLUSH_EVERY_METRICS) -> None:
+        self.tracking_uri = (tracking_uri or DEFAULT_TRACKING_URI).strip()
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.log_model_enabled = bool(log_model)
+        self.parent_run_id = parent_run_id or None
+        self.flush_every_seconds = flush_every_seconds
+        self.flush_every_metrics = flush_every_metrics
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._client: Any = None
+        self._buffer: list[Any] = []
+        self._last_flush = time.monotonic()
+        self._retry_at = 0.0  # after a failed flush, wait before trying again
+        self._failures = 0
+        self._ended = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> NullTracker:
+        """From an ``mlflow`` config node (mapping or dataclass); disabled -> NullTracker."""
+        if not _cfg_get(cfg, "enabled", True):
+            return NullTracker()
+        return cls(
+            tracking_uri=_cfg_get(cfg, "tracking_uri", DEFAULT_TRACKING_URI),
+            experiment_name=_cfg_get(cfg, "experiment_name", "rnnlab"),
+            run_name=_cfg_get(cfg, "run_name"),
+            log_model=bool(_cfg_get(cfg, "log_model", True)),
+            parent_run_id=_cfg_get(cfg, "parent_run_id"),
+        )
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.tracking_uri)
+        return self._client
+
+    def check_reachable(self, timeout: float = 3.0) -> None:
+        """Fail fast (a few seconds) with a one-line TrackingError if the store is unusable."""
+        with http_limits(max_retries=0, timeout=timeout):
+            client = self.client
+            try:
+                client.search_experiments(max_results=1)
+            except Exception as exc:
+                self._client = None
+                raise TrackingError(
+                    f"MLflow tracking server {self.tracking_uri!r} is not reachable "
+                    f"({_first_line(exc)}); start it, fix mlflow.tracking_uri, or set "
+                    f"mlflow.enabled=false") from None
+
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        with _store_lock(self.tracking_uri):
+            for _ in range(5):
+                exp = client.get_experiment_by_name(self.experiment_name)
+                if exp is not None:
+                    if exp.lifecycle_stage == "deleted":
+                        raise TrackingError(
+                            f"MLflow experiment '{self.experiment_name}' is deleted; restore it "
+                            f"or choose another mlflow.experiment_name")
+                    return exp.experiment_id
+                try:
+                    return client.create_experiment(self.experiment_name,
+                                                    artifact_location=self._artifact_location())
+                except MlflowException as exc:
+                    # Another process created it between our get and create: read it again.
+                    if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                        raise
+                time.sleep(0.2)
+        raise TrackingError(f"could not get or create MLflow experiment '{self.experiment_name}'")
+
+    def _artifact_location(self) -> str | None:
+        db = _sqlite_path(self.tracking_uri)
+        if db is None:
+            return None  # a server decides where artifacts go
+        return (db.parent / "mlartifacts" / self.experiment_name.replace("/", "_")).as_uri()
+
+    # -- the run ------------------------------------------------------------------------------
+    def start(self, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None) -> str:
+        """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id."""
+        from mlflow.entities import Param
+
+        params = {str(k): v for k, v in (params or {}).items()}
+        all_tags: dict[str, str] = {"mlflow.user": _user(), "mlflow.source.type": "LOCAL",
+                                    "mlflow.source.name": _source_name()}
+        for key, param in (("cell", "cell.name"), ("dataset", "dataset.name")):
+            if param in params:
+                all_tags[key] = str(params[param])
+        commit = git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        if self.run_name:
+            all_tags["mlflow.runName"] = str(self.run_name)
+        if self.parent_run_id:
+            all_tags["mlflow.parentRunId"] = str(self.parent_run_id)
+        all_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+        all_tags = {_truncate(k, MAX_KEY): _truncate(v, MAX_TAG_VALUE) for k, v in all_tags.items()}
+        try:
+            self.experiment_id = self._experiment()
+            run = self.client.create_run(self.experiment_id, tags=all_tags,
+                                         run_name=all_tags.get("mlflow.runName"))
+            self.run_id = run.info.run_id
+            items = [Param(_truncate(k, MAX_KEY), _truncate(str(v), MAX_PARAM_VALUE))
+                     for k, v in params.items()]
+            for i in range(0, len(items), PARAMS_PER_BATCH):
+                self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise TrackingError(f"cannot start an MLflow run in {self.tracking_uri!r}: "
+                                f"{_first_line(exc)}") from None
+        self._last_flush = time.monotonic()
+        return self.run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Buffer metric values; they are sent in batches, never one request per value."""
+        from mlflow.entities import Metric
+
+        if self.run_id is None or self._ended:
+            return
+        now_ms = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self._buffer.append(Metric(str(key), float(value), now_ms, int(step)))
+        if len(self._buffer) > MAX_BUFFERED_METRICS:
+            dropped = len(self._buffer) - MAX_BUFFERED_METRICS
+            del self._buffer[:dropped]
+            log.warning("MLflow unreachable for long: dropped the %d oldest metric values",
+                        dropped)
+        due = (len(self._buffer) >= self.flush_every_metrics
+               or time.monotonic() - self._last_flush >= self.flush_every_seconds)
+        if due and time.monotonic() >= self._retry_at:
+            self.flush()
+
+    def flush(self, *, final: bool = False) -> bool:
+        """Send buffered metrics; on failure keep them, warn, and return False."""
+        if self.run_id is None or not self._buffer:
+            self._last_flush = time.monotonic()
+            return True
+        sent = 0
+        try:
+            with http_limits(max_retries=2 if final else 1, timeout=10):
+                while sent < len(self._buffer):
+                    chunk = self._buffer[sent:sent + FLUSH_EVERY_METRICS]
+                    self.client.log_batch(self.run_id, metrics=chunk)
+                    sent += len(chunk)
+        except Exception as exc:
+            del self._buffer[:sent]
+            self._failures += 1
+            backoff = min(60.0, 2.0 * 2 ** min(self._failures, 5))
+            self._retry_at = time.monotonic() + backoff
+            log.warning("MLflow log_batch failed (%s); keeping %d metric values, retrying in "
+                        "%.0f s", _first_line(exc), len(self._buffer), backoff)
+            return False
+        finally:
+            self._last_flush = time.monotonic()
+        self._buffer.clear()
+        self._failures = 0
+        self._retry_at = 0.0
+        return True
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if self.run_id is None:
+            return
+        items = [RunTag(_truncate(str(k), MAX_KEY), _truncate(str(v), MAX_TAG_VALUE))
+                 for k, v in tags.items()]
+        for i in range(0, len(items), PARAMS_PER_BATCH):
+            self._safely("set tags", self.client.log_batch, self.run_id,
+                         tags=items[i:i + PARAMS_PER_BATCH])
+
+    # -- artifacts: failures warn instead of killing a finished training run --------------------
+    def _safely(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            log.warning("MLflow %s failed: %s", what, _first_line(exc))
+            return None
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        if self.run_id is not None:
+            self._safely(f"log_text {artifact_file}", self.client.log_text, self.run_id, text,
+                         artifact_file)
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        if self.run_id is not None:
+            self._safely(f"log_dict {artifact_file}", self.client.log_dict, self.run_id,
+                         dict(dictionary), artifact_file)
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        if self.run_id is not None:
+            self._safely(f"log_artifact {local_path}", self.client.log_artifact, self.run_id,
+                         str(local_path), artifact_path)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        if self.run_id is not None:
+            self._safely(f"log_artifacts {local_dir}", self.client.log_artifacts, self.run_id,
+                         str(local_dir), artifact_path)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        if self.run_id is not None:
+            self._safely(f"log_figure {artifact_file}", self.client.log_figure, self.run_id,
+                         figure, artifact_file)
+
+    def log_checkpoint(self, local_path: str) -> None:
+        """Log a checkpoint under ``checkpoints/`` (where :func:`download_checkpoint` looks)."""
+        self.log_artifact(local_path, CHECKPOINT_ARTIFACT_DIR)
+
+    def log_model(self, checkpoint_path: str) -> str | None:
+        """Log the checkpoint as an MLflow pyfunc model at ``model/``; returns its runs:/ URI.
+
+        Does nothing (returns None) when ``mlflow.log_model`` is false.
+        """
+        if self.run_id is None or not self.log_model_enabled:
+            return None
+        from framework.pyfunc import log_pyfunc_model
+
+        return self._safely("log_model", log_pyfunc_model, self.client, self.run_id,
+                            checkpoint_path, MODEL_ARTIFACT_PATH)
+
+    def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
+        return download_checkpoint(self.client, run_id, artifact)
+
+    def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Flush metrics, record ``reason`` (tag rnnlab.failure_reason) and close the run."""
+        if self.run_id is None or self._ended:
+            return
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
+        self._retry_at = 0.0
+        if not self.flush(final=True):
+            log.warning("MLflow: %d metric values could not be sent and are lost",
+                        len(self._buffer))
+            self._buffer.clear()
+        if reason:
+            self.set_tags({FAILURE_REASON_TAG: reason})
+        with http_limits(max_retries=2, timeout=10):
+            self._safely("set_terminated", self.client.set_terminated, self.run_id, status)
+        self._ended = True
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("KILLED", "KeyboardInterrupt")
+        else:
+            self.end("FAILED", f"{exc_type.__name__}: {exc}")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _source_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    return _truncate(argv0, 500)
+
+
+__all__ = ["DEFAULT_TRACKING_URI", "NullTracker", "Tracker", "download_checkpoint",
+           "flatten_config", "git_commit", "make_client"]

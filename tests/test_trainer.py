@@ -1,0 +1,74 @@
+"""The training loop in-process: resume equality, divergence, conflicting resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from framework.errors import CheckpointError, DivergenceError
+from framework.trainer import Reporter, Trainer
+from tests.helpers import QUICK, run_config
+
+
+class RecordingTracker:
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int, dict]] = []
+
+    def log_metrics(self, values: dict, step: int) -> None:
+        self.metrics.append((step, dict(values)))
+
+
+def make_trainer(overrides: list[str], out_dir) -> Trainer:
+    rc = run_config([*QUICK, *overrides])
+    return Trainer(rc, out_dir=out_dir, reporter=Reporter(RecordingTracker(), lambda _: None))
+
+
+FEEDS = {
+    "stream": ["dataset=tinyshakespeare", "cell=lstm", "train.seq_len=10", "optimizer=adagrad"],
+    "names+dropout": ["dataset=dinos", "cell=gru", "model.num_layers=2", "model.dropout=0.3"],
+    "example": ["dataset=dinos", "cell=rnn", "train.feed=example", "train.loss=sum",
+                "optimizer=sgd", "optimizer.lr=0.01", "clip=value", "dtype=float64",
+                "train.batch_size=1"],
+    "windows": ["dataset=sonnets", "cell=lstm", "train.feed=windows", "train.seq_len=12",
+                "sampler=temperature"],
+}
+
+
+@pytest.mark.parametrize("feed", sorted(FEEDS))
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, feed):
+    overrides = FEEDS[feed]
+    full = make_trainer([*overrides, "train.steps=14"], tmp_path / "full")
+    full.run()
+    half = make_trainer([*overrides, "train.steps=7"], tmp_path / "half")
+    half.run()
+    resumed = make_trainer([*overrides, "train.steps=14"], tmp_path / "resumed")
+    resumed.restore(half.last_checkpoint)
+    assert resumed.step == 7
+    resumed.run()
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name], value, err_msg=name)
+    assert resumed.smooth_loss == full.smooth_loss
+
+
+def test_resume_with_conflicting_config_is_refused(tmp_path):
+    first = make_trainer(["cell=gru"], tmp_path / "a")
+    first.run()
+    other = make_trainer(["cell=gru", "train.batch_size=5"], tmp_path / "b")
+    with pytest.raises(CheckpointError, match=r"train.batch_size=4 in the checkpoint, 5 now"):
+        other.restore(first.last_checkpoint)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(["cell=rnn", "optimizer=sgd", "optimizer.lr=1e9", "clip=none",
+                            "train.checkpoint_every=1", "train.steps=50"], tmp_path)
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+.*lower optimizer.lr"):
+        trainer.run()
+    assert trainer.last_checkpoint is not None and trainer.last_checkpoint.is_file()
+
+
+def test_metrics_are_logged_with_step_indices(tmp_path):
+    trainer = make_trainer(["cell=rnn"], tmp_path)
+    trainer.run()
+    steps = [step for step, values in trainer.report.tracker.metrics if "train_loss" in values]
+    assert steps == list(range(12))
+    assert any("val_loss" in values for _, values in trainer.report.tracker.metrics)
