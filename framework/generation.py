@@ -11,6 +11,8 @@ Two corpus kinds, told apart by the vocabulary's ``eos``:
 
 ``window=W`` re-creates models trained on fixed windows (the course's Shakespeare model): each next
 character is predicted by running the model from the zero state over only the last W characters.
+While the text is shorter than W it is left-padded with zero inputs (id -1) up to W, as the
+course pads the prompt with '0' characters that become all-zero input rows.
 
 The model only needs ``zero_state(B)`` and ``step(ids (B,), state) -> (logits (B, V), state)``.
 """
@@ -126,6 +128,11 @@ def _generate_group(
     history = np.repeat(np.asarray(context, dtype=np.int64)[:, None], batch, axis=1)  # (T, B)
     out: list[list[int]] = [[] for _ in group]
     done = np.zeros(batch, dtype=bool)
+    if window is not None and len(history) < window:
+        # The course's generate_output left-pads to the window with zero input rows, so a windowed
+        # model always sees W steps, as in training (not a shorter run from the zero state).
+        pad = np.full((window - len(history), batch), -1, dtype=np.int64)
+        history = np.concatenate([pad, history], axis=0)
     if window is None:
         logits, state = _run(model, history, model.zero_state(batch))
     for k in range(length):

@@ -70,8 +70,8 @@ def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     latest = sorted(cwd.glob("outputs/*/*/checkpoints/latest.npz"))[-1]
     proc = cli("framework.generate", [f"checkpoint={latest}", "num_samples=4", "length=30"], cwd)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 4 and all(line.strip() for line in lines)
+    assert proc.stdout.count("\n") == 4  # one name per line (an untrained model may emit "")
+    assert proc.stdout.strip()
     arrays, meta = load_checkpoint(latest)
     assert meta["cell"] == "lstm" and meta["step"] == 30
     assert all(a.dtype != object for a in arrays.values())
@@ -82,7 +82,7 @@ def test_generate_from_run_id(main_run):
     (run_id, _, _), = _runs(cwd / "mlflow.db")
     proc = cli("framework.generate", [f"run_id={run_id}", "num_samples=2", "length=20"], cwd)
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.strip().splitlines()) == 2
+    assert proc.stdout.count("\n") == 2
 
 
 @pytest.mark.parametrize("args, message", [

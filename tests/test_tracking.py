@@ -22,13 +22,19 @@ from framework.tracking import NullTracker, Tracker, download_checkpoint, flatte
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    # One store for the module: creating a fresh sqlite schema costs about a second.
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
 @pytest.fixture
-def uri(tmp_path, monkeypatch):
+def uri(store, tmp_path, monkeypatch):
     # Run from an empty directory so we can check nothing (mlruns/, mlflow.db) lands in the cwd.
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    return store
 
 
 def _free_port() -> int:
