@@ -9,7 +9,8 @@ Fused layout: ``W_x`` (D, 3H), ``W_h`` (H, 3H), ``b`` (3H,), gate blocks **[r, z
 the r and z gates share one (B, H) @ (H, 2H) matmul; the candidate needs a second, (r*h) @ W_hn,
 because r is applied before it (that is what makes this the char-rnn GRU rather than cuDNN's).
 The pointwise math is written once (``gru_gates_forward``, ``gru_state_forward``,
-``gru_backward_factors``, ``gru_backward_step``) on row-layout arrays.
+``gru_backward_factors``, ``gru_backward_step``) on *gate-major* arrays (axis 0 = gate r, z, n;
+each gate a contiguous block, see framework/cell.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import Cell, check_cell_config, course_normal, sigmoid
+from framework.cell import Cell, check_cell_config, course_normal, fused, gate_major, sigmoid
 from framework.registry import CELLS
 
 GATE_ORDER = ("r", "z", "n")
@@ -27,7 +28,7 @@ GATE_ORDER = ("r", "z", "n")
 
 # --------------------------------------------------------------------------- pointwise math
 def gru_gates_forward(zrz: np.ndarray) -> None:
-    """Activate the fused reset/update pre-activations (..., 2H) in place: r, z = σ(.)."""
+    """Activate the reset/update pre-activations (2, ...) in place: r, z = σ(.)."""
     sigmoid(zrz, out=zrz)
 
 
@@ -44,13 +45,12 @@ def gru_state_forward(
 def gru_backward_factors(
     gates: np.ndarray, h_prev: np.ndarray, f_out: np.ndarray, scratch: np.ndarray
 ) -> None:
-    """Upstream-independent local derivatives for any number of steps, f_out (..., 3H) =
-    [r(1-r)·h_prev, z(1-z)·(h_prev-n), (1-z)·(1-n²)], so dz_{z,n} = dh·f_{z,n} and
+    """Upstream-independent local derivatives for any number of steps, gate-major f_out (3, ...)
+    = [r(1-r)·h_prev, z(1-z)·(h_prev-n), (1-z)·(1-n²)], so dz_{z,n} = dh·f_{z,n} and
     dz_r = d(r*h_prev)·f_r.  ``scratch`` has the shape of h_prev."""
-    H = h_prev.shape[-1]
-    rz, f_rz = gates[..., : 2 * H], f_out[..., : 2 * H]
-    z, n = gates[..., H : 2 * H], gates[..., 2 * H :]
-    f_r, f_z, f_n = (f_out[..., k * H : (k + 1) * H] for k in range(3))
+    rz, f_rz = gates[:2], f_out[:2]
+    _, z, n = gates
+    f_r, f_z, f_n = f_out
     np.subtract(1, rz, out=f_rz)
     np.multiply(f_rz, rz, out=f_rz)  # σ' for r and z together
     np.multiply(f_r, h_prev, out=f_r)
@@ -71,20 +71,21 @@ def gru_backward_step(
     W_hrz_T: np.ndarray,
     drh: np.ndarray,
     dh_prev: np.ndarray,
+    back: np.ndarray,
 ) -> None:
     """One step back from the total gradient ``dh`` reaching h_t (dh is used as scratch).
-    Fills ``dz`` (..., 3H) with the pre-activation gradients and ``dh_prev``; ``drh`` receives
-    the gradient wrt r*h_prev (scratch)."""
-    H = dh.shape[-1]
-    blocks = dz.reshape(dz.shape[:-1] + (3, H))
-    f_blocks = f.reshape(f.shape[:-1] + (3, H))
-    np.multiply(dh[..., None, :], f_blocks[..., 1:, :], out=blocks[..., 1:, :])  # z and n
-    np.matmul(dz[..., 2 * H :], W_hn_T, out=drh)
-    np.multiply(drh, f[..., :H], out=dz[..., :H])  # r
-    np.matmul(dz[..., : 2 * H], W_hrz_T, out=dh_prev)
-    np.multiply(drh, gates[..., :H], out=drh)
+
+    Fills the gate-major ``dz`` (3, B, H) with the pre-activation gradients and ``dh_prev``.
+    ``W_hn_T`` is (H, H) and ``W_hrz_T`` the stacked (2, H, H) transposed recurrent blocks;
+    ``drh`` (gradient wrt r*h_prev) and ``back`` (2, B, H) are scratch."""
+    np.multiply(dh, f[1:], out=dz[1:])  # z and n
+    np.matmul(dz[2], W_hn_T, out=drh)
+    np.multiply(drh, f[0], out=dz[0])  # r
+    np.matmul(dz[:2], W_hrz_T, out=back)
+    np.add(back[0], back[1], out=dh_prev)
+    np.multiply(drh, gates[0], out=drh)
     np.add(dh_prev, drh, out=dh_prev)
-    np.multiply(dh, gates[..., H : 2 * H], out=dh)
+    np.multiply(dh, gates[1], out=dh)
     np.add(dh_prev, dh, out=dh_prev)
 
 
@@ -134,27 +135,24 @@ class GRUCell(Cell):
         T, B = x.shape[:2]
         H = self.hidden_size
         (h0,) = self.initial_state(state0, B, dt)
-        W_hrz = np.ascontiguousarray(W_h[:, : 2 * H])
-        W_hn = np.ascontiguousarray(W_h[:, 2 * H :])
+        W_h3 = gate_major(W_h, 3)  # (3, H, H) blocks r, z, n
         Hs = np.empty((T + 1, B, H), dtype=dt)
         RH = np.empty((T, B, H), dtype=dt)  # r * h_prev of every step, for dW_hn after the loop
         Hs[0] = h0
-        G = self.project_inputs(params, x, ids)  # becomes the gate activations in place
-        rec2 = self._ws.get("rec2", (B, 2 * H), dt)
+        G = self.project_inputs(params, x, ids)  # (3, T, B, H); becomes the activations
+        rec2 = self._ws.get("rec2", (2, B, H), dt)
         rec1 = self._ws.get("rec1", (B, H), dt)
         with np.errstate(over="ignore"):
             for t in range(T):
-                g = G[t]
+                g = G[:, t]
                 h_prev = Hs[t]
-                zrz = g[:, : 2 * H]
-                np.matmul(h_prev, W_hrz, out=rec2)
-                np.add(zrz, rec2, out=zrz)
-                gru_gates_forward(zrz)
-                np.multiply(g[:, :H], h_prev, out=RH[t])
-                np.matmul(RH[t], W_hn, out=rec1)
-                zn = g[:, 2 * H :]
-                np.add(zn, rec1, out=zn)
-                gru_state_forward(zn, g[:, H : 2 * H], h_prev, Hs[t + 1])
+                np.matmul(h_prev, W_h3[:2], out=rec2)  # r and z: one stacked matmul
+                np.add(g[:2], rec2, out=g[:2])
+                gru_gates_forward(g[:2])
+                np.multiply(g[0], h_prev, out=RH[t])
+                np.matmul(RH[t], W_h3[2], out=rec1)  # the candidate sees r * h_prev
+                np.add(g[2], rec1, out=g[2])
+                gru_state_forward(g[2], g[1], h_prev, Hs[t + 1])
         hs = Hs[1:]
         hs.flags.writeable = False
         hT = Hs[T]
@@ -172,26 +170,30 @@ class GRUCell(Cell):
         W_h = params["W_h"]
         dt = W_h.dtype
         T, B, H = RH.shape
-        F = self._ws.get("F", (T, B, 3 * H), dt)
+        F = self._ws.get("F", (3, T, B, H), dt)
         gru_backward_factors(G, Hs[:-1], F, self._ws.get("scratch", (T, B, H), dt))
-        dZ = self._ws.get("dZ", (T, B, 3 * H), dt)
+        dZ = self._ws.get("dZ", (3, T, B, H), dt)
         dh = self._ws.get("dh", (B, H), dt)
         drh = self._ws.get("drh", (B, H), dt)
+        back = self._ws.get("back", (2, B, H), dt)
         dh_next = np.zeros((B, H), dtype=dt)
         if dstateT is not None and dstateT[0] is not None:
             dh_next[...] = dstateT[0]
-        W_hn_T = np.ascontiguousarray(W_h[:, 2 * H :]).T
-        W_hrz_T = np.ascontiguousarray(W_h[:, : 2 * H]).T
+        # (3, H, H) transposed blocks r, z, n, contiguous (faster stacked matmuls than views)
+        W_hT = np.ascontiguousarray(gate_major(W_h, 3).transpose(0, 2, 1))
         for t in range(T - 1, -1, -1):
             if dhs is None:
                 dh[...] = dh_next
             else:
                 np.add(dhs[t], dh_next, out=dh)
-            gru_backward_step(dh, G[t], F[t], dZ[t], W_hn_T, W_hrz_T, drh, dh_next)
-        dZ2 = dZ.reshape(T * B, 3 * H)
-        dW_h = np.empty_like(W_h)
-        np.matmul(Hs[:-1].reshape(T * B, H).T, dZ2[:, : 2 * H], out=dW_h[:, : 2 * H])
-        np.matmul(RH.reshape(T * B, H).T, dZ2[:, 2 * H :], out=dW_h[:, 2 * H :])
+            gru_backward_step(dh, G[:, t], F[:, t], dZ[:, t], W_hT[2], W_hT[:2], drh, dh_next,
+                              back)
+        # Weight gradients in big matmuls over all steps: r, z see h_prev; n sees r * h_prev.
+        dZ3 = dZ.reshape(3, T * B, H)
+        blocks = np.empty((3, H, H), dtype=dt)
+        np.matmul(Hs[:-1].reshape(T * B, H).T, dZ3[:2], out=blocks[:2])
+        np.matmul(RH.reshape(T * B, H).T, dZ3[2], out=blocks[2])
+        dW_h = fused(blocks)
         dW_x, db, dx = self.input_grads(params, dZ, x, ids)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
 

@@ -6,10 +6,12 @@ call per step) and the three gates whose gradient is ``dc * factor`` (f, i, g) s
 broadcast multiply per step in the backward pass).
 
 The pointwise math is written once (``lstm_gates_forward``, ``lstm_backward_factors``,
-``lstm_backward_step``) on row-layout arrays whose last axis holds the fused gates.  The fast
-plugin :class:`LSTMCell` calls it per step on a batch; the course API of spec §1.4/§1.5 (column
-layout, per-gate matrices ``Wf, Wi, Wc, Wo`` over ``concat = [a_prev; xt]``) computes each gate's
-pre-activation in the course's order and then calls the same functions on transposed views.
+``lstm_backward_step``) on *gate-major* arrays: axis 0 is the gate (``z[0]`` is o, ``z[1]`` f,
+``z[2]`` i, ``z[3]`` g), the remaining axes are any layout shared with the state arrays.  The
+fast plugin :class:`LSTMCell` passes (4, B, H) blocks of one step (each gate a contiguous (B, H)
+block, see framework/cell.py); the course API of spec §1.4/§1.5 (column layout, per-gate
+matrices ``Wf, Wi, Wc, Wo`` over ``concat = [a_prev; xt]``) stacks its four (n_a, m) gate
+arrays and calls the same functions, with no transposes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import Cell, check_cell_config, course_normal, course_softmax, sigmoid
+from framework.cell import (
+    Cell,
+    check_cell_config,
+    course_normal,
+    course_softmax,
+    fused,
+    gate_major,
+    sigmoid,
+)
 from framework.registry import CELLS
 
 GATE_ORDER = ("o", "f", "i", "g")  # block k of the fused arrays holds gate GATE_ORDER[k]
@@ -28,13 +38,6 @@ _COURSE_DRAW_ORDER = ("f", "i", "o", "g")  # the course draws Wf, Wi, Wo, Wc in 
 
 
 # --------------------------------------------------------------------------- pointwise math
-def _blocks(a: np.ndarray, n: int) -> np.ndarray:
-    """View (..., n*H) as (..., n, H); refuses to silently copy (writes would be lost)."""
-    if not a.flags.c_contiguous:
-        raise ValueError("fused gate arrays must be C-contiguous")
-    return a.reshape(a.shape[:-1] + (n, a.shape[-1] // n))
-
-
 def lstm_gates_forward(
     z: np.ndarray,
     c_prev: np.ndarray,
@@ -42,17 +45,14 @@ def lstm_gates_forward(
     tc_out: np.ndarray,
     h_out: np.ndarray,
 ) -> None:
-    """Activate the fused pre-activations ``z`` (..., 4H) in place and compute the new state.
+    """Activate the gate-major pre-activations ``z`` (4, ...) in place; compute the new state.
 
     ft = σ(zf), it = σ(zi), ot = σ(zo), g = tanh(zg);
     c = ft*c_prev + it*g; tc = tanh(c); h = ot*tc.
     """
-    H = c_prev.shape[-1]
-    sig = z[..., : 3 * H]
-    sigmoid(sig, out=sig)
-    g = z[..., 3 * H :]
-    np.tanh(g, out=g)
-    o, f, i = z[..., :H], z[..., H : 2 * H], z[..., 2 * H : 3 * H]
+    sigmoid(z[:3], out=z[:3])  # o, f, i together
+    np.tanh(z[3], out=z[3])
+    o, f, i, g = z
     np.multiply(f, c_prev, out=c_out)
     np.multiply(i, g, out=h_out)  # h_out doubles as scratch until the last line
     np.add(c_out, h_out, out=c_out)
@@ -69,15 +69,14 @@ def lstm_backward_factors(
 ) -> None:
     """Local derivatives that do not depend on the upstream gradient (any number of steps).
 
-    d_out (..., 4H) = [o(1-o)·tc, f(1-f)·c_prev, i(1-i)·g, (1-g²)·i] and e_out = o·(1-tc²), so
+    d_out (4, ...) = [o(1-o)·tc, f(1-f)·c_prev, i(1-i)·g, (1-g²)·i] and e_out = o·(1-tc²), so
     that one step back is dc_tot = dc + dh·e, dz_o = dh·d_o, dz_{f,i,g} = dc_tot·d_{f,i,g}.
     """
-    H = tc.shape[-1]
-    sig, dsig = gates[..., : 3 * H], d_out[..., : 3 * H]
+    sig, dsig = gates[:3], d_out[:3]
     np.subtract(1, sig, out=dsig)
     np.multiply(dsig, sig, out=dsig)  # σ' = s(1-s) for o, f, i together
-    o, i, g = gates[..., :H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
-    d_o, d_f, d_i, d_g = (d_out[..., k * H : (k + 1) * H] for k in range(4))
+    o, _, i, g = gates
+    d_o, d_f, d_i, d_g = d_out
     np.multiply(d_o, tc, out=d_o)
     np.multiply(d_f, c_prev, out=d_f)
     np.multiply(d_i, g, out=d_i)
@@ -98,15 +97,14 @@ def lstm_backward_step(
     dz: np.ndarray,
 ) -> None:
     """One step back.  ``dh``: total gradient reaching h_t.  ``dc``: gradient reaching c_t from
-    the future, updated IN PLACE to the gradient wrt c_{t-1}.  ``dz`` (..., 4H) receives the
-    pre-activation gradients of the four gates."""
-    H = dh.shape[-1]
-    dz_o = dz[..., :H]
+    the future, updated IN PLACE to the gradient wrt c_{t-1}.  ``dz`` (4, ...) receives the
+    gate-major pre-activation gradients."""
+    dz_o = dz[0]
     np.multiply(dh, e, out=dz_o)  # dz_o is scratch for dh*e here
     np.add(dc, dz_o, out=dc)  # dc_tot = dc_next + dh*o*(1-tc²)
-    np.multiply(dh, d[..., :H], out=dz_o)
-    np.multiply(dc[..., None, :], _blocks(d, 4)[..., 1:, :], out=_blocks(dz, 4)[..., 1:, :])
-    np.multiply(dc, gates[..., H : 2 * H], out=dc)  # dc_prev = dc_tot * f
+    np.multiply(dh, d[0], out=dz_o)
+    np.multiply(dc, d[1:], out=dz[1:])  # f, i, g in one broadcast multiply
+    np.multiply(dc, gates[1], out=dc)  # dc_prev = dc_tot * f
 
 
 # --------------------------------------------------------------------------- fast plugin
@@ -176,12 +174,13 @@ class LSTMCell(Cell):
         TC = np.empty((T, B, H), dtype=dt)
         Hs[0] = h0
         C[0] = c0
-        G = self.project_inputs(params, x, ids)  # becomes the gate activations in place
-        rec = self._ws.get("rec", (B, 4 * H), dt)
+        G = self.project_inputs(params, x, ids)  # (4, T, B, H); becomes the activations
+        W_h4 = gate_major(W_h, 4)  # (4, H, H): the matmul writes each gate contiguously
+        rec = self._ws.get("rec", (4, B, H), dt)
         with np.errstate(over="ignore"):  # exp overflow in σ of very negative inputs -> 0
             for t in range(T):
-                np.matmul(Hs[t], W_h, out=rec)  # one fused recurrent matmul for 4 gates
-                z = G[t]
+                np.matmul(Hs[t], W_h4, out=rec)  # one stacked recurrent matmul for 4 gates
+                z = G[:, t]
                 np.add(z, rec, out=z)
                 lstm_gates_forward(z, C[t], C[t + 1], TC[t], Hs[t + 1])
         hs = Hs[1:]
@@ -202,11 +201,12 @@ class LSTMCell(Cell):
         W_h = params["W_h"]
         dt = W_h.dtype
         T, B, H = TC.shape
-        D = self._ws.get("D", (T, B, 4 * H), dt)
+        D = self._ws.get("D", (4, T, B, H), dt)
         E = self._ws.get("E", (T, B, H), dt)
         lstm_backward_factors(G, C[:-1], TC, D, E)  # vectorised over all steps, before the loop
-        dZ = self._ws.get("dZ", (T, B, 4 * H), dt)
+        dZ = self._ws.get("dZ", (4, T, B, H), dt)
         dh = self._ws.get("dh", (B, H), dt)
+        back = self._ws.get("back", (4, B, H), dt)
         dh_next = np.zeros((B, H), dtype=dt)
         dc = np.zeros((B, H), dtype=dt)
         if dstateT is not None:
@@ -214,31 +214,25 @@ class LSTMCell(Cell):
                 dh_next[...] = dstateT[0]
             if dstateT[1] is not None:
                 dc[...] = dstateT[1]
-        W_hT = W_h.T
+        # (4, H, H) transposed blocks of W_h, contiguous: ~25% faster stacked matmuls than views
+        W_h4T = np.ascontiguousarray(gate_major(W_h, 4).transpose(0, 2, 1))
         for t in range(T - 1, -1, -1):
             if dhs is None:
                 dh[...] = dh_next
             else:
                 np.add(dhs[t], dh_next, out=dh)
-            lstm_backward_step(dh, dc, G[t], D[t], E[t], dZ[t])
-            np.matmul(dZ[t], W_hT, out=dh_next)
-        dW_h = np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(T * B, 4 * H))
+            dz = dZ[:, t]
+            lstm_backward_step(dh, dc, G[:, t], D[:, t], E[t], dz)
+            # dh_prev = dz_fused @ W_h.T = sum over gates of dz[k] @ W_h[k-block].T
+            np.matmul(dz, W_h4T, out=back)
+            np.sum(back, axis=0, out=dh_next)
+        # All weight gradients in single big (stacked) matmuls over every step at once.
+        dW_h = fused(np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(4, T * B, H)))
         dW_x, db, dx = self.input_grads(params, dZ, x, ids)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next, dc)
 
 
 # --------------------------------------------------------------------------- course API (§1)
-def _fuse(o: np.ndarray, f: np.ndarray, i: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Column-layout gate arrays (n_a, m) -> one row-layout fused array (m, 4 n_a)."""
-    return np.concatenate([o.T, f.T, i.T, g.T], axis=1)
-
-
-def _unfuse(z: np.ndarray) -> list[np.ndarray]:
-    """Inverse of :func:`_fuse`: [o, f, i, g] in column layout (contiguous copies)."""
-    H = z.shape[1] // 4
-    return [np.ascontiguousarray(z[:, k * H : (k + 1) * H].T) for k in range(4)]
-
-
 def lstm_cell_forward(
     xt: np.ndarray, a_prev: np.ndarray, c_prev: np.ndarray, parameters: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
@@ -246,20 +240,16 @@ def lstm_cell_forward(
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)."""
     p = parameters
     concat = np.concatenate((a_prev, xt), axis=0)
-    z = _fuse(
+    z = np.stack([  # gate-major in GATE_ORDER, each (n_a, m): the pointwise math is layout-free
         np.dot(p["Wo"], concat) + p["bo"],
         np.dot(p["Wf"], concat) + p["bf"],
         np.dot(p["Wi"], concat) + p["bi"],
         np.dot(p["Wc"], concat) + p["bc"],
-    )
-    m, n_a = a_prev.shape[1], a_prev.shape[0]
-    dt = z.dtype
-    c_r, tc_r, h_r = (np.empty((m, n_a), dtype=dt) for _ in range(3))
+    ])
+    a_next, c_next, tc = (np.empty_like(z[0]) for _ in range(3))
     with np.errstate(over="ignore"):
-        lstm_gates_forward(z, np.ascontiguousarray(c_prev.T), c_r, tc_r, h_r)
-    ot, ft, it, cct = _unfuse(z)
-    a_next = np.ascontiguousarray(h_r.T)
-    c_next = np.ascontiguousarray(c_r.T)
+        lstm_gates_forward(z, c_prev, c_next, tc, a_next)
+    ot, ft, it, cct = z
     yt_pred = course_softmax(np.dot(p["Wy"], a_next) + p["by"])
     cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
     return a_next, c_next, yt_pred, cache
@@ -294,17 +284,17 @@ def lstm_cell_backward(
     dWo, dbo."""
     (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters) = cache
     p = parameters
-    n_a, m = a_next.shape
-    gates = _fuse(ot, ft, it, cct)
+    gates = np.stack([ot, ft, it, cct])  # gate-major, GATE_ORDER
     dt = gates.dtype
     tc = np.tanh(c_next)
-    d = np.empty((m, 4 * n_a), dtype=dt)
-    e = np.empty((m, n_a), dtype=dt)
-    lstm_backward_factors(gates, np.ascontiguousarray(c_prev.T), np.ascontiguousarray(tc.T), d, e)
-    dc = np.array(dc_next.T, dtype=dt, order="C")
-    dz = np.empty((m, 4 * n_a), dtype=dt)
-    lstm_backward_step(np.ascontiguousarray(da_next.T), dc, gates, d, e, dz)
-    dot, dft, dit, dcct = _unfuse(dz)
+    d = np.empty_like(gates)
+    e = np.empty_like(tc)
+    lstm_backward_factors(gates, c_prev, tc, d, e)
+    dc = np.array(dc_next, dtype=dt)  # updated in place to dc_prev
+    dz = np.empty_like(gates)
+    lstm_backward_step(da_next, dc, gates, d, e, dz)
+    dot, dft, dit, dcct = dz
+    n_a = a_next.shape[0]
     concat = np.concatenate((a_prev, xt), axis=0)
     dconcat = (
         np.dot(p["Wf"].T, dft)
@@ -315,7 +305,7 @@ def lstm_cell_backward(
     return {
         "dxt": dconcat[n_a:],
         "da_prev": dconcat[:n_a],
-        "dc_prev": np.ascontiguousarray(dc.T),
+        "dc_prev": dc,
         "dWf": np.dot(dft, concat.T),
         "dbf": np.sum(dft, axis=1, keepdims=True),
         "dWi": np.dot(dit, concat.T),

@@ -80,7 +80,7 @@ class RNNCell(Cell):
         # which the backward pass needs for its single dW_h matmul.
         Hs = np.empty((T + 1, B, H), dtype=dt)
         Hs[0] = h0
-        self.project_inputs(params, x, ids, out=Hs[1:])
+        self.project_inputs(params, x, ids, out=Hs[None, 1:])  # one gate: (1, T, B, H)
         rec = self._ws.get("rec", (B, H), dt)
         for t in range(T):
             np.matmul(Hs[t], W_h, out=rec)
@@ -121,7 +121,7 @@ class RNNCell(Cell):
             np.matmul(dz, W_hT, out=dh_next)
         # All weight gradients in single big matmuls over every step at once.
         dW_h = np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(T * B, H))
-        dW_x, db, dx = self.input_grads(params, dZ, x, ids)
+        dW_x, db, dx = self.input_grads(params, dZ[None], x, ids)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.config import RunConfig, validate
 from framework.errors import RnnlabError
-from framework.overrides import CONF, precheck_overrides, store_plugin_configs
+from framework.overrides import (
+    CONF,
+    debug_mode,
+    precheck_overrides,
+    print_error,
+    run_hydra,
+    store_plugin_configs,
+)
 
 
 def _progress(rc: RunConfig, initial: int) -> Any:
@@ -41,6 +49,9 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: st
     """Log the run's artifacts: config, .hydra/, samples, loss curve, checkpoints, the model."""
     from framework.plots import loss_curve_figure
 
+    # The whole run's throughput (chars_per_sec is per logging window), read by sweep summaries
+    # and `python -m framework.compare`.
+    tracker.log_metrics({"run_chars_per_sec": result.chars_per_sec}, result.steps)
     tracker.log_text(cfg_yaml, "config.yaml")
     hydra_dir = out_dir / ".hydra"
     if hydra_dir.is_dir():
@@ -54,6 +65,26 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: st
             tracker.log_artifact(str(path), "checkpoints")
     if trainer.rc.mlflow.log_model and result.final_checkpoint is not None:
         tracker.log_model(str(result.final_checkpoint))
+
+
+def _sigterm_interrupts() -> Callable[[], None]:
+    """Make SIGTERM raise KeyboardInterrupt (like Ctrl-C) so the MLflow run is still ended as
+    KILLED when it arrives outside the training loop; returns the function that undoes it.
+
+    Inside the loop the trainer's SignalGuard takes over and stops after the step, with a
+    checkpoint.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def run(cfg: DictConfig) -> float:
@@ -77,12 +108,13 @@ def run(cfg: DictConfig) -> float:
     tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
     if rc.resume:
         tags["rnnlab.resumed_from"] = rc.resume
-    run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
-    if run_id:
-        print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
-                   f"{rc.mlflow.tracking_uri})")
     status, reason = "FAILED", None
+    restore_sigterm = _sigterm_interrupts()
     try:
+        run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
+        if run_id:
+            print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
+                       f"{rc.mlflow.tracking_uri})")
         with _progress(rc, trainer.step) as bar:
             result = trainer.run(bar)
         cfg_yaml = OmegaConf.to_yaml(OmegaConf.create(rc.raw))
@@ -100,11 +132,15 @@ def run(cfg: DictConfig) -> float:
     except RnnlabError as exc:
         reason = str(exc)
         raise
+    except KeyboardInterrupt:  # Ctrl-C/SIGTERM outside the loop, or a second signal inside it
+        status, reason = "KILLED", "interrupted before a checkpoint could be written"
+        raise
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         tracker.end(status, reason)
+        restore_sigterm()
 
 
 def _is_multirun() -> bool:
@@ -130,7 +166,7 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"rnnlab: {exc}{where}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         if _is_multirun():
             return math.nan  # one bad job must not abort the rest of the sweep
         sys.exit(exc.exit_code)
@@ -140,7 +176,12 @@ def main() -> None:
     try:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
+        run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(exc.exit_code)
-    hydra_main()
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, logging)
+        if debug_mode():
+            raise
+        print("rnnlab: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -7,6 +7,15 @@ before the time loop (:meth:`Cell.project_inputs`) and its input-side gradients 
 operations after it (:meth:`Cell.input_grads`), so the per-step Python work is only the
 recurrent matmul and the pointwise gate math.
 
+**Gate-major work arrays.**  Inside a forward/backward call the gate pre-activations, gate
+activations and their gradients are held as ``(G, T, B, H)``: gate k of step t is the
+contiguous (B, H) block ``Z[k, t]``.  With the fused ``(T, B, G*H)`` layout every gate is a
+strided column slice, and NumPy's element-wise loops on such slices cost 2-3x the same loop on a
+contiguous block (measured; see docs/performance.md) -- that was the largest cost outside the
+matmuls.  The recurrent matmul is then a stacked ``(B, H) @ (G, H, H)`` matmul
+(:func:`gate_major`), which BLAS runs as fast as the fused ``(B, H) @ (H, G*H)`` one.  The
+parameters and gradients keep the contract's fused layout; only the work arrays change.
+
 The course API (cells/rnn.py, cells/lstm.py) reuses the pointwise gate functions of each cell
 file, so each formula exists once; only the layout differs.
 """
@@ -91,25 +100,39 @@ class Workspace:
         return buf
 
 
-def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """out[v] = sum of rows[k] with ids[k] == v; ids of -1 (zero input) are dropped.
+def gate_major(W: np.ndarray, gates: int) -> np.ndarray:
+    """Fused (D, G*H) matrix -> contiguous (G, D, H) stack with block k = W[:, k*H:(k+1)*H]."""
+    D, GH = W.shape
+    return np.ascontiguousarray(W.reshape(D, gates, GH // gates).transpose(1, 0, 2))
 
-    Sorting the ids and summing contiguous segments is ~8x faster than ``np.add.at`` here and
-    keeps the accumulation in the rows' dtype (no float64 temporaries).
+
+def fused(blocks: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gate_major`: (G, D, H) -> contiguous fused (D, G*H)."""
+    G, D, H = blocks.shape
+    return np.ascontiguousarray(blocks.transpose(1, 0, 2)).reshape(D, G * H)
+
+
+def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """out[:, v] = sum of rows[:, k] with ids[k] == v, for rows (G, N, H) -> out (G, n_rows, H).
+
+    Ids of -1 (zero input) are dropped.  Sorting the ids once and summing each contiguous
+    segment is ~8x faster than ``np.add.at`` and ~2x faster than a one-hot matmul here, and keeps
+    the accumulation in the rows' dtype.  (``np.add.reduceat`` along axis 1 is ~10x slower than
+    this loop over the <= vocabulary-size segments.)
     """
-    out = np.zeros((n_rows, rows.shape[1]), dtype=rows.dtype)
-    if ids.size == 0:
+    G, _, H = rows.shape
+    out = np.zeros((G, n_rows, H), dtype=rows.dtype)
+    keep = np.flatnonzero(ids >= 0)
+    if keep.size == 0:
         return out
-    order = np.argsort(ids, kind="stable")
+    order = keep[np.argsort(ids[keep], kind="stable")]
     sorted_ids = ids[order]
-    sorted_rows = rows[order]
+    sorted_rows = np.take(rows, order, axis=1)
     bounds = np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1
     starts = [0, *bounds.tolist()]
-    ends = [*bounds.tolist(), len(sorted_ids)]
+    ends = [*bounds.tolist(), len(order)]
     for start, end in zip(starts, ends, strict=True):
-        v = int(sorted_ids[start])
-        if v >= 0:
-            np.sum(sorted_rows[start:end], axis=0, out=out[v])
+        np.sum(sorted_rows[:, start:end], axis=1, out=out[:, int(sorted_ids[start])])
     return out
 
 
@@ -182,40 +205,45 @@ class Cell:
         ids: bool,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """x @ W_x + b for every time step at once, into ``out`` (T, B, G*H), C-contiguous.
+        """x @ W_x + b for every time step at once, gate-major into ``out`` (G, T, B, H).
 
         For token ids this is a row gather of W_x (id -1 selects an appended zero row), never a
-        one-hot matmul; for dense input it is one (T*B, D) @ (D, G*H) matmul.
+        one-hot matmul; for dense input it is one stacked (T*B, D) @ (G, D, H) matmul.
         """
         W_x, b = params["W_x"], params["b"]
         T, B = x.shape[:2]
+        G, H = self.gates, self.hidden_size
         if out is None:
-            out = np.empty((T, B, W_x.shape[1]), dtype=W_x.dtype)
+            out = np.empty((G, T, B, H), dtype=W_x.dtype)
+        flat = out.reshape(G, T * B, H)
+        b3 = b.reshape(G, 1, H)
         if ids:
-            # Gather from a (V+1, G*H) table whose rows already include the bias; id -1 wraps to
-            # the appended row, which is the bias alone (a zero input vector).  mode="wrap" also
-            # avoids the slow buffered path np.take takes with out= in its default mode.
-            table = np.concatenate([W_x + b, b[None, :]])
-            np.take(table, x.reshape(-1), axis=0, out=out.reshape(T * B, -1), mode="wrap")
+            # Gather from a (G, V+1, H) table whose rows already include the bias; id -1 wraps
+            # to the appended row, which is the bias alone (a zero input vector).  mode="wrap"
+            # also avoids the slow buffered path np.take takes with out= in its default mode.
+            table = np.concatenate([gate_major(W_x, G) + b3, b3], axis=1)
+            np.take(table, x.reshape(-1), axis=1, out=flat, mode="wrap")
         else:
-            np.matmul(x.reshape(T * B, x.shape[2]), W_x, out=out.reshape(T * B, -1))
-            out += b
+            np.matmul(x.reshape(T * B, x.shape[2]), gate_major(W_x, G), out=flat)
+            flat += b3
         return out
 
     def input_grads(
         self, params: dict[str, np.ndarray], dZ: np.ndarray, x: np.ndarray, ids: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(dW_x, db, dx) from the pre-activation gradients dZ (T, B, G*H) of all steps."""
+        """(dW_x, db, dx) from the gate-major pre-activation gradients dZ (G, T, B, H)."""
         W_x = params["W_x"]
-        T, B, GH = dZ.shape
-        dZ2 = dZ.reshape(T * B, GH)
-        db = dZ2.sum(axis=0)
+        G, T, B, H = dZ.shape
+        dZ3 = dZ.reshape(G, T * B, H)
+        db = dZ3.sum(axis=1).reshape(G * H)
         if ids:
-            return scatter_add_rows(x.reshape(-1), dZ2, W_x.shape[0]), db, None
+            return fused(scatter_add_rows(x.reshape(-1), dZ3, W_x.shape[0])), db, None
         D = x.shape[2]
-        dW_x = np.matmul(x.reshape(T * B, D).T, dZ2)
-        dx = np.matmul(dZ2, W_x.T).reshape(T, B, D)
-        return dW_x, db, dx
+        x2 = x.reshape(T * B, D)
+        dW_x = fused(np.matmul(x2.T, dZ3))
+        # dx = dZ_fused @ W_x.T, summed gate by gate (one stacked matmul, then a sum over G).
+        dx = np.matmul(dZ3, gate_major(W_x, G).transpose(0, 2, 1)).sum(axis=0)
+        return dW_x, db, dx.reshape(T, B, D)
 
     @staticmethod
     def prepare_input(
@@ -272,6 +300,8 @@ __all__ = [
     "check_cell_config",
     "course_normal",
     "course_softmax",
+    "fused",
+    "gate_major",
     "orthogonal",
     "scatter_add_rows",
     "sigmoid",

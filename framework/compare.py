@@ -1,7 +1,7 @@
-"""``python -m framework.compare``: a ranked table of MLflow runs (a sweep's children or an experiment).
+"""``python -m framework.compare``: rank MLflow runs (a sweep's children, or an experiment's runs).
 
     python -m framework.compare rnnlab                         # every run of experiment 'rnnlab'
-    python -m framework.compare 3f2a...e9 --format markdown    # the children of a sweep's parent run
+    python -m framework.compare 3f2a...e9 --format markdown    # children of a sweep's parent
     python -m framework.compare rnnlab --format csv --output runs.csv \
         --tracking-uri http://127.0.0.1:5000
 

@@ -92,27 +92,47 @@ def format_samples(texts: list[str], eos: str | None) -> str:
     return "\n\n".join(texts)
 
 
-@hydra.main(config_path="../conf", config_name="generate", version_base="1.3")
+# An absolute config path (as in framework/app.py): "../conf" is resolved against the caller's
+# module and fails when main() is called a second time in one process.
+@hydra.main(config_path=str(Path(__file__).resolve().parent.parent / "conf"),
+            config_name="generate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    from framework.overrides import print_error
+
     try:
         texts, vocab = run(cfg)
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(exc.exit_code)
     sys.stdout.write(format_samples(texts, vocab.eos) + "\n")
     sys.stdout.flush()
 
 
+def generate_keys() -> list[str]:
+    """The keys of conf/generate.yaml and of every sampler, for did-you-mean hints."""
+    from framework.overrides import CONF, known_keys
+
+    top = OmegaConf.load(CONF / "generate.yaml")
+    keys = [k for k in top if k not in ("defaults", "hydra")]
+    keys += [f"mlflow.{k}" for k in top.get("mlflow", {})]
+    return keys + [k for k in known_keys() if k.startswith("sampler")]
+
+
 def main() -> None:
-    from framework.overrides import precheck_overrides, store_plugin_configs
+    from framework.overrides import (
+        precheck_overrides,
+        print_error,
+        run_hydra,
+        store_plugin_configs,
+    )
 
     try:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
+        run_hydra(hydra_main, generate_keys)  # Hydra's own override errors become one line
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         sys.exit(exc.exit_code)
-    hydra_main()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
+import traceback
+from collections.abc import Callable
+from typing import Any
 
-from framework.errors import PluginError
+from framework.errors import ConfigError, PluginError
 from framework.plugins import ROOT, load_plugins
 from framework.registry import REGISTRIES
 
@@ -76,3 +80,79 @@ def store_plugin_configs() -> None:
                 except TypeError:  # a schema field without a default: the user must set it
                     pass
             store.store(group=group, name=name, node=node)
+
+
+DEBUG_ENV = ("RNNLAB_DEBUG", "HYDRA_FULL_ERROR")
+# Set while run_hydra forces HYDRA_FULL_ERROR (inherited by sweep workers): not the user's wish.
+_FORCED = "RNNLAB_FORCED_HYDRA_FULL_ERROR"
+
+
+def debug_mode() -> bool:
+    """RNNLAB_DEBUG=1 or HYDRA_FULL_ERROR=1: show tracebacks instead of one-line errors."""
+    names = DEBUG_ENV[:1] if os.environ.get(_FORCED) else DEBUG_ENV
+    return any(os.environ.get(name, "") not in ("", "0") for name in names)
+
+
+def known_keys() -> list[str]:
+    """Every dotted config key rnnlab knows (sections, and the options of all plugins)."""
+    from framework.config import SECTIONS
+
+    keys = ["seed", "dtype", "resume", "experiment", *SECTIONS, *REGISTRIES]
+    for section, schema in SECTIONS.items():
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(schema)]
+    for group, registry in REGISTRIES.items():
+        for name in registry.names():
+            schema = registry.schema(name)
+            if schema is not None:
+                keys += [f"{group}.{f.name}" for f in dataclasses.fields(schema)]
+    return sorted(set(keys))
+
+
+def hydra_error_message(exc: BaseException,
+                        keys: Callable[[], list[str]] = known_keys) -> str:
+    """One line for an error Hydra raises while parsing overrides or composing the config."""
+    cause = exc.__cause__
+    key = getattr(cause, "full_key", None)
+    if key and "not in struct" in str(cause):  # a misspelt key such as train.stepz=5
+        close = difflib.get_close_matches(str(key), keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown config key '{key}'{hint} (--cfg job lists the keys)"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0])
+    return "; ".join(lines) or type(exc).__name__
+
+
+def run_hydra(entry: Callable[[], Any], keys: Callable[[], list[str]] = known_keys) -> Any:
+    """Call a ``@hydra.main`` function; Hydra's override/composition errors become ConfigError.
+
+    Hydra prints those errors itself over several lines and exits 1; with HYDRA_FULL_ERROR set it
+    raises them instead, which lets rnnlab report one line.  In debug mode they stay tracebacks.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if debug_mode():
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        return entry()
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ.update({"HYDRA_FULL_ERROR": "1", _FORCED: "1"})
+    try:
+        return entry()
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(hydra_error_message(exc, keys)) from None
+    finally:
+        os.environ.pop(_FORCED, None)
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+def print_error(exc: BaseException) -> None:
+    """The one-line report of an RnnlabError (after its traceback in debug mode)."""
+    import sys
+
+    if debug_mode():
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"rnnlab: error: {exc}", file=sys.stderr)

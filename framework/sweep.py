@@ -40,6 +40,7 @@ JOB_FILE = "rnnlab_job.json"
 OPTUNA_RESULTS = "optimization_results.yaml"
 SUMMARY_BASENAME = "sweep_summary"
 PLOT_FILE = "sweep_val_loss.png"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -69,8 +70,22 @@ def sweep_keys(config: DictConfig) -> list[str]:
 
 def job_label(overrides: list[str], keys: list[str], num: Any) -> str:
     """A child run's name: its job number and the values of the swept keys."""
-    wanted = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    wanted = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in keys:
+            wanted.append(f"{key}={_short_number(value)}")
     return f"#{num} " + " ".join(wanted) if wanted else f"#{num}"
+
+
+def _short_number(value: str) -> str:
+    """Optuna's floats (0.016942852273718636) shortened to 4 significant digits for names."""
+    if "." not in value and "e" not in value.lower():
+        return value
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
 
 
 class SweepCallback(Callback):
@@ -167,8 +182,9 @@ class SweepCallback(Callback):
                 status = "FAILED"
                 reason = f"{summary['failed']} of {summary['jobs']} jobs failed"
             print(f"MLflow sweep parent run {tracker.run_id}: {summary['children']} child runs, "
-                  f"{summary['failed']} failed; summary in {sweep_dir / SUMMARY_BASENAME}.md",
-                  flush=True)
+                  f"{summary['failed']} failed; summary in {sweep_dir / SUMMARY_BASENAME}.md\n"
+                  f"  runs table (MLflow UI): {summary['ui']['runs']}\n"
+                  f"  compare page (MLflow UI): {summary['ui']['compare']}", flush=True)
         except Exception as exc:  # a summary problem must not hide the sweep's own outcome
             status, reason = "FAILED", f"sweep summary failed: {type(exc).__name__}: {exc}"
             print(f"rnnlab: warning: {reason}", flush=True)
@@ -236,7 +252,7 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
 
     client, parent_id = tracker.client, tracker.run_id
     children = child_runs(client, parent_id)
-    table = build_table(children, title=f"sweep {tracker.run_name or parent_id}")
+    table = build_table(children, title=str(tracker.run_name or f"sweep {parent_id}"))
     for fmt, ext in (("markdown", "md"), ("csv", "csv")):
         text = table.render(fmt)
         (sweep_dir / f"{SUMMARY_BASENAME}.{ext}").write_text(text)
@@ -271,10 +287,50 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
                                                         for k, v in best_params.items()])
         if optuna.get("best_value") is not None:
             metrics["optuna_best_value"] = float(optuna["best_value"])
+    view_key = save_ui_view(tracker, table)
+    if view_key:
+        tags["rnnlab.ui_view"] = view_key
     tracker.log_metrics(metrics, step=0)
     if tags:
         tracker.set_tags(tags)
-    return {"jobs": jobs, "children": len(children), "failed": failed, "table": table}
+    return {"jobs": jobs, "children": len(children), "failed": failed, "table": table,
+            "ui": ui_links(tracker.tracking_uri, tracker.experiment_id, view_key,
+                           [r["run_id"] for r in table.rows])}
 
 
-__all__ = ["SweepCallback", "job_label", "summarize", "sweep_keys"]
+def save_ui_view(tracker: Any, table: Any) -> str | None:
+    """Store an MLflow UI "shared view" of the sweep on its experiment; returns its key.
+
+    The runs page's columns live in the browser's local storage (a fresh browser shows no metric
+    columns); a shared view (experiment tag ``mlflow.sharedViewState.<key>``, the UI's own
+    Share button format) opens with the sweep's children only, ranked by val_loss, with the
+    differing params and the loss/speed metrics as columns.
+    """
+    key = f"sweep-{tracker.run_id[:8]}"
+    columns = [f"params.`{p}`" for p in table.params] + [
+        f"metrics.`{m}`" for m in ("val_loss", "val_bits_per_char", "run_chars_per_sec")]
+    state = {"searchFilter": f"tags.`mlflow.parentRunId` = '{tracker.run_id}'",
+             "orderByKey": "metrics.`val_loss`", "orderByAsc": True,
+             "selectedColumns": columns}
+    try:
+        tracker.client.set_experiment_tag(tracker.experiment_id, f"{VIEW_TAG_PREFIX}{key}",
+                                          json.dumps(state))
+    except Exception:  # an old server without shared views: the summary is still complete
+        return None
+    return key
+
+
+def ui_links(tracking_uri: str, experiment_id: str | None, view_key: str | None,
+             run_ids: list[str]) -> dict[str, str]:
+    """URL fragments (after the server's base URL) of the sweep's runs table and compare page."""
+    runs = "runs?workflowType=machine_learning"
+    if view_key:
+        runs += f"&viewStateShareKey={view_key}"
+    ids = ",".join(f'"{r}"' for r in run_ids)
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ""
+    return {"runs": f"{base}/#/experiments/{experiment_id}/{runs}",
+            "compare": f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'}
+
+
+__all__ = ["SweepCallback", "job_label", "save_ui_view", "summarize", "sweep_keys",
+           "ui_links"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.checkpoint import load_checkpoint, save_checkpoint
+from framework.checkpoint import load_checkpoint, save_rolling
 from framework.config import RunConfig
 from framework.errors import CheckpointError, DivergenceError
 from framework.feeds import make_feed
@@ -167,6 +167,10 @@ class Trainer:
                                                              "val_loss": []}
         self.last_checkpoint: Path | None = None
         self.best_checkpoint: Path | None = None
+        # A checkpoint is only known good once the next step's loss, computed from its parameters,
+        # passed the divergence check; until then it is "unverified".
+        self.good_checkpoint: Path | None = None
+        self._unverified: Path | None = None
 
     def _batch_width(self) -> int:
         return 1 if self.feed_kind == "example" else self.rc.train.batch_size
@@ -200,15 +204,20 @@ class Trainer:
         return arrays
 
     def save(self, *, best: bool = False) -> Path:
-        path = save_checkpoint(self.ckpt_dir / f"step_{self.step:07d}.npz",
-                               self.checkpoint_arrays(), self.checkpoint_meta())
-        latest = save_checkpoint(self.ckpt_dir / "latest.npz", self.checkpoint_arrays(),
-                                 self.checkpoint_meta())
-        self.last_checkpoint = latest
+        if not all(np.isfinite(v).all() for v in self.model.params.values()):
+            # Never replace latest.npz by NaN/Inf parameters.
+            raise DivergenceError(
+                f"training diverged: parameters became NaN/Inf by step {self.step}; not saved; "
+                f"try a lower optimizer.lr or clip=norm; last good checkpoint: "
+                f"{self.good_checkpoint or 'none'}")
+        # One write: latest.npz (and best.npz) are hard links to the step file, swapped in
+        # atomically, so a kill at any moment leaves the previous latest intact.
+        path = save_rolling(self.ckpt_dir, self.step, self.checkpoint_arrays(),
+                            self.checkpoint_meta(), best=best)
+        self.last_checkpoint = self.ckpt_dir / "latest.npz"
+        self._unverified = path
         if best:
-            self.best_checkpoint = save_checkpoint(self.ckpt_dir / "best.npz",
-                                                   self.checkpoint_arrays(),
-                                                   self.checkpoint_meta())
+            self.best_checkpoint = self.ckpt_dir / "best.npz"
         return path
 
     def restore(self, path: Path) -> None:
@@ -228,6 +237,7 @@ class Trainer:
         self.state = state_from_arrays(arrays, self.state)
         self.step = int(meta["step"])
         self.smooth_loss = float(meta["smooth_loss"])
+        self._unverified = Path(path)
         if meta.get("best_val_loss") is not None:
             self.best_val = float(meta["best_val_loss"])
 
@@ -295,7 +305,9 @@ class Trainer:
                         f"training diverged at step {step}: loss {per_char:.4g} nats/char, "
                         f"gradient norm {stats.norm:.4g}; try a lower optimizer.lr (now "
                         f"{rc.optimizer.lr}) or clip=norm; last good checkpoint: "
-                        f"{self.last_checkpoint or 'none (train.checkpoint_every=0)'}")
+                        f"{self.good_checkpoint or 'none (none was saved before this step)'}")
+                if self._unverified is not None:  # its parameters just gave a sane loss
+                    self.good_checkpoint, self._unverified = self._unverified, None
                 self.optimizer.step(model.params, grads)
                 self.state = state
                 current = per_char if mean else loss_sum

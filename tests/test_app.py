@@ -32,7 +32,6 @@ def _runs(db: Path) -> list[tuple]:
 
 
 def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     cwd, proc = main_run
@@ -41,8 +40,7 @@ def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
     assert not (cwd / "mlruns").exists() or not any((cwd / "mlruns").iterdir())
     (run_id, status, _), = _runs(db)
     assert status == "FINISHED"
-    mlflow.set_tracking_uri(f"sqlite:///{db}")
-    client = MlflowClient()
+    client = MlflowClient(f"sqlite:///{db}")
     run = client.get_run(run_id)
     params = run.data.params
     assert params["cell.name"] == "lstm" and params["dataset.name"] == "dinos"
