@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from framework.config import RunConfig, validate
-from framework.errors import RnnlabError
+from framework.errors import ConfigError, RnnlabError
 from framework.overrides import (
     CONF,
     debug_mode,
@@ -67,6 +67,26 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: st
         tracker.log_model(str(result.final_checkpoint))
 
 
+def _claim_output_dir(out_dir: Path) -> Any:
+    """Lock the job's output directory for as long as the returned file stays open.
+
+    Two live jobs writing one checkpoints/ folder would log each other's checkpoints to MLflow;
+    the second one is refused instead.  (The kernel drops the lock when a job dies, even by
+    kill -9, so a later job - a resume - can use the directory again.)
+    """
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / ".rnnlab.lock", "a+")  # held open until the run ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"output directory {out_dir} is in use by another running rnnlab job; "
+                          f"give each job its own hydra.run.dir") from None
+    return handle
+
+
 def _sigterm_interrupts() -> Callable[[], None]:
     """Make SIGTERM raise KeyboardInterrupt (like Ctrl-C) so the MLflow run is still ended as
     KILLED when it arrives outside the training loop; returns the function that undoes it.
@@ -108,6 +128,7 @@ def run(cfg: DictConfig) -> float:
     tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
     if rc.resume:
         tags["rnnlab.resumed_from"] = rc.resume
+    lock = _claim_output_dir(out_dir)  # before the MLflow run: a refused job leaves none behind
     status, reason = "FAILED", None
     restore_sigterm = _sigterm_interrupts()
     try:
@@ -141,6 +162,7 @@ def run(cfg: DictConfig) -> float:
     finally:
         tracker.end(status, reason)
         restore_sigterm()
+        lock.close()
 
 
 def _is_multirun() -> bool:

@@ -238,7 +238,7 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
     os.environ.update(thread_env)  # the children read these; this process is already limited
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
         cwd = Path(tmp)
-        steps = 300
+        steps = 150
         args = ["cell=lstm", "cell.hidden_size=128", "dataset=tinyshakespeare",
                 "train.batch_size=64", f"train.steps={steps}", "train.checkpoint_every=0",
                 "train.eval_every=0", "train.sample_every=0", "mlflow.log_model=false",
@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--no-grid", action="store_true",
+                        help="skip the table (with the full mode: only the extra checks)")
     args = parser.parse_args(argv)
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
         os.environ["RNNLAB_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
@@ -322,27 +324,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training chars/s (forward + backward + clip=norm + Adam), tiny-shakespeare, "
               f"float32, seq {args.seq}, threads {args.threads}; median of {rounds} interleaved "
               f"rounds ({'quick' if args.quick else 'full'} mode)")
-        rows = run_grid(tuple(args.cells), tuple(args.hidden), tuple(args.batch), args.seq,
-                        rounds, target, use_torch, log)
-        print(format_table(rows, args.markdown))
-        print("GEMM bound: only the step's matmuls (recurrent fwd, dh, dW_h; output fwd, dW, dx) "
-              "at its shapes; measured rates: " + ", ".join(
-                  f"{r['cell']}{r['hidden']}/{r['batch']} {r['gflops']:.0f}" for r in rows
-                  if r["batch"] == max(args.batch)) + " GFLOP/s")
+        rows = [] if args.no_grid else run_grid(
+            tuple(args.cells), tuple(args.hidden), tuple(args.batch), args.seq, rounds, target,
+            use_torch, log)
+        if rows:
+            print(format_table(rows, args.markdown))
+            rates = ", ".join(f"{r['cell']}{r['hidden']}/{r['batch']} {r['gflops']:.0f}"
+                              for r in rows if r["batch"] == max(args.batch))
+            print("GEMM bound: only the step's matmuls (recurrent fwd, dh, dW_h; output fwd, dW, "
+                  f"dx) at its shapes; measured rates: {rates} GFLOP/s")
         if not args.quick:
             n = max(2, args.threads)
             log(f"thread scaling 1 vs {n} at H=256, B=64")
             for r in thread_scaling(tuple(args.cells), 256, 64, args.seq, rounds, n, target):
                 print(f"threads {r['cell']} H256 B64: 1 thread {_k(r['one'])}, {n} threads "
                       f"{_k(r['many'])}: {r['ratio']:.2f}x")
-    if not args.quick:
-        log("whole-program checks (subprocesses)")
-        w = whole_program(args.threads, log)
-        print(f"CLI (python -m framework, MLflow logging on) lstm H128 B64: {_k(w['cli'])} "
-              f"chars/s vs bare trainer loop {_k(w['bare'])}: {w['cli'] / w['bare']:.2f}x "
-              f"(wall {w['cli_wall']:.1f} s for 300 steps incl. start-up)")
-        print(f"peak RSS, CLI training lstm H256 B64 seq100: {w['peak_rss_mib']:.0f} MiB")
-        print(f"start-up, python -m framework --help: {w['help_s']:.2f} s")
+        if not args.quick:  # still inside the thread limit: the bare loop must match the CLI
+            log("whole-program checks (subprocesses)")
+            w = whole_program(args.threads, log)
+            print(f"CLI (python -m framework, MLflow logging on) lstm H128 B64: {_k(w['cli'])} "
+                  f"chars/s vs bare trainer loop {_k(w['bare'])}: {w['cli'] / w['bare']:.2f}x "
+                  f"(wall {w['cli_wall']:.1f} s for 150 steps incl. start-up)")
+            print(f"peak RSS, CLI training lstm H256 B64 seq100: {w['peak_rss_mib']:.0f} MiB")
+            print(f"start-up, python -m framework --help: {w['help_s']:.2f} s")
     return 0
 
 

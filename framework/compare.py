@@ -163,10 +163,19 @@ def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") 
             return runs
 
 
-def child_runs(client: Any, parent_run_id: str, experiment_ids: Iterable[str] = ()) -> list[Any]:
-    """Runs whose ``mlflow.parentRunId`` is ``parent_run_id`` (in any experiment by default)."""
-    ids = list(experiment_ids) or [e.experiment_id for e in _all_experiments(client)]
-    return search_all(client, ids, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+def child_runs(client: Any, parent_run_id: str, experiment_ids: Iterable[str] = (),
+               expected: int = 0) -> list[Any]:
+    """Runs whose ``mlflow.parentRunId`` is ``parent_run_id``.
+
+    Looked for in ``experiment_ids`` first (children normally share their parent's experiment);
+    when fewer than ``expected`` (or none) are found there, in every experiment.
+    """
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    ids = list(experiment_ids)
+    runs = search_all(client, ids, query) if ids else []
+    if not runs or len(runs) < expected:
+        runs = search_all(client, [e.experiment_id for e in _all_experiments(client)], query)
+    return runs
 
 
 def _all_experiments(client: Any) -> list[Any]:
@@ -192,7 +201,8 @@ def resolve_target(client: Any, target: str) -> tuple[str, list[Any]]:
             parent = None
         if parent is not None:
             name = parent.info.run_name or target
-            return f"children of run '{name}' ({target})", child_runs(client, target)
+            return (f"children of run '{name}' ({target})",
+                    child_runs(client, target, [parent.info.experiment_id]))
     experiment = client.get_experiment_by_name(target)
     if experiment is None:
         names = ", ".join(sorted(e.name for e in _all_experiments(client))) or "none"

@@ -58,7 +58,7 @@ def precheck_overrides(argv: list[str]) -> None:
                 if name not in known and name != "null":
                     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
                     hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise PluginError(f"unknown experiment '{name}'{hint} available: "
+                    raise PluginError(f"unknown experiment {name!r}{hint} available: "
                                       f"{', '.join(known)}")
 
 
@@ -155,4 +155,6 @@ def print_error(exc: BaseException) -> None:
 
     if debug_mode():
         traceback.print_exception(type(exc), exc, exc.__traceback__)
-    print(f"rnnlab: error: {exc}", file=sys.stderr)
+    # One line even when the message quotes user text with a line break in it.
+    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
+    print(f"rnnlab: error: {text}", file=sys.stderr)

@@ -113,7 +113,8 @@ class Registry:
         available = ", ".join(self.names()) or "(none registered)"
         close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"unknown {self.kind} '{name}'{hint} available: {available}"
+        # repr: a name with a newline or quote must not break the one-line message
+        return f"unknown {self.kind} {str(name)!r}{hint} available: {available}"
 
     def validate(self, node: Mapping[str, Any]) -> Any:
         """Check a config node (with a ``name`` key) against the plugin's schema.

@@ -251,7 +251,8 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     from framework.plots import loss_curve_figure, save_figure
 
     client, parent_id = tracker.client, tracker.run_id
-    children = child_runs(client, parent_id)
+    jobs, failed_jobs = _job_records(sweep_dir)
+    children = child_runs(client, parent_id, [tracker.experiment_id], expected=jobs)
     table = build_table(children, title=str(tracker.run_name or f"sweep {parent_id}"))
     for fmt, ext in (("markdown", "md"), ("csv", "csv")):
         text = table.render(fmt)
@@ -265,7 +266,6 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     save_figure(figure, sweep_dir / PLOT_FILE)
     tracker.log_figure(figure, PLOT_FILE)
 
-    jobs, failed_jobs = _job_records(sweep_dir)
     failed_runs = sum(r["status"] != "FINISHED" for r in table.rows)
     failed = max(failed_jobs, failed_runs)
     metrics = {"sweep_jobs": float(jobs), "sweep_children": float(len(children)),

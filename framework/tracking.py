@@ -333,8 +333,13 @@ class Tracker(NullTracker):
         return self._client
 
     def check_reachable(self, timeout: float = 3.0) -> None:
-        """Fail fast (a few seconds) with a one-line TrackingError if the store is unusable."""
-        with http_limits(max_retries=0, timeout=timeout):
+        """Fail fast (a few seconds) with a one-line TrackingError if the store is unusable.
+
+        Nothing listening, or no route, fails within ``timeout``; a server that accepts the
+        connection but answers slowly (busy with a sweep's parallel jobs) gets longer to answer.
+        """
+        self._check_connect(timeout)
+        with http_limits(max_retries=1, timeout=max(timeout, 30.0)):
             client = self.client
             try:
                 client.search_experiments(max_results=1)
@@ -344,6 +349,27 @@ class Tracker(NullTracker):
                     f"MLflow tracking server {self.tracking_uri!r} is not reachable "
                     f"({_first_line(exc)}); start it, fix mlflow.tracking_uri, or set "
                     f"mlflow.enabled=false") from None
+
+    def _check_connect(self, timeout: float) -> None:
+        """A plain TCP connect to an http(s) tracking server: the fast part of the probe."""
+        import socket
+        import urllib.request
+
+        parsed = urlparse(self.tracking_uri)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            return
+        if urllib.request.getproxies().get(parsed.scheme) and not urllib.request.proxy_bypass(
+                parsed.hostname):
+            return  # reached through a proxy: only MLflow's own request can tell
+        try:
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            with socket.create_connection((parsed.hostname, port), timeout=timeout):
+                pass
+        except (OSError, ValueError) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise TrackingError(
+                f"MLflow tracking server {self.tracking_uri!r} is not reachable ({detail}); "
+                f"start it, fix mlflow.tracking_uri, or set mlflow.enabled=false") from None
 
     def _experiment(self) -> str:
         from mlflow.exceptions import MlflowException

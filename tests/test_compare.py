@@ -16,6 +16,7 @@ from tests.helpers import cli
 def store(tmp_path_factory):
     """An experiment with three loose runs and a sweep (parent + two children)."""
     from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
 
     root = tmp_path_factory.mktemp("compare")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -24,10 +25,8 @@ def store(tmp_path_factory):
 
     def run(name, params, metrics, tags=None):
         r = client.create_run(exp, run_name=name, tags=tags or {})
-        for k, v in params.items():
-            client.log_param(r.info.run_id, k, v)
-        for k, v in metrics.items():
-            client.log_metric(r.info.run_id, k, v, step=10)
+        client.log_batch(r.info.run_id, params=[Param(k, v) for k, v in params.items()],
+                         metrics=[Metric(k, v, 0, 10) for k, v in metrics.items()])
         client.set_terminated(r.info.run_id, "FINISHED")
         return r.info.run_id
 

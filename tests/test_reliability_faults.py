@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import load_checkpoint
+from framework.checkpoint import load_checkpoint, step_path
 from framework.errors import DivergenceError
 from framework.plugins import ROOT
 from framework.trainer import Reporter, Trainer
@@ -54,18 +54,19 @@ def _params(path: Path) -> dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- divergence
-@pytest.mark.parametrize("args, step, good", [
+@pytest.mark.parametrize("args, step, good, tracked", [
     # the issue's example: the first update explodes, so no checkpoint was ever verified good
-    (["optimizer=adam", "optimizer.lr=1e9"], 1, None),
+    (["optimizer=adam", "optimizer.lr=1e9"], 1, None, True),
     # a slower blow-up: the checkpoint after 2 updates gave a sane loss at step 2
-    (["optimizer=sgd", "optimizer.lr=100"], 3, 2),
+    (["optimizer=sgd", "optimizer.lr=100"], 3, 2, False),
 ], ids=["adam-lr1e9", "sgd-lr100"])
 def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_path, args, step,
-                                                                         good):
+                                                                         good, tracked):
     db = tmp_path / "m.db"
+    tracking = f"mlflow.tracking_uri=sqlite:///{db}" if tracked else "mlflow.enabled=false"
     proc = cli("framework", ["cell=rnn", "clip=none", *TINY, *args, "train.steps=40",
-                             "train.checkpoint_every=1", "hydra.run.dir=run",
-                             f"mlflow.tracking_uri=sqlite:///{db}"], tmp_path, timeout=300)
+                             "train.checkpoint_every=1", "hydra.run.dir=run", tracking],
+               tmp_path, timeout=300)
     assert proc.returncode == 3, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rnnlab:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -76,7 +77,7 @@ def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_p
     if good is None:
         assert "last good checkpoint: none" in line, line
     else:
-        named = ckpts / f"step_{good:07d}.npz"
+        named = step_path(ckpts, good)
         assert f"last good checkpoint: {named}" in line, line
         arrays, meta = load_checkpoint(named)
         assert meta["step"] == good < step
@@ -84,6 +85,8 @@ def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_p
     # Nothing half-written or non-finite was left as the latest checkpoint.
     arrays, meta = load_checkpoint(ckpts / "latest.npz")
     assert meta["step"] == step and all(np.isfinite(v).all() for v in arrays.values())
+    if not tracked:
+        return
     (run_id, status), = _runs(db)
     assert status == "FAILED"
     reason = _tag(db, run_id, "rnnlab.failure_reason")
@@ -104,7 +107,7 @@ def test_nonfinite_parameters_are_never_saved(tmp_path):
     with pytest.raises(DivergenceError, match="parameters became NaN/Inf"):
         trainer.save()
     assert (tmp_path / "checkpoints" / "latest.npz").read_bytes() == before
-    assert not (tmp_path / "checkpoints" / f"step_{trainer.step:07d}.npz").exists()
+    assert not step_path(tmp_path / "checkpoints", trainer.step).exists()
 
 
 # --------------------------------------------------------------------------- SIGINT / SIGTERM
@@ -120,7 +123,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> Non
 
 SIGNAL_CASES = {
     # stream feed: the carried hidden state must be checkpointed too
-    "SIGTERM-stream": (signal.SIGTERM, ["dataset=tinyshakespeare", "cell=gru",
+    "SIGTERM-stream": (signal.SIGTERM, ["dataset=sonnets", "cell=gru",
                                         "optimizer=adagrad"]),
     # names feed with dropout: the dropout masks come from (seed, step)
     "SIGINT-names-dropout": (signal.SIGINT, ["dataset=dinos", "cell=lstm", "model.dropout=0.2"]),
@@ -179,6 +182,43 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_sigterm_outside_the_loop_still_ends_the_run_as_killed(tmp_path, monkeypatch):
+    """Outside the trainer's SignalGuard (e.g. while artifacts are logged) SIGTERM becomes
+    KeyboardInterrupt, so the MLflow run is closed as KILLED instead of left RUNNING."""
+    from framework import app, tracking
+    from framework import trainer as trainer_module
+    from tests.helpers import compose_config
+
+    ended = []
+
+    class Recording(tracking.NullTracker):
+        def start(self, params=None, tags=None) -> str:
+            return "run"
+
+        def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+            ended.append((status, reason))
+
+    def run_then_get_terminated(self, progress=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises KeyboardInterrupt long before this ends
+        raise AssertionError("SIGTERM was not turned into KeyboardInterrupt")
+
+    monkeypatch.setattr(tracking.Tracker, "from_config", classmethod(lambda cls, cfg: Recording()))
+    monkeypatch.setattr(trainer_module.Trainer, "run", run_then_get_terminated)
+    monkeypatch.chdir(tmp_path)
+    def unhandled(signum, frame):  # what the test sees if the app installs no handler
+        raise RuntimeError("SIGTERM reached the default handler")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            app.run(compose_config([*QUICK, "cell=rnn"]))
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # the app restored it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ended == [("KILLED", "interrupted before a checkpoint could be written")]
+
+
 # --------------------------------------------------------------------------- kill -9
 def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):
     """SIGKILL the real training process (checkpoint every step) again and again; every
@@ -190,8 +230,10 @@ def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):
             "dataset=tinyshakespeare", "train.eval_every=0", "train.sample_every=0",
             "train.checkpoint_every=1", "train.steps=1000000", "hydra.run.dir=run",
             "mlflow.enabled=false"]
-    last_step = 0
-    for round_ in range(4):
+    last_step, mid_write, round_ = 0, 0, 0
+    # Keep killing until at least one kill landed inside a checkpoint write (it leaves a temp
+    # file behind), with at least 3 rounds; the write is most of each step, so that is quick.
+    while round_ < 3 or (mid_write == 0 and round_ < 8):
         resume = [f"resume={tmp_path / 'run'}"] if round_ else []
         proc = subprocess.Popen([sys.executable, "-m", "framework", *args, *resume],
                                 cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
@@ -211,11 +253,17 @@ def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
-        # (A restart that did not resume would rewrite step_0000001... and time out above.)
-        files = sorted(ckpts.glob("*.npz"))
+        # (A restart that did not resume would rewrite step_000001... and time out above.)
+        temps = list(ckpts.glob(".tmp-*"))
+        mid_write += bool(temps)
+        for tmp in temps:  # the killed writer's partial file: never a name anyone loads
+            tmp.unlink()
+        files = sorted(p for p in ckpts.glob("*.npz") if not p.name.startswith("."))
         for path in files:  # latest.npz, best.npz and every step file: all complete
             arrays, meta = load_checkpoint(path)
             assert all(np.isfinite(v).all() for v in arrays.values()), path
         _, meta = load_checkpoint(ckpts / "latest.npz")
         assert meta["step"] > last_step
         last_step = meta["step"]
+        round_ += 1
+    assert mid_write >= 1, "no kill landed inside a checkpoint write"
