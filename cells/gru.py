@@ -20,16 +20,36 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import Cell, check_cell_config, course_normal, fused, gate_major, sigmoid
+from framework.cell import (
+    Cell,
+    backward_chunks,
+    check_cell_config,
+    course_normal,
+    fused,
+    gate_major,
+    sigmoid,
+)
 from framework.registry import CELLS
 
 GATE_ORDER = ("r", "z", "n")
+PRESCALE = (0.5, 0.5, 1.0)  # fast path: r and z pre-activations are halved (see gru_gates_forward)
 
 
 # --------------------------------------------------------------------------- pointwise math
-def gru_gates_forward(zrz: np.ndarray) -> None:
-    """Activate the reset/update pre-activations (2, ...) in place: r, z = σ(.)."""
-    sigmoid(zrz, out=zrz)
+def gru_gates_forward(zrz: np.ndarray, *, halved: bool = False) -> None:
+    """Activate the reset/update pre-activations (2, ...) in place: r, z = σ(.).
+
+    ``halved=True`` (the fast path, which folds the factor 1/2 into its weight copies, exactly):
+    ``zrz`` holds x/2 and σ(x) = (1 + tanh(x/2)) / 2 -- 3 passes instead of 4, no exp overflow
+    (see lstm_gates_forward in cells/lstm.py for the precision note).
+    """
+    if halved:
+        np.tanh(zrz, out=zrz)
+        np.multiply(zrz, 0.5, out=zrz)
+        np.add(zrz, 0.5, out=zrz)
+    else:
+        with np.errstate(over="ignore"):  # exp overflow of very negative inputs -> σ = 0
+            sigmoid(zrz, out=zrz)
 
 
 def gru_state_forward(
@@ -46,6 +66,7 @@ def gru_backward_factors(
     gates: np.ndarray, h_prev: np.ndarray, f_out: np.ndarray, scratch: np.ndarray
 ) -> None:
     """Upstream-independent local derivatives for any number of steps, gate-major f_out (3, ...)
+    (the fast path calls it one step at a time, on cache-resident blocks, into its dz buffer)
     = [r(1-r)·h_prev, z(1-z)·(h_prev-n), (1-z)·(1-n²)], so dz_{z,n} = dh·f_{z,n} and
     dz_r = d(r*h_prev)·f_r.  ``scratch`` has the shape of h_prev."""
     rz, f_rz = gates[:2], f_out[:2]
@@ -77,7 +98,8 @@ def gru_backward_step(
 
     Fills the gate-major ``dz`` (3, B, H) with the pre-activation gradients and ``dh_prev``.
     ``W_hn_T`` is (H, H) and ``W_hrz_T`` the stacked (2, H, H) transposed recurrent blocks;
-    ``drh`` (gradient wrt r*h_prev) and ``back`` (2, B, H) are scratch."""
+    ``drh`` (gradient wrt r*h_prev) and ``back`` (2, B, H) are scratch.  ``f`` may be ``dz``
+    itself (the factors are then overwritten by the gradients)."""
     np.multiply(dh, f[1:], out=dz[1:])  # z and n
     np.matmul(dz[2], W_hn_T, out=drh)
     np.multiply(drh, f[0], out=dz[0])  # r
@@ -136,23 +158,23 @@ class GRUCell(Cell):
         H = self.hidden_size
         (h0,) = self.initial_state(state0, B, dt)
         W_h3 = gate_major(W_h, 3)  # (3, H, H) blocks r, z, n
+        W_h3[:2] *= 0.5  # PRESCALE: r, z take x/2 (gru_gates_forward(halved=True))
         Hs = np.empty((T + 1, B, H), dtype=dt)
         RH = np.empty((T, B, H), dtype=dt)  # r * h_prev of every step, for dW_hn after the loop
         Hs[0] = h0
-        G = self.project_inputs(params, x, ids)  # (3, T, B, H); becomes the activations
+        G = self.project_inputs(params, x, ids, prescale=PRESCALE)  # (3, T, B, H) -> activations
         rec2 = self._ws.get("rec2", (2, B, H), dt)
         rec1 = self._ws.get("rec1", (B, H), dt)
-        with np.errstate(over="ignore"):
-            for t in range(T):
-                g = G[:, t]
-                h_prev = Hs[t]
-                np.matmul(h_prev, W_h3[:2], out=rec2)  # r and z: one stacked matmul
-                np.add(g[:2], rec2, out=g[:2])
-                gru_gates_forward(g[:2])
-                np.multiply(g[0], h_prev, out=RH[t])
-                np.matmul(RH[t], W_h3[2], out=rec1)  # the candidate sees r * h_prev
-                np.add(g[2], rec1, out=g[2])
-                gru_state_forward(g[2], g[1], h_prev, Hs[t + 1])
+        for t in range(T):
+            g = G[:, t]
+            h_prev = Hs[t]
+            np.matmul(h_prev, W_h3[:2], out=rec2)  # r and z: one stacked matmul
+            np.add(g[:2], rec2, out=g[:2])
+            gru_gates_forward(g[:2], halved=True)
+            np.multiply(g[0], h_prev, out=RH[t])
+            np.matmul(RH[t], W_h3[2], out=rec1)  # the candidate sees r * h_prev
+            np.add(g[2], rec1, out=g[2])
+            gru_state_forward(g[2], g[1], h_prev, Hs[t + 1])
         hs = Hs[1:]
         hs.flags.writeable = False
         hT = Hs[T]
@@ -170,8 +192,8 @@ class GRUCell(Cell):
         W_h = params["W_h"]
         dt = W_h.dtype
         T, B, H = RH.shape
-        F = self._ws.get("F", (3, T, B, H), dt)
-        gru_backward_factors(G, Hs[:-1], F, self._ws.get("scratch", (T, B, H), dt))
+        chunks = backward_chunks(T, 4 * B * H * dt.itemsize)  # 3 factor blocks + scratch
+        scratch = self._ws.get("scratch", (chunks[0][1] - chunks[0][0], B, H), dt)
         dZ = self._ws.get("dZ", (3, T, B, H), dt)
         dh = self._ws.get("dh", (B, H), dt)
         drh = self._ws.get("drh", (B, H), dt)
@@ -181,13 +203,17 @@ class GRUCell(Cell):
             dh_next[...] = dstateT[0]
         # (3, H, H) transposed blocks r, z, n, contiguous (faster stacked matmuls than views)
         W_hT = np.ascontiguousarray(gate_major(W_h, 3).transpose(0, 2, 1))
-        for t in range(T - 1, -1, -1):
-            if dhs is None:
-                dh[...] = dh_next
-            else:
-                np.add(dhs[t], dh_next, out=dh)
-            gru_backward_step(dh, G[:, t], F[:, t], dZ[:, t], W_hT[2], W_hT[:2], drh, dh_next,
-                              back)
+        for t0, t1 in chunks:
+            # Factors for a chunk of steps (framework.cell.backward_chunks), written straight
+            # into dZ: gru_backward_step then overwrites each step's factors by its gradients.
+            gru_backward_factors(G[:, t0:t1], Hs[t0:t1], dZ[:, t0:t1], scratch[: t1 - t0])
+            for t in range(t1 - 1, t0 - 1, -1):
+                if dhs is None:
+                    dh[...] = dh_next
+                else:
+                    np.add(dhs[t], dh_next, out=dh)
+                dz = dZ[:, t]
+                gru_backward_step(dh, G[:, t], dz, dz, W_hT[2], W_hT[:2], drh, dh_next, back)
         # Weight gradients in big matmuls over all steps: r, z see h_prev; n sees r * h_prev.
         dZ3 = dZ.reshape(3, T * B, H)
         blocks = np.empty((3, H, H), dtype=dt)

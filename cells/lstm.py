@@ -6,8 +6,9 @@ call per step) and the three gates whose gradient is ``dc * factor`` (f, i, g) s
 broadcast multiply per step in the backward pass).
 
 The pointwise math is written once (``lstm_gates_forward``, ``lstm_backward_factors``,
-``lstm_backward_step``) on *gate-major* arrays: axis 0 is the gate (``z[0]`` is o, ``z[1]`` f,
-``z[2]`` i, ``z[3]`` g), the remaining axes are any layout shared with the state arrays.  The
+``lstm_backward_step``) on
+*gate-major* arrays: axis 0 is the gate (``z[0]`` is o, ``z[1]`` f, ``z[2]`` i, ``z[3]`` g),
+the remaining axes are any layout shared with the state arrays.  The
 fast plugin :class:`LSTMCell` passes (4, B, H) blocks of one step (each gate a contiguous (B, H)
 block, see framework/cell.py); the course API of spec §1.4/§1.5 (column layout, per-gate
 matrices ``Wf, Wi, Wc, Wo`` over ``concat = [a_prev; xt]``) stacks its four (n_a, m) gate
@@ -24,6 +25,7 @@ import numpy as np
 
 from framework.cell import (
     Cell,
+    backward_chunks,
     check_cell_config,
     course_normal,
     course_softmax,
@@ -35,6 +37,9 @@ from framework.registry import CELLS
 
 GATE_ORDER = ("o", "f", "i", "g")  # block k of the fused arrays holds gate GATE_ORDER[k]
 _COURSE_DRAW_ORDER = ("f", "i", "o", "g")  # the course draws Wf, Wi, Wo, Wc in this order
+# Per-gate factor of the fast path's pre-activations (sigmoid gates take x/2, see
+# lstm_gates_forward(halved=True)), folded into its gate-major weight copies.
+PRESCALE = (0.5, 0.5, 0.5, 1.0)
 
 
 # --------------------------------------------------------------------------- pointwise math
@@ -44,14 +49,30 @@ def lstm_gates_forward(
     c_out: np.ndarray,
     tc_out: np.ndarray,
     h_out: np.ndarray,
+    *,
+    halved: bool = False,
 ) -> None:
     """Activate the gate-major pre-activations ``z`` (4, ...) in place; compute the new state.
 
     ft = σ(zf), it = σ(zi), ot = σ(zo), g = tanh(zg);
     c = ft*c_prev + it*g; tc = tanh(c); h = ot*tc.
+
+    ``halved=True`` (the fast path): ``z[:3]`` hold HALF the sigmoid gates' pre-activations
+    (the factor :data:`PRESCALE` is folded into the weights, exactly: halving is exact in binary
+    floating point) and σ(x) = (1 + tanh(x/2)) / 2, so one tanh call activates all four gates
+    and a multiply-add finishes the sigmoids: 3 passes fewer than exp/add/reciprocal and no
+    overflow.  Its absolute error is the same (~1 ulp of 1), but tiny σ lose *relative*
+    precision, so the course API keeps the course's 1 / (1 + exp(-x)) (``halved=False``).
     """
-    sigmoid(z[:3], out=z[:3])  # o, f, i together
-    np.tanh(z[3], out=z[3])
+    if halved:
+        np.tanh(z, out=z)
+        sig = z[:3]
+        np.multiply(sig, 0.5, out=sig)  # a Python float is a weak scalar: float32 stays float32
+        np.add(sig, 0.5, out=sig)
+    else:
+        with np.errstate(over="ignore"):  # exp overflow in σ of very negative inputs -> 0
+            sigmoid(z[:3], out=z[:3])  # o, f, i together
+        np.tanh(z[3], out=z[3])
     o, f, i, g = z
     np.multiply(f, c_prev, out=c_out)
     np.multiply(i, g, out=h_out)  # h_out doubles as scratch until the last line
@@ -67,7 +88,8 @@ def lstm_backward_factors(
     d_out: np.ndarray,
     e_out: np.ndarray,
 ) -> None:
-    """Local derivatives that do not depend on the upstream gradient (any number of steps).
+    """Local derivatives that do not depend on the upstream gradient (any number of steps; the
+    fast path calls it on chunks of steps small enough to stay in cache, see LSTMCell.backward).
 
     d_out (4, ...) = [o(1-o)·tc, f(1-f)·c_prev, i(1-i)·g, (1-g²)·i] and e_out = o·(1-tc²), so
     that one step back is dc_tot = dc + dh·e, dz_o = dh·d_o, dz_{f,i,g} = dc_tot·d_{f,i,g}.
@@ -174,15 +196,15 @@ class LSTMCell(Cell):
         TC = np.empty((T, B, H), dtype=dt)
         Hs[0] = h0
         C[0] = c0
-        G = self.project_inputs(params, x, ids)  # (4, T, B, H); becomes the activations
+        G = self.project_inputs(params, x, ids, prescale=PRESCALE)  # (4, T, B, H) -> activations
         W_h4 = gate_major(W_h, 4)  # (4, H, H): the matmul writes each gate contiguously
+        W_h4[:3] *= 0.5  # PRESCALE (exact)
         rec = self._ws.get("rec", (4, B, H), dt)
-        with np.errstate(over="ignore"):  # exp overflow in σ of very negative inputs -> 0
-            for t in range(T):
-                np.matmul(Hs[t], W_h4, out=rec)  # one stacked recurrent matmul for 4 gates
-                z = G[:, t]
-                np.add(z, rec, out=z)
-                lstm_gates_forward(z, C[t], C[t + 1], TC[t], Hs[t + 1])
+        for t in range(T):
+            np.matmul(Hs[t], W_h4, out=rec)  # one stacked recurrent matmul for 4 gates
+            z = G[:, t]
+            np.add(z, rec, out=z)
+            lstm_gates_forward(z, C[t], C[t + 1], TC[t], Hs[t + 1], halved=True)
         hs = Hs[1:]
         hs.flags.writeable = False
         hT, cT = Hs[T], C[T]
@@ -201,12 +223,14 @@ class LSTMCell(Cell):
         W_h = params["W_h"]
         dt = W_h.dtype
         T, B, H = TC.shape
-        D = self._ws.get("D", (4, T, B, H), dt)
-        E = self._ws.get("E", (T, B, H), dt)
-        lstm_backward_factors(G, C[:-1], TC, D, E)  # vectorised over all steps, before the loop
         dZ = self._ws.get("dZ", (4, T, B, H), dt)
         dh = self._ws.get("dh", (B, H), dt)
         back = self._ws.get("back", (4, B, H), dt)
+        # Factors for a chunk of steps at a time (framework.cell.backward_chunks): 5 arrays.
+        chunks = backward_chunks(T, 5 * B * H * dt.itemsize)
+        K = chunks[0][1] - chunks[0][0]
+        D = self._ws.get("D", (4, K, B, H), dt)
+        E = self._ws.get("E", (K, B, H), dt)
         dh_next = np.zeros((B, H), dtype=dt)
         dc = np.zeros((B, H), dtype=dt)
         if dstateT is not None:
@@ -216,16 +240,19 @@ class LSTMCell(Cell):
                 dc[...] = dstateT[1]
         # (4, H, H) transposed blocks of W_h, contiguous: ~25% faster stacked matmuls than views
         W_h4T = np.ascontiguousarray(gate_major(W_h, 4).transpose(0, 2, 1))
-        for t in range(T - 1, -1, -1):
-            if dhs is None:
-                dh[...] = dh_next
-            else:
-                np.add(dhs[t], dh_next, out=dh)
-            dz = dZ[:, t]
-            lstm_backward_step(dh, dc, G[:, t], D[:, t], E[t], dz)
-            # dh_prev = dz_fused @ W_h.T = sum over gates of dz[k] @ W_h[k-block].T
-            np.matmul(dz, W_h4T, out=back)
-            np.sum(back, axis=0, out=dh_next)
+        for t0, t1 in chunks:
+            n = t1 - t0
+            lstm_backward_factors(G[:, t0:t1], C[t0:t1], TC[t0:t1], D[:, :n], E[:n])
+            for t in range(t1 - 1, t0 - 1, -1):
+                if dhs is None:
+                    dh[...] = dh_next
+                else:
+                    np.add(dhs[t], dh_next, out=dh)
+                dz = dZ[:, t]
+                lstm_backward_step(dh, dc, G[:, t], D[:, t - t0], E[t - t0], dz)
+                # dh_prev = dz_fused @ W_h.T = sum over gates of dz[k] @ W_h[k-block].T
+                np.matmul(dz, W_h4T, out=back)
+                np.sum(back, axis=0, out=dh_next)
         # All weight gradients in single big (stacked) matmuls over every step at once.
         dW_h = fused(np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(4, T * B, H)))
         dW_x, db, dx = self.input_grads(params, dZ, x, ids)
@@ -247,8 +274,7 @@ def lstm_cell_forward(
         np.dot(p["Wc"], concat) + p["bc"],
     ])
     a_next, c_next, tc = (np.empty_like(z[0]) for _ in range(3))
-    with np.errstate(over="ignore"):
-        lstm_gates_forward(z, c_prev, c_next, tc, a_next)
+    lstm_gates_forward(z, c_prev, c_next, tc, a_next)
     ot, ft, it, cct = z
     yt_pred = course_softmax(np.dot(p["Wy"], a_next) + p["by"])
     cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)

@@ -101,15 +101,31 @@ class Workspace:
 
 
 def gate_major(W: np.ndarray, gates: int) -> np.ndarray:
-    """Fused (D, G*H) matrix -> contiguous (G, D, H) stack with block k = W[:, k*H:(k+1)*H]."""
+    """Fused (D, G*H) matrix -> contiguous (G, D, H) stack with block k = W[:, k*H:(k+1)*H].
+
+    Always a new array (never a view of ``W``, not even for G == 1 or H == 1), so callers may
+    scale it in place."""
     D, GH = W.shape
-    return np.ascontiguousarray(W.reshape(D, gates, GH // gates).transpose(1, 0, 2))
+    return W.reshape(D, gates, GH // gates).transpose(1, 0, 2).copy()
 
 
 def fused(blocks: np.ndarray) -> np.ndarray:
     """Inverse of :func:`gate_major`: (G, D, H) -> contiguous fused (D, G*H)."""
     G, D, H = blocks.shape
     return np.ascontiguousarray(blocks.transpose(1, 0, 2)).reshape(D, G * H)
+
+
+# Backward passes compute their upstream-independent local derivatives for a chunk of time
+# steps at once: one NumPy call per chunk (call overhead dominates at small batch x hidden) on
+# arrays small enough to stay in L2 (whole-sequence arrays at B64/H256 are streamed through
+# memory twice).  Measured against per-step and whole-sequence factors: docs/performance.md.
+FACTOR_CHUNK_BYTES = 256 * 1024
+
+
+def backward_chunks(T: int, bytes_per_step: int) -> list[tuple[int, int]]:
+    """Time-step ranges (t0, t1), last first, of at most FACTOR_CHUNK_BYTES of factor arrays."""
+    K = max(1, min(T, FACTOR_CHUNK_BYTES // max(1, bytes_per_step)))
+    return [(max(0, t1 - K), t1) for t1 in range(T, 0, -K)]
 
 
 def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -204,11 +220,14 @@ class Cell:
         x: np.ndarray,
         ids: bool,
         out: np.ndarray | None = None,
+        prescale: tuple[float, ...] | None = None,
     ) -> np.ndarray:
         """x @ W_x + b for every time step at once, gate-major into ``out`` (G, T, B, H).
 
         For token ids this is a row gather of W_x (id -1 selects an appended zero row), never a
         one-hot matmul; for dense input it is one stacked (T*B, D) @ (G, D, H) matmul.
+        ``prescale`` (one factor per gate) multiplies each gate's block (e.g. 0.5 for the
+        sigmoid-via-tanh gates); it is applied to the weights, so it costs no pass over ``out``.
         """
         W_x, b = params["W_x"], params["b"]
         T, B = x.shape[:2]
@@ -217,14 +236,19 @@ class Cell:
             out = np.empty((G, T, B, H), dtype=W_x.dtype)
         flat = out.reshape(G, T * B, H)
         b3 = b.reshape(G, 1, H)
+        W3 = gate_major(W_x, G)
+        if prescale is not None:
+            s3 = np.asarray(prescale, dtype=W_x.dtype).reshape(G, 1, 1)
+            W3 *= s3
+            b3 = b3 * s3
         if ids:
             # Gather from a (G, V+1, H) table whose rows already include the bias; id -1 wraps
             # to the appended row, which is the bias alone (a zero input vector).  mode="wrap"
             # also avoids the slow buffered path np.take takes with out= in its default mode.
-            table = np.concatenate([gate_major(W_x, G) + b3, b3], axis=1)
+            table = np.concatenate([W3 + b3, b3], axis=1)
             np.take(table, x.reshape(-1), axis=1, out=flat, mode="wrap")
         else:
-            np.matmul(x.reshape(T * B, x.shape[2]), gate_major(W_x, G), out=flat)
+            np.matmul(x.reshape(T * B, x.shape[2]), W3, out=flat)
             flat += b3
         return out
 
@@ -235,9 +259,17 @@ class Cell:
         W_x = params["W_x"]
         G, T, B, H = dZ.shape
         dZ3 = dZ.reshape(G, T * B, H)
-        db = dZ3.sum(axis=1).reshape(G * H)
         if ids:
-            return fused(scatter_add_rows(x.reshape(-1), dZ3, W_x.shape[0])), db, None
+            flat_ids = x.reshape(-1)
+            blocks = scatter_add_rows(flat_ids, dZ3, W_x.shape[0])
+            # db = every row of dZ summed = the V per-id sums plus the rows of id -1: a sum over
+            # V rows instead of another pass over all T*B rows.
+            db = blocks.sum(axis=1)
+            dropped = np.flatnonzero(flat_ids < 0)
+            if dropped.size:
+                db += np.take(dZ3, dropped, axis=1).sum(axis=1)
+            return fused(blocks), db.reshape(G * H), None
+        db = dZ3.sum(axis=1).reshape(G * H)
         D = x.shape[2]
         x2 = x.reshape(T * B, D)
         dW_x = fused(np.matmul(x2.T, dZ3))
@@ -294,9 +326,11 @@ def check_cell_config(hidden_size: int, init: str) -> None:
 __all__ = [
     "INIT_SCHEMES",
     "Cell",
+    "FACTOR_CHUNK_BYTES",
     "State",
     "Workspace",
     "as_dtype",
+    "backward_chunks",
     "check_cell_config",
     "course_normal",
     "course_softmax",

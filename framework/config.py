@@ -46,7 +46,7 @@ class TrainConfig:
     shuffle_seed: int | None = None
     loss: str = "mean"
     smooth_init_tokens: int | None = None
-    smoothing: float = 0.999
+    smoothing: float = 0.99
     log_every: int = 10
     eval_every: int = 500
     sample_every: int = 500

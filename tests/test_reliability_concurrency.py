@@ -99,6 +99,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
     import fcntl
 
     from framework.app import main
+    from tests.test_reliability_input import preserved_logging
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -107,7 +108,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         monkeypatch.setattr(sys, "argv", ["framework", *TINY, "mlflow.enabled=false",
                                           f"hydra.run.dir={run_dir}"])
-        with pytest.raises(SystemExit) as info:
+        with pytest.raises(SystemExit) as info, preserved_logging():
             main()
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -118,7 +119,8 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
     # directory can be used again, e.g. to resume in place.
     monkeypatch.setattr(sys, "argv", ["framework", *TINY, "mlflow.enabled=false",
                                       f"hydra.run.dir={run_dir}", "train.steps=2"])
-    main()
+    with preserved_logging():
+        main()
     assert (run_dir / "checkpoints" / "latest.npz").is_file()
 
 

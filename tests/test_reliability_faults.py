@@ -110,6 +110,37 @@ def test_nonfinite_parameters_are_never_saved(tmp_path):
     assert not step_path(tmp_path / "checkpoints", trainer.step).exists()
 
 
+def test_resume_right_after_the_short_last_batch_of_an_epoch(tmp_path):
+    """Names feed: the epoch's last batch is short, so the carried state saved after it is
+    narrower than train.batch_size.  Resuming there used to be refused ("resume with the batch
+    size it was trained with"); it must continue bit-identically instead."""
+    class Quiet:
+        def log_metrics(self, values: dict, step: int) -> None:
+            pass
+
+    base = [*QUICK, "cell=lstm", "dataset=dinos", "train.eval_every=0", "train.sample_every=0",
+            "train.num_samples=0", "train.checkpoint_every=0", "model.dropout=0.2"]
+
+    def trainer(steps: int, name: str) -> Trainer:
+        return Trainer(run_config([*base, f"train.steps={steps}"]), out_dir=tmp_path / name,
+                       reporter=Reporter(Quiet(), lambda _: None))
+
+    probe = trainer(1, "probe")
+    epoch = probe.feed.steps_per_epoch
+    short = probe.feed.batch(epoch - 1).inputs.shape[1]
+    assert short < probe.rc.train.batch_size, "dinos/4 should end its epoch with a short batch"
+    half = trainer(epoch, "half")
+    half.run()
+    assert half.state[0][0].shape[0] == short
+    resumed = trainer(epoch + 5, "resumed")
+    resumed.restore(half.last_checkpoint)
+    resumed.run()
+    full = trainer(epoch + 5, "full")
+    full.run()
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name], value, err_msg=name)
+
+
 # --------------------------------------------------------------------------- SIGINT / SIGTERM
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     t0 = time.monotonic()
@@ -179,7 +210,7 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
     assert set(a) == set(b) and any(k.startswith("optim/") for k in a)
     for key in a:  # parameters, optimizer state and carried hidden state, bit for bit
         assert a[key].dtype == b[key].dtype
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key}, stopped at {stopped_at}")
 
 
 def test_sigterm_outside_the_loop_still_ends_the_run_as_killed(tmp_path, monkeypatch):

@@ -9,11 +9,14 @@ of the start-up cost.  A few cases run real subprocesses to pin down what a shel
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import pickle
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,21 @@ class _NoTracker:
         pass
 
 
+@contextlib.contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Undo what Hydra's logging setup does to this process (generate's config disables every
+    existing logger), so later tests still see rnnlab's warnings."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    saved = [(lg, lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, disabled, level, handlers, propagate in saved:
+            lg.disabled, lg.level, lg.propagate = disabled, level, propagate
+            lg.handlers[:] = handlers
+
+
 def call_main(module: str, args: list[str], capsys) -> tuple[int, list[str]]:
     """Run ``python -m <module> <args>`` in-process; returns (exit status, stderr lines)."""
     if module == "framework":
@@ -41,7 +59,8 @@ def call_main(module: str, args: list[str], capsys) -> tuple[int, list[str]]:
     old = sys.argv
     sys.argv = [module, *args]
     try:
-        main()
+        with preserved_logging():
+            main()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
