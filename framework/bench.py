@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -210,17 +209,38 @@ def thread_scaling(cells: tuple[str, ...], H: int, B: int, seq: int, rounds: int
 
 
 # --------------------------------------------------------------------------- whole-program checks
-def _cli(args: list[str], cwd: Path, timeout: float = 900) -> tuple[float, str, int]:
-    """Run ``python -m framework ARGS``; returns (wall seconds, stdout+stderr, peak RSS KiB)."""
+# Runs the command given in argv and reports its peak RSS.  A child's ru_maxrss includes the
+# RSS of the process it was forked from (the kernel carries the pre-exec high-water mark over),
+# so measured straight from this benchmark process -- hundreds of MiB of trainers and torch
+# models -- it would report the benchmark's own size.  This launcher is ~10 MiB.
+_RSS_LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+    "file=sys.stderr); sys.exit(rc)"
+)
+
+
+def _cli(args: list[str], cwd: Path, timeout: float = 900,
+         measure_rss: bool = False) -> tuple[float, str, int]:
+    """Run ``python -m framework ARGS``; returns (wall seconds, stdout+stderr, peak RSS KiB of
+    the framework process when ``measure_rss``, else 0)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "framework", *args]
+    if measure_rss:
+        command = [sys.executable, "-c", _RSS_LAUNCHER, *command]
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "framework", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"python -m framework {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far; each call is its own process.
-    return wall, proc.stdout + proc.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rss = 0
+    if measure_rss:
+        found = re.search(r"^peak-rss-kib (\d+)$", proc.stderr, flags=re.MULTILINE)
+        if not found:
+            raise RuntimeError(f"no peak RSS reported:\n{proc.stderr[-1000:]}")
+        rss = int(found.group(1))
+    return wall, proc.stdout + proc.stderr, rss
 
 
 def _reported_speed(output: str) -> float:
@@ -259,7 +279,8 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
         _, _, rss = _cli(["cell=lstm", "cell.hidden_size=256", "dataset=tinyshakespeare",
                           "train.batch_size=64", "train.seq_len=100", "train.steps=20",
                           "train.checkpoint_every=0", "train.eval_every=0",
-                          "train.sample_every=0", f"hydra.run.dir={cwd / 'mem'}"], cwd)
+                          "train.sample_every=0", f"hydra.run.dir={cwd / 'mem'}"], cwd,
+                         measure_rss=True)
         res["peak_rss_mib"] = rss / 1024
         starts = [_cli(["--help"], cwd)[0] for _ in range(3)]
         res["help_s"] = statistics.median(starts)
