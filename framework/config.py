@@ -49,6 +49,7 @@ class TrainConfig:
     smoothing: float = 0.99
     log_every: int = 10
     eval_every: int = 500
+    eval_batches: int | None = None
     sample_every: int = 500
     num_samples: int = 5
     sample_length: int = 200
@@ -73,6 +74,8 @@ class TrainConfig:
         for key in ("log_every", "eval_every", "sample_every", "checkpoint_every"):
             value = getattr(self, key)
             _check(value >= 0, f"train.{key} must be >= 0 (0 turns it off), got {value}")
+        _check(self.eval_batches is None or self.eval_batches >= 1,
+               f"train.eval_batches must be >= 1 or null (all), got {self.eval_batches}")
         _check(self.num_samples >= 0, f"train.num_samples must be >= 0, got {self.num_samples}")
         _check(self.sample_length >= 1,
                f"train.sample_length must be >= 1, got {self.sample_length}")

@@ -247,7 +247,10 @@ class Trainer:
     def evaluate(self) -> float:
         total, count = 0.0, 0
         state = None
-        for batch in self.feed.val_batches():
+        limit = self.rc.train.eval_batches
+        for index, batch in enumerate(self.feed.val_batches()):
+            if limit and index >= limit:
+                break
             width = batch.inputs.shape[1]
             if batch.reset or state is None or state[0][0].shape[0] != width:
                 state = self.model.zero_state(width)

@@ -14,7 +14,8 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 # Shrink the slow parts only; the preset's model, feed, loss and plugins stay as they are.
 FAST = ["train.steps=3", "mlflow.enabled=false", "train.log_every=1", "train.eval_every=0",
-        "train.sample_every=2", "train.sample_length=20", "train.checkpoint_every=0"]
+        "train.sample_every=2", "train.sample_length=20", "train.checkpoint_every=0",
+        "train.eval_batches=2"]
 
 
 class Quiet:

@@ -72,3 +72,17 @@ def test_metrics_are_logged_with_step_indices(tmp_path):
     steps = [step for step, values in trainer.report.tracker.metrics if "train_loss" in values]
     assert steps == list(range(12))
     assert any("val_loss" in values for _, values in trainer.report.tracker.metrics)
+
+
+def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
+    trainer = make_trainer(["dataset=tinyshakespeare", "cell=rnn", "train.eval_batches=2"],
+                           tmp_path)
+    seen = []
+    real_loss = trainer.model.loss
+
+    def counting_loss(*args, **kwargs):
+        seen.append(1)
+        return real_loss(*args, **kwargs)
+
+    trainer.model.loss = counting_loss
+    assert trainer.evaluate() > 0 and len(seen) == 2
