@@ -126,6 +126,7 @@ class RunConfig:
     seed: int = 0
     dtype: str = "float32"
     resume: str | None = None
+    threads: int | None = 1
     raw: dict = field(default_factory=dict)  # the resolved config as plain containers
 
     def options(self, group: str) -> dict[str, Any]:
@@ -176,6 +177,11 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    threads = raw.get("threads", 1)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
-                     resume=None if resume in (None, "") else str(resume), raw=raw)
+                     resume=None if resume in (None, "") else str(resume), threads=threads,
+                     raw=raw)

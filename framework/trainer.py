@@ -26,6 +26,7 @@ from framework.errors import CheckpointError, DivergenceError
 from framework.feeds import make_feed
 from framework.generation import generate
 from framework.model import CharRNN
+from framework.threads import blas_threads
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
 
 CHECKPOINT_FORMAT = 1
@@ -291,7 +292,7 @@ class Trainer:
         started = time.perf_counter()
         window_chars, window_start = 0, started
         val_loss = math.nan
-        with SignalGuard() as guard:
+        with SignalGuard() as guard, blas_threads(rc.threads):
             while self.step < steps:
                 step = self.step
                 batch = feed.batch(step)

@@ -86,3 +86,20 @@ def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
 
     trainer.model.loss = counting_loss
     assert trainer.evaluate() > 0 and len(seen) == 2
+
+
+def test_training_limits_blas_threads_as_configured(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    trainer = make_trainer(["cell=rnn", "threads=1", "train.steps=2"], tmp_path)
+    real = trainer.model.loss_and_grads
+
+    def spy(*args, **kwargs):
+        seen.append({info["num_threads"] for info in threadpool_info()
+                     if info["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    trainer.model.loss_and_grads = spy
+    trainer.run()
+    assert seen and all(threads == {1} for threads in seen)

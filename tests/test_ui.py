@@ -2,12 +2,14 @@
 
 Renders the pages the sweep prints links to (see docs/sweeps.md, "How to open and compare
 runs"), checks from the rendered DOM that the child runs and their val_loss are shown, and saves
-the compare page as docs/images/mlflow_compare.png (and the runs table as mlflow_runs.png).
+the compare page and the runs table as PNGs: into $RNNLAB_SCREENSHOT_DIR when set (the README's
+pictures are refreshed with RNNLAB_SCREENSHOT_DIR=docs/images), else into the test's tmp dir.
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import subprocess
@@ -20,7 +22,6 @@ from framework.sweep import ui_links
 from tests.test_server import check_sweep_runs, mlflow_server, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGES = REPO / "docs" / "images"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update",
                   "--no-first-run", "--disable-sync", "--disable-quic", "--hide-scrollbars"]
@@ -92,5 +93,9 @@ def test_sweep_runs_table_and_compare_page_in_chromium(tmp_path):
         assert "val_loss" in compare_text and "cell.name" in compare_text
 
         # Tall enough for run details, the params table and the (scrolling) metrics table.
-        screenshot(links["compare"], IMAGES / "mlflow_compare.png", "--window-size=1680,2050")
-        screenshot(links["runs"], IMAGES / "mlflow_runs.png")
+        images = Path(os.environ.get("RNNLAB_SCREENSHOT_DIR") or tmp_path)
+        images.mkdir(parents=True, exist_ok=True)
+        screenshot(links["compare"], images / "mlflow_compare.png", "--window-size=1680,2050")
+        screenshot(links["runs"], images / "mlflow_runs.png")
+        for name in ("mlflow_compare.png", "mlflow_runs.png"):
+            assert (images / name).stat().st_size > 10_000, name  # a real page, not a blank
