@@ -26,8 +26,8 @@ from framework.errors import CheckpointError, DivergenceError
 from framework.feeds import make_feed
 from framework.generation import generate
 from framework.model import CharRNN
-from framework.threads import blas_threads
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
+from framework.threads import blas_threads
 
 CHECKPOINT_FORMAT = 1
 
