@@ -1,0 +1,9 @@
+"""The course-recipe benchmark runs, and its two implementations print the same lines."""
+
+from framework.coursebench import main
+
+
+def test_course_model_and_course_style_loop_print_identical_blocks(capsys):
+    assert main(["--iterations", "2001", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "printed output identical: True" in out
