@@ -15,18 +15,11 @@ from framework.errors import ConfigError, DataError
 from framework.plugins import load_folder
 from framework.registry import DATASETS
 from framework.vocab import Vocab
+from tests.conftest import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 load_folder(REPO / "datasets")
-
-
-def load(name: str, **options):
-    return DATASETS.build({"name": name, **options}).load()
-
-
-@pytest.fixture(scope="module")
-def dinos():
-    return load("dinos", val_fraction=0.0)
+load = load_dataset
 
 
 @pytest.mark.parametrize(

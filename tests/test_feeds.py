@@ -11,19 +11,11 @@ from framework.data import lines_corpus, stream_corpus
 from framework.errors import ConfigError
 from framework.feeds import Batch, make_feed
 from framework.plugins import load_folder
-from framework.registry import DATASETS
+from tests.conftest import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 load_folder(REPO / "datasets")
-
-
-def load(name: str, **options):
-    return DATASETS.build({"name": name, **options}).load()
-
-
-@pytest.fixture(scope="module")
-def dinos():
-    return load("dinos", val_fraction=0.0)
+load = load_dataset
 
 
 @pytest.fixture(scope="module")
