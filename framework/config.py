@@ -45,6 +45,9 @@ class TrainConfig:
     window_targets: str = "last"
     shuffle_seed: int | None = None
     loss: str = "mean"
+    lr_schedule: str = "constant"
+    lr_final: float = 0.1
+    warmup_steps: int = 0
     smooth_init_tokens: int | None = None
     smoothing: float = 0.99
     log_every: int = 10
@@ -69,6 +72,11 @@ class TrainConfig:
                f"train.window_targets must be 'last' or 'all', got {self.window_targets!r}")
         _check(self.loss in ("mean", "sum"),
                f"train.loss must be 'mean' or 'sum', got {self.loss!r}")
+        _check(self.lr_schedule in ("constant", "cosine"),
+               f"train.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        _check(0.0 <= self.lr_final <= 1.0,
+               f"train.lr_final must be in [0, 1], got {self.lr_final}")
+        _check(self.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(0.0 <= self.smoothing < 1.0,
                f"train.smoothing must be in [0, 1), got {self.smoothing}")
         for key in ("log_every", "eval_every", "sample_every", "checkpoint_every"):

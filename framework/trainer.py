@@ -27,6 +27,7 @@ from framework.feeds import make_feed
 from framework.generation import generate
 from framework.model import CharRNN
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
+from framework.schedule import lr_factor
 from framework.threads import blas_threads
 
 CHECKPOINT_FORMAT = 1
@@ -282,6 +283,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def run(self, progress: Any | None = None) -> TrainResult:
         rc, model, feed = self.rc, self.model, self.feed
+        base_lr = rc.optimizer.lr
         steps = rc.train.steps
         mean = rc.train.loss == "mean"
         beta = rc.train.smoothing
@@ -314,6 +316,8 @@ class Trainer:
                         f"{self.good_checkpoint or 'none (none was saved before this step)'}")
                 if self._unverified is not None:  # its parameters just gave a sane loss
                     self.good_checkpoint, self._unverified = self._unverified, None
+                self.optimizer.lr = base_lr * lr_factor(step, steps, rc.train.lr_schedule,
+                                                        rc.train.lr_final, rc.train.warmup_steps)
                 self.optimizer.step(model.params, grads)
                 self.state = state
                 current = per_char if mean else loss_sum
@@ -331,7 +335,7 @@ class Trainer:
                                "train_bits_per_char": per_char / math.log(2),
                                "grad_norm": stats.norm,
                                "fraction_clipped": stats.fraction_clipped,
-                               "chars_per_sec": speed}
+                               "chars_per_sec": speed, "lr": self.optimizer.lr}
                     self.report.metrics(pending, step)
                     self.history["train_loss"].append((step, per_char))
                     self.history["smooth_loss"].append((step, self.smooth_loss))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
 from framework.errors import CheckpointError, DivergenceError
-from framework.trainer import Reporter, Trainer
+from framework.trainer import Interrupted, Reporter, Trainer
 from tests.helpers import QUICK, run_config
 
 
@@ -103,3 +106,39 @@ def test_training_limits_blas_threads_as_configured(tmp_path):
     trainer.model.loss_and_grads = spy
     trainer.run()
     assert seen and all(threads == {1} for threads in seen)
+
+
+def test_lr_schedule_factor():
+    from framework.schedule import lr_factor
+
+    assert [lr_factor(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert lr_factor(0, 11, "cosine", final=0.1) == 1.0
+    assert lr_factor(10, 11, "cosine", final=0.1) == pytest.approx(0.1)
+    assert lr_factor(5, 11, "cosine", final=0.1) == pytest.approx(0.55)
+    assert [lr_factor(s, 10, warmup_steps=4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+
+
+def test_cosine_schedule_is_applied_and_resumes_bit_identically(tmp_path):
+    overrides = ["dataset=tinyshakespeare", "cell=gru", "train.lr_schedule=cosine",
+                 "train.warmup_steps=3", "optimizer=adam", "optimizer.lr=0.01"]
+    full = make_trainer([*overrides, "train.steps=14"], tmp_path / "full")
+    full.run()
+    lrs = [values["lr"] for _, values in full.report.tracker.metrics if "lr" in values]
+    assert lrs[0] == pytest.approx(0.01 / 3) and lrs[-1] == pytest.approx(0.001)
+    half = make_trainer([*overrides, "train.steps=14"], tmp_path / "half")
+    real_metrics = half.report.metrics
+
+    def interrupt_at_step_6(values, step):  # a real SIGINT in the middle of the schedule
+        real_metrics(values, step)
+        if step == 6 and "train_loss" in values:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    half.report.metrics = interrupt_at_step_6
+    with pytest.raises(Interrupted) as info:
+        half.run()
+    resumed = make_trainer([*overrides, "train.steps=14"], tmp_path / "resumed")
+    resumed.restore(info.value.checkpoint)
+    assert resumed.step == 7
+    resumed.run()
+    for name, value in full.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[name], value, err_msg=name)
