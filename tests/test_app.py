@@ -135,3 +135,11 @@ def test_quick_training_writes_checkpoint_json_meta(tmp_path):
     assert meta["step"] == 12 and meta["cell"] == "gru"
     assert any(k.startswith("param/") for k in arrays)
     assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("param/"))
+
+
+def test_progress_bar_is_quiet_off_a_terminal_and_shows_when_asked(main_run, tmp_path):
+    _, proc = main_run  # stderr is a pipe there: no bar
+    assert "step/s" not in proc.stderr and "steps/s" not in proc.stderr
+    forced = cli("framework", [*QUICK, "cell=rnn", "train.progress=always"], tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "step/s" in forced.stderr and "chars_s=" in forced.stderr and "loss=" in forced.stderr
