@@ -208,10 +208,7 @@ class GRUCell(Cell):
             # into dZ: gru_backward_step then overwrites each step's factors by its gradients.
             gru_backward_factors(G[:, t0:t1], Hs[t0:t1], dZ[:, t0:t1], scratch[: t1 - t0])
             for t in range(t1 - 1, t0 - 1, -1):
-                if dhs is None:
-                    dh[...] = dh_next
-                else:
-                    np.add(dhs[t], dh_next, out=dh)
+                self.total_dh(dhs, t, dh_next, out=dh)
                 dz = dZ[:, t]
                 gru_backward_step(dh, G[:, t], dz, dz, W_hT[2], W_hT[:2], drh, dh_next, back)
         # Weight gradients in big matmuls over all steps: r, z see h_prev; n sees r * h_prev.

@@ -244,10 +244,7 @@ class LSTMCell(Cell):
             n = t1 - t0
             lstm_backward_factors(G[:, t0:t1], C[t0:t1], TC[t0:t1], D[:, :n], E[:n])
             for t in range(t1 - 1, t0 - 1, -1):
-                if dhs is None:
-                    dh[...] = dh_next
-                else:
-                    np.add(dhs[t], dh_next, out=dh)
+                self.total_dh(dhs, t, dh_next, out=dh)
                 dz = dZ[:, t]
                 lstm_backward_step(dh, dc, G[:, t], D[:, t - t0], E[t - t0], dz)
                 # dh_prev = dz_fused @ W_h.T = sum over gates of dz[k] @ W_h[k-block].T

@@ -113,10 +113,7 @@ class RNNCell(Cell):
         W_hT = np.ascontiguousarray(W_h.T)  # a contiguous copy: ~20% faster GEMMs than the view
         for t in range(T - 1, -1, -1):
             dz = dZ[t]
-            if dhs is None:
-                dz[...] = dh_next
-            else:
-                np.add(dhs[t], dh_next, out=dz)
+            self.total_dh(dhs, t, dh_next, out=dz)
             rnn_backward_step(dz, factors[t], out=dz)
             np.matmul(dz, W_hT, out=dh_next)
         # All weight gradients in single big matmuls over every step at once.

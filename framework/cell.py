@@ -286,6 +286,18 @@ class Cell:
             return np.asarray(x, dtype=np.intp)
         return np.ascontiguousarray(x, dtype=params["W_h"].dtype)
 
+    @staticmethod
+    def total_dh(
+        dhs: np.ndarray | None, t: int, dh_next: np.ndarray, out: np.ndarray
+    ) -> np.ndarray:
+        """The gradient reaching h_t: from above (``dhs[t]``, absent when only the final state
+        matters) plus from step t + 1 (``dh_next``), written into ``out``."""
+        if dhs is None:
+            out[...] = dh_next
+        else:
+            np.add(dhs[t], dh_next, out=out)
+        return out
+
     def initial_state(self, state0: tuple | None, batch: int, dtype: np.dtype) -> tuple:
         if state0 is None:
             return self.zero_state(batch, dtype)

@@ -47,6 +47,35 @@ def _sample(p: dict, eos: int, seed: int) -> list[int]:
     return out
 
 
+def course_style_forward_backward(X: list, Y: list, a_prev: np.ndarray,  # noqa: N803
+                                  p: dict) -> tuple[float, dict, np.ndarray]:
+    """Spec §2.2 rnn_forward + rnn_backward for one name, step by step in column layout with
+    one-hot inputs and per-step dicts. Returns (summed loss, gradients keyed like ``p``, a_last)."""
+    V = p["Wax"].shape[1]
+    x, a, y_hat, loss = {}, {-1: np.copy(a_prev)}, {}, 0.0
+    for t in range(len(X)):
+        x[t] = np.zeros((V, 1))
+        if X[t] is not None:
+            x[t][X[t]] = 1
+        a[t] = np.tanh(p["Wax"] @ x[t] + p["Waa"] @ a[t - 1] + p["b"])
+        y_hat[t] = _softmax(p["Wya"] @ a[t] + p["by"])
+        loss -= np.log(y_hat[t][Y[t], 0])
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    da_next = np.zeros_like(a[0])
+    for t in reversed(range(len(X))):
+        dy = np.copy(y_hat[t])
+        dy[Y[t]] -= 1
+        g["Wya"] += dy @ a[t].T
+        g["by"] += dy
+        da = p["Wya"].T @ dy + da_next
+        daraw = (1 - a[t] * a[t]) * da
+        g["b"] += daraw
+        g["Wax"] += daraw @ x[t].T
+        g["Waa"] += daraw @ a[t - 1].T
+        da_next = p["Waa"].T @ daraw
+    return loss, g, a[len(X) - 1]
+
+
 def course_style_model(data_x: list[str], ix_to_char: dict, char_to_ix: dict,
                        num_iterations: int, n_a: int = 50, dino_names: int = 7,
                        vocab_size: int = 27) -> None:
@@ -64,31 +93,10 @@ def course_style_model(data_x: list[str], ix_to_char: dict, char_to_ix: dict,
         ex = examples[j % len(examples)]
         X = [None] + [char_to_ix[c] for c in ex]  # noqa: N806
         Y = X[1:] + [char_to_ix["\n"]]  # noqa: N806
-        x, a, y_hat, cur = {}, {-1: np.copy(a_prev)}, {}, 0.0
-        for t in range(len(X)):
-            x[t] = np.zeros((V, 1))
-            if X[t] is not None:
-                x[t][X[t]] = 1
-            a[t] = np.tanh(p["Wax"] @ x[t] + p["Waa"] @ a[t - 1] + p["b"])
-            y_hat[t] = _softmax(p["Wya"] @ a[t] + p["by"])
-            cur -= np.log(y_hat[t][Y[t], 0])
-        g = {k: np.zeros_like(v) for k, v in p.items()}
-        da_next = np.zeros_like(a[0])
-        for t in reversed(range(len(X))):
-            dy = np.copy(y_hat[t])
-            dy[Y[t]] -= 1
-            g["Wya"] += dy @ a[t].T
-            g["by"] += dy
-            da = p["Wya"].T @ dy + da_next
-            daraw = (1 - a[t] * a[t]) * da
-            g["b"] += daraw
-            g["Wax"] += daraw @ x[t].T
-            g["Waa"] += daraw @ a[t - 1].T
-            da_next = p["Waa"].T @ daraw
+        cur, g, a_prev = course_style_forward_backward(X, Y, a_prev, p)
         for k in p:
             np.clip(g[k], -5, 5, out=g[k])
             p[k] -= 0.01 * g[k]
-        a_prev = a[len(X) - 1]
         loss = loss * 0.999 + cur * 0.001
         if j % 2000 == 0:
             print(f"Iteration: {j}, Loss: {loss:f}\n")

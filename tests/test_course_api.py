@@ -81,11 +81,17 @@ def test_clip_d1(max_value, dby1):
         np.testing.assert_array_equal(grads[key], before[key])  # input not mutated
 
 
-def test_sample_d2(dinos):
-    np.random.seed(24)
+def _randn_params() -> dict:
+    """The D2/D3 tests' parameters: unscaled randn from the global RNG, in the course's order."""
     params = {"Wax": np.random.randn(100, 27), "Waa": np.random.randn(100, 100),
               "Wya": np.random.randn(27, 100)}
     params["b"], params["by"] = np.random.randn(100, 1), np.random.randn(27, 1)
+    return params
+
+
+def test_sample_d2(dinos):
+    np.random.seed(24)
+    params = _randn_params()
     indices = course.sample(params, dinos[1], 0)
     assert indices == [23, 16, 26, 26, 24, 3, 21, 1, 7, 24, 15, 3, 25, 20, 6, 13, 10, 8, 20, 12,
                        2, 0]
@@ -94,9 +100,7 @@ def test_sample_d2(dinos):
 def test_sample_cap_appends_newline(dinos):
     # Version B/C parameters (seed 2) run into the 50-character cap: 50 draws, then the newline.
     np.random.seed(2)
-    params = {"Wax": np.random.randn(100, 27), "Waa": np.random.randn(100, 100),
-              "Wya": np.random.randn(27, 100)}
-    params["b"], params["by"] = np.random.randn(100, 1), np.random.randn(27, 1)
+    params = _randn_params()
     indices = course.sample(params, dinos[1], 0)
     assert len(indices) == 51 and indices[-1] == 0 and 0 not in indices[:-1]
 
@@ -104,9 +108,7 @@ def test_sample_cap_appends_newline(dinos):
 def test_optimize_d3():
     np.random.seed(1)
     a_prev = np.random.randn(100, 1)
-    params = {"Wax": np.random.randn(100, 27), "Waa": np.random.randn(100, 100),
-              "Wya": np.random.randn(27, 100)}
-    params["b"], params["by"] = np.random.randn(100, 1), np.random.randn(27, 1)
+    params = _randn_params()
     Wya_before = params["Wya"].copy()
     loss, grads, a_last = course.optimize([12, 3, 5, 11, 22, 3], [4, 14, 11, 22, 25, 26],
                                           a_prev, params, learning_rate=0.01)

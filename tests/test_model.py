@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from framework.cell import sigmoid
+from framework.coursebench import course_style_forward_backward
 from framework.errors import ConfigError, DataError
 from framework.model import CharRNN
 from framework.plugins import load_plugins
@@ -256,32 +257,7 @@ def test_course_init_matches_seeded_randn_draws() -> None:
 
 def _dino_reference(X, Y, a0, P):
     """Spec §2.2 rnn_forward / rnn_backward, written from the formulas (column layout)."""
-    V = P["Wax"].shape[1]
-    x, a, p = {}, {-1: a0.copy()}, {}
-    loss = 0.0
-    for t in range(len(X)):
-        x[t] = np.zeros((V, 1))
-        if X[t] is not None:
-            x[t][X[t]] = 1
-        a[t] = np.tanh(P["Wax"] @ x[t] + P["Waa"] @ a[t - 1] + P["b"])
-        z = P["Wya"] @ a[t] + P["by"]
-        e = np.exp(z - np.max(z))
-        p[t] = e / e.sum(axis=0)
-        loss -= np.log(p[t][Y[t], 0])
-    g = {k: np.zeros_like(P[k]) for k in ("Wax", "Waa", "Wya", "b", "by")}
-    da_next = np.zeros_like(a[0])
-    for t in reversed(range(len(X))):
-        dy = p[t].copy()
-        dy[Y[t]] -= 1
-        g["Wya"] += dy @ a[t].T
-        g["by"] += dy
-        da = P["Wya"].T @ dy + da_next
-        daraw = (1 - a[t] * a[t]) * da
-        g["b"] += daraw
-        g["Wax"] += daraw @ x[t].T
-        g["Waa"] += daraw @ a[t - 1].T
-        da_next = P["Waa"].T @ daraw
-    return loss, g, a[len(X) - 1]
+    return course_style_forward_backward(X, Y, a0, P)
 
 
 def test_dinosaurus_rnn_math_matches_loss_and_grads() -> None:
