@@ -1,9 +1,13 @@
 """The Dinosaurus Island API (spec §2) with the course's exact names, signatures and printing.
 
-Nothing here re-implements the math: every function is a thin adapter around the registered
-plugins -- the ``rnn`` cell inside :class:`~framework.model.CharRNN` (row gathers instead of
-one-hot matmuls, the output layer and its gradients as one matmul over the whole name), the
-``value`` clip, the course-seeded ``categorical`` sampler and the ``sgd`` optimizer.
+The graded functions are thin adapters around the registered plugins -- the ``rnn`` cell inside
+:class:`~framework.model.CharRNN` (row gathers instead of one-hot matmuls, the output layer and
+its gradients as one matmul over the whole name), the ``value`` clip, the course-seeded
+``categorical`` sampler and the ``sgd`` optimizer.  ``model``'s training loop, which runs
+``optimize`` 35000 times on tiny arrays, uses :class:`framework.course_rnn.CourseRNN` instead:
+the same math with one flat parameter buffer and ~5 NumPy calls per character, because at
+n_a = 50 the cost is the number of calls, not the arithmetic (``python -m
+framework.coursebench``).
 
 The course keeps parameters in a dict of column-layout arrays ``Wax (n_a, V), Waa (n_a, n_a),
 Wya (V, n_a), b (n_a, 1), by (V, 1)``; CharRNN keeps ``layers.0.W_x (V, H)`` etc. in row layout.
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from framework.course_rnn import CourseRNN, names_for
 from framework.model import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CLIPS, OPTIMIZERS, SAMPLERS
@@ -92,15 +97,20 @@ def clip(gradients: dict[str, np.ndarray], maxValue: float) -> dict[str, np.ndar
     return clipped
 
 
-def _sample_ids(model: CharRNN, eos: int, seed: int) -> list[int]:
+def _course_sampler() -> Any:
+    """The categorical sampler in course mode; sample ``s`` of a block reseeds with s + 2k."""
+    return _plugin(SAMPLERS, name="categorical", course_seed=0)
+
+
+def _sample_ids(model: CharRNN, eos: int, seed: int, sampler: Any = None) -> list[int]:
     """The course's sample loop on a CharRNN: zero first input, reseed per step, 50-char cap."""
-    sampler = _plugin(SAMPLERS, name="categorical", course_seed=int(seed))
+    sampler = sampler or _course_sampler()
     state = model.zero_state(1)
     ids = np.array([-1], dtype=np.int64)
     indices: list[int] = []
     while len(indices) < MAX_SAMPLE_CHARS:
         logits, state = model.step(ids, state)
-        idx = sampler(logits[0], rng=None, step=len(indices), sample_index=0)
+        idx = sampler(logits[0], rng=None, step=len(indices), sample_index=int(seed))
         indices.append(idx)
         if idx == eos:
             return indices
@@ -161,33 +171,30 @@ def model(
     verbose: bool = False,
 ) -> tuple[dict[str, np.ndarray], str]:
     """Train the course's character RNN; returns (parameters, last_dino_name)."""
-    net = CharRNN("rnn", vocab_size=vocab_size, hidden_size=n_a, init="course", dtype="float64")
-    net.init_params(np.random.RandomState(1))  # initialize_parameters: seed 1, Wax, Waa, Wya
-    clipper = _plugin(CLIPS, name="value", max_value=5.0)
-    sgd = _plugin(OPTIMIZERS, name="sgd", lr=0.01)
+    # The hot loop runs on CourseRNN (framework/course_rnn.py), the batch-1 specialisation of
+    # the rnn plugin with one flat parameter buffer; sampling goes through the plugins, on a
+    # CharRNN whose parameters are views of that buffer.
+    net = CourseRNN(n_a, vocab_size, np.random.RandomState(1))  # initialize_parameters: seed 1
+    sampler_model, sampler = _model_for(net.course_params()), _course_sampler()
     loss = get_initial_loss(vocab_size, dino_names)
     examples = [x.strip() for x in data_x]
     np.random.seed(0)  # the course shuffles with the global RNG, so it is left seeded like it
     np.random.shuffle(examples)
     eos = char_to_ix["\n"]
-    encoded = [_sequence([None] + [char_to_ix[c] for c in ex],
-                         [char_to_ix[c] for c in ex] + [eos]) for ex in examples]
-    state = net.zero_state(1)
+    names = names_for(examples, char_to_ix, n_a, vocab_size)
     last_dino_name = "abc"
     for j in range(num_iterations):
         idx = j % len(examples)
-        inputs, targets = encoded[idx]
-        cur, _, grads, state = net.loss_and_grads(inputs, targets, state, reduction="sum")
-        clipper(grads)
-        sgd.step(net.params, grads)
+        cur = net.train_step(names[idx], lr=0.01, max_value=5.0)  # optimize()
         if verbose and j in (0, len(examples) - 1, len(examples)):
             _print_verbose(j, idx, examples[idx], char_to_ix, j == 0)
         loss = 0.999 * loss + 0.001 * cur  # smooth()
         if j % 2000 == 0:
-            names = [_course_name(_sample_ids(net, eos, s), ix_to_char) for s in range(dino_names)]
-            last_dino_name = names[-1]
-            _print_block(j, loss, names)
-    return to_course(net.params), last_dino_name
+            names_out = [_course_name(_sample_ids(sampler_model, eos, s, sampler), ix_to_char)
+                         for s in range(dino_names)]
+            last_dino_name = names_out[-1]
+            _print_block(j, loss, names_out)
+    return net.course_params(), last_dino_name
 
 
 def _print_verbose(j: int, idx: int, example: str, char_to_ix: dict[str, int],

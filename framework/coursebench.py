@@ -1,10 +1,12 @@
 """``python -m framework.coursebench``: the course recipe, rnnlab's way against the course's way.
 
-Times :func:`framework.course.model` (gathers, the output layer over the whole name in one
-matmul, no per-step dictionaries) against a straightforward course-style loop written from the
-spec (one-hot input vectors, per-step dictionaries and matmuls, exactly the Dinosaurus Island
-procedure), both printing their ``Iteration: ...`` blocks, and checks the printed text is the
-same. Performance claims come from this script, never from timed unit tests.
+Times :func:`framework.course.model` (its hot loop is :mod:`framework.course_rnn`: one flat
+parameter buffer, bias and one-hot input folded into one matmul per step, the output layer and
+its gradients over the whole name at once, no per-step dictionaries) against a straightforward
+course-style loop written from the spec (one-hot input vectors, per-step dictionaries and
+matmuls, exactly the Dinosaurus Island procedure), both printing their ``Iteration: ...``
+blocks, and checks the printed text is the same. Performance claims come from this script,
+never from timed unit tests.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import sys
 import time
 
 import numpy as np
 
 from framework.course import get_initial_loss
 from framework.course import model as fast_model
+from framework.errors import RnnlabError
 from framework.plugins import load_plugins
 from framework.registry import DATASETS
 from framework.threads import blas_threads
@@ -121,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load_plugins()
     # The dataset plugin finds the file ($RNNLAB_DATA_DIR, the cache, or a download).
-    text = DATASETS.get("dinos")().locate().read_text(encoding="utf-8").lower()
+    try:
+        text = DATASETS.get("dinos")().locate().read_text(encoding="utf-8").lower()
+    except RnnlabError as exc:
+        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     chars = sorted(set(text))
     ix_to_char = dict(enumerate(chars))
     char_to_ix = {c: i for i, c in enumerate(chars)}
