@@ -41,8 +41,9 @@ class Name:
                              f"{len(targets)}")
         U = np.zeros((T + 1, n_a + 1 + vocab))
         U[:, n_a] = 1.0  # the bias column
-        steps = [t for t, x in enumerate(inputs) if x is not None]  # None: all-zero input
-        U[steps, [n_a + 1 + inputs[t] for t in steps]] = 1.0
+        for t, x in enumerate(inputs):
+            if x is not None:  # None is the course's all-zero first input
+                U[t, n_a + 1 + x] = 1.0
         self.length = T
         self.U = U
         self.a_prev = U[0, :n_a]  # written with the carried hidden state before every visit

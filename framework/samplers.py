@@ -86,6 +86,9 @@ class Categorical(Sampler):
     def __init__(self, course_seed: int | None = None) -> None:
         CategoricalConfig(course_seed=course_seed)
         self.course_seed = course_seed
+        # Reseeding one legacy RandomState draws exactly what a fresh RandomState(seed) draws,
+        # and costs ~1.5 us instead of ~90 us (building the generator object each time).
+        self._legacy = np.random.RandomState(0) if course_seed is not None else None
 
     def __call__(
         self, logits: np.ndarray, *, rng: np.random.Generator, step: int, sample_index: int
@@ -96,7 +99,8 @@ class Categorical(Sampler):
         # The course's softmax divides a (V, 1) column by its axis-0 sum; summing the same column
         # shape keeps the summation order, hence the last bits of p, identical.
         p = w / w.reshape(-1, 1).sum(axis=0)
-        legacy = np.random.RandomState((self.course_seed + sample_index + 2 * step) % 2**32)
+        legacy = self._legacy
+        legacy.seed((self.course_seed + sample_index + 2 * step) % 2**32)
         return int(legacy.choice(len(p), p=p))
 
 
