@@ -29,6 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from framework.errors import DataError
+
 
 class Name:
     """One training example: its ``U`` rows (kept between visits) and per-step views of them."""
@@ -158,6 +160,10 @@ def names_for(examples: Sequence[str], char_to_ix: dict[str, int], n_a: int,
               vocab: int) -> list[Name]:
     """The course's (X, Y) for every example: X = [None] + ids, Y = ids + [newline]."""
     eos = char_to_ix["\n"]
+    too_big = sorted(c for c, i in char_to_ix.items() if not 0 <= i < vocab)
+    if too_big:
+        raise DataError(f"characters {too_big!r} have indices outside [0, {vocab - 1}]; pass "
+                        f"vocab_size={max(char_to_ix.values()) + 1} (the largest index + 1)")
     out = []
     for ex in examples:
         ids = [char_to_ix[c] for c in ex]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from framework import course
-from framework.course_rnn import CourseRNN, Name
+from framework.course_rnn import CourseRNN, Name, names_for
+from framework.errors import DataError
 from framework.model import CharRNN
 
 N_A, VOCAB = 7, 5
@@ -86,3 +87,9 @@ def test_the_seed_1_draw_order_is_the_course_s():
 def test_a_name_needs_matching_targets():
     with pytest.raises(ValueError, match="as many targets as inputs"):
         Name([None, 1], [1], N_A, VOCAB)
+
+
+def test_a_vocabulary_larger_than_vocab_size_is_a_clear_error():
+    char_to_ix = {"\n": 0, "a": 1, "b": 2, "z": 7}
+    with pytest.raises(DataError, match=r"\['z'\].*pass vocab_size=8"):
+        names_for(["ab"], char_to_ix, N_A, 4)
