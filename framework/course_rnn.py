@@ -138,10 +138,10 @@ class CourseRNN:
         np.square(name.states, dtanh)
         np.subtract(1.0, dtanh, dtanh)  # 1 - a_t^2
         multiply(dz[T - 1], dtanh[T - 1], dz[T - 1])
-        Waa_T = M[: self.n_a].T
+        Waa = M[: self.n_a].T  # M holds Waa^T
         carry = s.carry
         for dz_next, dz_t, dtanh_t in s.back:  # dz_t = (dA_t + dz_{t+1} @ Waa) * (1 - a_t^2)
-            dot(dz_next, Waa_T, carry)
+            dot(dz_next, Waa, carry)
             add(dz_t, carry, dz_t)
             multiply(dz_t, dtanh_t, dz_t)
         dot(name.rows_in.T, dz, self.dM)  # [dWaa^T; db; dWax^T]
