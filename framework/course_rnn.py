@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from framework.errors import DataError
+from framework.model import CharRNN
 
 
 class Name:
@@ -86,13 +87,15 @@ class CourseRNN:
         self.Y = self.P[n_m:].reshape(H + 1, V)  # rows: Wya^T, by
         self.dM = self.G[:n_m].reshape(K, H)
         self.dY = self.G[n_m:].reshape(H + 1, V)
-        # initialize_parameters: Wax, Waa, Wya drawn in this order (the caller seeds rng).
-        Wax = rng.randn(H, V) * 0.01
-        Waa = rng.randn(H, H) * 0.01
-        Wya = rng.randn(V, H) * 0.01
-        self.M[:H] = Waa.T
-        self.M[H + 1 :] = Wax.T
-        self.Y[:H] = Wya.T
+        # initialize_parameters (Wax, Waa, Wya drawn in the course's order; the caller seeds
+        # rng) is the rnn plugin's init="course", whose row layout is already these blocks'.
+        init = CharRNN("rnn", vocab_size=V, hidden_size=H, init="course", dtype="float64")
+        params = init.init_params(rng)
+        self.M[:H] = params["layers.0.W_h"]
+        self.M[H] = params["layers.0.b"]
+        self.M[H + 1 :] = params["layers.0.W_x"]
+        self.Y[:H] = params["out.W"]
+        self.Y[H] = params["out.b"]
         self.a = np.zeros(H)  # hidden state carried from name to name (never reset)
         self._scratch: dict[int, _Scratch] = {}
 
