@@ -10,7 +10,7 @@ the r and z gates share one (B, H) @ (H, 2H) matmul; the candidate needs a secon
 because r is applied before it (that is what makes this the char-rnn GRU rather than cuDNN's).
 The pointwise math is written once (``gru_gates_forward``, ``gru_state_forward``,
 ``gru_backward_factors``, ``gru_backward_step``) on *gate-major* arrays (axis 0 = gate r, z, n;
-each gate a contiguous block, see framework/cell.py).
+each gate a contiguous block, see framework/nn/cell.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import (
+from framework.nn.cell import (
     Cell,
     backward_chunks,
     check_cell_config,
@@ -204,7 +204,7 @@ class GRUCell(Cell):
         # (3, H, H) transposed blocks r, z, n, contiguous (faster stacked matmuls than views)
         W_hT = np.ascontiguousarray(gate_major(W_h, 3).transpose(0, 2, 1))
         for t0, t1 in chunks:
-            # Factors for a chunk of steps (framework.cell.backward_chunks), written straight
+            # Factors for a chunk of steps (framework.nn.cell.backward_chunks), written straight
             # into dZ: gru_backward_step then overwrites each step's factors by its gradients.
             gru_backward_factors(G[:, t0:t1], Hs[t0:t1], dZ[:, t0:t1], scratch[: t1 - t0])
             for t in range(t1 - 1, t0 - 1, -1):

@@ -10,7 +10,7 @@ The pointwise math is written once (``lstm_gates_forward``, ``lstm_backward_fact
 *gate-major* arrays: axis 0 is the gate (``z[0]`` is o, ``z[1]`` f, ``z[2]`` i, ``z[3]`` g),
 the remaining axes are any layout shared with the state arrays.  The
 fast plugin :class:`LSTMCell` passes (4, B, H) blocks of one step (each gate a contiguous (B, H)
-block, see framework/cell.py); the course API of spec §1.4/§1.5 (column layout, per-gate
+block, see framework/nn/cell.py); the course API of spec §1.4/§1.5 (column layout, per-gate
 matrices ``Wf, Wi, Wc, Wo`` over ``concat = [a_prev; xt]``) stacks its four (n_a, m) gate
 arrays and calls the same functions, with no transposes.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import (
+from framework.nn.cell import (
     Cell,
     backward_chunks,
     check_cell_config,
@@ -226,7 +226,7 @@ class LSTMCell(Cell):
         dZ = self._ws.get("dZ", (4, T, B, H), dt)
         dh = self._ws.get("dh", (B, H), dt)
         back = self._ws.get("back", (4, B, H), dt)
-        # Factors for a chunk of steps at a time (framework.cell.backward_chunks): 5 arrays.
+        # Factors for a chunk of steps at a time (framework.nn.cell.backward_chunks): 5 arrays.
         chunks = backward_chunks(T, 5 * B * H * dt.itemsize)
         K = chunks[0][1] - chunks[0][0]
         D = self._ws.get("D", (4, K, B, H), dt)

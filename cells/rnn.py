@@ -2,7 +2,7 @@
 
 Two views over the same pointwise math (``rnn_pointwise_forward`` and the two backward
 helpers): the fast batched plugin :class:`RNNCell` (rows = batch elements, see
-framework/cell.py) and the course API of spec §1.3/§1.5 (columns = batch elements, dict
+framework/nn/cell.py) and the course API of spec §1.3/§1.5 (columns = batch elements, dict
 parameters ``Wax, Waa, Wya, ba, by``).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import Cell, check_cell_config, course_normal, course_softmax
+from framework.nn.cell import Cell, check_cell_config, course_normal, course_softmax
 from framework.registry import CELLS
 
 

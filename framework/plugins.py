@@ -21,12 +21,12 @@ import types
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from framework import ROOT
 from framework.errors import PluginError
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, Registry
 
-ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_FOLDERS: dict[str, Registry] = {"cells": CELLS, "datasets": DATASETS}
-BUILTIN_MODULES = ("framework.clip", "framework.samplers", "framework.optimizers")
+BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers")
 ENTRY_POINT_GROUPS: dict[str, Registry] = {
     "rnnlab.cells": CELLS,
     "rnnlab.datasets": DATASETS,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from framework.config import RunConfig, validate
-from framework.overrides import store_plugin_configs
-from framework.plugins import ROOT
+from framework import ROOT
+from framework.cli.overrides import store_plugin_configs
+from framework.training.config import RunConfig, validate
 
 # Small, quick settings shared by tests that train.
 QUICK = ["train.steps=12", "train.log_every=1", "train.eval_every=6", "train.sample_every=6",

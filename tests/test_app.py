@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import load_checkpoint
+from framework.training.checkpoint import load_checkpoint
 from tests.helpers import QUICK, cli
 
 MAIN_JOB = ["cell=lstm", "dataset=dinos", "train.steps=30", "train.eval_every=10",

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework import bench
-from framework.bench_refs import CourseLoop, course_clip_and_adam, gemm_step
+from framework.studies import bench
+from framework.studies.bench_refs import CourseLoop, course_clip_and_adam, gemm_step
 
 
 @pytest.mark.parametrize("cell", bench.CELL_ORDER)
 def test_trainer_step_and_course_loop_train(cell: str) -> None:
     trainer = bench.make_trainer(cell, 8, 3, 5)
     before = {k: v.copy() for k, v in trainer.model.params.items()}
-    assert bench.trainer_step(trainer) == 15
+    assert trainer.train_step().tokens == 15
     assert trainer.step == 1
     assert any(not np.array_equal(before[k], v) for k, v in trainer.model.params.items())
     clip, adam = course_clip_and_adam(1e-3, 5.0)

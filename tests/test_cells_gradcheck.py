@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework.model import CharRNN
+from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CELLS
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import (
+from framework.errors import CheckpointError
+from framework.training.checkpoint import (
     FORMAT_VERSION,
     META_KEY,
     check_compatible,
@@ -29,7 +30,6 @@ from framework.checkpoint import (
     save_rolling,
     unpack_state,
 )
-from framework.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from framework.checkpoint import save_rolling
+    from framework.training.checkpoint import save_rolling
     d = sys.argv[1]
     step = 0
     while True:

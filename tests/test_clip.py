@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-import framework.clip  # noqa: F401  (registers the built-in clips)
-from framework.clip import ClipStats, NoClip, NormClip, ValueClip, global_norm
+import framework.nn.clip  # noqa: F401  (registers the built-in clips)
 from framework.errors import ConfigError
+from framework.nn.clip import ClipStats, NoClip, NormClip, ValueClip, global_norm
 from framework.registry import CLIPS
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "clip"

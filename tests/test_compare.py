@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from framework.compare import build_table, main
+from framework.cli.compare import build_table, main
 from tests.helpers import cli
 
 

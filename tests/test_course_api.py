@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from framework import course
-from framework.trainer import Reporter, Trainer
+from framework.training.trainer import Reporter, Trainer
 from tests.helpers import run_config
 
 # (iteration, printed smoothed loss, the 7 printed names) -- spec §3.3 (D4).

@@ -1,4 +1,4 @@
-"""framework.course_rnn: the Dinosaurus Island hot loop agrees with the rnn plugin and optimize."""
+"""framework.course.hotloop agrees with the rnn plugin and with optimize."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from framework import course
-from framework.course_rnn import CourseRNN, Name, names_for
+from framework.course.hotloop import CourseRNN, Name, names_for
 from framework.errors import DataError
-from framework.model import CharRNN
+from framework.nn.stack import CharRNN
 
 N_A, VOCAB = 7, 5
 

@@ -15,7 +15,7 @@ from cells.lstm import (
     lstm_forward,
 )
 from cells.rnn import RNNCell, rnn_backward, rnn_cell_backward, rnn_cell_forward, rnn_forward
-from framework.cell import sigmoid
+from framework.nn.cell import sigmoid
 
 LSTM_GRAD_KEYS = ["dxt", "da_prev", "dc_prev", "dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo",
                   "dbo"]

@@ -1,6 +1,6 @@
 """The course-recipe benchmark runs, and its two implementations print the same lines."""
 
-from framework.coursebench import main
+from framework.studies.coursebench import main
 
 
 def test_course_model_and_course_style_loop_print_identical_blocks(capsys):

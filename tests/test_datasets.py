@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from framework.data import lines_corpus, read_text, stream_corpus
+from framework.data.corpus import lines_corpus, stream_corpus
+from framework.data.files import read_text
+from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError
 from framework.plugins import load_folder
 from framework.registry import DATASETS
-from framework.vocab import Vocab
 from tests.conftest import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent

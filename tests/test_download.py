@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.data import Source, download, locate
+from framework.data.files import Source, download, locate
 from framework.errors import DataError
 from framework.plugins import load_folder
 from framework.registry import DATASETS

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from framework.trainer import Reporter, Trainer
+from framework.training.trainer import Reporter, Trainer
 from tests.helpers import run_config
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"

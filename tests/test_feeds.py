@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.data import lines_corpus, stream_corpus
+from framework.data.corpus import lines_corpus, stream_corpus
+from framework.data.feeds import Batch, make_feed
 from framework.errors import ConfigError
-from framework.feeds import Batch, make_feed
 from framework.plugins import load_folder
 from tests.conftest import load_dataset
 

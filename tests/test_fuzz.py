@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from framework.config import RunConfig, validate
+from framework.cli.overrides import precheck_overrides
+from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError, DivergenceError, PluginError, RnnlabError
-from framework.generation import generate
-from framework.model import CharRNN
-from framework.overrides import precheck_overrides
+from framework.nn.sampling import generate
+from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import REGISTRIES, SAMPLERS, Registry
-from framework.vocab import Vocab
+from framework.training.config import RunConfig, validate
 from tests.helpers import compose_config
 
 load_plugins()

@@ -7,11 +7,11 @@ import string
 import numpy as np
 import pytest
 
-import framework.samplers  # noqa: F401  (registers the built-in samplers)
+import framework.nn.samplers  # noqa: F401  (registers the built-in samplers)
+from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError
-from framework.generation import generate
-from framework.samplers import Categorical, Greedy
-from framework.vocab import Vocab
+from framework.nn.samplers import Categorical, Greedy
+from framework.nn.sampling import generate
 
 DINO_VOCAB = Vocab.from_text(string.ascii_lowercase, eos="\n")  # "\n" = 0, a..z = 1..26
 
@@ -210,7 +210,7 @@ def test_bad_arguments_are_config_errors():
 
 
 def test_with_the_real_char_rnn():
-    model_module = pytest.importorskip("framework.model")
+    model_module = pytest.importorskip("framework.nn.stack")
     from framework.plugins import load_plugins
 
     load_plugins()  # the cells

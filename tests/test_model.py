@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from framework.cell import sigmoid
-from framework.coursebench import course_style_forward_backward
 from framework.errors import ConfigError, DataError
-from framework.model import CharRNN
+from framework.nn.cell import sigmoid
+from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CELLS
+from framework.studies.coursebench import course_style_forward_backward
 
 load_plugins()
 CELL_NAMES = CELLS.names()

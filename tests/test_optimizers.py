@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-import framework.optimizers  # noqa: F401  (registers the built-in optimizers)
+import framework.nn.optimizers  # noqa: F401  (registers the built-in optimizers)
 from framework.errors import CheckpointError, ConfigError
-from framework.optimizers import SGD, Adagrad, Adam, Momentum, RMSprop
+from framework.nn.optimizers import SGD, Adagrad, Adam, Momentum, RMSprop
 from framework.registry import OPTIMIZERS
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "optimizer"

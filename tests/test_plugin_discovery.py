@@ -15,7 +15,7 @@ from tests.helpers import QUICK, cli
 DROP_IN_CELL = '''
 from dataclasses import dataclass
 
-from framework.cell import check_cell_config
+from framework.nn.cell import check_cell_config
 from framework.registry import CELLS
 
 RNN = CELLS.get("rnn")  # reuse the tanh cell's math under a new name

@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from framework.checkpoint import (
+from framework.data.vocab import Vocab
+from framework.errors import CheckpointError, TrackingError
+from framework.nn.stack import CharRNN
+from framework.training.checkpoint import (
     build_model_from_checkpoint,
     load_checkpoint,
     make_meta,
     save_checkpoint,
     with_prefix,
 )
-from framework.errors import CheckpointError, TrackingError
-from framework.model import CharRNN
-from framework.vocab import Vocab
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ def test_build_model_refuses_mismatched_params(tmp_path):
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory):
     """A run on a tmp sqlite store with a checkpoint artifact and a logged pyfunc model."""
-    from framework.tracking import Tracker
+    from framework.tracking.tracker import Tracker
 
     tmp_path = tmp_path_factory.mktemp("logged-run")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -154,7 +154,7 @@ def test_generate_cli_checkpoint_and_run_id(logged_run, tmp_path):
 def test_generate_unknown_run_id_or_store(logged_run, tmp_path):
     from omegaconf import OmegaConf
 
-    from framework.generate import load_for_generation
+    from framework.cli.generate import load_for_generation
 
     uri, _, _ = logged_run
     cfg = OmegaConf.create({"checkpoint": None, "run_id": "f" * 32, "artifact": None,

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import load_checkpoint
-from framework.plugins import ROOT
+from framework import ROOT
+from framework.training.checkpoint import load_checkpoint
 
 JOBS = 8
 TINY = ["cell=rnn", "cell.hidden_size=8", "train.batch_size=4", "train.steps=20",
@@ -98,7 +98,7 @@ def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
 def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypatch, capsys):
     import fcntl
 
-    from framework.app import main
+    from framework.cli.train import main
     from tests.test_reliability_input import preserved_logging
 
     run_dir = tmp_path / "run"

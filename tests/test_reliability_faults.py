@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import load_checkpoint, step_path
+from framework import ROOT
 from framework.errors import DivergenceError
-from framework.plugins import ROOT
-from framework.trainer import Reporter, Trainer
+from framework.training.checkpoint import load_checkpoint, step_path
+from framework.training.trainer import Reporter, Trainer
 from tests.helpers import QUICK, cli, run_config
 
 TINY = ["cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8", "train.eval_every=0",
@@ -216,8 +216,9 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
 def test_sigterm_outside_the_loop_still_ends_the_run_as_killed(tmp_path, monkeypatch):
     """Outside the trainer's SignalGuard (e.g. while artifacts are logged) SIGTERM becomes
     KeyboardInterrupt, so the MLflow run is closed as KILLED instead of left RUNNING."""
-    from framework import app, tracking
-    from framework import trainer as trainer_module
+    from framework.cli import train as app
+    from framework.tracking import tracker as tracking
+    from framework.training import trainer as trainer_module
     from tests.helpers import compose_config
 
     ended = []

@@ -1,6 +1,6 @@
 """Bad input never gives a traceback: one line on stderr, a non-zero exit, nothing trained.
 
-Most cases call the real entry points (``framework.app.main``, ``framework.generate.main``)
+Most cases call the real entry points (``framework.cli.train.main``, ``framework.generate.main``)
 in-process with a patched ``sys.argv``: the same code path as ``python -m framework`` at a fraction
 of the start-up cost.  A few cases run real subprocesses to pin down what a shell user sees
 (exit status, stderr, debug tracebacks).  tests/test_app.py already covers unknown plugin names
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import META_KEY, load_checkpoint, save_checkpoint
-from framework.trainer import Reporter, Trainer
-from framework.vocab import Vocab
+from framework.data.vocab import Vocab
+from framework.training.checkpoint import META_KEY, load_checkpoint, save_checkpoint
+from framework.training.trainer import Reporter, Trainer
 from tests.helpers import QUICK, cli, run_config
 
 OFF = "mlflow.enabled=false"
@@ -53,9 +53,9 @@ def preserved_logging() -> Iterator[None]:
 def call_main(module: str, args: list[str], capsys) -> tuple[int, list[str]]:
     """Run ``python -m <module> <args>`` in-process; returns (exit status, stderr lines)."""
     if module == "framework":
-        from framework.app import main
+        from framework.cli.train import main
     else:
-        from framework.generate import main
+        from framework.cli.generate import main
     old = sys.argv
     sys.argv = [module, *args]
     try:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-import framework.samplers  # noqa: F401  (registers the built-in samplers)
+import framework.nn.samplers  # noqa: F401  (registers the built-in samplers)
 from framework.errors import ConfigError, DivergenceError
+from framework.nn.samplers import Categorical, Greedy, Temperature, TopK, TopP
 from framework.registry import SAMPLERS
-from framework.samplers import Categorical, Greedy, Temperature, TopK, TopP
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "sampler"
 BUILTIN = ["categorical", "greedy", "temperature", "top_k", "top_p"]

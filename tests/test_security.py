@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import load_checkpoint, save_checkpoint
 from framework.errors import CheckpointError
+from framework.training.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for d in ("framework", "cells", "datasets") for p in (ROOT / d).rglob("*.py"))
@@ -146,8 +146,8 @@ def test_checkpoints_are_written_and_read_without_pickle(tmp_path, monkeypatch):
 
 
 def test_downloads_and_data_dir_copies_are_sha256_verified():
-    """framework/data.py pins a sha256 for every downloadable dataset and the tests check it."""
-    from framework.data import Source
+    """framework/data/files.py pins a sha256 per downloadable dataset; the tests check it."""
+    from framework.data.files import Source
     from framework.plugins import load_plugins
     from framework.registry import DATASETS
 

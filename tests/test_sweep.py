@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.sweep import HANDOFF_FILE, PLOT_FILE, job_label
+from framework.tracking.sweep import HANDOFF_FILE, PLOT_FILE, job_label
 from tests.helpers import cli
 
 TINY = ["train.steps=5", "cell.hidden_size=16", "train.batch_size=8", "train.eval_every=0",

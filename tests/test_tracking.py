@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.checkpoint import save_checkpoint
 from framework.errors import CheckpointError, TrackingError
-from framework.plots import loss_curve_figure, save_loss_curve
-from framework.tracking import NullTracker, Tracker, download_checkpoint, flatten_config
+from framework.tracking.plots import loss_curve_figure, save_loss_curve
+from framework.tracking.tracker import NullTracker, Tracker, download_checkpoint, flatten_config
+from framework.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -182,7 +182,7 @@ def test_artifacts_figure_and_checkpoint_download(uri, tmp_path):
 _PARALLEL = textwrap.dedent(
     """
     import sys
-    from framework.tracking import Tracker
+    from framework.tracking.tracker import Tracker
     t = Tracker(sys.argv[1], "sweep")
     t.start({"job": sys.argv[2]}, {})
     t.log_metrics({"loss": 1.0}, 0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from framework.errors import CheckpointError, DivergenceError
-from framework.trainer import Interrupted, Reporter, Trainer
+from framework.training.trainer import Interrupted, Reporter, Trainer
 from tests.helpers import QUICK, run_config
 
 
@@ -109,7 +109,7 @@ def test_training_limits_blas_threads_as_configured(tmp_path):
 
 
 def test_lr_schedule_factor():
-    from framework.schedule import lr_factor
+    from framework.nn.schedules import lr_factor
 
     assert [lr_factor(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
     assert lr_factor(0, 11, "cosine", final=0.1) == 1.0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.sweep import ui_links
+from framework.tracking.sweep import ui_links
 from tests.test_server import check_sweep_runs, mlflow_server, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent

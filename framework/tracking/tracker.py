@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from framework import ROOT
 from framework.errors import CheckpointError, TrackingError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -48,7 +49,6 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_KEY = 250
 PARAMS_PER_BATCH = 100
-ROOT = Path(__file__).resolve().parent.parent
 _KNOWN_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
                   "file", ""}
 
@@ -539,7 +539,7 @@ class Tracker(NullTracker):
         """
         if self.run_id is None or not self.log_model_enabled:
             return None
-        from framework.pyfunc import log_pyfunc_model
+        from framework.tracking.pyfunc import log_pyfunc_model
 
         return self._safely("log_model", log_pyfunc_model, self.client, self.run_id,
                             checkpoint_path, MODEL_ARTIFACT_PATH)

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from framework.config import RunConfig
 from framework.errors import CheckpointError
+from framework.training.config import RunConfig
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 

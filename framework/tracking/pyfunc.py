@@ -1,7 +1,7 @@
 """A trained checkpoint as an MLflow pyfunc model that generates text.
 
 The model is saved with MLflow's "models from code": ``python_model`` is the path of
-``framework/pyfunc_model.py``, a tiny file that calls ``mlflow.models.set_model(...)``; the
+``framework/tracking/pyfunc_model.py``, a tiny file that calls ``mlflow.models.set_model(...)``; the
 checkpoint ``.npz`` is an artifact.  Nothing is pickled, so loading the model never unpickles
 (project rule).  The ``framework/`` package and the ``cells/`` plugin folder are copied into the
 model (``code_paths``), so ``mlflow models serve`` works from any directory without installing
@@ -29,12 +29,11 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from framework.checkpoint import build_model_from_checkpoint, load_checkpoint
+from framework import ROOT
 from framework.errors import RnnlabError
+from framework.training.checkpoint import build_model_from_checkpoint, load_checkpoint
 
-FRAMEWORK_DIR = Path(__file__).resolve().parent
-ROOT = FRAMEWORK_DIR.parent
-MODEL_CODE = FRAMEWORK_DIR / "pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CHECKPOINT_ARTIFACT = "checkpoint"
 MAX_LENGTH = 10_000  # per request row: a served model must not be asked for unbounded work
 MAX_SAMPLES = 100
@@ -103,7 +102,7 @@ class CharRNNTextModel(PythonModel):
             raise MlflowException.invalid_parameter_value(str(exc)) from None
 
     def generate_rows(self, frame: pd.DataFrame) -> list[str]:
-        from framework.generation import generate
+        from framework.nn.sampling import generate
         from framework.registry import SAMPLERS
 
         texts: list[str] = []

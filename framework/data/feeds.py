@@ -1,4 +1,4 @@
-"""Feeds: turn a :class:`~framework.data.Corpus` into training batches.
+"""Feeds: turn a :class:`~framework.data.corpus.Corpus` into training batches.
 
 Every feed is a *pure function of the step*: ``feed.batch(step)`` depends only on ``step`` and the
 feed's seeds, never on earlier calls, so resuming a run at step k needs no saved feed state and
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framework.data import Corpus
+from framework.data.corpus import Corpus
 from framework.errors import ConfigError
 
 FEED_KINDS = ("example", "names", "stream", "windows")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from framework.cell import Cell, as_dtype
 from framework.errors import ConfigError, DataError
+from framework.nn.cell import Cell, as_dtype
 from framework.registry import CELLS
 
 State = list  # one state tuple per layer: (h,) or (h, c), each (B, H)

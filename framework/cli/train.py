@@ -15,9 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from framework.config import RunConfig, validate
-from framework.errors import ConfigError, RnnlabError
-from framework.overrides import (
+from framework.cli.overrides import (
     CONF,
     debug_mode,
     precheck_overrides,
@@ -25,6 +23,8 @@ from framework.overrides import (
     run_hydra,
     store_plugin_configs,
 )
+from framework.errors import ConfigError, RnnlabError
+from framework.training.config import RunConfig, validate
 
 
 def _progress(rc: RunConfig, initial: int) -> Any:
@@ -47,7 +47,7 @@ def _output_dir() -> Path:
 
 def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: str) -> None:
     """Log the run's artifacts: config, .hydra/, samples, loss curve, checkpoints, the model."""
-    from framework.plots import loss_curve_figure
+    from framework.tracking.plots import loss_curve_figure
 
     # The whole run's throughput (chars_per_sec is per logging window), read by sweep summaries
     # and `python -m framework.compare`.
@@ -110,9 +110,9 @@ def _sigterm_interrupts() -> Callable[[], None]:
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
-    from framework.resume import resolve
-    from framework.tracking import Tracker, flatten_config
-    from framework.trainer import Interrupted, Reporter, Trainer, print_line
+    from framework.tracking.tracker import Tracker, flatten_config
+    from framework.training.resume import resolve
+    from framework.training.trainer import Interrupted, Reporter, Trainer, print_line
 
     rc = validate(cfg)
     out_dir = _output_dir()
@@ -178,7 +178,7 @@ def _is_multirun() -> bool:
 # An absolute config path: a relative one is read as a Python package when run with `-m`.
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
-    from framework.trainer import Interrupted
+    from framework.training.trainer import Interrupted
 
     try:
         return run(cfg)

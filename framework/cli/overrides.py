@@ -16,8 +16,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from framework import ROOT
 from framework.errors import ConfigError, PluginError
-from framework.plugins import ROOT, load_plugins
+from framework.plugins import load_plugins
 from framework.registry import REGISTRIES
 
 CONF = ROOT / "conf"
@@ -95,7 +96,7 @@ def debug_mode() -> bool:
 
 def known_keys() -> list[str]:
     """Every dotted config key rnnlab knows (sections, and the options of all plugins)."""
-    from framework.config import SECTIONS
+    from framework.training.config import SECTIONS
 
     keys = ["seed", "dtype", "resume", "experiment", *SECTIONS, *REGISTRIES]
     for section, schema in SECTIONS.items():

@@ -401,9 +401,9 @@ def build_model_from_checkpoint(arrays: Mapping[str, np.ndarray],
     Parameter names and shapes are checked against a freshly built model of the same config, so a
     checkpoint that does not match its own metadata is a CheckpointError, not a NumPy traceback.
     """
-    from framework.model import CharRNN
+    from framework.data.vocab import Vocab
+    from framework.nn.stack import CharRNN
     from framework.plugins import load_plugins
-    from framework.vocab import Vocab
 
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:

@@ -1,6 +1,6 @@
 """The training loop: batches -> cell forward -> softmax/xent -> backward -> clip -> optimizer.
 
-Everything here is ordinary Python around the numerical core (framework/model.py). The loop is a
+Everything here is ordinary Python around the numerical core (framework/nn/stack.py). The loop is a
 pure function of the step index wherever possible: feeds compute batch ``k`` from ``k`` and the
 seed, dropout masks come from a generator seeded with ``(seed, step)``. A checkpoint therefore only
 needs parameters, optimizer state, the carried hidden state and the smoothed loss for a resumed run
@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from framework.checkpoint import load_checkpoint, save_rolling
-from framework.config import RunConfig
+from framework.data.feeds import make_feed
 from framework.errors import CheckpointError, DivergenceError
-from framework.feeds import make_feed
-from framework.generation import generate
-from framework.model import CharRNN
+from framework.nn.sampling import generate
+from framework.nn.schedules import lr_factor
+from framework.nn.stack import CharRNN
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
-from framework.schedule import lr_factor
-from framework.threads import blas_threads
+from framework.training.checkpoint import load_checkpoint, save_rolling
+from framework.training.config import RunConfig
+from framework.training.runtime import blas_threads
 
 CHECKPOINT_FORMAT = 1
 
@@ -40,6 +40,17 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.checkpoint = checkpoint
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one training step reports: its index, loss per token, token count, gradient norm."""
+
+    step: int
+    loss: float
+    tokens: int
+    grad_norm: float
+    fraction_clipped: float
 
 
 @dataclass
@@ -225,7 +236,7 @@ class Trainer:
         return path
 
     def restore(self, path: Path) -> None:
-        from framework.resume import check_resume_compatible
+        from framework.training.resume import check_resume_compatible
 
         arrays, meta = load_checkpoint(path)
         check_resume_compatible(meta, self.rc, self.vocab)
@@ -280,49 +291,57 @@ class Trainer:
                                                      for t in texts]
             self.report.samples(header, texts, lines)
 
+    # -- the step -----------------------------------------------------------------------------
+    def train_step(self) -> StepStats:
+        """One training step: batch ``self.step`` -> forward/backward -> clip -> divergence check ->
+        optimizer update; advances ``self.step`` and the smoothed loss.  ``run()`` and the
+        benchmark both call this, so the benchmark measures the code users run."""
+        rc, model = self.rc, self.model
+        step = self.step
+        batch = self.feed.batch(step)
+        if batch.reset:
+            self.state = model.zero_state(batch.inputs.shape[1])
+        rng = np.random.default_rng([rc.seed, step]) if rc.model.dropout > 0 else None
+        mean = rc.train.loss == "mean"
+        loss_sum, n, grads, state = model.loss_and_grads(
+            batch.inputs, batch.targets, self.state,
+            reduction="mean" if mean else "sum", dropout_rng=rng)
+        clipped = self.clip(grads)
+        per_char = loss_sum / n
+        # NaN/Inf, or a loss no sane model reaches (a uniform guess costs ln V nats/char):
+        # tanh saturation can keep a blown-up model finite, so finiteness alone misses it.
+        if not (math.isfinite(clipped.norm) and per_char <= rc.train.divergence_loss):
+            raise DivergenceError(
+                f"training diverged at step {step}: loss {per_char:.4g} nats/char, "
+                f"gradient norm {clipped.norm:.4g}; try a lower optimizer.lr (now "
+                f"{rc.optimizer.lr}) or clip=norm; last good checkpoint: "
+                f"{self.good_checkpoint or 'none (none was saved before this step)'}")
+        if self._unverified is not None:  # its parameters just gave a sane loss
+            self.good_checkpoint, self._unverified = self._unverified, None
+        self.optimizer.lr = rc.optimizer.lr * lr_factor(
+            step, rc.train.steps, rc.train.lr_schedule, rc.train.lr_final, rc.train.warmup_steps)
+        self.optimizer.step(model.params, grads)
+        self.state = state
+        current = per_char if mean else loss_sum
+        beta = rc.train.smoothing
+        self.smooth_loss = beta * self.smooth_loss + (1.0 - beta) * current
+        self.step = step + 1
+        return StepStats(step=step, loss=per_char, tokens=n, grad_norm=clipped.norm,
+                         fraction_clipped=clipped.fraction_clipped)
+
     # -- the loop -----------------------------------------------------------------------------
     def run(self, progress: Any | None = None) -> TrainResult:
-        rc, model, feed = self.rc, self.model, self.feed
-        base_lr = rc.optimizer.lr
+        rc = self.rc
         steps = rc.train.steps
-        mean = rc.train.loss == "mean"
-        beta = rc.train.smoothing
-        use_dropout = rc.model.dropout > 0
         log_every = rc.train.log_every
-        pending: dict[str, float] = {}
         chars = 0
         started = time.perf_counter()
         window_chars, window_start = 0, started
         val_loss = math.nan
         with SignalGuard() as guard, blas_threads(rc.threads):
             while self.step < steps:
-                step = self.step
-                batch = feed.batch(step)
-                if batch.reset:
-                    self.state = model.zero_state(batch.inputs.shape[1])
-                rng = np.random.default_rng([rc.seed, step]) if use_dropout else None
-                loss_sum, n, grads, state = model.loss_and_grads(
-                    batch.inputs, batch.targets, self.state,
-                    reduction="mean" if mean else "sum", dropout_rng=rng)
-                stats = self.clip(grads)
-                per_char = loss_sum / n
-                # NaN/Inf, or a loss no sane model reaches (a uniform guess costs ln V nats/char):
-                # tanh saturation can keep a blown-up model finite, so finiteness alone misses it.
-                if not (math.isfinite(stats.norm) and per_char <= rc.train.divergence_loss):
-                    raise DivergenceError(
-                        f"training diverged at step {step}: loss {per_char:.4g} nats/char, "
-                        f"gradient norm {stats.norm:.4g}; try a lower optimizer.lr (now "
-                        f"{rc.optimizer.lr}) or clip=norm; last good checkpoint: "
-                        f"{self.good_checkpoint or 'none (none was saved before this step)'}")
-                if self._unverified is not None:  # its parameters just gave a sane loss
-                    self.good_checkpoint, self._unverified = self._unverified, None
-                self.optimizer.lr = base_lr * lr_factor(step, steps, rc.train.lr_schedule,
-                                                        rc.train.lr_final, rc.train.warmup_steps)
-                self.optimizer.step(model.params, grads)
-                self.state = state
-                current = per_char if mean else loss_sum
-                self.smooth_loss = beta * self.smooth_loss + (1.0 - beta) * current
-                self.step = step + 1
+                stats = self.train_step()
+                step, per_char, n = stats.step, stats.loss, stats.tokens
                 chars += n
                 window_chars += n
                 if progress is not None:
@@ -331,12 +350,11 @@ class Trainer:
                     now = time.perf_counter()
                     speed = window_chars / max(now - window_start, 1e-9)
                     window_chars, window_start = 0, now
-                    pending = {"train_loss": per_char, "smooth_loss": self.smooth_loss,
-                               "train_bits_per_char": per_char / math.log(2),
-                               "grad_norm": stats.norm,
-                               "fraction_clipped": stats.fraction_clipped,
-                               "chars_per_sec": speed, "lr": self.optimizer.lr}
-                    self.report.metrics(pending, step)
+                    self.report.metrics({
+                        "train_loss": per_char, "smooth_loss": self.smooth_loss,
+                        "train_bits_per_char": per_char / math.log(2),
+                        "grad_norm": stats.grad_norm, "fraction_clipped": stats.fraction_clipped,
+                        "chars_per_sec": speed, "lr": self.optimizer.lr}, step)
                     self.history["train_loss"].append((step, per_char))
                     self.history["smooth_loss"].append((step, self.smooth_loss))
                     if progress is not None:

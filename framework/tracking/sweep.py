@@ -121,7 +121,7 @@ class SweepCallback(Callback):
             sys.exit(exc.exit_code)
 
     def _start_parent(self, config: DictConfig) -> None:
-        from framework.tracking import Tracker
+        from framework.tracking.tracker import Tracker
 
         # Resolving the sweep dir here fixes its ${now:...} (cached on this config) before the
         # sweeper and launcher read the same node.
@@ -247,8 +247,8 @@ def _job_records(sweep_dir: Path) -> tuple[int, int]:
 
 def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     """Log the sweep's table (md+csv), val-loss plot and Optuna result to the parent run."""
-    from framework.compare import build_table, child_runs
-    from framework.plots import loss_curve_figure, save_figure
+    from framework.cli.compare import build_table, child_runs
+    from framework.tracking.plots import loss_curve_figure, save_figure
 
     client, parent_id = tracker.client, tracker.run_id
     jobs, failed_jobs = _job_records(sweep_dir)

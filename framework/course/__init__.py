@@ -1,13 +1,13 @@
 """The Dinosaurus Island API (spec §2) with the course's exact names, signatures and printing.
 
 The graded functions are thin adapters around the registered plugins -- the ``rnn`` cell inside
-:class:`~framework.model.CharRNN` (row gathers instead of one-hot matmuls, the output layer and
+:class:`~framework.nn.stack.CharRNN` (row gathers instead of one-hot matmuls, the output layer and
 its gradients as one matmul over the whole name), the ``value`` clip, the course-seeded
 ``categorical`` sampler and the ``sgd`` optimizer.  ``model``'s training loop, which runs
-``optimize`` 35000 times on tiny arrays, uses :class:`framework.course_rnn.CourseRNN` instead:
+``optimize`` 35000 times on tiny arrays, uses :class:`framework.course.hotloop.CourseRNN` instead:
 the same math with one flat parameter buffer and ~5 NumPy calls per character, because at
 n_a = 50 the cost is the number of calls, not the arithmetic (``python -m
-framework.coursebench``).
+framework.studies.coursebench``).
 
 The course keeps parameters in a dict of column-layout arrays ``Wax (n_a, V), Waa (n_a, n_a),
 Wya (V, n_a), b (n_a, 1), by (V, 1)``; CharRNN keeps ``layers.0.W_x (V, H)`` etc. in row layout.
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from framework.course_rnn import CourseRNN, names_for
-from framework.model import CharRNN
+from framework.course.hotloop import CourseRNN, names_for
+from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CLIPS, OPTIMIZERS, SAMPLERS
 
@@ -171,7 +171,7 @@ def model(
     verbose: bool = False,
 ) -> tuple[dict[str, np.ndarray], str]:
     """Train the course's character RNN; returns (parameters, last_dino_name)."""
-    # The hot loop runs on CourseRNN (framework/course_rnn.py), the batch-1 specialisation of
+    # The hot loop runs on CourseRNN (framework/course/hotloop.py), the batch-1 specialisation of
     # the rnn plugin with one flat parameter buffer; sampling goes through the plugins, on a
     # CharRNN whose parameters are views of that buffer.
     net = CourseRNN(n_a, vocab_size, np.random.RandomState(1))  # initialize_parameters: seed 1

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from framework.errors import DataError
-from framework.model import CharRNN
+from framework.nn.stack import CharRNN
 
 
 class Name:

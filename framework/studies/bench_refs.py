@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.feeds import Feed
+from framework.data.feeds import Feed
 from framework.plugins import load_plugins
 from framework.registry import CLIPS, OPTIMIZERS
 

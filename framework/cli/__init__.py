@@ -1,0 +1,1 @@
+"""The commands: the Hydra training app, generation, run comparison and the pre-Hydra checks."""

@@ -1,0 +1,266 @@
+"""``python -m framework.compare``: rank MLflow runs (a sweep's children, or an experiment's runs).
+
+    python -m framework.compare rnnlab                         # every run of experiment 'rnnlab'
+    python -m framework.compare 3f2a...e9 --format markdown    # children of a sweep's parent
+    python -m framework.compare rnnlab --format csv --output runs.csv \
+        --tracking-uri http://127.0.0.1:5000
+
+Columns: rank, run name, run id, status, the params whose values differ between the runs (tracking
+settings ``mlflow.*`` left out), final validation loss (nats/char), bits/char and chars/s.  Runs
+are ranked by validation loss, runs without one last.  The sweep summary that
+:mod:`framework.tracking.sweep` logs to a parent run is built by the same :func:`build_table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from framework.errors import RnnlabError, TrackingError
+
+FORMATS = ("table", "markdown", "csv")
+SWEEP_TAG = "rnnlab.sweep"  # set on a sweep's parent run
+PARENT_TAG = "mlflow.parentRunId"
+IGNORED_PARAM_PREFIXES = ("mlflow.",)  # where/how a run was logged, not what was trained
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_PAGE = 1000
+
+
+@dataclass
+class RunTable:
+    """Runs ranked by final validation loss, with the params that tell them apart."""
+
+    title: str
+    params: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["rank", "run", "run_id", "status", *self.params, "val_loss", "bits_per_char",
+                "chars_per_sec"]
+
+    def best(self) -> dict[str, Any] | None:
+        return self.rows[0] if self.rows and _finite(self.rows[0]["val_loss"]) else None
+
+    def cells(self, row: dict[str, Any]) -> list[str]:
+        """A row as display strings (4 decimals for losses, whole chars/s)."""
+        out = []
+        for col in self.columns:
+            value = row.get(col)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                out.append("-" if col in ("val_loss", "bits_per_char", "chars_per_sec") else "")
+            elif col == "chars_per_sec":
+                out.append(f"{value:,.0f}")
+            elif isinstance(value, float):
+                out.append(f"{value:.4f}")
+            else:
+                out.append(str(value))
+        return out
+
+    def to_text(self) -> str:
+        header = self.columns
+        body = [self.cells(r) for r in self.rows]
+        widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
+                  for i, h in enumerate(header)]
+        numeric = {"rank", "val_loss", "bits_per_char", "chars_per_sec"}
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.rjust(w) if h in numeric else c.ljust(w)
+                             for c, w, h in zip(cells, widths, header, strict=True)).rstrip()
+
+        lines = [self.title, line(header), line(["-" * w for w in widths])]
+        lines += [line(r) for r in body] or ["(no runs)"]
+        return "\n".join(lines) + "\n"
+
+    def to_markdown(self) -> str:
+        def esc(text: str) -> str:
+            return text.replace("|", "\\|").replace("\n", " ")
+
+        numeric = {"rank", "val_loss", "bits_per_char", "chars_per_sec"}
+        lines = [f"### {esc(self.title)}", "",
+                 "| " + " | ".join(esc(c) for c in self.columns) + " |",
+                 "|" + "|".join("---:" if c in numeric else "---" for c in self.columns) + "|"]
+        lines += ["| " + " | ".join(esc(c) for c in self.cells(r)) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        """Full precision, one header line, no title (machine-readable)."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in self.columns])
+        return buf.getvalue()
+
+    def render(self, fmt: str) -> str:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        return {"table": self.to_text, "markdown": self.to_markdown, "csv": self.to_csv}[fmt]()
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def differing_params(runs: Sequence[Any]) -> list[str]:
+    """Param keys whose values are not the same in every run (missing counts as a value)."""
+    keys = sorted({k for run in runs for k in run.data.params
+                   if not k.startswith(IGNORED_PARAM_PREFIXES)})
+    return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
+
+
+def build_table(runs: Sequence[Any], title: str = "runs") -> RunTable:
+    """Rank MLflow ``Run`` objects by their final ``val_loss`` (the one implementation)."""
+    params = differing_params(runs)
+    rows = []
+    for run in runs:
+        metrics = run.data.metrics
+        val = metrics.get("val_loss")
+        val = float(val) if val is not None else math.nan
+        bits = metrics.get("val_bits_per_char")
+        bits = float(bits) if bits is not None else val / math.log(2)
+        # run_chars_per_sec is the whole run's throughput; chars_per_sec the last logging window.
+        speed = metrics.get("run_chars_per_sec", metrics.get("chars_per_sec"))
+        row: dict[str, Any] = {
+            "run": run.info.run_name or "", "run_id": run.info.run_id,
+            "status": run.info.status, "val_loss": val, "bits_per_char": bits,
+            "chars_per_sec": float(speed) if speed is not None else None,
+            "_start": run.info.start_time or 0,
+        }
+        row.update({k: run.data.params.get(k) for k in params})
+        rows.append(row)
+    rows.sort(key=lambda r: (not math.isfinite(r["val_loss"]),
+                             r["val_loss"] if math.isfinite(r["val_loss"]) else 0.0, r["_start"]))
+    for rank, row in enumerate(rows, 1):
+        row.pop("_start")
+        row["rank"] = rank
+    return RunTable(title=title, params=params, rows=rows)
+
+
+# ------------------------------------------------------------------------------- finding runs
+def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") -> list[Any]:
+    """Every run matching ``filter_string`` (follows MLflow's pagination)."""
+    from mlflow.entities import ViewType
+
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string,
+                                  run_view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def child_runs(client: Any, parent_run_id: str, experiment_ids: Iterable[str] = (),
+               expected: int = 0) -> list[Any]:
+    """Runs whose ``mlflow.parentRunId`` is ``parent_run_id``.
+
+    Looked for in ``experiment_ids`` first (children normally share their parent's experiment);
+    when fewer than ``expected`` (or none) are found there, in every experiment.
+    """
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    ids = list(experiment_ids)
+    runs = search_all(client, ids, query) if ids else []
+    if not runs or len(runs) < expected:
+        runs = search_all(client, [e.experiment_id for e in _all_experiments(client)], query)
+    return runs
+
+
+def _all_experiments(client: Any) -> list[Any]:
+    from mlflow.entities import ViewType
+
+    out: list[Any] = []
+    token = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE,
+                                         page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def resolve_target(client: Any, target: str) -> tuple[str, list[Any]]:
+    """``(title, runs)`` for a parent run id (its children) or an experiment name (its runs)."""
+    if _RUN_ID.match(target):
+        try:
+            parent = client.get_run(target)
+        except Exception:
+            parent = None
+        if parent is not None:
+            name = parent.info.run_name or target
+            return (f"children of run '{name}' ({target})",
+                    child_runs(client, target, [parent.info.experiment_id]))
+    experiment = client.get_experiment_by_name(target)
+    if experiment is None:
+        names = ", ".join(sorted(e.name for e in _all_experiments(client))) or "none"
+        raise TrackingError(f"'{target}' is neither an MLflow run id nor an experiment name in "
+                            f"{client.tracking_uri} (experiments: {names})")
+    runs = search_all(client, [experiment.experiment_id])
+    # A sweep's parent holds no training metrics of its own; its children are listed instead.
+    runs = [r for r in runs if r.data.tags.get(SWEEP_TAG) != "true"]
+    return f"experiment '{target}'", runs
+
+
+def open_client(tracking_uri: str) -> Any:
+    from framework.tracking.tracker import _sqlite_path, make_client
+
+    db = _sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():  # reading must not create an empty store
+        raise TrackingError(f"no MLflow store at {db}; pass --tracking-uri (e.g. "
+                            f"sqlite:///path/to/mlflow.db or http://127.0.0.1:5000)")
+    return make_client(tracking_uri)
+
+
+# ------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    from framework.tracking.tracker import DEFAULT_TRACKING_URI
+
+    p = argparse.ArgumentParser(
+        prog="python -m framework.compare",
+        description="Rank MLflow runs by final validation loss: the children of a sweep's parent "
+                    "run, or every run of an experiment.")
+    p.add_argument("target", help="an experiment name, or the run id of a sweep's parent run")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (terminal, default), markdown or csv")
+    p.add_argument("--output", "-o", type=Path, default=None,
+                   help="write the table to this file instead of standard output")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI")
+                   or DEFAULT_TRACKING_URI,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                        f"{DEFAULT_TRACKING_URI})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        client = open_client(args.tracking_uri)
+        title, runs = resolve_target(client, args.target)
+        text = build_table(runs, title).render(args.format)
+        if args.output is not None:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text)
+            print(f"wrote {len(runs)} runs to {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    except RnnlabError as exc:
+        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"rnnlab: error: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+

@@ -1,0 +1,1 @@
+"""Numerical core: cells, the recurrent stack, clipping, optimizers, samplers, schedules."""

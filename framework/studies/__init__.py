@@ -1,0 +1,1 @@
+"""Benchmarks and studies: training throughput, the course recipe, vanishing gradients."""

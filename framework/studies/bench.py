@@ -1,0 +1,352 @@
+"""Training-throughput benchmark: rnnlab vs the course-style loop, PyTorch and the GEMM bound.
+
+    python -m framework.bench [--quick] [--threads N] [--markdown] [--cells lstm ...]
+
+For every cell x hidden x batch (tiny-shakespeare, float32, seq 25) it reports training chars/s
+(forward + backward + clip + Adam) of
+
+* rnnlab through the real trainer: a :class:`~framework.training.trainer.Trainer` built from config,
+  stepped with :meth:`Trainer.train_step`, the step ``Trainer.run`` calls (feed batch,
+  ``CharRNN.loss_and_grads``, the registered clip, the optimizer), without logging;
+* the course-style per-step loop and PyTorch CPU eager (when importable) -- see
+  framework/studies/bench_refs.py;
+* the GEMM bound: the speed of running only the step's unavoidable matmuls at its shapes, and
+  the share of it rnnlab reaches.
+
+All configurations are interleaved in one process (round after round, so drifting machine load
+hits every column alike) and each number is the median over rounds.  BLAS threads are limited
+with threadpoolctl (and torch.set_num_threads) and reported.  The full mode adds thread scaling
+at hidden 256 / batch 64, the CLI-vs-bare-loop overhead, peak memory and start-up time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework import ROOT
+from framework.studies.bench_refs import (
+    CourseLoop,
+    TorchLoop,
+    course_clip_and_adam,
+    gemm_flops_per_char,
+    gemm_step,
+    torch_available,
+)
+
+CELL_ORDER = ("rnn", "lstm", "gru")
+HIDDEN = (64, 128, 256)
+BATCH = (1, 32, 64)
+COLUMNS = ("rnnlab", "course", "torch", "gemm")
+
+
+# --------------------------------------------------------------------------- the real trainer
+def make_trainer(cell: str, hidden: int, batch: int, seq: int, extra: list[str] | None = None,
+                 out_dir: Path | None = None) -> Any:
+    """A Trainer built from the real config (tiny-shakespeare, clip=norm, Adam, float32)."""
+    from hydra import compose, initialize_config_dir
+
+    from framework.cli.overrides import store_plugin_configs
+    from framework.training.config import validate
+    from framework.training.trainer import Reporter, Trainer
+
+    overrides = [f"cell={cell}", f"cell.hidden_size={hidden}", "dataset=tinyshakespeare",
+                 f"train.batch_size={batch}", f"train.seq_len={seq}", "mlflow.enabled=false",
+                 *(extra or [])]
+    store_plugin_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        rc = validate(compose(config_name="config", overrides=overrides))
+    out = out_dir or Path(tempfile.mkdtemp(prefix="rnnlab-bench-"))
+    return Trainer(rc, out_dir=out, reporter=Reporter(_NullTracker(), lambda _: None))
+
+
+class _NullTracker:
+    def log_metrics(self, values: dict, step: int) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- threads and BLAS
+def limit_threads(n: int) -> Any:
+    """Limit BLAS (threadpoolctl) and torch to n threads; returns the limiter (or None)."""
+    if torch_available():
+        import torch
+
+        torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional ("bench" extra): then NumPy's BLAS thread count is not set
+        return None
+    return threadpool_limits(limits=n)
+
+
+def blas_report() -> str:
+    """Which BLAS kernel runs, with how many threads (and env overrides that change it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (install threadpoolctl: pip install rnnlab[bench])"
+    libs = [f"{i['internal_api']} {i['version']} kernel {i.get('architecture', '?')}, "
+            f"{i['num_threads']} thread(s)" for i in threadpool_info() if i["user_api"] == "blas"]
+    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+           if k in os.environ]
+    return "; ".join(libs) + (f" (env: {', '.join(env)})" if env else "")
+
+
+# --------------------------------------------------------------------------- measurement
+def _calibrated(fn: Callable[[], int], target_s: float) -> Callable[[], float]:
+    """Warm up ``fn`` (one training step) and return a sampler: seconds per char over enough
+    steps to last about ``target_s``."""
+    start = time.perf_counter()
+    chars = fn() + fn()
+    per_char = (time.perf_counter() - start) / chars
+    number = max(1, math.ceil(target_s / (per_char * chars / 2)))
+
+    def sample() -> float:
+        t0 = time.perf_counter()
+        n = sum(fn() for _ in range(number))
+        return (time.perf_counter() - t0) / n
+
+    return sample
+
+
+def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, ...], seq: int,
+             rounds: int, target_s: float, use_torch: bool,
+             log: Callable[[str], None]) -> list[dict]:
+    """Chars/s of every column for every configuration, interleaved, medians over rounds."""
+    samplers: dict[tuple, Callable[[], float]] = {}
+    rows = []
+    for cell in cells:
+        for H in hidden:
+            for B in batch:
+                trainer = make_trainer(cell, H, B, seq)
+                V = trainer.vocab.size
+                key = (cell, H, B)
+                rows.append({"cell": cell, "hidden": H, "batch": B, "vocab": V})
+                step = trainer.train_step
+                samplers[key + ("rnnlab",)] = _calibrated(lambda s=step: s().tokens,
+                                                          target_s)
+                clip, adam = course_clip_and_adam(trainer.rc.optimizer.lr,
+                                                  trainer.rc.clip.max_norm)
+                course = CourseLoop(cell, V, H, trainer.feed, clip, adam)
+                samplers[key + ("course",)] = _calibrated(course.step, target_s)
+                if use_torch:
+                    ref = TorchLoop(cell, V, H, trainer.feed, trainer.rc.optimizer.lr,
+                                    trainer.rc.clip.max_norm)
+                    samplers[key + ("torch",)] = _calibrated(ref.step, target_s)
+                samplers[key + ("gemm",)] = _calibrated(gemm_step(cell, V, H, B, seq), target_s)
+    log(f"{len(rows)} configurations warmed up; timing {rounds} interleaved rounds")
+    times: dict[tuple, list[float]] = {k: [] for k in samplers}
+    for r in range(rounds):
+        for key, sample in samplers.items():
+            times[key].append(sample())
+        log(f"  round {r + 1}/{rounds} done")
+    for row in rows:
+        key = (row["cell"], row["hidden"], row["batch"])
+        for col in COLUMNS:
+            if key + (col,) in times:
+                row[col] = 1.0 / statistics.median(times[key + (col,)])
+        row["gflops"] = gemm_flops_per_char(row["cell"], row["vocab"], row["hidden"]) \
+            * row["gemm"] / 1e9
+    return rows
+
+
+def thread_scaling(cells: tuple[str, ...], H: int, B: int, seq: int, rounds: int,
+                   max_threads: int, target_s: float) -> list[dict]:
+    """rnnlab (and torch) chars/s at 1 vs ``max_threads`` threads, interleaved."""
+    from threadpoolctl import threadpool_limits
+
+    samplers = {}
+    for cell in cells:
+        trainer = make_trainer(cell, H, B, seq)
+        for n in (1, max_threads):
+            with threadpool_limits(limits=n):
+                samplers[(cell, n)] = _calibrated(lambda s=trainer.train_step: s().tokens, target_s)
+    times: dict[tuple, list[float]] = {k: [] for k in samplers}
+    for _ in range(rounds):
+        for (cell, n), sample in samplers.items():
+            with threadpool_limits(limits=n):
+                times[(cell, n)].append(sample())
+    out = []
+    for cell in cells:
+        one = 1.0 / statistics.median(times[(cell, 1)])
+        many = 1.0 / statistics.median(times[(cell, max_threads)])
+        out.append({"cell": cell, "one": one, "many": many, "ratio": many / one})
+    return out
+
+
+# --------------------------------------------------------------------------- whole-program checks
+# Runs the command given in argv and reports its peak RSS.  A child's ru_maxrss includes the
+# RSS of the process it was forked from (the kernel carries the pre-exec high-water mark over),
+# so measured straight from this benchmark process -- hundreds of MiB of trainers and torch
+# models -- it would report the benchmark's own size.  This launcher is ~10 MiB.
+_RSS_LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+    "file=sys.stderr); sys.exit(rc)"
+)
+
+
+def _cli(args: list[str], cwd: Path, timeout: float = 900,
+         measure_rss: bool = False) -> tuple[float, str, int]:
+    """Run ``python -m framework ARGS``; returns (wall seconds, stdout+stderr, peak RSS KiB of
+    the framework process when ``measure_rss``, else 0)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "framework", *args]
+    if measure_rss:
+        command = [sys.executable, "-c", _RSS_LAUNCHER, *command]
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m framework {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+    rss = 0
+    if measure_rss:
+        found = re.search(r"^peak-rss-kib (\d+)$", proc.stderr, flags=re.MULTILINE)
+        if not found:
+            raise RuntimeError(f"no peak RSS reported:\n{proc.stderr[-1000:]}")
+        rss = int(found.group(1))
+    return wall, proc.stdout + proc.stderr, rss
+
+
+def _reported_speed(output: str) -> float:
+    found = re.search(r"^done:.* ([\d,]+) chars/s", output, flags=re.MULTILINE)
+    if found:
+        return float(found.group(1).replace(",", ""))
+    raise RuntimeError(f"no 'done: ... chars/s' line in the CLI output:\n{output[-1000:]}")
+
+
+def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """CLI vs bare trainer loop (LSTM 128, batch 64), peak memory (LSTM 256, batch 64, seq
+    100) and start-up time of ``python -m framework --help``."""
+    res: dict[str, Any] = {}
+    thread_env = {"OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    os.environ.update(thread_env)  # the children read these; this process is already limited
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-") as tmp:
+        cwd = Path(tmp)
+        steps = 150
+        args = ["cell=lstm", "cell.hidden_size=128", "dataset=tinyshakespeare",
+                "train.batch_size=64", f"train.steps={steps}", "train.checkpoint_every=0",
+                "train.eval_every=0", "train.sample_every=0", "mlflow.log_model=false",
+                f"hydra.run.dir={cwd / 'run'}"]
+        bare, cli, walls = [], [], []
+        for _ in range(3):
+            trainer = make_trainer("lstm", 128, 64, 25, out_dir=cwd / "bare")
+            trainer.train_step()  # warm-up, as the CLI's first step is inside its own timing
+            t0 = time.perf_counter()
+            chars = sum(trainer.train_step().tokens for _ in range(steps))
+            bare.append(chars / (time.perf_counter() - t0))
+            wall, out, _ = _cli(args, cwd)
+            cli.append(_reported_speed(out))
+            walls.append(wall)
+            log(f"  CLI vs bare: {cli[-1]:,.0f} vs {bare[-1]:,.0f} chars/s")
+        res["bare"], res["cli"] = statistics.median(bare), statistics.median(cli)
+        res["cli_wall"] = statistics.median(walls)
+        _, _, rss = _cli(["cell=lstm", "cell.hidden_size=256", "dataset=tinyshakespeare",
+                          "train.batch_size=64", "train.seq_len=100", "train.steps=20",
+                          "train.checkpoint_every=0", "train.eval_every=0",
+                          "train.sample_every=0", f"hydra.run.dir={cwd / 'mem'}"], cwd,
+                         measure_rss=True)
+        res["peak_rss_mib"] = rss / 1024
+        starts = [_cli(["--help"], cwd)[0] for _ in range(3)]
+        res["help_s"] = statistics.median(starts)
+    return res
+
+
+# --------------------------------------------------------------------------- output
+def _k(x: float | None) -> str:
+    return "-" if x is None else f"{x / 1000:,.1f}K"
+
+
+def format_table(rows: list[dict], markdown: bool) -> str:
+    head = ["cell", "H", "B", "rnnlab", "course loop", "x course", "PyTorch", "x torch",
+            "GEMM bound", "% bound"]
+    lines = []
+    for r in rows:
+        torch_s = r.get("torch")
+        lines.append([r["cell"], str(r["hidden"]), str(r["batch"]), _k(r["rnnlab"]),
+                      _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
+                      "-" if torch_s is None else f"{r['rnnlab'] / torch_s:.2f}x",
+                      _k(r["gemm"]), f"{100 * r['rnnlab'] / r['gemm']:.0f}%"])
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:>{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*line) for line in lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m framework.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds, shorter samples, no whole-program checks (< 2 min)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (default 1)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--cells", nargs="+", choices=CELL_ORDER, default=list(CELL_ORDER))
+    parser.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN))
+    parser.add_argument("--batch", nargs="+", type=int, default=list(BATCH))
+    parser.add_argument("--seq", type=int, default=25)
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--no-grid", action="store_true",
+                        help="skip the table (with the full mode: only the extra checks)")
+    args = parser.parse_args(argv)
+    if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
+        os.environ["RNNLAB_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    rounds = args.rounds or (3 if args.quick else 7)
+    target = 0.02 if args.quick else 0.05
+    use_torch = torch_available() and not args.no_torch
+    limiter = limit_threads(args.threads)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    with limiter if limiter is not None else nullcontext():
+        torch_note = "not installed" if not torch_available() else (
+            f"{__import__('torch').__version__}, {__import__('torch').get_num_threads()} "
+            "thread(s)" if use_torch else "skipped")
+        print(f"numpy {np.__version__}; BLAS: {blas_report()}; torch: {torch_note}")
+        print(f"training chars/s (forward + backward + clip=norm + Adam), tiny-shakespeare, "
+              f"float32, seq {args.seq}, threads {args.threads}; median of {rounds} interleaved "
+              f"rounds ({'quick' if args.quick else 'full'} mode)")
+        rows = [] if args.no_grid else run_grid(
+            tuple(args.cells), tuple(args.hidden), tuple(args.batch), args.seq, rounds, target,
+            use_torch, log)
+        if rows:
+            print(format_table(rows, args.markdown))
+            rates = ", ".join(f"{r['cell']}{r['hidden']}/{r['batch']} {r['gflops']:.0f}"
+                              for r in rows if r["batch"] == max(args.batch))
+            print("GEMM bound: only the step's matmuls (recurrent fwd, dh, dW_h; output fwd, dW, "
+                  f"dx) at its shapes; measured rates: {rates} GFLOP/s")
+        if not args.quick:
+            n = max(2, args.threads)
+            log(f"thread scaling 1 vs {n} at H=256, B=64")
+            for r in thread_scaling(tuple(args.cells), 256, 64, args.seq, rounds, n, target):
+                print(f"threads {r['cell']} H256 B64: 1 thread {_k(r['one'])}, {n} threads "
+                      f"{_k(r['many'])}: {r['ratio']:.2f}x")
+        if not args.quick:  # still inside the thread limit: the bare loop must match the CLI
+            log("whole-program checks (subprocesses)")
+            w = whole_program(args.threads, log)
+            print(f"CLI (python -m framework, MLflow logging on) lstm H128 B64: {_k(w['cli'])} "
+                  f"chars/s vs bare trainer loop {_k(w['bare'])}: {w['cli'] / w['bare']:.2f}x "
+                  f"(wall {w['cli_wall']:.1f} s for 150 steps incl. start-up)")
+            print(f"peak RSS, CLI training lstm H256 B64 seq100: {w['peak_rss_mib']:.0f} MiB")
+            print(f"start-up, python -m framework --help: {w['help_s']:.2f} s")
+    return 0
+

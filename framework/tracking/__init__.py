@@ -1,0 +1,1 @@
+"""Tracking: MLflow runs, sweeps as nested runs, plots and the served pyfunc model."""

@@ -1,0 +1,1 @@
+"""Training: the validated run config, the trainer, checkpoints and the process runtime."""
