@@ -10,7 +10,7 @@ The pointwise math is written once (``lstm_gates_forward``, ``lstm_backward_fact
 *gate-major* arrays: axis 0 is the gate (``z[0]`` is o, ``z[1]`` f, ``z[2]`` i, ``z[3]`` g),
 the remaining axes are any layout shared with the state arrays.  The
 fast plugin :class:`LSTMCell` passes (4, B, H) blocks of one step (each gate a contiguous (B, H)
-block, see framework/nn/cell.py); the course API of spec §1.4/§1.5 (column layout, per-gate
+block, see framework/nn/cell.py); the course's step-by-step API (column layout, per-gate
 matrices ``Wf, Wi, Wc, Wo`` over ``concat = [a_prev; xt]``) stacks its four (n_a, m) gate
 arrays and calls the same functions, with no transposes.
 """
@@ -256,7 +256,7 @@ class LSTMCell(Cell):
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next, dc)
 
 
-# --------------------------------------------------------------------------- course API (§1)
+# --------------------------------------------------------------------------- course API
 def lstm_cell_forward(
     xt: np.ndarray, a_prev: np.ndarray, c_prev: np.ndarray, parameters: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:

@@ -2,7 +2,7 @@
 
 Two views over the same pointwise math (``rnn_pointwise_forward`` and the two backward
 helpers): the fast batched plugin :class:`RNNCell` (rows = batch elements, see
-framework/nn/cell.py) and the course API of spec §1.3/§1.5 (columns = batch elements, dict
+framework/nn/cell.py) and the course's step-by-step API (columns = batch elements, dict
 parameters ``Wax, Waa, Wya, ba, by``).
 """
 
@@ -122,7 +122,7 @@ class RNNCell(Cell):
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
 
 
-# --------------------------------------------------------------------------- course API (§1)
+# --------------------------------------------------------------------------- course API
 def rnn_cell_forward(
     xt: np.ndarray, a_prev: np.ndarray, parameters: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, tuple]:

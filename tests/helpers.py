@@ -35,3 +35,10 @@ def cli(module: str, args: list[str], cwd: Path, timeout: float = 300,
     full_env.setdefault("RNNLAB_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def data_env() -> dict[str, str]:
+    """The environment for a CLI subprocess: this checkout importable, the data directory set."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("RNNLAB_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    return env

@@ -1,4 +1,4 @@
-"""Gradient clipping: the course's clip (D1), global-norm clipping, generic plugin properties."""
+"""Gradient clipping: the course's clip, global-norm clipping, generic plugin properties."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BUILTIN = ["none", "norm", "value"]
 
 
 def course_d1_grads() -> dict[str, np.ndarray]:
-    """Spec D1: seed 3, then the five gradients drawn in this order, times 10."""
+    """The course's clip test: seed 3, then the five gradients drawn in this order, times 10."""
     rs = np.random.RandomState(3)
     return {
         "dWax": rs.randn(5, 3) * 10,

@@ -1,4 +1,4 @@
-"""framework.course (spec §2) and the dinosaurus_island preset vs the golden vectors of §3.3."""
+"""framework.course and the dinosaurus_island preset against the numbers the course prints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from framework import course
 from framework.training.trainer import Reporter, Trainer
 from tests.helpers import run_config
 
-# (iteration, printed smoothed loss, the 7 printed names) -- spec §3.3 (D4).
+# (iteration, printed smoothed loss, the 7 printed names), as the 2021 course notebook prints.
 CHECKPOINTS = [
     (0, "23.087336", "Nkzxwtdmfqoeyhsqwasjkjvu Kneb Kzxwtdmfqoeyhsqwasjkjvu Neb "
                      "Zxwtdmfqoeyhsqwasjkjvu Eb Xwtdmfqoeyhsqwasjkjvu"),
@@ -55,7 +55,7 @@ def run_course_model(dinos, iterations: int, capsys, **kwargs):
     return params, last, capsys.readouterr().out
 
 
-# ------------------------------------------------------------------ D1 / D2 / D3
+# ------------------------------------------------------------------ clip, sample, optimize
 def _d1() -> dict[str, np.ndarray]:
     np.random.seed(3)
     return {"dWax": np.random.randn(5, 3) * 10, "dWaa": np.random.randn(5, 5) * 10,
@@ -82,7 +82,7 @@ def test_clip_d1(max_value, dby1):
 
 
 def _randn_params() -> dict:
-    """The D2/D3 tests' parameters: unscaled randn from the global RNG, in the course's order."""
+    """The course's sample/optimize test parameters: unscaled randn, global RNG, course order."""
     params = {"Wax": np.random.randn(100, 27), "Waa": np.random.randn(100, 100),
               "Wya": np.random.randn(27, 100)}
     params["b"], params["by"] = np.random.randn(100, 1), np.random.randn(27, 1)
@@ -138,7 +138,7 @@ def test_layout_views_share_memory():
         np.testing.assert_array_equal(back[key], params[key])
 
 
-# ------------------------------------------------------------------ D4: model
+# ------------------------------------------------------------------ model
 def test_model_iterations_0_and_2000(dinos, capsys):
     params, last, out = run_course_model(dinos, 2001, capsys)
     assert out == expected_text(2000)

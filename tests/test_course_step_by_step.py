@@ -1,4 +1,4 @@
-"""The course API of spec §1 (cells/rnn.py, cells/lstm.py): structure, and agreement with the
+"""The course's step-by-step API (cells/rnn.py, cells/lstm.py): structure, and agreement with the
 fast plugin path on the same parameters (forward and every gradient)."""
 
 from __future__ import annotations

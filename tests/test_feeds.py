@@ -40,7 +40,7 @@ def test_example_feed_is_the_course_loop(dinos):
     feed = make_feed("example", dinos, batch_size=1, seq_len=25, seed=123, shuffle_seed=0)
     first = feed.batch(0)
     assert dinos.vocab.decode(first.targets[:-1]) == "turiasaurus"
-    X = [None, 20, 21, 18, 9, 1, 19, 1, 21, 18, 21, 19]  # course spec §2.3, j = 0
+    X = [None, 20, 21, 18, 9, 1, 19, 1, 21, 18, 21, 19]  # the course's first example (j = 0)
     Y = X[1:] + [0]
     assert first.inputs.shape == (12, 1) and first.inputs.dtype == np.int64
     assert first.inputs[:, 0].tolist() == [-1 if x is None else x for x in X]

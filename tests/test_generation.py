@@ -82,7 +82,7 @@ def course_params(seed: int) -> dict[str, np.ndarray]:
 
 
 def test_course_sample_reproduced_end_to_end():
-    # Spec D2: the course's sample(params, char_to_ix, seed=0) gives "wpzzxcuagxocytfmjhtlb\n".
+    # The course's sample(params, char_to_ix, seed=0) gives "wpzzxcuagxocytfmjhtlb\n".
     out = generate(CourseRNN(course_params(24)), DINO_VOCAB, Categorical(course_seed=0),
                    length=50)
     assert out == ["wpzzxcuagxocytfmjhtlb"]

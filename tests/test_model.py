@@ -1,5 +1,5 @@
 """CharRNN and the fast cell plugins: determinism, dtypes, state carry, ignored targets,
-course initialisation and the Dinosaurus Island math (spec §2.2)."""
+course initialisation and the Dinosaurus Island math."""
 
 from __future__ import annotations
 
@@ -256,7 +256,7 @@ def test_course_init_matches_seeded_randn_draws() -> None:
 
 
 def _dino_reference(X, Y, a0, P):
-    """Spec §2.2 rnn_forward / rnn_backward, written from the formulas (column layout)."""
+    """The course's rnn_forward / rnn_backward, written from the formulas (column layout)."""
     return course_style_forward_backward(X, Y, a0, P)
 
 

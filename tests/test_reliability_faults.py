@@ -213,44 +213,6 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
         np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key}, stopped at {stopped_at}")
 
 
-def test_sigterm_outside_the_loop_still_ends_the_run_as_killed(tmp_path, monkeypatch):
-    """Outside the trainer's SignalGuard (e.g. while artifacts are logged) SIGTERM becomes
-    KeyboardInterrupt, so the MLflow run is closed as KILLED instead of left RUNNING."""
-    from framework.cli import train as app
-    from framework.tracking import tracker as tracking
-    from framework.training import trainer as trainer_module
-    from tests.helpers import compose_config
-
-    ended = []
-
-    class Recording(tracking.NullTracker):
-        def start(self, params=None, tags=None) -> str:
-            return "run"
-
-        def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
-            ended.append((status, reason))
-
-    def run_then_get_terminated(self, progress=None):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler raises KeyboardInterrupt long before this ends
-        raise AssertionError("SIGTERM was not turned into KeyboardInterrupt")
-
-    monkeypatch.setattr(tracking.Tracker, "from_config", classmethod(lambda cls, cfg: Recording()))
-    monkeypatch.setattr(trainer_module.Trainer, "run", run_then_get_terminated)
-    monkeypatch.chdir(tmp_path)
-    def unhandled(signum, frame):  # what the test sees if the app installs no handler
-        raise RuntimeError("SIGTERM reached the default handler")
-
-    previous = signal.signal(signal.SIGTERM, unhandled)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            app.run(compose_config([*QUICK, "cell=rnn"]))
-        assert signal.getsignal(signal.SIGTERM) is unhandled  # the app restored it
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert ended == [("KILLED", "interrupted before a checkpoint could be written")]
-
-
 # --------------------------------------------------------------------------- kill -9
 def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):
     """SIGKILL the real training process (checkpoint every step) again and again; every

@@ -1,4 +1,4 @@
-"""Samplers: the course's seeded sample() (D2), temperature/top-k/top-p, generic checks."""
+"""Samplers: the course's seeded sample(), temperature/top-k/top-p, generic checks."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ D2_OLD_FIRST43 = [12, 17, 24, 14, 13, 9, 10, 22, 24, 6, 13, 11, 12, 6, 21, 15, 2
 
 
 def course_params(seed: int, n_a: int = 100, vocab: int = 27) -> dict[str, np.ndarray]:
-    """Spec D2's parameters: legacy seed, then Wax, Waa, Wya, b, by drawn in this order."""
+    """The course's sample() test parameters: legacy seed, then Wax, Waa, Wya, b, by in order."""
     rs = np.random.RandomState(seed)
     return {"Wax": rs.randn(n_a, vocab), "Waa": rs.randn(n_a, n_a), "Wya": rs.randn(vocab, n_a),
             "b": rs.randn(n_a, 1), "by": rs.randn(vocab, 1)}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from framework.errors import CheckpointError, DivergenceError
-from framework.training.trainer import Interrupted, Reporter, Trainer
+from framework.training.runtime import Interrupted, StopSignals
+from framework.training.trainer import Reporter, Trainer
 from tests.helpers import QUICK, run_config
 
 
@@ -91,20 +92,25 @@ def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
     assert trainer.evaluate() > 0 and len(seen) == 2
 
 
-def test_training_limits_blas_threads_as_configured(tmp_path):
+def test_training_limits_blas_threads_as_configured(tmp_path, monkeypatch):
+    """The training command runs the loop with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_info
 
-    seen = []
-    trainer = make_trainer(["cell=rnn", "threads=1", "train.steps=2"], tmp_path)
-    real = trainer.model.loss_and_grads
+    from framework.cli import train as app
+    from framework.nn.stack import CharRNN
+    from tests.helpers import QUICK, compose_config
 
-    def spy(*args, **kwargs):
+    seen = []
+    real = CharRNN.loss_and_grads
+
+    def spy(self, *args, **kwargs):
         seen.append({info["num_threads"] for info in threadpool_info()
                      if info["user_api"] == "blas"})
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    trainer.model.loss_and_grads = spy
-    trainer.run()
+    monkeypatch.setattr(CharRNN, "loss_and_grads", spy)
+    monkeypatch.chdir(tmp_path)
+    app.run(compose_config([*QUICK, "cell=rnn", "threads=1", "train.steps=2"]))
     assert seen and all(threads == {1} for threads in seen)
 
 
@@ -134,8 +140,8 @@ def test_cosine_schedule_is_applied_and_resumes_bit_identically(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     half.report.metrics = interrupt_at_step_6
-    with pytest.raises(Interrupted) as info:
-        half.run()
+    with StopSignals() as stop, pytest.raises(Interrupted) as info:
+        half.run(stop=stop)
     resumed = make_trainer([*overrides, "train.steps=14"], tmp_path / "resumed")
     resumed.restore(info.value.checkpoint)
     assert resumed.step == 7

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from framework.cli.console import print_error
 from framework.errors import RnnlabError, TrackingError
 
 FORMATS = ("table", "markdown", "csv")
@@ -257,10 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stdout.write(text)
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     except OSError as exc:
-        print(f"rnnlab: error: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        print_error(f"cannot write {args.output}: {exc.strerror}")
         return 2
     return 0
 

@@ -21,6 +21,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from framework import ROOT
+from framework.cli.console import print_error, run_command
 from framework.errors import CheckpointError, ConfigError, RnnlabError, TrackingError
 
 
@@ -98,8 +99,6 @@ def format_samples(texts: list[str], eos: str | None) -> str:
 @hydra.main(config_path=str(ROOT / "conf"),
             config_name="generate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
-    from framework.cli.overrides import print_error
-
     try:
         texts, vocab = run(cfg)
     except RnnlabError as exc:
@@ -119,19 +118,13 @@ def generate_keys() -> list[str]:
     return keys + [k for k in known_keys() if k.startswith("sampler")]
 
 
-def main() -> None:
-    from framework.cli.overrides import (
-        precheck_overrides,
-        print_error,
-        run_hydra,
-        store_plugin_configs,
-    )
+def main() -> int:
+    from framework.cli.overrides import precheck_overrides, run_hydra, store_plugin_configs
 
-    try:
+    def body() -> None:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
         run_hydra(hydra_main, generate_keys)  # Hydra's own override errors become one line
-    except RnnlabError as exc:
-        print_error(exc)
-        sys.exit(exc.exit_code)
+
+    return run_command(body)
 

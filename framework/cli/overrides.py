@@ -12,11 +12,11 @@ import dataclasses
 import difflib
 import os
 import re
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from framework import ROOT
+from framework.cli.console import FORCED_FULL_ERROR, debug_mode
 from framework.errors import ConfigError, PluginError
 from framework.plugins import load_plugins
 from framework.registry import REGISTRIES
@@ -83,17 +83,6 @@ def store_plugin_configs() -> None:
             store.store(group=group, name=name, node=node)
 
 
-DEBUG_ENV = ("RNNLAB_DEBUG", "HYDRA_FULL_ERROR")
-# Set while run_hydra forces HYDRA_FULL_ERROR (inherited by sweep workers): not the user's wish.
-_FORCED = "RNNLAB_FORCED_HYDRA_FULL_ERROR"
-
-
-def debug_mode() -> bool:
-    """RNNLAB_DEBUG=1 or HYDRA_FULL_ERROR=1: show tracebacks instead of one-line errors."""
-    names = DEBUG_ENV[:1] if os.environ.get(_FORCED) else DEBUG_ENV
-    return any(os.environ.get(name, "") not in ("", "0") for name in names)
-
-
 def known_keys() -> list[str]:
     """Every dotted config key rnnlab knows (sections, and the options of all plugins)."""
     from framework.training.config import SECTIONS
@@ -137,25 +126,14 @@ def run_hydra(entry: Callable[[], Any], keys: Callable[[], list[str]] = known_ke
         os.environ["HYDRA_FULL_ERROR"] = "1"
         return entry()
     previous = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ.update({"HYDRA_FULL_ERROR": "1", _FORCED: "1"})
+    os.environ.update({"HYDRA_FULL_ERROR": "1", FORCED_FULL_ERROR: "1"})
     try:
         return entry()
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(hydra_error_message(exc, keys)) from None
     finally:
-        os.environ.pop(_FORCED, None)
+        os.environ.pop(FORCED_FULL_ERROR, None)
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = previous
-
-
-def print_error(exc: BaseException) -> None:
-    """The one-line report of an RnnlabError (after its traceback in debug mode)."""
-    import sys
-
-    if debug_mode():
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
-    # One line even when the message quotes user text with a line break in it.
-    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
-    print(f"rnnlab: error: {text}", file=sys.stderr)

@@ -8,23 +8,28 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from framework.cli.console import print_error, run_command
 from framework.cli.overrides import (
     CONF,
-    debug_mode,
     precheck_overrides,
-    print_error,
     run_hydra,
     store_plugin_configs,
 )
-from framework.errors import ConfigError, RnnlabError
+from framework.errors import RnnlabError
 from framework.training.config import RunConfig, validate
+from framework.training.runtime import (
+    Interrupted,
+    StopSignals,
+    blas_threads,
+    claim_output_dir,
+    keep_freed_memory,
+)
 
 
 def _progress(rc: RunConfig, initial: int) -> Any:
@@ -45,66 +50,42 @@ def _output_dir() -> Path:
         return Path.cwd()
 
 
-def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, cfg_yaml: str) -> None:
-    """Log the run's artifacts: config, .hydra/, samples, loss curve, checkpoints, the model."""
+def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSignals) -> None:
+    """Log the run's artifacts: config, .hydra/, samples, loss curve, checkpoints, the model.
+
+    A stop signal skips whatever is left (the checkpoint is already on disk) and raises
+    :class:`Interrupted` naming it.
+    """
     from framework.tracking.plots import loss_curve_figure
 
-    # The whole run's throughput (chars_per_sec is per logging window), read by sweep summaries
-    # and `python -m framework.compare`.
-    tracker.log_metrics({"run_chars_per_sec": result.chars_per_sec}, result.steps)
-    tracker.log_text(cfg_yaml, "config.yaml")
+    rc = trainer.rc
+
+    def log_model() -> None:
+        if rc.mlflow.log_model and result.final_checkpoint is not None:
+            tracker.log_model(str(result.final_checkpoint))
+
+    def log_curve() -> None:
+        if any(result.history.values()):
+            tracker.log_figure(loss_curve_figure(result.history), "loss_curve.png")
+
     hydra_dir = out_dir / ".hydra"
-    if hydra_dir.is_dir():
-        tracker.log_artifacts(str(hydra_dir), ".hydra")
-    tracker.log_text("\n".join(result.samples) + "\n", "samples.txt")
-    if any(result.history.values()):
-        figure = loss_curve_figure(result.history)
-        tracker.log_figure(figure, "loss_curve.png")
-    for path in (result.final_checkpoint, result.best_checkpoint):
-        if path is not None and Path(path).is_file():
-            tracker.log_artifact(str(path), "checkpoints")
-    if trainer.rc.mlflow.log_model and result.final_checkpoint is not None:
-        tracker.log_model(str(result.final_checkpoint))
-
-
-def _claim_output_dir(out_dir: Path) -> Any:
-    """Lock the job's output directory for as long as the returned file stays open.
-
-    Two live jobs writing one checkpoints/ folder would log each other's checkpoints to MLflow;
-    the second one is refused instead.  (The kernel drops the lock when a job dies, even by
-    kill -9, so a later job - a resume - can use the directory again.)
-    """
-    import fcntl
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(out_dir / ".rnnlab.lock", "a+")  # held open until the run ends
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ConfigError(f"output directory {out_dir} is in use by another running rnnlab job; "
-                          f"give each job its own hydra.run.dir") from None
-    return handle
-
-
-def _sigterm_interrupts() -> Callable[[], None]:
-    """Make SIGTERM raise KeyboardInterrupt (like Ctrl-C) so the MLflow run is still ended as
-    KILLED when it arrives outside the training loop; returns the function that undoes it.
-
-    Inside the loop the trainer's SignalGuard takes over and stops after the step, with a
-    checkpoint.
-    """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handle(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handle)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    steps = [
+        # The whole run's throughput (chars_per_sec is per logging window), read by sweep
+        # summaries and `python -m framework.compare`.
+        lambda: tracker.log_metrics({"run_chars_per_sec": result.chars_per_sec}, result.steps),
+        lambda: tracker.log_text(OmegaConf.to_yaml(OmegaConf.create(rc.raw)), "config.yaml"),
+        lambda: hydra_dir.is_dir() and tracker.log_artifacts(str(hydra_dir), ".hydra"),
+        lambda: tracker.log_text("\n".join(result.samples) + "\n", "samples.txt"),
+        log_curve,
+        *[(lambda p=path: tracker.log_artifact(str(p), "checkpoints"))
+          for path in (result.final_checkpoint, result.best_checkpoint)
+          if path is not None and Path(path).is_file()],
+        log_model,
+    ]
+    for log_one in steps:
+        if stop.requested:
+            raise Interrupted(stop.signum, result.final_checkpoint)
+        log_one()
 
 
 def run(cfg: DictConfig) -> float:
@@ -112,57 +93,55 @@ def run(cfg: DictConfig) -> float:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import Tracker, flatten_config
     from framework.training.resume import resolve
-    from framework.training.trainer import Interrupted, Reporter, Trainer, print_line
+    from framework.training.trainer import Reporter, Trainer, print_line
 
     rc = validate(cfg)
     out_dir = _output_dir()
-    tracker = Tracker.from_config(rc.mlflow)
-    # Data and model first (a bad dataset path must not leave an empty MLflow run behind), then
-    # the tracking store, both before the first training step.
-    trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
-    tracker.check_reachable()
-    if rc.resume:
-        checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
-        trainer.restore(checkpoint)
-        print_line(f"resumed from {checkpoint} at step {trainer.step}")
-    tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
-    if rc.resume:
-        tags["rnnlab.resumed_from"] = rc.resume
-    lock = _claim_output_dir(out_dir)  # before the MLflow run: a refused job leaves none behind
-    status, reason = "FAILED", None
-    restore_sigterm = _sigterm_interrupts()
-    try:
-        run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
-        if run_id:
-            print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
-                       f"{rc.mlflow.tracking_uri})")
-        with _progress(rc, trainer.step) as bar:
-            result = trainer.run(bar)
-        cfg_yaml = OmegaConf.to_yaml(OmegaConf.create(rc.raw))
-        _finish(tracker, trainer, result, out_dir, cfg_yaml)
-        print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} nats/char "
-                   f"({result.final_val_loss / math.log(2):.4f} bits/char), "
-                   f"{result.chars_per_sec:,.0f} chars/s; checkpoint {result.final_checkpoint}")
-        status = "FINISHED"
-        return float(result.final_val_loss)
-    except Interrupted as exc:
-        status, reason = "KILLED", str(exc)
-        if exc.checkpoint is not None:
-            tracker.log_artifact(str(exc.checkpoint), "checkpoints")
-        raise
-    except RnnlabError as exc:
-        reason = str(exc)
-        raise
-    except KeyboardInterrupt:  # Ctrl-C/SIGTERM outside the loop, or a second signal inside it
-        status, reason = "KILLED", "interrupted before a checkpoint could be written"
-        raise
-    except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        tracker.end(status, reason)
-        restore_sigterm()
-        lock.close()
+    with StopSignals() as stop:
+        with stop.raising():  # nothing to save or end yet: a signal simply stops
+            tracker = Tracker.from_config(rc.mlflow)
+            # Data and model first (a bad dataset path must not leave an empty MLflow run
+            # behind), then the tracking store, both before the first training step.
+            trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
+            tracker.check_reachable()
+            if rc.resume:
+                checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
+                trainer.restore(checkpoint)
+                print_line(f"resumed from {checkpoint} at step {trainer.step}")
+            lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
+        keep_freed_memory()
+        tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
+        if rc.resume:
+            tags["rnnlab.resumed_from"] = rc.resume
+        status, reason = "FAILED", None
+        try:
+            run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
+            if run_id:
+                print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
+                           f"{rc.mlflow.tracking_uri})")
+            with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
+                result = trainer.run(bar, stop=stop)
+            _finish(tracker, trainer, result, out_dir, stop)
+            print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} "
+                       f"nats/char ({result.final_val_loss / math.log(2):.4f} bits/char), "
+                       f"{result.chars_per_sec:,.0f} chars/s; "
+                       f"checkpoint {result.final_checkpoint}")
+            status = "FINISHED"
+            return float(result.final_val_loss)
+        except Interrupted as exc:
+            status, reason = "KILLED", str(exc)
+            if exc.checkpoint is not None:
+                tracker.log_artifact(str(exc.checkpoint), "checkpoints")
+            raise
+        except RnnlabError as exc:
+            reason = str(exc)
+            raise
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            tracker.end(status, reason)
+            lock.close()
 
 
 def _is_multirun() -> bool:
@@ -178,13 +157,12 @@ def _is_multirun() -> bool:
 # An absolute config path: a relative one is read as a Python package when run with `-m`.
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
-    from framework.training.trainer import Interrupted
 
     try:
         return run(cfg)
     except Interrupted as exc:
-        where = (f"; checkpoint saved, continue with resume={exc.checkpoint}"
-                 if exc.checkpoint else "")
+        where = (f"; checkpoint saved, continue with resume={exc.checkpoint}" if exc.checkpoint
+                 else "; no checkpoint was written (it stopped before the first step)")
         print(f"rnnlab: {exc}{where}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     except RnnlabError as exc:
@@ -195,15 +173,9 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    try:
+    def body() -> None:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
-    except RnnlabError as exc:
-        print_error(exc)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, logging)
-        if debug_mode():
-            raise
-        print("rnnlab: interrupted", file=sys.stderr)
-        sys.exit(130)
+
+    sys.exit(run_command(body))

@@ -1,4 +1,4 @@
-"""The Dinosaurus Island API (spec §2) with the course's exact names, signatures and printing.
+"""The course's Dinosaurus Island API with the course's exact names, signatures and printing.
 
 The graded functions are thin adapters around the registered plugins -- the ``rnn`` cell inside
 :class:`~framework.nn.stack.CharRNN` (row gathers instead of one-hot matmuls, the output layer and
@@ -15,10 +15,10 @@ The two are transposes/reshapes of each other, so :func:`to_charrnn` and :func:`
 *views*: an in-place SGD step on the CharRNN side updates the caller's course dict, exactly as the
 course's ``update_parameters`` mutates its argument.
 
-Reproducibility: ``model`` matches the printed losses and names of spec §3.3 bit-for-bit to the
-printed precision at iterations 0..12000 (float64). From ~14000 on the trajectory depends on the
-BLAS kernel's summation order (spec §6): different OpenBLAS kernels on one machine already give
-different iteration-22000 results, so the published 22000 text is not a portable target.
+Reproducibility: ``model`` matches the losses and names the course notebook prints, bit for
+bit to the printed precision at iterations 0..12000 (float64). From ~14000 on the trajectory
+depends on the BLAS kernel's summation order: different OpenBLAS kernels on one machine already
+give different iteration-22000 results, so the published 22000 text is not a portable target.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _sequence(X: list, Y: list) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- graded functions
 def clip(gradients: dict[str, np.ndarray], maxValue: float) -> dict[str, np.ndarray]:  # noqa: N803
     """Clamp dWax, dWaa, dWya, db, dby to [-maxValue, maxValue]; returns a NEW five-key dict
-    (version A copies first, so the caller's gradients are left untouched)."""
+    (the 2021 course revision copies first, so the caller's gradients are left untouched)."""
     clipped = {k: np.array(gradients[k], copy=True) for k in GRAD_KEYS}
     _plugin(CLIPS, name="value", max_value=float(maxValue))(clipped)
     return clipped

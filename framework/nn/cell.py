@@ -1,6 +1,6 @@
 """Recurrent-cell base class and the numerical helpers shared by every cell plugin.
 
-Layout of the fast path (see CONTRACT.md): time-major, rows are batch elements.  A layer's
+Layout of the fast path: time-major, rows are batch elements.  A layer's
 parameters are ``W_x`` (D, G*H), ``W_h`` (H, G*H) and ``b`` (G*H,), where G is the number of
 gate blocks, each H columns wide.  Every cell computes its input projection for all time steps
 before the time loop (:meth:`Cell.project_inputs`) and its input-side gradients with single big

@@ -8,8 +8,6 @@ row-max-stabilised softmax cross-entropy.  Target id -1 is ignored (no loss, no 
 
 from __future__ import annotations
 
-import ctypes
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,37 +18,6 @@ from framework.nn.cell import Cell, as_dtype
 from framework.registry import CELLS
 
 State = list  # one state tuple per layer: (h,) or (h, c), each (B, H)
-
-
-_MALLOC_TUNED = False
-
-
-def _keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed blocks of up to 32 MiB in the heap for reuse.
-
-    A training step allocates ~5-15 MB of short-lived arrays (activations, caches, gradients).
-    By default glibc hands blocks that large back to the OS on free (mmap, heap trimming), so
-    every step page-faults them in again: ~2,700 minor faults and 4-7 ms of kernel time per
-    LSTM H128-256 / B64 step, 15-20% of the step (measured with getrusage, docs/performance.md).
-    This is what ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` do; if the user set
-    either, or the C library is not glibc, nothing is changed.  Cost: the heap stays at its peak
-    size instead of shrinking between steps.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
-        return
-    try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return
-        libc = ctypes.CDLL(None)
-    except (ValueError, OSError, AttributeError):  # no confstr name / no C library handle
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h> constants
-    libc.mallopt(m_mmap_threshold, 32 << 20)
-    libc.mallopt(m_trim_threshold, 128 << 20)
 
 
 def _check_ids(ids: Any, name: str, low: int, high: int, ndim: int) -> np.ndarray:
@@ -70,7 +37,7 @@ def _check_ids(ids: Any, name: str, low: int, high: int, ndim: int) -> np.ndarra
 
 
 class CharRNN:
-    """Character-level recurrent language model (see CONTRACT.md "Model")."""
+    """Character-level recurrent language model: a stack of cells and a softmax output layer."""
 
     def __init__(
         self,
@@ -107,7 +74,6 @@ class CharRNN:
             self.cell = CELLS.build(node)
         self.cell_name = self.cell.name
         self.params: dict[str, np.ndarray] = {}
-        _keep_freed_memory()
 
     # ------------------------------------------------------------------ parameters and state
     def init_params(self, rng: Any) -> dict[str, np.ndarray]:

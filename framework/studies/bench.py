@@ -46,6 +46,7 @@ from framework.studies.bench_refs import (
     gemm_step,
     torch_available,
 )
+from framework.training.runtime import keep_freed_memory
 
 CELL_ORDER = ("rnn", "lstm", "gru")
 HIDDEN = (64, 128, 256)
@@ -307,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-grid", action="store_true",
                         help="skip the table (with the full mode: only the extra checks)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # the heap settings the training command runs with
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
         os.environ["RNNLAB_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
     rounds = args.rounds or (3 if args.quick else 7)

@@ -3,10 +3,10 @@
 Times :func:`framework.course.model` (its hot loop is :mod:`framework.course.hotloop`: one flat
 parameter buffer, bias and one-hot input folded into one matmul per step, the output layer and
 its gradients over the whole name at once, no per-step dictionaries) against a straightforward
-course-style loop written from the spec (one-hot input vectors, per-step dictionaries and
-matmuls, exactly the Dinosaurus Island procedure), both printing their ``Iteration: ...``
-blocks, and checks the printed text is the same. Performance claims come from this script,
-never from timed unit tests.
+course-style loop written from the course's description (one-hot input vectors, per-step
+dictionaries and matmuls, exactly the Dinosaurus Island procedure), both printing their
+``Iteration: ...`` blocks, and checks the printed text is the same. Performance claims come from
+this script, never from timed unit tests.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
 import time
 
 import numpy as np
 
+from framework.cli.console import print_error
 from framework.course import get_initial_loss
 from framework.course import model as fast_model
 from framework.errors import RnnlabError
@@ -53,7 +53,7 @@ def _sample(p: dict, eos: int, seed: int) -> list[int]:
 
 def course_style_forward_backward(X: list, Y: list, a_prev: np.ndarray,  # noqa: N803
                                   p: dict) -> tuple[float, dict, np.ndarray]:
-    """Spec §2.2 rnn_forward + rnn_backward for one name, step by step in column layout with
+    """The course's rnn_forward + rnn_backward for one name, step by step in column layout with
     one-hot inputs and per-step dicts. Returns (summed loss, gradients keyed like ``p``, a_last)."""
     V = p["Wax"].shape[1]
     x, a, y_hat, loss = {}, {-1: np.copy(a_prev)}, {}, 0.0
@@ -83,7 +83,7 @@ def course_style_forward_backward(X: list, Y: list, a_prev: np.ndarray,  # noqa:
 def course_style_model(data_x: list[str], ix_to_char: dict, char_to_ix: dict,
                        num_iterations: int, n_a: int = 50, dino_names: int = 7,
                        vocab_size: int = 27) -> None:
-    """The reference: spec §2.2-2.3 step by step (one-hot x, dicts of per-step arrays)."""
+    """The reference: the course's Dinosaurus Island loop (one-hot x, dicts of per-step arrays)."""
     V = vocab_size
     np.random.seed(1)
     p = {"Wax": np.random.randn(n_a, V) * 0.01, "Waa": np.random.randn(n_a, n_a) * 0.01,
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = DATASETS.get("dinos")().locate().read_text(encoding="utf-8").lower()
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     chars = sorted(set(text))
     ix_to_char = dict(enumerate(chars))

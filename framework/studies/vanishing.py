@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from framework.cli.console import print_error
 from framework.errors import ConfigError, RnnlabError
 from framework.nn.stack import CharRNN
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _study(list(sys.argv[1:] if argv is None else argv))
     except RnnlabError as exc:
-        print(f"rnnlab: error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
 
 

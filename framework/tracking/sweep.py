@@ -117,7 +117,9 @@ class SweepCallback(Callback):
         except RnnlabError as exc:
             import sys
 
-            print(f"rnnlab: error: {exc}", file=sys.stderr)
+            from framework.cli.console import print_error
+
+            print_error(exc)
             sys.exit(exc.exit_code)
 
     def _start_parent(self, config: DictConfig) -> None:

@@ -10,7 +10,6 @@ to end bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,18 +27,9 @@ from framework.nn.stack import CharRNN
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
 from framework.training.checkpoint import load_checkpoint, save_rolling
 from framework.training.config import RunConfig
-from framework.training.runtime import blas_threads
+from framework.training.runtime import Interrupted, StopSignals
 
 CHECKPOINT_FORMAT = 1
-
-
-class Interrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the current step finished and a checkpoint was written."""
-
-    def __init__(self, signum: int, checkpoint: Path | None) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-        self.checkpoint = checkpoint
 
 
 @dataclass(frozen=True)
@@ -82,31 +72,6 @@ class Reporter:
         self.sample_log.append(header)
         self.sample_log.extend(texts)
         self.sample_log.append("")
-
-
-class SignalGuard:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (only in the main thread)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> SignalGuard:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def build_model(rc: RunConfig, vocab_size: int) -> CharRNN:
@@ -330,7 +295,9 @@ class Trainer:
                          fraction_clipped=clipped.fraction_clipped)
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, progress: Any | None = None) -> TrainResult:
+    def run(self, progress: Any | None = None, stop: StopSignals | None = None) -> TrainResult:
+        """Train up to ``train.steps``; evaluate, sample and checkpoint on schedule.  ``stop``
+        (entered by the command line) ends the run after the current step, with a checkpoint."""
         rc = self.rc
         steps = rc.train.steps
         log_every = rc.train.log_every
@@ -338,47 +305,45 @@ class Trainer:
         started = time.perf_counter()
         window_chars, window_start = 0, started
         val_loss = math.nan
-        with SignalGuard() as guard, blas_threads(rc.threads):
-            while self.step < steps:
-                stats = self.train_step()
-                step, per_char, n = stats.step, stats.loss, stats.tokens
-                chars += n
-                window_chars += n
+        while self.step < steps:
+            stats = self.train_step()
+            step, per_char, n = stats.step, stats.loss, stats.tokens
+            chars += n
+            window_chars += n
+            if progress is not None:
+                progress.update(1)
+            if log_every and (step % log_every == 0 or self.step == steps):
+                now = time.perf_counter()
+                speed = window_chars / max(now - window_start, 1e-9)
+                window_chars, window_start = 0, now
+                self.report.metrics({
+                    "train_loss": per_char, "smooth_loss": self.smooth_loss,
+                    "train_bits_per_char": per_char / math.log(2),
+                    "grad_norm": stats.grad_norm, "fraction_clipped": stats.fraction_clipped,
+                    "chars_per_sec": speed, "lr": self.optimizer.lr}, step)
+                self.history["train_loss"].append((step, per_char))
+                self.history["smooth_loss"].append((step, self.smooth_loss))
                 if progress is not None:
-                    progress.update(1)
-                if log_every and (step % log_every == 0 or self.step == steps):
-                    now = time.perf_counter()
-                    speed = window_chars / max(now - window_start, 1e-9)
-                    window_chars, window_start = 0, now
-                    self.report.metrics({
-                        "train_loss": per_char, "smooth_loss": self.smooth_loss,
-                        "train_bits_per_char": per_char / math.log(2),
-                        "grad_norm": stats.grad_norm, "fraction_clipped": stats.fraction_clipped,
-                        "chars_per_sec": speed, "lr": self.optimizer.lr}, step)
-                    self.history["train_loss"].append((step, per_char))
-                    self.history["smooth_loss"].append((step, self.smooth_loss))
-                    if progress is not None:
-                        progress.set_postfix(loss=f"{self.smooth_loss:.3f}",
-                                             chars_s=f"{speed:,.0f}", refresh=False)
-                if rc.train.sample_every and step % rc.train.sample_every == 0:
-                    self.emit_samples(step)
-                last = self.step == steps
-                if (rc.train.eval_every and step % rc.train.eval_every == 0) or last:
-                    val_loss = self.evaluate()
-                    if math.isfinite(val_loss):
-                        self.history["val_loss"].append((step, val_loss))
-                        self.report.metrics({"val_loss": val_loss,
-                                             "val_bits_per_char": val_loss / math.log(2)}, step)
-                    better = math.isfinite(val_loss) and val_loss < self.best_val
-                    if better:
-                        self.best_val = val_loss
-                        if rc.train.checkpoint_every:
-                            self.save(best=True)
-                if rc.train.checkpoint_every and (step % rc.train.checkpoint_every == 0 or last):
-                    self.save()
-                if guard.signum is not None:
-                    saved = self.save()
-                    raise Interrupted(guard.signum, saved)
+                    progress.set_postfix(loss=f"{self.smooth_loss:.3f}",
+                                         chars_s=f"{speed:,.0f}", refresh=False)
+            if rc.train.sample_every and step % rc.train.sample_every == 0:
+                self.emit_samples(step)
+            last = self.step == steps
+            if (rc.train.eval_every and step % rc.train.eval_every == 0) or last:
+                val_loss = self.evaluate()
+                if math.isfinite(val_loss):
+                    self.history["val_loss"].append((step, val_loss))
+                    self.report.metrics({"val_loss": val_loss,
+                                         "val_bits_per_char": val_loss / math.log(2)}, step)
+                better = math.isfinite(val_loss) and val_loss < self.best_val
+                if better:
+                    self.best_val = val_loss
+                    if rc.train.checkpoint_every:
+                        self.save(best=True)
+            if rc.train.checkpoint_every and (step % rc.train.checkpoint_every == 0 or last):
+                self.save()
+            if stop is not None and stop.requested:
+                raise Interrupted(stop.signum, self.save())
         elapsed = time.perf_counter() - started
         if self.step > 0 and rc.train.checkpoint_every == 0:
             self.save()  # a finished run always leaves a final checkpoint
