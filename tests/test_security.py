@@ -152,7 +152,9 @@ def test_downloads_and_data_dir_copies_are_sha256_verified():
     from framework.registry import DATASETS
 
     load_plugins()
-    sources = [getattr(DATASETS.get(n), "source", None) for n in DATASETS.names()]
+    # A dataset has one file (``source``) or several (``sources``, e.g. one per class).
+    sources = [s for n in DATASETS.names() for s in (getattr(DATASETS.get(n), "source", None),
+                                                     *getattr(DATASETS.get(n), "sources", ()))]
     sources = [s for s in sources if s is not None]
     assert sources, "no downloadable dataset"
     for source in sources:

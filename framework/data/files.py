@@ -100,10 +100,13 @@ def locate(source: Source | None, path: str | os.PathLike[str] | None = None) ->
 def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
     """Fetch ``source.url`` into ``directory/source.filename`` if (and only if) its sha256 fits."""
     hint = f"set {DATA_DIR_ENV} or dataset.path to a local copy of {source.filename}"
+    # A filename may name a subfolder ("names/Arabic.txt"); the temporary file goes beside the
+    # final one so that the rename below stays within one directory.
+    final = directory / source.filename
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{source.filename}.", suffix=".part",
-                                        dir=directory)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part",
+                                        dir=final.parent)
     except OSError as exc:
         raise DataError(f"cannot write to the cache directory {directory} ({exc}); "
                         f"set {CACHE_DIR_ENV} to a writable directory or {hint}") from None
@@ -129,7 +132,6 @@ def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEO
                 f"{digest.hexdigest()[:12]}..., expected {source.sha256[:12]}... (the source "
                 f"changed or the download was corrupted); nothing was saved; {hint}"
             )
-        final = directory / source.filename
         os.replace(tmp, final)  # atomic: readers see no file or the whole verified file
         return final
     except DataError:

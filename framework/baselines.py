@@ -1,0 +1,169 @@
+"""Baselines a trained model must beat, computed on the same split as the model.
+
+Classification: the majority class, and multinomial naive Bayes over character n-grams.
+Forecasting (one step ahead, with the true history, in the series' original units): persistence
+(the next value is the last one) and a least-squares AR(p) with intercept fitted on the training
+part.  The AR model regresses each of the D columns on the last p rows of all columns (a VAR
+for D > 1; plain AR for one column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from framework.errors import ConfigError, DataError
+from framework.metrics import accuracy, macro_f1, mae, rmse
+from framework.taskdata import LabelledCorpus, SeriesCorpus
+
+# Boundary markers around each text: control characters that do not occur in names.
+BOS, EOS = "\x02", "\x03"
+
+# ------------------------------------------------------------------------------ classification
+
+
+def majority_class(train_labels: np.ndarray, n_classes: int) -> int:
+    """The most frequent training label (the lowest index on a tie)."""
+    return int(np.argmax(np.bincount(np.asarray(train_labels), minlength=n_classes)))
+
+
+class NaiveBayesNGrams:
+    """Multinomial naive Bayes over character n-grams with additive smoothing.
+
+    Each text is wrapped in one begin and one end marker and cut into its overlapping n-grams
+    (texts shorter than n give one shorter gram).  P(gram | class) = (count + alpha) /
+    (total_class + alpha * V), V the number of distinct training grams; the prior is the class
+    frequency.  Grams never seen in training have count 0 in every class.
+    """
+
+    def __init__(self, n: int = 3, alpha: float = 1.0, lower: bool = True) -> None:
+        if n < 1:
+            raise ConfigError(f"n-gram order must be >= 1, got {n}")
+        if not alpha > 0:
+            raise ConfigError(f"smoothing alpha must be > 0, got {alpha}")
+        self.n, self.alpha, self.lower = int(n), float(alpha), bool(lower)
+
+    def grams(self, text: str) -> list[str]:
+        t = BOS + (text.lower() if self.lower else text) + EOS
+        if len(t) <= self.n:
+            return [t]
+        return [t[i : i + self.n] for i in range(len(t) - self.n + 1)]
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray, n_classes: int) -> NaiveBayesNGrams:
+        labels = np.asarray(labels, dtype=np.int64)
+        index: dict[str, int] = {}
+        rows, cols = [], []
+        for text, label in zip(texts, labels.tolist(), strict=True):
+            for g in self.grams(text):
+                cols.append(index.setdefault(g, len(index)))
+                rows.append(label)
+        counts = np.zeros((n_classes, len(index)), dtype=np.float64)
+        np.add.at(counts, (np.array(rows), np.array(cols)), 1.0)
+        denom = counts.sum(axis=1, keepdims=True) + self.alpha * len(index)
+        self.index = index
+        self.log_likelihood = np.log(counts + self.alpha) - np.log(denom)  # (C, V)
+        self.log_unseen = np.log(self.alpha) - np.log(denom[:, 0])  # (C,)
+        with np.errstate(divide="ignore"):  # a class without examples: prior -inf
+            self.log_prior = np.log(np.bincount(labels, minlength=n_classes) / len(labels))
+        return self
+
+    def log_joint(self, texts: Sequence[str]) -> np.ndarray:
+        """log P(class) + sum log P(gram | class), (N, C)."""
+        out = np.tile(self.log_prior, (len(texts), 1))
+        for i, text in enumerate(texts):
+            ids = [self.index.get(g, -1) for g in self.grams(text)]
+            known = [j for j in ids if j >= 0]
+            out[i] += self.log_likelihood[:, known].sum(axis=1)
+            out[i] += (len(ids) - len(known)) * self.log_unseen
+        return out
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return np.argmax(self.log_joint(texts), axis=1)
+
+
+def classify_baselines(corpus: LabelledCorpus, *, n: int = 3, alpha: float = 1.0,
+                       lower: bool = True) -> dict[str, float]:
+    """Validation accuracy of the majority class and of n-gram naive Bayes, and NB macro-F1."""
+    if corpus.n_val == 0:
+        raise DataError(f"'{corpus.name}' has no validation texts; set dataset.val_fraction > 0 "
+                        f"to compare with the baselines")
+    C = corpus.n_classes
+    major = majority_class(corpus.train_labels, C)
+    nb = NaiveBayesNGrams(n, alpha, lower).fit(corpus.train_texts, corpus.train_labels, C)
+    pred = nb.predict(corpus.val_texts)
+    return {
+        "baseline_majority_accuracy": accuracy(corpus.val_labels, np.full(corpus.n_val, major)),
+        "baseline_nb_accuracy": accuracy(corpus.val_labels, pred),
+        "baseline_nb_macro_f1": macro_f1(corpus.val_labels, pred, C),
+    }
+
+
+# ------------------------------------------------------------------------------ forecasting
+
+
+def _as_2d(values: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    return v[:, None] if v.ndim == 1 else v
+
+
+def persistence(values: np.ndarray, start: int) -> np.ndarray:
+    """One-step persistence forecasts of ``values[start:]``: ``values[start-1:-1]``."""
+    v = _as_2d(values)
+    if not 1 <= start <= len(v):
+        raise ValueError(f"start must be in [1, {len(v)}], got {start}")
+    return v[start - 1 : -1].copy()
+
+
+def _lags(v: np.ndarray, targets: np.ndarray, p: int) -> np.ndarray:
+    """Design matrix [1, v[t-1], ..., v[t-p]] (columns of every lag side by side), (n, 1+pD)."""
+    return np.concatenate([np.ones((len(targets), 1))] + [v[targets - k] for k in range(1, p + 1)],
+                          axis=1)
+
+
+class ARModel:
+    """Least-squares AR(p) with intercept: v[t] = c + sum_k A_k v[t-k]."""
+
+    def __init__(self, p: int) -> None:
+        if p < 1:
+            raise ConfigError(f"AR order must be >= 1, got {p}")
+        self.p = int(p)
+
+    def fit(self, train: np.ndarray) -> ARModel:
+        v = _as_2d(train)
+        targets = np.arange(self.p, len(v))
+        n_coef = 1 + self.p * v.shape[1]
+        if len(targets) < n_coef:
+            raise DataError(f"an AR({self.p}) fit needs at least {n_coef + self.p} training "
+                            f"values, the series has {len(v)}; lower task.window")
+        self.coef, *_ = np.linalg.lstsq(_lags(v, targets, self.p), v[targets], rcond=None)
+        return self
+
+    def one_step(self, values: np.ndarray, start: int) -> np.ndarray:
+        """Forecasts of ``values[start:]``, each from the true previous p values."""
+        v = _as_2d(values)
+        if not self.p <= start <= len(v):
+            raise ValueError(f"start must be in [{self.p}, {len(v)}], got {start}")
+        return _lags(v, np.arange(start, len(v)), self.p) @ self.coef
+
+    def next(self, history: np.ndarray) -> np.ndarray:
+        """The value after ``history`` (at least p rows), (D,)."""
+        h = _as_2d(history)
+        return (_lags(h, np.array([len(h)]), self.p) @ self.coef)[0]
+
+
+def forecast_baselines(corpus: SeriesCorpus, window: int) -> dict[str, float]:
+    """One-step validation RMSE/MAE of persistence and AR(window), in original units."""
+    if corpus.n_val == 0:
+        raise DataError(f"'{corpus.name}' has no validation part; set dataset.val_fraction > 0 "
+                        f"to compare with the baselines")
+    start, truth = corpus.n_train, corpus.val
+    pers = persistence(corpus.values, start)
+    ar = ARModel(window).fit(corpus.train).one_step(corpus.values, start)
+    return {"baseline_persistence_rmse": rmse(truth, pers),
+            "baseline_persistence_mae": mae(truth, pers),
+            "baseline_ar_rmse": rmse(truth, ar), "baseline_ar_mae": mae(truth, ar)}
+
+
+__all__ = ["ARModel", "NaiveBayesNGrams", "classify_baselines", "forecast_baselines",
+           "majority_class", "persistence"]
