@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from framework.data import check_common
+from framework.data.taskdata import SeriesDataset, check_missing
+from framework.data.taskfiles import read_series_csv, user_path
 from framework.errors import ConfigError, DataError
 from framework.registry import DATASETS
-from framework.taskdata import SeriesDataset, check_missing
-from framework.taskfiles import read_series_csv, user_path
 
 
 @dataclass

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from framework.data import check_common
+from framework.data.taskdata import LabelledTextDataset
+from framework.data.taskfiles import read_label_folder, read_label_tsv, user_path
 from framework.registry import DATASETS
-from framework.taskdata import LabelledTextDataset
-from framework.taskfiles import read_label_folder, read_label_tsv, user_path
 
 
 @dataclass

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.data import Source, check_common, github_raw, locate
+from framework.data.taskdata import LabelledTextDataset
+from framework.data.taskfiles import read_label_folder, read_lines, user_path
 from framework.errors import DataError
 from framework.registry import DATASETS
-from framework.taskdata import LabelledTextDataset
-from framework.taskfiles import read_label_folder, read_lines, user_path
 
 # spro/practical-pytorch, data/names/ (see shared/data/PROVENANCE.md); sha256 of each file.
 _REPO, _COMMIT = "spro/practical-pytorch", "c520c52e68e945d88fff563dba1c028b6ec0197b"

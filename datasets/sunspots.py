@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from framework.data import Source, check_common, github_raw, locate
+from framework.data.taskdata import SeriesDataset, check_missing
+from framework.data.taskfiles import read_series_csv
 from framework.registry import DATASETS
-from framework.taskdata import SeriesDataset, check_missing
-from framework.taskfiles import read_series_csv
 
 
 @dataclass

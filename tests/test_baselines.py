@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from framework.baselines import (
+from framework.tasks.baselines import (
     ARModel,
     NaiveBayesNGrams,
     classify_baselines,
@@ -16,7 +16,7 @@ from framework.baselines import (
     majority_class,
     persistence,
 )
-from framework.metrics import (
+from framework.tasks.metrics import (
     accuracy,
     classification_table,
     confusion_matrix,

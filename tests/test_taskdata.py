@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import yaml
 
-from framework.data import cache_dir
-from framework.errors import ConfigError, DataError
-from framework.plugins import load_folder
-from framework.registry import DATASETS
-from framework.taskdata import fold_ascii, handle_missing, labelled_corpus, series_corpus
-from framework.taskfeeds import (
+from framework.data.files import cache_dir
+from framework.data.taskdata import fold_ascii, handle_missing, labelled_corpus, series_corpus
+from framework.data.taskfeeds import (
     ClassifyFeed,
     ForecastFeed,
     pad_texts,
     recursive_forecast,
     reverse_padded,
 )
+from framework.errors import ConfigError, DataError
+from framework.plugins import load_folder
+from framework.registry import DATASETS
 from tests.conftest import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent

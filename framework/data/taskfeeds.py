@@ -1,6 +1,6 @@
 """Task feeds: batches of labelled texts (classification) and of series windows (forecasting).
 
-As in :mod:`framework.feeds`, ``feed.batch(step)`` is a pure function of the step and the seed:
+As in :mod:`framework.data.feeds`, ``feed.batch(step)`` is a pure function of the step and the seed:
 epoch ``e`` visits the training examples in the order ``default_rng([seed, e]).permutation``, so
 a resumed run needs no saved feed state.  Every batch starts from a zero state (``reset``).
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from framework.data.feeds import Feed, _check_step, _epoch_permutation
+from framework.data.taskdata import LabelledCorpus, SeriesCorpus
 from framework.errors import ConfigError
-from framework.feeds import Feed, _check_step, _epoch_permutation
-from framework.taskdata import LabelledCorpus, SeriesCorpus
 
 # ------------------------------------------------------------------------------ classification
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from framework.data import read_text
+from framework.data.files import read_text
+from framework.data.taskdata import time_axis
 from framework.errors import DataError
-from framework.taskdata import time_axis
 
 # Field values read as "no value" (compared after strip() and lower()).
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from framework.data.taskdata import LabelledCorpus, SeriesCorpus
 from framework.errors import ConfigError, DataError
-from framework.metrics import accuracy, macro_f1, mae, rmse
-from framework.taskdata import LabelledCorpus, SeriesCorpus
+from framework.tasks.metrics import accuracy, macro_f1, mae, rmse
 
 # Boundary markers around each text: control characters that do not occur in names.
 BOS, EOS = "\x02", "\x03"

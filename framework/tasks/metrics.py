@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from framework.plots import save_figure
+from framework.tracking.plots import save_figure
 
 # ------------------------------------------------------------------------------ classification
 

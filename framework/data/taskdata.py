@@ -2,7 +2,7 @@
 
 Files are found exactly as for the text datasets (:func:`framework.data.locate`: ``dataset.path``,
 then ``$RNNLAB_DATA_DIR``, then the sha256-checked download cache) and read by
-:mod:`framework.taskfiles`; this module turns what was read into corpora.
+:mod:`framework.data.taskfiles`; this module turns what was read into corpora.
 
 - :class:`LabelledCorpus` (``kind == "labelled"``): texts with integer labels into ``classes``,
   a character vocabulary without an end-of-example symbol, and a train/val split.  (text, label)
@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError
-from framework.vocab import Vocab
 
 MISSING_POLICIES = ("interpolate", "drop", "error")
 # Letters that NFKD does not decompose into an ASCII letter plus combining marks.

@@ -1,0 +1,1 @@
+"""Tasks: what differs between next-token modelling, classification and forecasting."""
