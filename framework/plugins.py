@@ -23,16 +23,18 @@ from pathlib import Path
 
 from framework import ROOT
 from framework.errors import PluginError
-from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, Registry
+from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, TASKS, Registry
 
 PLUGIN_FOLDERS: dict[str, Registry] = {"cells": CELLS, "datasets": DATASETS}
-BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers")
+BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
+                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
 ENTRY_POINT_GROUPS: dict[str, Registry] = {
     "rnnlab.cells": CELLS,
     "rnnlab.datasets": DATASETS,
     "rnnlab.clip": CLIPS,
     "rnnlab.samplers": SAMPLERS,
     "rnnlab.optimizers": OPTIMIZERS,
+    "rnnlab.tasks": TASKS,
 }
 _PACKAGE = "rnnlab_plugins"
 _loaded = False

@@ -159,9 +159,11 @@ DATASETS = Registry("dataset")
 CLIPS = Registry("clip")
 SAMPLERS = Registry("sampler")
 OPTIMIZERS = Registry("optimizer")
+TASKS = Registry("task")
 
 # Config group name -> registry; the group names are the public command-line interface.
 REGISTRIES: dict[str, Registry] = {
+    "task": TASKS,
     "cell": CELLS,
     "dataset": DATASETS,
     "clip": CLIPS,
@@ -169,4 +171,5 @@ REGISTRIES: dict[str, Registry] = {
     "optimizer": OPTIMIZERS,
 }
 
-__all__ = ["CELLS", "CLIPS", "DATASETS", "OPTIMIZERS", "REGISTRIES", "SAMPLERS", "Registry"]
+__all__ = ["CELLS", "CLIPS", "DATASETS", "OPTIMIZERS", "REGISTRIES", "SAMPLERS", "TASKS",
+           "Registry"]

@@ -89,7 +89,7 @@ def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
         return real_loss(*args, **kwargs)
 
     trainer.model.loss = counting_loss
-    assert trainer.evaluate() > 0 and len(seen) == 2
+    assert trainer.evaluate()["val_loss"] > 0 and len(seen) == 2
 
 
 def test_training_limits_blas_threads_as_configured(tmp_path, monkeypatch):

@@ -60,6 +60,10 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
 
     rc = trainer.rc
 
+    def log_task_artifacts() -> None:
+        for path in trainer.task.final_artifacts(trainer, out_dir / "artifacts"):
+            tracker.log_artifact(str(path), "results")
+
     def log_model() -> None:
         if rc.mlflow.log_model and result.final_checkpoint is not None:
             tracker.log_model(str(result.final_checkpoint))
@@ -77,6 +81,7 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
         lambda: hydra_dir.is_dir() and tracker.log_artifacts(str(hydra_dir), ".hydra"),
         lambda: tracker.log_text("\n".join(result.samples) + "\n", "samples.txt"),
         log_curve,
+        log_task_artifacts,
         *[(lambda p=path: tracker.log_artifact(str(p), "checkpoints"))
           for path in (result.final_checkpoint, result.best_checkpoint)
           if path is not None and Path(path).is_file()],
@@ -110,7 +115,8 @@ def run(cfg: DictConfig) -> float:
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
         keep_freed_memory()
-        tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}
+        tags = {"task": rc.task.name, "cell": rc.cell.name, "dataset": rc.dataset.name,
+                "optimizer": rc.optimizer.name}
         if rc.resume:
             tags["rnnlab.resumed_from"] = rc.resume
         status, reason = "FAILED", None
@@ -122,12 +128,12 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
-            print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} "
-                       f"nats/char ({result.final_val_loss / math.log(2):.4f} bits/char), "
-                       f"{result.chars_per_sec:,.0f} chars/s; "
+            print_line(f"done: {result.steps} steps, {trainer.task.summary(result.final_metrics)}, "
+                       f"{result.chars_per_sec:,.0f} {trainer.task.unit}/s; "
                        f"checkpoint {result.final_checkpoint}")
             status = "FINISHED"
-            return float(result.final_val_loss)
+            # What a sweeper optimises: the task's objective (val_loss for the language model).
+            return float(result.final_metrics.get(trainer.task.objective, math.nan))
         except Interrupted as exc:
             status, reason = "KILLED", str(exc)
             if exc.checkpoint is not None:

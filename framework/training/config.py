@@ -29,6 +29,7 @@ def _check(ok: bool, message: str) -> None:
 class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
+    bidirectional: bool = False  # classify: a forward and a backward stack, states concatenated
 
     def __post_init__(self) -> None:
         _check(self.num_layers >= 1, f"model.num_layers must be >= 1, got {self.num_layers}")
@@ -122,6 +123,7 @@ class MlflowConfig:
 class RunConfig:
     """A fully validated run: plugin sections are their plugins' schema instances."""
 
+    task: Any
     cell: Any
     dataset: Any
     clip: Any

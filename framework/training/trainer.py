@@ -1,6 +1,7 @@
-"""The training loop: batches -> cell forward -> softmax/xent -> backward -> clip -> optimizer.
+"""The training loop: batches -> the task's model forward/backward -> clip -> optimizer.
 
-Everything here is ordinary Python around the numerical core (framework/nn/stack.py). The loop is a
+Everything here is ordinary Python around the numerical core (framework/nn/) and the task plugin
+(framework/tasks/), which owns the model head, loss, metrics and samples. The loop is a
 pure function of the step index wherever possible: feeds compute batch ``k`` from ``k`` and the
 seed, dropout masks come from a generator seeded with ``(seed, step)``. A checkpoint therefore only
 needs parameters, optimizer state, the carried hidden state and the smoothed loss for a resumed run
@@ -19,12 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from framework.data.feeds import make_feed
 from framework.errors import CheckpointError, DivergenceError
-from framework.nn.sampling import generate
 from framework.nn.schedules import lr_factor
-from framework.nn.stack import CharRNN
-from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
+from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, TASKS
 from framework.training.checkpoint import load_checkpoint, save_rolling
 from framework.training.config import RunConfig
 from framework.training.runtime import Interrupted, StopSignals
@@ -53,6 +51,7 @@ class TrainResult:
     best_checkpoint: Path | None
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
+    final_metrics: dict[str, float] = field(default_factory=dict)
 
 
 class Reporter:
@@ -74,32 +73,21 @@ class Reporter:
         self.sample_log.append("")
 
 
-def build_model(rc: RunConfig, vocab_size: int) -> CharRNN:
-    cell_options = rc.options("cell")
-    hidden_size = cell_options.pop("hidden_size")
-    init = cell_options.pop("init")
-    return CharRNN(cell=rc.cell.name, vocab_size=vocab_size, hidden_size=hidden_size,
-                   num_layers=rc.model.num_layers, dropout=rc.model.dropout, init=init,
-                   dtype=rc.dtype, cell_options=cell_options)
-
-
-def feed_kind(rc: RunConfig, corpus_kind: str) -> str:
-    if rc.train.feed != "auto":
-        return rc.train.feed
-    return "names" if corpus_kind == "lines" else "stream"
-
-
 def init_rng(rc: RunConfig, init: str) -> Any:
     # The course's init draws from the legacy global RandomState in a fixed order; honouring that
     # (a RandomState seeded like np.random.seed) is what makes `init: course` bit-identical.
     return np.random.RandomState(rc.seed) if init == "course" else np.random.default_rng(rc.seed)
 
 
-def state_arrays(state: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
+def state_arrays(state: list[tuple[np.ndarray, ...]] | None) -> dict[str, np.ndarray]:
+    if state is None:  # tasks whose batches each start from the zero state carry none
+        return {}
     return {f"state/{i}/{j}": part for i, layer in enumerate(state) for j, part in enumerate(layer)}
 
 
-def state_from_arrays(arrays: dict[str, np.ndarray], template: list[tuple]) -> list[tuple]:
+def state_from_arrays(arrays: dict[str, np.ndarray], template: list[tuple] | None) -> Any:
+    if template is None:
+        return None
     state = []
     for i, layer in enumerate(template):
         parts = []
@@ -123,26 +111,22 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.report = reporter
+        self.task = TASKS.build(rc.task)
         dataset = DATASETS.build(rc.dataset)
         self.corpus = dataset.load()
-        self.vocab = self.corpus.vocab
-        self.model = build_model(rc, self.vocab.size)
+        self.task.check(rc, self.corpus)
+        self.vocab = getattr(self.corpus, "vocab", None)  # None for real-valued series
+        self.model = self.task.build_model(rc, self.corpus)
         self.model.init_params(init_rng(rc, rc.cell.init))
-        self.feed_kind = feed_kind(rc, self.corpus.kind)
-        self.feed = make_feed(self.feed_kind, self.corpus, batch_size=rc.train.batch_size,
-                              seq_len=rc.train.seq_len, seed=rc.seed,
-                              shuffle_seed=rc.train.shuffle_seed, stride=rc.train.stride,
-                              window_targets=rc.train.window_targets)
+        self.feed = self.task.make_feed(rc, self.corpus)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)
         self.sampler = SAMPLERS.build(rc.sampler)
         self.step = 0
-        self.state = self.model.zero_state(self._batch_width())
-        tokens = rc.train.smooth_init_tokens
-        if tokens is None:
-            tokens = 1 if rc.train.loss == "mean" else rc.train.seq_len
-        self.smooth_loss = math.log(self.vocab.size) * tokens
-        self.best_val = math.inf
+        self.state = self.task.zero_state(self.model, self.feed, rc)
+        self.smooth_loss = self.task.initial_loss(rc, self.corpus)
+        self.best_val = math.inf  # the best objective so far, as a value to minimise
+        self.last_metrics: dict[str, float] = {}
         self.history: dict[str, list[tuple[int, float]]] = {"train_loss": [], "smooth_loss": [],
                                                              "val_loss": []}
         self.last_checkpoint: Path | None = None
@@ -151,9 +135,6 @@ class Trainer:
         # passed the divergence check; until then it is "unverified".
         self.good_checkpoint: Path | None = None
         self._unverified: Path | None = None
-
-    def _batch_width(self) -> int:
-        return 1 if self.feed_kind == "example" else self.rc.train.batch_size
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
@@ -165,7 +146,9 @@ class Trainer:
                       "dropout": rc.model.dropout, "init": rc.cell.init, "dtype": rc.dtype,
                       "cell_options": {k: v for k, v in rc.options("cell").items()
                                        if k not in ("hidden_size", "init")}},
-            "vocab": self.vocab.to_json(),
+            "task": {"name": rc.task.name, "options": rc.options("task"),
+                     **self.task.meta(self.corpus)},
+            "vocab": self.vocab.to_json() if self.vocab is not None else None,
             "dataset": rc.dataset.name,
             "corpus_kind": self.corpus.kind,
             "optimizer": rc.optimizer.name,
@@ -222,38 +205,20 @@ class Trainer:
             self.best_val = float(meta["best_val_loss"])
 
     # -- evaluation and sampling ----------------------------------------------------------------
-    def evaluate(self) -> float:
-        total, count = 0.0, 0
-        state = None
-        limit = self.rc.train.eval_batches
-        for index, batch in enumerate(self.feed.val_batches()):
-            if limit and index >= limit:
-                break
-            width = batch.inputs.shape[1]
-            if batch.reset or state is None or state[0][0].shape[0] != width:
-                state = self.model.zero_state(width)
-            loss_sum, n, state = self.model.loss(batch.inputs, batch.targets, state)
-            total += loss_sum
-            count += n
-        return total / count if count else math.nan
+    def evaluate(self) -> dict[str, float]:
+        """The task's validation metrics (empty without a validation set)."""
+        metrics = self.task.evaluate(self.model, self.feed, self.rc)
+        self.last_metrics = metrics
+        return metrics
 
-    def sample_texts(self) -> list[str]:
-        rc = self.rc
-        length = rc.train.sample_length
-        return generate(self.model, self.vocab, self.sampler, prompt="", length=length,
-                        num_samples=rc.train.num_samples, window=rc.generate.window,
-                        rng=np.random.default_rng([rc.seed, self.step]))
+    def objective(self, metrics: dict[str, float]) -> float:
+        """The task's objective as a value to minimise (NaN when it was not computed)."""
+        value = metrics.get(self.task.objective, math.nan)
+        return value if self.task.direction == "minimize" else -value
 
     def emit_samples(self, step: int) -> None:
-        texts = self.sample_texts()
-        if self.rc.train.report == "course":
-            header = f"Iteration: {step}, Loss: {self.smooth_loss:f}"
-            names = [t[:1].upper() + t[1:] for t in texts]
-            self.report.samples(header, names, [header, "", *names, ""])
-        else:
-            header = f"step {step}: smoothed loss {self.smooth_loss:.4f}"
-            lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
-                                                     for t in texts]
+        header, texts, lines = self.task.sample_lines(self, step)
+        if lines:
             self.report.samples(header, texts, lines)
 
     # -- the step -----------------------------------------------------------------------------
@@ -264,20 +229,17 @@ class Trainer:
         rc, model = self.rc, self.model
         step = self.step
         batch = self.feed.batch(step)
-        if batch.reset:
-            self.state = model.zero_state(batch.inputs.shape[1])
         rng = np.random.default_rng([rc.seed, step]) if rc.model.dropout > 0 else None
         mean = rc.train.loss == "mean"
-        loss_sum, n, grads, state = model.loss_and_grads(
-            batch.inputs, batch.targets, self.state,
-            reduction="mean" if mean else "sum", dropout_rng=rng)
+        loss_sum, n, grads, state = self.task.loss_and_grads(model, batch, self.state, rc=rc,
+                                                             dropout_rng=rng)
         clipped = self.clip(grads)
         per_char = loss_sum / n
         # NaN/Inf, or a loss no sane model reaches (a uniform guess costs ln V nats/char):
         # tanh saturation can keep a blown-up model finite, so finiteness alone misses it.
         if not (math.isfinite(clipped.norm) and per_char <= rc.train.divergence_loss):
             raise DivergenceError(
-                f"training diverged at step {step}: loss {per_char:.4g} nats/char, "
+                f"training diverged at step {step}: loss {per_char:.4g} per token, "
                 f"gradient norm {clipped.norm:.4g}; try a lower optimizer.lr (now "
                 f"{rc.optimizer.lr}) or clip=norm; last good checkpoint: "
                 f"{self.good_checkpoint or 'none (none was saved before this step)'}")
@@ -305,6 +267,10 @@ class Trainer:
         started = time.perf_counter()
         window_chars, window_start = 0, started
         val_loss = math.nan
+        if self.step == 0:  # baselines on the same split, once per run
+            start = self.task.start_metrics(self.corpus, rc)
+            if start:
+                self.report.metrics(start, 0)
         while self.step < steps:
             stats = self.train_step()
             step, per_char, n = stats.step, stats.loss, stats.tokens
@@ -330,14 +296,16 @@ class Trainer:
                 self.emit_samples(step)
             last = self.step == steps
             if (rc.train.eval_every and step % rc.train.eval_every == 0) or last:
-                val_loss = self.evaluate()
-                if math.isfinite(val_loss):
-                    self.history["val_loss"].append((step, val_loss))
-                    self.report.metrics({"val_loss": val_loss,
-                                         "val_bits_per_char": val_loss / math.log(2)}, step)
-                better = math.isfinite(val_loss) and val_loss < self.best_val
+                metrics = self.evaluate()
+                val_loss = metrics.get("val_loss", math.nan)
+                if metrics:
+                    if math.isfinite(val_loss):
+                        self.history["val_loss"].append((step, val_loss))
+                    self.report.metrics(metrics, step)
+                score = self.objective(metrics)
+                better = math.isfinite(score) and score < self.best_val
                 if better:
-                    self.best_val = val_loss
+                    self.best_val = score
                     if rc.train.checkpoint_every:
                         self.save(best=True)
             if rc.train.checkpoint_every and (step % rc.train.checkpoint_every == 0 or last):
@@ -351,7 +319,8 @@ class Trainer:
         return TrainResult(steps=self.step, final_val_loss=val_loss, best_val_loss=self.best_val,
                            chars_per_sec=chars / elapsed if elapsed > 0 else 0.0,
                            final_checkpoint=final, best_checkpoint=self.best_checkpoint,
-                           history=self.history, samples=self.report.sample_log)
+                           history=self.history, samples=self.report.sample_log,
+                           final_metrics=dict(self.last_metrics))
 
 
 def print_line(text: str) -> None:

@@ -1,0 +1,183 @@
+"""The ``classify`` task: many-to-one classification of a text (e.g. a name's language).
+
+The cell stack reads each text (optionally in both directions, ``model.bidirectional=true``);
+the last valid hidden state goes into a dense softmax over the classes.  Metrics per evaluation:
+``val_loss`` (unweighted cross-entropy, nats), ``val_accuracy``, ``val_macro_f1``; at the end a
+confusion-matrix PNG and the per-class table.  The majority-class and character-trigram naive
+Bayes baselines on the same split are logged before training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework.registry import TASKS
+from framework.tasks.base import Task
+
+OBJECTIVES = ("val_loss", "val_accuracy", "val_macro_f1")
+
+
+@dataclass
+class ClassifyConfig:
+    name: str = "classify"
+    class_weights: str = "none"  # none | balanced (N / (C * count) per class)
+    objective: str = "val_loss"  # what a sweep optimises: val_loss | val_accuracy | val_macro_f1
+    top_k: int = 3               # classes shown per prediction
+
+    def __post_init__(self) -> None:
+        if self.class_weights not in ("none", "balanced"):
+            raise ValueError(f"class_weights must be none or balanced, got {self.class_weights!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
+                             f"got {self.objective!r}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+
+def build_classifier(rc: Any, input_size: int, num_classes: int) -> Any:
+    from framework.nn.many_to_one import SequenceClassifier
+
+    options = rc.options("cell")
+    hidden_size, init = options.pop("hidden_size"), options.pop("init")
+    return SequenceClassifier(rc.cell.name, input_size, num_classes, hidden_size,
+                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=True,
+                              bidirectional=rc.model.bidirectional, cell_options=options)
+
+
+@TASKS.register("classify", schema=ClassifyConfig)
+class ClassifyTask(Task):
+    """A label per text from the last hidden state."""
+
+    name = "classify"
+    corpus_kinds = ("labelled",)
+    unit = "texts"
+    bidirectional = True
+
+    def initial_loss(self, rc: Any, corpus: Any) -> float:
+        return math.log(corpus.n_classes)
+
+    def build_model(self, rc: Any, corpus: Any) -> Any:
+        self._weights = (corpus.class_weights("balanced")
+                         if self.config.class_weights == "balanced" else None)
+        return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
+
+    def make_feed(self, rc: Any, corpus: Any) -> Any:
+        from framework.data.taskfeeds import ClassifyFeed
+
+        return ClassifyFeed(corpus, batch_size=rc.train.batch_size, seed=rc.seed)
+
+    def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
+                       dropout_rng: Any) -> tuple[float, float, dict, Any]:
+        reduction = "mean" if rc.train.loss == "mean" else "sum"
+        out = model.loss_and_grads(batch.inputs, batch.lengths, batch.labels,
+                                   class_weights=self._weights, reduction=reduction,
+                                   dropout_rng=dropout_rng)
+        return out.total, out.count, out.grads, None
+
+    def predictions(self, model: Any, feed: Any, rc: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        """(true labels, predicted labels, mean unweighted validation loss)."""
+        truth, pred, total, count = [], [], 0.0, 0.0
+        for index, batch in enumerate(feed.val_batches()):
+            if rc.train.eval_batches and index >= rc.train.eval_batches:
+                break
+            out = model.evaluate(batch.inputs, batch.lengths, batch.labels)
+            total += out.total
+            count += out.count
+            truth.append(batch.labels)
+            pred.append(out.output.argmax(axis=1))
+        if not truth:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), math.nan
+        return np.concatenate(truth), np.concatenate(pred), total / max(count, 1e-300)
+
+    def evaluate(self, model: Any, feed: Any, rc: Any) -> dict[str, float]:
+        from framework.tasks.metrics import accuracy, macro_f1
+
+        truth, pred, loss = self.predictions(model, feed, rc)
+        if not truth.size:
+            return {}
+        n = model.num_classes
+        return {"val_loss": loss, "val_accuracy": accuracy(truth, pred),
+                "val_macro_f1": macro_f1(truth, pred, n)}
+
+    def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
+        from framework.tasks.baselines import classify_baselines
+
+        return classify_baselines(corpus) if corpus.n_val else {}
+
+    def predict_texts(self, model: Any, corpus_meta: dict, texts: list[str]) -> list[list]:
+        """Top-k ``[(class, probability), ...]`` for each text."""
+        return predict_top_k(model, corpus_meta, texts, self.config.top_k)
+
+    def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
+        corpus = trainer.corpus
+        texts = corpus.val_texts[: trainer.rc.train.num_samples] or corpus.train_texts[:3]
+        meta = self.meta(corpus)
+        rows = predict_top_k(trainer.model, meta, list(texts), 1, vocab=trainer.vocab,
+                             prepared=True)
+        header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
+        shown = [f"{text} -> {top[0][0]} ({top[0][1]:.2f})" for text, top in zip(texts, rows,
+                                                                                 strict=True)]
+        return header, shown, [f"--- predictions at {header}"] + [f"  {s}" for s in shown]
+
+    def final_artifacts(self, trainer: Any, out_dir: Path) -> list[Path]:
+        from framework.tasks.metrics import (
+            classification_table,
+            confusion_matrix,
+            save_confusion_png,
+        )
+
+        truth, pred, _ = self.predictions(trainer.model, trainer.feed, trainer.rc)
+        if not truth.size:
+            return []
+        classes = trainer.corpus.classes
+        cm = confusion_matrix(truth, pred, len(classes))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / "confusion_matrix.png"
+        save_confusion_png(cm, classes, png, title=f"{trainer.corpus.name}: validation")
+        table = out_dir / "per_class.txt"
+        table.write_text(classification_table(cm, classes), encoding="utf-8")
+        return [png, table]
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        return (f"val loss {metrics.get('val_loss', math.nan):.4f}, accuracy "
+                f"{metrics.get('val_accuracy', math.nan):.4f}, macro-F1 "
+                f"{metrics.get('val_macro_f1', math.nan):.4f}")
+
+    def meta(self, corpus: Any) -> dict[str, Any]:
+        return {"classes": list(corpus.classes), "ascii": bool(corpus.metadata.get("ascii")),
+                "lower": bool(corpus.metadata.get("lower"))}
+
+
+def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: Any = None,
+                  prepared: bool = False) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) per text; texts are normalised as at training time."""
+    from framework.data.taskdata import prepare_text
+    from framework.data.taskfeeds import pad_texts
+    from framework.errors import DataError
+
+    vocab = vocab if vocab is not None else meta.get("_vocab")
+    classes = meta["classes"]
+    if not prepared:
+        texts = [prepare_text(t, ascii=meta.get("ascii", False), lower=meta.get("lower", False))
+                 for t in texts]
+    if any(not t for t in texts):
+        raise DataError("cannot classify an empty text; give at least one character")
+    if vocab is None:
+        raise DataError("no vocabulary to encode the texts with")
+    ids = [np.asarray(vocab.encode(t), dtype=np.int64) for t in texts]
+    inputs, lengths = pad_texts(ids)
+    probs = model.predict_proba(inputs, lengths)
+    k = min(k, len(classes))
+    out = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")[:k]
+        out.append([(classes[i], float(row[i])) for i in order])
+    return out
+
+
+__all__ = ["ClassifyConfig", "ClassifyTask", "build_classifier", "predict_top_k"]

@@ -1,0 +1,176 @@
+"""The ``forecast`` task: ``task.window`` past values of a real-valued series predict the next
+``task.horizon`` values through a linear head on the last hidden state.
+
+The model sees values standardised with the training part's mean and standard deviation; every
+reported error is in the series' original units.  Metrics per evaluation: ``val_loss`` (mean
+squared error of the standardised values), ``val_rmse`` and ``val_mae`` one step ahead with the
+true history, and ``val_recursive_rmse`` of a forecast that feeds its own predictions back over
+the whole validation span.  Persistence and a least-squares AR(``task.window``) on the same split
+are logged before training (``baseline_persistence_rmse``, ``baseline_ar_rmse``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from framework.registry import TASKS
+from framework.tasks.base import Task
+
+OBJECTIVES = ("val_loss", "val_rmse", "val_mae", "val_recursive_rmse")
+
+
+@dataclass
+class ForecastConfig:
+    name: str = "forecast"
+    window: int = 9              # past values per prediction (also the AR baseline's order)
+    horizon: int = 1             # values predicted at once
+    objective: str = "val_rmse"  # what a sweep optimises
+    recursive: bool = True       # also forecast the whole validation span recursively
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
+                             f"got {self.objective!r}")
+
+
+def build_forecaster(rc: Any, input_size: int, horizon: int) -> Any:
+    from framework.nn.many_to_one import SequenceForecaster
+
+    options = rc.options("cell")
+    hidden_size, init = options.pop("hidden_size"), options.pop("init")
+    return SequenceForecaster(rc.cell.name, input_size, horizon, hidden_size,
+                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=False,
+                              cell_options=options)
+
+
+def forecast_next(model: Any, history: np.ndarray) -> np.ndarray:
+    """The model's next ``horizon`` values (horizon, D) after a standardised (W, D) history."""
+    x = np.asarray(history, dtype=model.dtype)[:, None, :]
+    return model.predict(x)[0]
+
+
+@TASKS.register("forecast", schema=ForecastConfig)
+class ForecastTask(Task):
+    """Next values of a series from a window of past values."""
+
+    name = "forecast"
+    corpus_kinds = ("series",)
+    unit = "values"
+
+    def initial_loss(self, rc: Any, corpus: Any) -> float:
+        return 1.0  # predicting the training mean: unit variance after standardising
+
+    def build_model(self, rc: Any, corpus: Any) -> Any:
+        return build_forecaster(rc, corpus.dim, self.config.horizon)
+
+    def make_feed(self, rc: Any, corpus: Any) -> Any:
+        from framework.data.taskfeeds import ForecastFeed
+
+        return ForecastFeed(corpus, window=self.config.window, horizon=self.config.horizon,
+                            batch_size=rc.train.batch_size, seed=rc.seed, dtype=rc.dtype)
+
+    def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
+                       dropout_rng: Any) -> tuple[float, float, dict, Any]:
+        reduction = "mean" if rc.train.loss == "mean" else "sum"
+        out = model.loss_and_grads(batch.inputs, None, batch.targets, reduction=reduction,
+                                   dropout_rng=dropout_rng)
+        return out.total, out.count, out.grads, None
+
+    def one_step(self, model: Any, feed: Any, rc: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised (predictions, mask) of every validation window: (N_val, horizon, D)."""
+        preds, masks = [], []
+        for index, batch in enumerate(feed.val_batches()):
+            if rc.train.eval_batches and index >= rc.train.eval_batches:
+                break
+            preds.append(model.predict(batch.inputs))
+            masks.append(batch.mask)
+        if not preds:
+            return np.zeros((0, 1, 1)), np.zeros((0, 1), bool)
+        return np.concatenate(preds), np.concatenate(masks)
+
+    def recursive(self, model: Any, feed: Any) -> np.ndarray:
+        """A forecast of the whole validation span from the training part's last window, each
+        prediction fed back as history; original units, (N_val, D)."""
+        from framework.data.taskfeeds import recursive_forecast
+
+        corpus = feed.corpus
+        scaled = recursive_forecast(lambda h: forecast_next(model, h), feed.history(),
+                                    corpus.n_val)
+        return corpus.unscale(scaled)
+
+    def evaluate(self, model: Any, feed: Any, rc: Any) -> dict[str, float]:
+        from framework.tasks.metrics import mae, rmse
+
+        corpus = feed.corpus
+        preds, mask = self.one_step(model, feed, rc)
+        if not len(preds):
+            return {}
+        starts = feed.val_starts()[: len(preds)]
+        ahead = np.minimum(starts[:, None] + np.arange(preds.shape[1])[None, :], feed.n - 1)
+        truth_scaled = feed.scaled[ahead]
+        err = (preds - truth_scaled)[mask]
+        metrics = {"val_loss": float(np.mean(np.square(err, dtype=np.float64)))}
+        first = corpus.unscale(preds[:, 0, :])  # one step ahead with the true history
+        truth = corpus.values[starts]
+        metrics["val_rmse"] = rmse(truth, first)
+        metrics["val_mae"] = mae(truth, first)
+        if self.config.recursive and not rc.train.eval_batches:
+            metrics["val_recursive_rmse"] = rmse(corpus.val, self.recursive(model, feed))
+        return metrics
+
+    def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
+        from framework.tasks.baselines import forecast_baselines
+
+        return forecast_baselines(corpus, self.config.window) if corpus.n_val else {}
+
+    def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
+        corpus, feed = trainer.corpus, trainer.feed
+        nxt = corpus.unscale(forecast_next(trainer.model, feed.history()))
+        values = ", ".join(f"{v:.4g}" for v in nxt[:, 0])
+        header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
+        line = f"next {len(nxt)} after the training part: {values}"
+        return header, [line], [f"--- forecast at {header}", f"  {line}"]
+
+    def final_artifacts(self, trainer: Any, out_dir: Path) -> list[Path]:
+        from framework.tasks.baselines import ARModel
+        from framework.tasks.metrics import save_forecast_png
+
+        corpus, feed = trainer.corpus, trainer.feed
+        if not corpus.n_val:
+            return []
+        preds, _ = self.one_step(trainer.model, feed, trainer.rc)
+        curves = {"one-step": corpus.unscale(preds[:, 0, :])}
+        if self.config.recursive:
+            curves["recursive"] = self.recursive(trainer.model, feed)
+        window = self.config.window
+        curves[f"AR({window})"] = ARModel(window).fit(corpus.train).one_step(corpus.values,
+                                                                             corpus.n_train)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        png = out_dir / "forecast.png"
+        save_forecast_png(corpus.times, corpus.values, corpus.n_train, curves, png,
+                          history=4 * corpus.n_val, ylabel=corpus.columns[0],
+                          title=f"{corpus.name}: validation forecasts")
+        return [png]
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        return (f"val RMSE {metrics.get('val_rmse', math.nan):.4f}, MAE "
+                f"{metrics.get('val_mae', math.nan):.4f}, recursive RMSE "
+                f"{metrics.get('val_recursive_rmse', math.nan):.4f} (original units)")
+
+    def meta(self, corpus: Any) -> dict[str, Any]:
+        return {"mean": np.asarray(corpus.mean).reshape(-1).tolist(),
+                "std": np.asarray(corpus.std).reshape(-1).tolist(),
+                "columns": list(corpus.columns), "window": self.config.window,
+                "horizon": self.config.horizon}
+
+
+__all__ = ["ForecastConfig", "ForecastTask", "build_forecaster", "forecast_next"]

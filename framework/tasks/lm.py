@@ -1,0 +1,124 @@
+"""The ``lm`` task: next-token prediction with a softmax over the vocabulary at every step.
+
+The model is :class:`~framework.nn.stack.CharRNN` (a cell stack and the output layer); the feed
+is chosen by ``train.feed`` (``auto``: one padded name batch per step for a lines corpus,
+truncated BPTT with the state carried for a stream); samples are generated text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from framework.registry import TASKS
+from framework.tasks.base import Task
+
+
+@dataclass
+class LMConfig:
+    name: str = "lm"
+
+
+def feed_kind(rc: Any, corpus_kind: str) -> str:
+    if rc.train.feed != "auto":
+        return rc.train.feed
+    return "names" if corpus_kind == "lines" else "stream"
+
+
+def build_lm(rc: Any, vocab_size: int) -> Any:
+    """The language model of a run config (also used to rebuild one from a checkpoint)."""
+    from framework.nn.stack import CharRNN
+
+    cell_options = rc.options("cell")
+    hidden_size = cell_options.pop("hidden_size")
+    init = cell_options.pop("init")
+    return CharRNN(cell=rc.cell.name, vocab_size=vocab_size, hidden_size=hidden_size,
+                   num_layers=rc.model.num_layers, dropout=rc.model.dropout, init=init,
+                   dtype=rc.dtype, cell_options=cell_options)
+
+
+@TASKS.register("lm", schema=LMConfig)
+class LanguageModelTask(Task):
+    """Next-token language model over a lines or stream corpus (characters or other tokens)."""
+
+    name = "lm"
+    corpus_kinds = ("lines", "stream")
+    unit = "chars"
+
+    def initial_loss(self, rc: Any, corpus: Any) -> float:
+        tokens = rc.train.smooth_init_tokens
+        if tokens is None:
+            tokens = 1 if rc.train.loss == "mean" else rc.train.seq_len
+        return math.log(corpus.vocab.size) * tokens
+
+    def build_model(self, rc: Any, corpus: Any) -> Any:
+        return build_lm(rc, corpus.vocab.size)
+
+    def make_feed(self, rc: Any, corpus: Any) -> Any:
+        from framework.data.feeds import make_feed
+
+        return make_feed(feed_kind(rc, corpus.kind), corpus, batch_size=rc.train.batch_size,
+                         seq_len=rc.train.seq_len, seed=rc.seed,
+                         shuffle_seed=rc.train.shuffle_seed, stride=rc.train.stride,
+                         window_targets=rc.train.window_targets)
+
+    def zero_state(self, model: Any, feed: Any, rc: Any) -> Any:
+        width = 1 if getattr(feed, "kind", "") == "example" else rc.train.batch_size
+        return model.zero_state(width)
+
+    def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
+                       dropout_rng: Any) -> tuple[float, float, dict, Any]:
+        if batch.reset:
+            state = model.zero_state(batch.inputs.shape[1])
+        reduction = "mean" if rc.train.loss == "mean" else "sum"
+        loss_sum, n, grads, state = model.loss_and_grads(
+            batch.inputs, batch.targets, state, reduction=reduction, dropout_rng=dropout_rng)
+        return loss_sum, n, grads, state
+
+    def evaluate(self, model: Any, feed: Any, rc: Any) -> dict[str, float]:
+        total, count = 0.0, 0
+        state = None
+        limit = rc.train.eval_batches
+        for index, batch in enumerate(feed.val_batches()):
+            if limit and index >= limit:
+                break
+            width = batch.inputs.shape[1]
+            if batch.reset or state is None or state[0][0].shape[0] != width:
+                state = model.zero_state(width)
+            loss_sum, n, state = model.loss(batch.inputs, batch.targets, state)
+            total += loss_sum
+            count += n
+        if not count:
+            return {}
+        loss = total / count
+        return {"val_loss": loss, "val_bits_per_char": loss / math.log(2)}
+
+    def sample_texts(self, trainer: Any) -> list[str]:
+        from framework.nn.sampling import generate
+
+        rc = trainer.rc
+        return generate(trainer.model, trainer.vocab, trainer.sampler, prompt="",
+                        length=rc.train.sample_length, num_samples=rc.train.num_samples,
+                        window=rc.generate.window,
+                        rng=np.random.default_rng([rc.seed, trainer.step]))
+
+    def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
+        texts = self.sample_texts(trainer)
+        if trainer.rc.train.report == "course":
+            header = f"Iteration: {step}, Loss: {trainer.smooth_loss:f}"
+            names = [t[:1].upper() + t[1:] for t in texts]
+            return header, names, [header, "", *names, ""]
+        header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
+        lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
+                                                 for t in texts]
+        return header, texts, lines
+
+    def summary(self, metrics: dict[str, float]) -> str:
+        loss = metrics.get("val_loss", math.nan)
+        return f"val loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char)"
+
+
+__all__ = ["LMConfig", "LanguageModelTask", "build_lm", "feed_kind"]
