@@ -67,10 +67,7 @@ class _Dense:
         self.out_features = int(out_features)
         self.init = init
         self.prefix = prefix
-
-    @property
-    def keys(self) -> tuple[str, str]:
-        return f"{self.prefix}W", f"{self.prefix}b"
+        self.keys = (f"{prefix}W", f"{prefix}b")  # parameter names of the weight and the bias
 
     def init_params(self, rng: Any, dtype: Any) -> dict[str, np.ndarray]:
         """The weight matrix (one draw), then a zero bias."""
