@@ -22,7 +22,7 @@ import numpy as np
 
 from framework.cell import Cell
 from framework.errors import ConfigError, DataError
-from framework.model import RecurrentStack, _check_ids
+from framework.model import RecurrentStack, check_ids
 
 TASKS_WITHOUT_BIDIRECTIONAL = ("lm",)
 
@@ -71,7 +71,7 @@ def take_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def check_inputs(inputs: Any, ids: bool, input_size: int) -> np.ndarray:
     """Token ids (T, B) in [-1, input_size) or dense finite inputs (T, B, input_size)."""
     if ids:
-        return _check_ids(inputs, "inputs", -1, input_size, 2)
+        return check_ids(inputs, "inputs", -1, input_size, 2)
     x = np.asarray(inputs)
     if x.ndim != 3 or x.shape[2] != input_size or not np.issubdtype(x.dtype, np.number):
         raise DataError(
@@ -134,8 +134,7 @@ class SequenceEncoder:
         feats, tapes = [], []
         for k, stack in enumerate(self.stacks):
             x = inputs if k == 0 else take_steps(inputs, rev)
-            state0 = stack.zero_state(B, params[f"{stack.prefix}0.W_h"].dtype)
-            top, _, tape = stack.forward(params, x, state0, dropout_rng)
+            top, _, tape = stack.forward(params, x, None, dropout_rng)
             feats.append(top[last])
             tapes.append((tape, top.shape))
         out = feats[0] if len(feats) == 1 else np.concatenate(feats, axis=1)

@@ -15,7 +15,7 @@ from framework.cell import Cell, as_dtype
 from framework.encoder import SequenceEncoder, check_inputs, check_lengths
 from framework.errors import ConfigError
 from framework.heads import ClassifyHead, ForecastHead, HeadResult
-from framework.model import _keep_freed_memory, build_cell
+from framework.model import build_cell, keep_freed_memory
 
 
 class _ManyToOne:
@@ -52,7 +52,7 @@ class _ManyToOne:
         self.encoder = SequenceEncoder(self.cell, self.input_size, self.num_layers, self.dropout,
                                        ids=self.ids, bidirectional=self.bidirectional)
         self.params: dict[str, np.ndarray] = {}
-        _keep_freed_memory()
+        keep_freed_memory()
 
     def init_params(self, rng: Any) -> dict[str, np.ndarray]:
         """Encoder stacks (forward, then backward), then the head's weight matrix."""

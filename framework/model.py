@@ -28,7 +28,7 @@ Tape = list  # one (layer params, cell cache, dropout mask or None) per layer, b
 _MALLOC_TUNED = False
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed blocks of up to 32 MiB in the heap for reuse.
 
     A training step allocates ~5-15 MB of short-lived arrays (activations, caches, gradients).
@@ -56,7 +56,7 @@ def _keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 128 << 20)
 
 
-def _check_ids(ids: Any, name: str, low: int, high: int, ndim: int) -> np.ndarray:
+def check_ids(ids: Any, name: str, low: int, high: int, ndim: int) -> np.ndarray:
     """Token ids as an intp array of the expected rank, every value in [low, high)."""
     arr = np.asarray(ids)
     if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.integer):
@@ -158,12 +158,14 @@ class RecurrentStack:
         self,
         params: dict[str, np.ndarray],
         inputs: np.ndarray,
-        state0: State,
+        state0: State | None = None,
         dropout_rng: Any = None,
     ) -> tuple[np.ndarray, State, Tape]:
-        """Run every layer: (top layer's hidden states (T, B, H) after dropout, final state of
-        every layer (own copies), tape for :meth:`backward`).  The top states may be a
-        read-only view of the cell's cache."""
+        """Run every layer from ``state0`` (None: zeros): (top layer's hidden states (T, B, H)
+        after dropout, final state of every layer (own copies), tape for :meth:`backward`).
+        The top states may be a read-only view of the cell's cache."""
+        if state0 is None:
+            state0 = [None] * self.num_layers  # each cell starts from zeros of its dtype
         x: np.ndarray = inputs
         stateT: State = []
         tape: Tape = []
@@ -242,7 +244,7 @@ class CharRNN:
         self.stack = RecurrentStack(self.cell, self.vocab_size, self.num_layers, self.dropout)
         self.head = LMHead(self.hidden_size, self.vocab_size, init)
         self.params: dict[str, np.ndarray] = {}
-        _keep_freed_memory()
+        keep_freed_memory()
 
     # ------------------------------------------------------------------ parameters and state
     def init_params(self, rng: Any) -> dict[str, np.ndarray]:
@@ -303,7 +305,7 @@ class CharRNN:
 
     def step(self, ids: Any, state: State | None) -> tuple[np.ndarray, State]:
         """One time step for sampling: ids (B,) -> (logits (B, V) float64, next state)."""
-        ids = _check_ids(ids, "ids", -1, self.vocab_size, 1)
+        ids = check_ids(ids, "ids", -1, self.vocab_size, 1)
         state = self._check_state(state, ids.shape[0])
         top, stateT, _ = self._forward(ids[None, :], state, None)
         return self._logits(top).astype(np.float64), stateT
@@ -312,8 +314,8 @@ class CharRNN:
     def _check_batch(self, inputs: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
         if not self.params:
             raise ConfigError("the model has no parameters yet; call init_params(rng) first")
-        inputs = _check_ids(inputs, "inputs", -1, self.vocab_size, 2)
-        targets = _check_ids(targets, "targets", -1, self.vocab_size, 2)
+        inputs = check_ids(inputs, "inputs", -1, self.vocab_size, 2)
+        targets = check_ids(targets, "targets", -1, self.vocab_size, 2)
         if inputs.shape != targets.shape:
             raise DataError(
                 f"inputs {inputs.shape} and targets {targets.shape} must have the same (T, B) shape"
@@ -323,4 +325,13 @@ class CharRNN:
     _softmax_xent = staticmethod(softmax_xent)
 
 
-__all__ = ["CharRNN", "RecurrentStack", "State", "Tape", "build_cell", "check_stack_config"]
+__all__ = [
+    "CharRNN",
+    "RecurrentStack",
+    "State",
+    "Tape",
+    "build_cell",
+    "check_ids",
+    "check_stack_config",
+    "keep_freed_memory",
+]
