@@ -13,7 +13,7 @@ import numpy as np
 
 from framework.cell import Cell, as_dtype
 from framework.encoder import SequenceEncoder, check_inputs, check_lengths
-from framework.errors import ConfigError
+from framework.errors import ConfigError, DataError
 from framework.heads import ClassifyHead, ForecastHead, HeadResult
 from framework.model import build_cell, keep_freed_memory
 
@@ -188,6 +188,27 @@ class SequenceForecaster(_ManyToOne):
     def predict(self, inputs: Any, lengths: Any = None) -> np.ndarray:
         """Forecasts (B, horizon, output_size) in float64."""
         return self.head.predict(self.params, self.features(inputs, lengths)).astype(np.float64)
+
+    def recursive_forecast(self, history: Any, steps: int, window: int) -> np.ndarray:
+        """``steps`` values (steps, D) after ``history`` (N, D) or (N,), each window of the last
+        ``window`` values predicting the next ``horizon``, which are appended and read back."""
+        if self.ids or self.output_size != self.input_size:
+            raise ConfigError("a recursive forecast needs dense inputs and output_size equal "
+                              "to the input size")
+        D = self.input_size
+        hist = np.asarray(history, dtype=np.float64)
+        hist = hist.reshape(-1, D) if hist.ndim == 1 and D == 1 else hist
+        if hist.ndim != 2 or hist.shape[1] != D or hist.shape[0] < int(window) or window < 1:
+            raise DataError(f"a recursive forecast needs a history of shape (>= {window}, {D}), "
+                            f"got {hist.shape}")
+        buf = [hist[-int(window):]]
+        made = 0
+        while made < steps:
+            recent = np.concatenate(buf)[-int(window):]
+            pred = self.predict(recent[:, None, :])[0][: steps - made]
+            buf.append(pred)
+            made += len(pred)
+        return np.concatenate(buf[1:]) if steps > 0 else np.zeros((0, D))
 
 
 __all__ = ["SequenceClassifier", "SequenceForecaster"]

@@ -366,3 +366,17 @@ def test_bad_forecaster_input_is_a_one_line_error() -> None:
         with pytest.raises(DataError, match=match) as excinfo:
             m.loss_and_grads(inputs, None, targets)
         _one_line(excinfo)
+
+
+def test_recursive_forecast_feeds_its_predictions_back() -> None:
+    m = SequenceForecaster("rnn", 1, 2, 3, dtype="float64")
+    m.init_params(np.random.default_rng(0))
+    history = np.random.default_rng(1).normal(size=9)
+    got = m.recursive_forecast(history, 5, window=4)
+    series = list(history)
+    while len(series) < 9 + 5:  # by hand: predict 2, append both, slide the window
+        series.extend(m.predict(np.array(series[-4:])[:, None, None])[0, :, 0])
+    np.testing.assert_allclose(got[:, 0], series[9:14], rtol=1e-14)
+    assert got.shape == (5, 1)
+    with pytest.raises(DataError, match="history"):
+        m.recursive_forecast(history[:3], 2, window=4)
