@@ -1,4 +1,5 @@
-"""Shared test helpers: composing configs in-process and running the CLI in a subprocess."""
+"""Shared test helpers: composing configs in-process, running the CLI in a subprocess, and the
+finite-difference reference of the gradient checks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 
 from framework import ROOT
@@ -42,3 +44,37 @@ def data_env() -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.setdefault("RNNLAB_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     return env
+
+
+# ------------------------------------------------------------------ gradient checks
+# Analytic gradients are computed in float64.  The numeric reference is computed in extended
+# precision (np.longdouble, 64-bit mantissa) with a fourth-order central difference: in plain
+# float64 a central difference has an absolute noise floor of ~1e-10 (rounding of the loss
+# divided by eps), which makes a 1e-7 relative check meaningless for small gradient entries.
+LD = np.longdouble
+EPS = 1e-4  # fourth-order stencil: truncation ~eps^4, rounding ~1e-19/eps
+TINY = 1e-7  # entries with |a|+|n| below this are compared absolutely (|a-n| < 1e-14)
+TOL = 1e-7
+
+
+def rel_error(a: np.ndarray, n: np.ndarray) -> float:
+    """max |a - n| / max(|a| + |n|, TINY), computed in extended precision."""
+    a = np.asarray(a, dtype=LD)
+    n = np.asarray(n, dtype=LD)
+    return float(np.max(np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), TINY), initial=0.0))
+
+
+def numeric_grad(f, arr: np.ndarray) -> np.ndarray:
+    """d f / d arr by the 4th-order stencil (-f(+2h) + 8 f(+h) - 8 f(-h) + f(-2h)) / 12h."""
+    grad = np.zeros(arr.shape, dtype=LD)
+    flat = arr.reshape(-1)
+    gflat = grad.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        vals = []
+        for step in (2, 1, -1, -2):
+            flat[k] = old + step * EPS
+            vals.append(f())
+        flat[k] = old
+        gflat[k] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * EPS)
+    return grad

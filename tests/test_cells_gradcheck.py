@@ -15,14 +15,10 @@ import pytest
 from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CELLS
+from tests.helpers import LD, TOL, numeric_grad, rel_error
 
 load_plugins()
 CELL_NAMES = CELLS.names()
-
-LD = np.longdouble
-EPS = 1e-4  # fourth-order stencil: truncation ~eps^4, rounding ~1e-19/eps
-TINY = 1e-7  # entries with |a|+|n| below this are compared absolutely (|a-n| < 1e-14)
-TOL = 1e-7
 
 # (vocab, hidden, T, batch)
 SHAPES = {
@@ -35,28 +31,6 @@ SHAPES = {
 }
 
 WORST: dict[str, float] = {}
-
-
-def rel_error(a: np.ndarray, n: np.ndarray) -> float:
-    a = np.asarray(a, dtype=LD)
-    n = np.asarray(n, dtype=LD)
-    return float(np.max(np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), TINY), initial=0.0))
-
-
-def numeric_grad(f, arr: np.ndarray) -> np.ndarray:
-    """d f / d arr by the 4th-order stencil (-f(+2h) + 8 f(+h) - 8 f(-h) + f(-2h)) / 12h."""
-    grad = np.zeros(arr.shape, dtype=LD)
-    flat = arr.reshape(-1)
-    gflat = grad.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        vals = []
-        for step in (2, 1, -1, -2):
-            flat[k] = old + step * EPS
-            vals.append(f())
-        flat[k] = old
-        gflat[k] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * EPS)
-    return grad
 
 
 def _record(cell: str, err: float) -> None:

@@ -1,0 +1,170 @@
+"""Many-to-one encoder: one or two recurrent stacks read right-padded sequences into one feature
+vector per sequence (the top layer's hidden state at its last valid step).
+
+A batch holds B sequences of lengths ``lengths`` (B,), right-padded to T steps.  The cells run all
+T steps (their batched loops have no per-row stopping); the state after step ``length - 1`` is
+the one used, so what the padding holds never reaches the loss, and the gradient sent into every
+padded step is exactly zero.
+
+Bidirectional (``bidirectional=True``): a forward and a backward stack, each ``num_layers`` deep
+and each reading only its own direction (layer i of the backward stack reads layer i - 1 of the
+backward stack, unlike PyTorch's multi-layer bidirectional RNN, which feeds both directions'
+concatenation to the next layer).  The backward stack reads each sequence reversed *within its
+length*, x[len-1], ..., x[0], followed by the padding, so the padding never comes first and its
+state at step ``length - 1`` has just read x[0].  The features are [forward; backward] (B, 2H).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from framework.errors import ConfigError, DataError
+from framework.nn.cell import Cell
+from framework.nn.stack import RecurrentStack, check_ids
+
+TASKS_WITHOUT_BIDIRECTIONAL = ("lm",)
+
+
+def check_bidirectional(task: str, bidirectional: bool) -> None:
+    """ConfigError for a task where reading the sequence backwards makes no sense."""
+    if bidirectional and task in TASKS_WITHOUT_BIDIRECTIONAL:
+        raise ConfigError(
+            f"model.bidirectional=true does not fit task={task}: a language model that reads "
+            "the sequence backwards sees the tokens it has to predict; set "
+            "model.bidirectional=false or use task=classify or task=forecast"
+        )
+
+
+def check_lengths(lengths: Any, steps: int, batch: int) -> np.ndarray:
+    """Sequence lengths (B,) as intp, each in [1, T]; None means every sequence is T long."""
+    if lengths is None:
+        return np.full(batch, steps, dtype=np.intp)
+    arr = np.asarray(lengths)
+    if arr.shape != (batch,) or not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(
+            f"lengths must be a 1-D integer array of {batch} sequence lengths, got shape "
+            f"{arr.shape} dtype {arr.dtype}"
+        )
+    if arr.size and (arr.min() < 1 or arr.max() > steps):
+        raise DataError(
+            f"lengths must be in [1, {steps}] (the padded length), got min {arr.min()} max "
+            f"{arr.max()}; drop empty sequences before batching"
+        )
+    return arr.astype(np.intp, copy=False)
+
+
+def reverse_index(lengths: np.ndarray, steps: int) -> np.ndarray:
+    """(T, B) time index that reverses each column within its length and keeps its padding in
+    place: idx[t, b] = lengths[b] - 1 - t for t < lengths[b], else t.  It is its own inverse."""
+    t = np.arange(steps, dtype=np.intp)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+
+
+def take_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """x[idx[t, b], b] for x (T, B) or (T, B, D): a new array."""
+    cols = np.arange(x.shape[1], dtype=np.intp)[None, :]
+    return x[idx, cols]
+
+
+def check_inputs(inputs: Any, ids: bool, input_size: int) -> np.ndarray:
+    """Token ids (T, B) in [-1, input_size) or dense finite inputs (T, B, input_size)."""
+    if ids:
+        return check_ids(inputs, "inputs", -1, input_size, 2)
+    x = np.asarray(inputs)
+    if x.ndim != 3 or x.shape[2] != input_size or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"inputs must be a (T, B, {input_size}) array of real values, got shape {x.shape} "
+            f"dtype {x.dtype}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise DataError("inputs contain NaN or Inf; fill the missing values first")
+    return x
+
+
+class SequenceEncoder:
+    """One stack (parameters ``layers.{i}.*``) or, bidirectional, two (``fwd.layers.{i}.*`` then
+    ``bwd.layers.{i}.*``), read into features (B, H) or (B, 2H)."""
+
+    def __init__(
+        self,
+        cell: Cell,
+        input_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        *,
+        ids: bool = True,
+        bidirectional: bool = False,
+    ) -> None:
+        self.bidirectional = bool(bidirectional)
+        prefixes = ("fwd.layers.", "bwd.layers.") if self.bidirectional else ("layers.",)
+        self.stacks = tuple(
+            RecurrentStack(cell, input_size, num_layers, dropout, ids=ids, prefix=p)
+            for p in prefixes
+        )
+        self.cell = cell
+        self.ids = bool(ids)
+        self.input_size = int(input_size)
+
+    @property
+    def feature_size(self) -> int:
+        return self.cell.hidden_size * len(self.stacks)
+
+    def init_params(self, rng: Any, dtype: Any) -> dict[str, np.ndarray]:
+        """The forward stack's layers bottom first, then the backward stack's."""
+        params: dict[str, np.ndarray] = {}
+        for stack in self.stacks:
+            params.update(stack.init_params(rng, dtype))
+        return params
+
+    def forward(
+        self,
+        params: dict[str, np.ndarray],
+        inputs: np.ndarray,
+        lengths: np.ndarray,
+        dropout_rng: Any = None,
+    ) -> tuple[np.ndarray, Any]:
+        """Features (B, feature_size) of checked ``inputs`` and ``lengths`` (see
+        :func:`check_inputs`, :func:`check_lengths`), and the tape for :meth:`backward`.
+        Zero initial states; dropout masks are drawn forward stack first."""
+        T, B = inputs.shape[:2]
+        last = (lengths - 1, np.arange(B, dtype=np.intp))
+        rev = reverse_index(lengths, T) if self.bidirectional else None
+        feats, tapes = [], []
+        for k, stack in enumerate(self.stacks):
+            x = inputs if k == 0 else take_steps(inputs, rev)
+            top, _, tape = stack.forward(params, x, None, dropout_rng)
+            feats.append(top[last])
+            tapes.append((tape, top.shape))
+        out = feats[0] if len(feats) == 1 else np.concatenate(feats, axis=1)
+        return out, (tapes, last, rev)
+
+    def backward(
+        self, params: dict[str, np.ndarray], tape: Any, dfeats: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """(parameter gradients, d loss / d inputs or None for token ids) from the gradient
+        ``dfeats`` (B, feature_size) of the features."""
+        tapes, last, rev = tape
+        H = self.cell.hidden_size
+        grads: dict[str, np.ndarray] = {}
+        dx_total = None
+        for k, (stack, (stack_tape, shape)) in enumerate(zip(self.stacks, tapes, strict=True)):
+            dtop = np.zeros(shape, dtype=dfeats.dtype)
+            dtop[last] = dfeats[:, k * H : (k + 1) * H]
+            stack_grads, dx, _ = stack.backward(stack_tape, dtop)
+            grads.update(stack_grads)
+            if dx is not None:
+                dx = dx if k == 0 else take_steps(dx, rev)
+                dx_total = dx if dx_total is None else dx_total + dx
+        return grads, dx_total
+
+
+__all__ = [
+    "SequenceEncoder",
+    "check_bidirectional",
+    "check_inputs",
+    "check_lengths",
+    "reverse_index",
+    "take_steps",
+]
