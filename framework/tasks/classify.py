@@ -115,7 +115,9 @@ class ClassifyTask(Task):
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         corpus = trainer.corpus
-        texts = corpus.val_texts[: trainer.rc.train.num_samples] or corpus.train_texts[:3]
+        pool = corpus.val_texts or corpus.train_texts
+        picks = np.linspace(0, len(pool) - 1, min(trainer.rc.train.num_samples, len(pool)))
+        texts = [pool[int(i)] for i in picks]  # spread over the classes (the split is sorted)
         meta = self.meta(corpus)
         rows = predict_top_k(trainer.model, meta, list(texts), 1, vocab=trainer.vocab,
                              prepared=True)

@@ -111,7 +111,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.report = reporter
-        self.task = TASKS.build(rc.task)
+        self.task = TASKS.get(rc.task.name)(rc.task)  # built from its validated schema
         dataset = DATASETS.build(rc.dataset)
         self.corpus = dataset.load()
         self.task.check(rc, self.corpus)
