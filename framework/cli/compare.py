@@ -6,9 +6,12 @@
         --tracking-uri http://127.0.0.1:5000
 
 Columns: rank, run name, run id, status, the params whose values differ between the runs (tracking
-settings ``mlflow.*`` left out), final validation loss (nats/char), bits/char and chars/s.  Runs
-are ranked by validation loss, runs without one last.  The sweep summary that
-:mod:`framework.tracking.sweep` logs to a parent run is built by the same :func:`build_table`.
+settings ``mlflow.*`` left out), then the final metrics of the runs' task (the task plugin's
+``compare_metrics``: for the language model validation loss in nats/char, bits/char and chars/s;
+for classification accuracy, macro-F1 and loss; for forecasting RMSE, MAE and the baselines) and
+the throughput.  Runs are ranked by the first of those metrics, runs without it last.  The sweep
+summary that :mod:`framework.tracking.sweep` logs to a parent run is built by the same
+:func:`build_table`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ PARENT_TAG = "mlflow.parentRunId"
 IGNORED_PARAM_PREFIXES = ("mlflow.",)  # where/how a run was logged, not what was trained
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE = 1000
+LM_COLUMNS = ("val_loss", "bits_per_char")
 
 
 @dataclass
@@ -43,14 +47,20 @@ class RunTable:
     title: str
     params: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    metrics: tuple[str, ...] = LM_COLUMNS
+    speed: str = "chars_per_sec"
 
     @property
     def columns(self) -> list[str]:
-        return ["rank", "run", "run_id", "status", *self.params, "val_loss", "bits_per_char",
-                "chars_per_sec"]
+        return ["rank", "run", "run_id", "status", *self.params, *self.metrics, self.speed]
+
+    @property
+    def numeric(self) -> set[str]:
+        return {"rank", *self.metrics, self.speed}
 
     def best(self) -> dict[str, Any] | None:
-        return self.rows[0] if self.rows and _finite(self.rows[0]["val_loss"]) else None
+        key = self.metrics[0]
+        return self.rows[0] if self.rows and _finite(self.rows[0].get(key)) else None
 
     def cells(self, row: dict[str, Any]) -> list[str]:
         """A row as display strings (4 decimals for losses, whole chars/s)."""
@@ -58,8 +68,8 @@ class RunTable:
         for col in self.columns:
             value = row.get(col)
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                out.append("-" if col in ("val_loss", "bits_per_char", "chars_per_sec") else "")
-            elif col == "chars_per_sec":
+                out.append("-" if col in self.numeric else "")
+            elif col == self.speed:
                 out.append(f"{value:,.0f}")
             elif isinstance(value, float):
                 out.append(f"{value:.4f}")
@@ -72,7 +82,7 @@ class RunTable:
         body = [self.cells(r) for r in self.rows]
         widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
                   for i, h in enumerate(header)]
-        numeric = {"rank", "val_loss", "bits_per_char", "chars_per_sec"}
+        numeric = self.numeric
 
         def line(cells: Sequence[str]) -> str:
             return "  ".join(c.rjust(w) if h in numeric else c.ljust(w)
@@ -86,7 +96,7 @@ class RunTable:
         def esc(text: str) -> str:
             return text.replace("|", "\\|").replace("\n", " ")
 
-        numeric = {"rank", "val_loss", "bits_per_char", "chars_per_sec"}
+        numeric = self.numeric
         lines = [f"### {esc(self.title)}", "",
                  "| " + " | ".join(esc(c) for c in self.columns) + " |",
                  "|" + "|".join("---:" if c in numeric else "---" for c in self.columns) + "|"]
@@ -119,32 +129,57 @@ def differing_params(runs: Sequence[Any]) -> list[str]:
     return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
 
 
+def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str]:
+    """The metric columns and throughput column of the runs' task (``task`` tag; runs logged
+    before tasks existed are language models).  Runs of different tasks share ``val_loss``."""
+    from framework.plugins import load_plugins
+    from framework.registry import TASKS
+
+    names = {run.data.tags.get("task", "lm") for run in runs} or {"lm"}
+    if len(names) != 1:
+        return ("val_loss",), "per_sec"
+    (name,) = names
+    load_plugins()
+    if name not in TASKS:
+        return ("val_loss",), "per_sec"
+    task = TASKS.get(name)
+    return tuple(task.compare_metrics), f"{task.unit}_per_sec"
+
+
+def _metric(metrics: dict[str, float], key: str) -> float:
+    if key == "bits_per_char" and "val_bits_per_char" not in metrics and "val_loss" in metrics:
+        return float(metrics["val_loss"]) / math.log(2)
+    value = metrics.get("val_bits_per_char" if key == "bits_per_char" else key)
+    return float(value) if value is not None else math.nan
+
+
 def build_table(runs: Sequence[Any], title: str = "runs") -> RunTable:
-    """Rank MLflow ``Run`` objects by their final ``val_loss`` (the one implementation)."""
+    """Rank MLflow ``Run`` objects by their task's first metric (the one implementation)."""
     params = differing_params(runs)
+    columns, speed_col = task_columns(runs)
     rows = []
     for run in runs:
         metrics = run.data.metrics
-        val = metrics.get("val_loss")
-        val = float(val) if val is not None else math.nan
-        bits = metrics.get("val_bits_per_char")
-        bits = float(bits) if bits is not None else val / math.log(2)
         # run_chars_per_sec is the whole run's throughput; chars_per_sec the last logging window.
         speed = metrics.get("run_chars_per_sec", metrics.get("chars_per_sec"))
         row: dict[str, Any] = {
             "run": run.info.run_name or "", "run_id": run.info.run_id,
-            "status": run.info.status, "val_loss": val, "bits_per_char": bits,
-            "chars_per_sec": float(speed) if speed is not None else None,
+            "status": run.info.status, "val_loss": _metric(metrics, "val_loss"),
+            speed_col: float(speed) if speed is not None else None,
             "_start": run.info.start_time or 0,
         }
+        row.update({key: _metric(metrics, key) for key in columns})
         row.update({k: run.data.params.get(k) for k in params})
         rows.append(row)
-    rows.sort(key=lambda r: (not math.isfinite(r["val_loss"]),
-                             r["val_loss"] if math.isfinite(r["val_loss"]) else 0.0, r["_start"]))
+    rank_by = columns[0]
+    sign = 1.0 if rank_by.endswith(("loss", "rmse", "mae", "bits_per_char")) else -1.0
+    rows.sort(key=lambda r: (not math.isfinite(r[rank_by]),
+                             sign * r[rank_by] if math.isfinite(r[rank_by]) else 0.0,
+                             r["_start"]))
     for rank, row in enumerate(rows, 1):
         row.pop("_start")
         row["rank"] = rank
-    return RunTable(title=title, params=params, rows=rows)
+    return RunTable(title=title, params=params, rows=rows, metrics=columns, speed=speed_col)
 
 
 # ------------------------------------------------------------------------------- finding runs

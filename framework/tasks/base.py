@@ -29,6 +29,8 @@ class Task:
     corpus_kinds: ClassVar[tuple[str, ...]] = ()
     bidirectional: ClassVar[bool] = False  # may the model read each sequence in both directions?
     unit: ClassVar[str] = "tokens"  # what the throughput counts
+    # Final metrics `framework.compare` shows; runs are ranked by the first.
+    compare_metrics: ClassVar[tuple[str, ...]] = ("val_loss",)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config

@@ -56,6 +56,7 @@ class ClassifyTask(Task):
     name = "classify"
     corpus_kinds = ("labelled",)
     unit = "texts"
+    compare_metrics = ("val_accuracy", "val_macro_f1", "val_loss")
     bidirectional = True
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:

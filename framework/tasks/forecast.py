@@ -65,6 +65,8 @@ class ForecastTask(Task):
     name = "forecast"
     corpus_kinds = ("series",)
     unit = "values"
+    compare_metrics = ("val_rmse", "val_mae", "val_recursive_rmse", "baseline_persistence_rmse",
+                       "baseline_ar_rmse")
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return 1.0  # predicting the training mean: unit variance after standardising

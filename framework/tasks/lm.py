@@ -47,6 +47,7 @@ class LanguageModelTask(Task):
     name = "lm"
     corpus_kinds = ("lines", "stream")
     unit = "chars"
+    compare_metrics = ("val_loss", "bits_per_char")
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         tokens = rc.train.smooth_init_tokens
