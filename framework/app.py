@@ -112,7 +112,7 @@ def run(cfg: DictConfig) -> float:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.resume import resolve
     from framework.tracking import Tracker, flatten_config
-    from framework.trainer import Interrupted, Reporter, Trainer, print_line
+    from framework.trainer import Interrupted, Pruned, Reporter, Trainer, print_line
 
     rc = validate(cfg)
     out_dir = _output_dir()
@@ -121,6 +121,13 @@ def run(cfg: DictConfig) -> float:
     # the tracking store, both before the first training step.
     trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
     tracker.check_reachable()
+    # -- Optuna trial (hparams_search=optuna): report every eval; the pruner may stop the run
+    from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
+
+    trial = open_trial(rc.optuna)
+    if trial is not None:
+        trainer.eval_hook = trial.on_eval
+    # -- end of Optuna trial
     if rc.resume:
         checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
         trainer.restore(checkpoint)
@@ -144,7 +151,15 @@ def run(cfg: DictConfig) -> float:
                    f"({result.final_val_loss / math.log(2):.4f} bits/char), "
                    f"{result.chars_per_sec:,.0f} chars/s; checkpoint {result.final_checkpoint}")
         status = "FINISHED"
-        return float(result.final_val_loss)
+        return objective_value(rc.optuna.objective, result.final_val_loss, result.best_val_loss)
+    except Pruned as exc:  # -- Optuna trial: a pruned run is KILLED, tagged, checkpoint kept
+        status, reason = "KILLED", str(exc)
+        tracker.set_tags({PRUNED_TAG: exc.step})
+        if exc.checkpoint is not None:
+            tracker.log_artifact(str(exc.checkpoint), "checkpoints")
+        print_line(f"pruned at step {exc.step} (trial {trial.number}, {rc.optuna.objective} "
+                   f"{trial.last_value:.4f}); checkpoint {exc.checkpoint}")
+        return trial.pruned(exc.step)
     except Interrupted as exc:
         status, reason = "KILLED", str(exc)
         if exc.checkpoint is not None:
@@ -198,6 +213,9 @@ def main() -> None:
     try:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
+        from framework.tracking.optuna_sweeper import register_plugin
+
+        register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
     except RnnlabError as exc:
         print_error(exc)
