@@ -97,8 +97,9 @@ def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import Tracker, flatten_config
+    from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
     from framework.training.resume import resolve
-    from framework.training.trainer import Reporter, Trainer, print_line
+    from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
     rc = validate(cfg)
     out_dir = _output_dir()
@@ -114,6 +115,10 @@ def run(cfg: DictConfig) -> float:
                 trainer.restore(checkpoint)
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
+            # An Optuna trial (hparams_search=optuna) reports every eval; its pruner may stop it.
+            trial = open_trial(rc.optuna)
+            if trial is not None:
+                trainer.eval_hook = trial.on_eval
         keep_freed_memory()
         tags = {"task": rc.task.name, "cell": rc.cell.name, "dataset": rc.dataset.name,
                 "optimizer": rc.optimizer.name}
@@ -132,8 +137,19 @@ def run(cfg: DictConfig) -> float:
                        f"{result.chars_per_sec:,.0f} {trainer.task.unit}/s; "
                        f"checkpoint {result.final_checkpoint}")
             status = "FINISHED"
+            if trial is not None:  # an Optuna trial: the objective its study optimises
+                return objective_value(rc.optuna.objective, result.final_val_loss,
+                                       result.best_val_loss)
             # What a sweeper optimises: the task's objective (val_loss for the language model).
             return float(result.final_metrics.get(trainer.task.objective, math.nan))
+        except Pruned as exc:  # an Optuna trial stopped early: KILLED, tagged, checkpoint kept
+            status, reason = "KILLED", str(exc)
+            tracker.set_tags({PRUNED_TAG: exc.step})
+            if exc.checkpoint is not None:
+                tracker.log_artifact(str(exc.checkpoint), "checkpoints")
+            print_line(f"pruned at step {exc.step} (trial {trial.number}, {rc.optuna.objective} "
+                       f"{trial.last_value:.4f}); checkpoint {exc.checkpoint}")
+            return trial.pruned(exc.step)
         except Interrupted as exc:
             status, reason = "KILLED", str(exc)
             if exc.checkpoint is not None:
@@ -180,8 +196,11 @@ def hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     def body() -> None:
+        from framework.tracking.optuna_sweeper import register_plugin
+
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
+        register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
 
     sys.exit(run_command(body))

@@ -37,7 +37,6 @@ PARENT_ENV = "RNNLAB_PARENT_RUN_ID"
 RUN_NAME_ENV = "RNNLAB_RUN_NAME"
 HANDOFF_FILE = "mlflow_parent_run.json"
 JOB_FILE = "rnnlab_job.json"
-OPTUNA_RESULTS = "optimization_results.yaml"
 SUMMARY_BASENAME = "sweep_summary"
 PLOT_FILE = "sweep_val_loss.png"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
@@ -211,7 +210,10 @@ class SweepCallback(Callback):
             os.environ[PARENT_ENV] = handoff["parent_run_id"]
         keys = handoff.get("sweep_keys") or sweep_keys(config)
         overrides = [str(o) for o in config.hydra.overrides.task]
-        os.environ[RUN_NAME_ENV] = job_label(overrides, keys, config.hydra.job.num)
+        # An Optuna trial's run is named after its trial number (unique across invocations).
+        num = OmegaConf.select(config, "optuna.trial", default=None)
+        os.environ[RUN_NAME_ENV] = job_label(overrides, keys,
+                                             config.hydra.job.num if num is None else num)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not _is_multirun(config):
@@ -268,27 +270,25 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     save_figure(figure, sweep_dir / PLOT_FILE)
     tracker.log_figure(figure, PLOT_FILE)
 
-    failed_runs = sum(r["status"] != "FINISHED" for r in table.rows)
+    # A pruned Optuna trial ends KILLED on purpose: neither a failure nor a candidate for best.
+    from framework.tracking.trial import PRUNED_TAG
+
+    pruned = {c.info.run_id for c in children if PRUNED_TAG in c.data.tags}
+    failed_runs = sum(r["status"] != "FINISHED" and r["run_id"] not in pruned
+                      for r in table.rows)
     failed = max(failed_jobs, failed_runs)
     metrics = {"sweep_jobs": float(jobs), "sweep_children": float(len(children)),
-               "sweep_failed": float(failed)}
-    best = table.best()
+               "sweep_failed": float(failed), "sweep_pruned": float(len(pruned))}
+    best = next((r for r in table.rows if r["run_id"] not in pruned
+                 and math.isfinite(r["val_loss"])), None)
     tags: dict[str, Any] = {}
     if best is not None:
         metrics["best_val_loss"] = best["val_loss"]
         tags.update({"rnnlab.best_run_id": best["run_id"], "rnnlab.best_run": best["run"]})
-    results = sweep_dir / OPTUNA_RESULTS
-    if results.is_file():
-        optuna = OmegaConf.to_container(OmegaConf.load(results), resolve=True) or {}
-        tracker.log_artifact(str(results))
-        best_params = optuna.get("best_params") or {}
-        if best_params:
-            from mlflow.entities import Param
+    # The Optuna study (when the sweeper was rnnlab's): best trial, plots, importances, trials.
+    from framework.tracking.optuna_report import log_study
 
-            tracker.client.log_batch(parent_id, params=[Param(f"best.{k}", str(v))
-                                                        for k, v in best_params.items()])
-        if optuna.get("best_value") is not None:
-            metrics["optuna_best_value"] = float(optuna["best_value"])
+    metrics.update(log_study(tracker, sweep_dir, children))
     view_key = save_ui_view(tracker, table)
     if view_key:
         tags["rnnlab.ui_view"] = view_key

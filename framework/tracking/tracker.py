@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,12 @@ _KNOWN_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "da
 
 log = logging.getLogger("rnnlab.tracking")
 
+# -- layout bridge: this module also serves as the package of framework/tracking/*.py (the Optuna
+# sweeper and trial reporting) until it moves to framework/tracking/tracker.py. A module with a
+# __path__ is importable as a package; a directory without __init__.py would be shadowed by it.
+__path__ = [str(Path(__file__).with_suffix(""))]
+# -- end of layout bridge
+
 
 # ------------------------------------------------------------------------------------- helpers
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -71,6 +78,14 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             out[name] = str(value)
     return out
+
+
+_CREDENTIALS = re.compile(r"(//[^/@:\s]*):[^/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host`` (for logs and params)."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -426,7 +441,8 @@ class Tracker(NullTracker):
             run = self.client.create_run(self.experiment_id, tags=all_tags,
                                          run_name=all_tags.get("mlflow.runName"))
             self.run_id = run.info.run_id
-            items = [Param(_truncate(k, MAX_KEY), _truncate(str(v), MAX_PARAM_VALUE))
+            # redact_url: a database URL in the config (optuna.storage) may carry a password.
+            items = [Param(_truncate(k, MAX_KEY), _truncate(redact_url(str(v)), MAX_PARAM_VALUE))
                      for k, v in params.items()]
             for i in range(0, len(items), PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
@@ -589,4 +605,4 @@ def _source_name() -> str:
 
 
 __all__ = ["DEFAULT_TRACKING_URI", "NullTracker", "Tracker", "download_checkpoint",
-           "flatten_config", "git_commit", "make_client"]
+           "flatten_config", "git_commit", "make_client", "redact_url"]

@@ -119,6 +119,25 @@ class MlflowConfig:
         _check(bool(self.experiment_name.strip()), "mlflow.experiment_name must not be empty")
 
 
+# -- Optuna trial section (hparams_search=optuna): set per job by the sweeper ------------------
+@dataclass
+class OptunaTrialConfig:
+    """Where a job of an Optuna study reports its evals (framework/tracking/trial.py)."""
+
+    storage: str | None = None
+    study_name: str | None = None
+    trial: int | None = None
+    pruner: dict[str, Any] | None = None
+    objective: str = "val_loss"
+
+    def __post_init__(self) -> None:
+        _check(self.objective in ("val_loss", "best_val_loss"),
+               f"optuna.objective must be val_loss or best_val_loss, got {self.objective!r}")
+        _check(self.trial is None or self.trial >= 0,
+               f"optuna.trial must be >= 0 or null, got {self.trial}")
+# -- end of Optuna trial section
+
+
 @dataclass
 class RunConfig:
     """A fully validated run: plugin sections are their plugins' schema instances."""
@@ -133,6 +152,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    optuna: OptunaTrialConfig = field(default_factory=OptunaTrialConfig)
     seed: int = 0
     dtype: str = "float32"
     resume: str | None = None
@@ -148,7 +168,7 @@ class RunConfig:
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "generate": GenerateConfig,
-            "mlflow": MlflowConfig}
+            "mlflow": MlflowConfig, "optuna": OptunaTrialConfig}
 
 
 def _section(name: str, schema: type, node: Any) -> Any:

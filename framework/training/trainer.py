@@ -41,6 +41,17 @@ class StepStats:
     fraction_clipped: float
 
 
+# -- pruning (Optuna trials): an eval hook may stop the run; app.py ends it as KILLED ----------
+class Pruned(Exception):
+    """Raised at an eval when the eval hook (an Optuna trial's pruner) stops the run."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"pruned by the Optuna study at step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+# -- end of pruning
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -135,6 +146,8 @@ class Trainer:
         # passed the divergence check; until then it is "unverified".
         self.good_checkpoint: Path | None = None
         self._unverified: Path | None = None
+        # -- pruning: called at every eval with (step, eval metrics); True stops (but the last)
+        self.eval_hook: Callable[[int, dict[str, float]], bool] | None = None
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
@@ -308,6 +321,10 @@ class Trainer:
                     self.best_val = score
                     if rc.train.checkpoint_every:
                         self.save(best=True)
+                # -- pruning: the trial stops here, with a checkpoint of where it stopped
+                if self.eval_hook is not None and metrics and self.eval_hook(
+                        step, {**metrics, "best_val_loss": self.best_val}) and not last:
+                    raise Pruned(step, self.save())
             if rc.train.checkpoint_every and (step % rc.train.checkpoint_every == 0 or last):
                 self.save()
             if stop is not None and stop.requested:
@@ -333,4 +350,4 @@ def print_line(text: str) -> None:
         print(text)
 
 
-__all__ = ["CELLS", "Interrupted", "Reporter", "TrainResult", "Trainer", "print_line"]
+__all__ = ["CELLS", "Interrupted", "Pruned", "Reporter", "TrainResult", "Trainer", "print_line"]
