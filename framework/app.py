@@ -140,9 +140,10 @@ def run(cfg: DictConfig) -> float:
             result = trainer.run(bar)
         cfg_yaml = OmegaConf.to_yaml(OmegaConf.create(rc.raw))
         _finish(tracker, trainer, result, out_dir, cfg_yaml)
-        print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} nats/char "
-                   f"({result.final_val_loss / math.log(2):.4f} bits/char), "
-                   f"{result.chars_per_sec:,.0f} chars/s; checkpoint {result.final_checkpoint}")
+        unit = "char" if trainer.vocab.is_chars else "token"
+        print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} nats/{unit} "
+                   f"({result.final_val_loss / math.log(2):.4f} bits/{unit}), "
+                   f"{result.chars_per_sec:,.0f} {unit}s/s; checkpoint {result.final_checkpoint}")
         status = "FINISHED"
         return float(result.final_val_loss)
     except Interrupted as exc:

@@ -24,7 +24,7 @@ from framework.checkpoint import load_checkpoint, save_rolling
 from framework.config import RunConfig
 from framework.errors import CheckpointError, DivergenceError
 from framework.feeds import make_feed
-from framework.generation import generate
+from framework.generation import generate, start_ids
 from framework.model import CharRNN
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
 from framework.schedule import lr_factor
@@ -64,6 +64,12 @@ class Reporter:
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         self.tracker.log_metrics(values, step)
+
+    def artifacts(self, folder: Path, artifact_path: str) -> None:
+        """Log the files of ``folder`` (e.g. samples as MIDI files) under ``artifact_path``."""
+        log = getattr(self.tracker, "log_artifacts", None)
+        if log is not None and folder.is_dir():
+            log(str(folder), artifact_path)
 
     def samples(self, header: str, texts: list[str], lines: list[str]) -> None:
         for line in lines:
@@ -147,8 +153,8 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.report = reporter
-        dataset = DATASETS.build(rc.dataset)
-        self.corpus = dataset.load()
+        self.dataset = DATASETS.build(rc.dataset)
+        self.corpus = self.dataset.load()
         self.vocab = self.corpus.vocab
         self.model = build_model(rc, self.vocab.size)
         self.model.init_params(init_rng(rc, rc.cell.init))
@@ -266,7 +272,8 @@ class Trainer:
         length = rc.train.sample_length
         return generate(self.model, self.vocab, self.sampler, prompt="", length=length,
                         num_samples=rc.train.num_samples, window=rc.generate.window,
-                        rng=np.random.default_rng([rc.seed, self.step]))
+                        rng=np.random.default_rng([rc.seed, self.step]),
+                        start=start_ids(self.vocab, self.corpus.kind, self.feed_kind))
 
     def emit_samples(self, step: int) -> None:
         texts = self.sample_texts()
@@ -278,6 +285,13 @@ class Trainer:
             header = f"step {step}: smoothed loss {self.smooth_loss:.4f}"
             lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
                                                      for t in texts]
+            # A dataset that can render its samples (music: .mid files and piano rolls) writes
+            # them under the run directory; they are logged as MLflow artifacts.
+            render = getattr(self.dataset, "render_samples", None)
+            if render is not None:
+                where = f"samples/step_{step:07d}"
+                lines = [lines[0], *render(texts, self.out_dir / where)]
+                self.report.artifacts(self.out_dir / where, where)
             self.report.samples(header, texts, lines)
 
     # -- the loop -----------------------------------------------------------------------------
