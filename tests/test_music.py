@@ -113,13 +113,15 @@ def test_piece_and_tokens_round_trip():
 
 
 def test_invalid_sequences_are_repaired_not_refused():
-    # A hold in a silent voice, a bar inside a step, an unfinished last step, text after <end>.
-    tokens = [HOLD, "C4", BAR, "G3", "C3", "|", "D4", HOLD, HOLD, "E4", "F4", END, "G4"]
+    # A hold in a silent voice; a bar inside a step (it ends the step: the tenor and bass hold
+    # and the next token is the soprano's); an unfinished last step; text after <end>.
+    tokens = [HOLD, "C4", "G3", "C3", "D4", HOLD, BAR, "E4", "F4", "A3", END, "G4"]
     piece = tokens_to_piece(tokens, OPTS)
-    assert piece.repairs == 3 and piece.n_steps == 3 and piece.bars == [1]
-    assert piece.voice(0) == [Note(0, 1, 2, 62), Note(0, 2, 3, 65)]
-    assert piece.voice(1) == [Note(1, 0, 3, 60)]
-    assert piece.voice(3) == [Note(3, 0, 1, 48), Note(3, 1, 3, 64)]  # the missing voice holds
+    assert piece.repairs == 3 and piece.n_steps == 3 and piece.bars == [2]
+    assert piece.voice(0) == [Note(0, 1, 2, 62), Note(0, 2, 3, 64)]
+    assert piece.voice(1) == [Note(1, 0, 2, 60), Note(1, 2, 3, 65)]
+    assert piece.voice(2) == [Note(2, 0, 2, 55), Note(2, 2, 3, 57)]
+    assert piece.voice(3) == [Note(3, 0, 3, 48)]  # held through the cut step and the last one
     with pytest.raises(DataError, match="'x'"):
         tokens_to_piece(["C4", "x"], OPTS)
 

@@ -1,6 +1,6 @@
 """The parsed-corpus cache: token sequences of parsed scores, as JSON in the user cache directory.
 
-Parsing a score with music21 takes about 0.2 s, the chorale corpus over a minute, so the tokens of
+Parsing a score with music21 takes 0.1-0.25 s, the chorale corpus minutes, so the tokens of
 every parsed piece are kept in ``$RNNLAB_CACHE_DIR/music/<corpus>-<key>.json`` (default
 ``~/.cache/rnnlab``).  ``<key>`` is a hash of everything the tokens depend on: the music21 version
 (its corpus files and parser), the encoding version and the encoding options, so a change of any

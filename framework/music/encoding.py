@@ -28,7 +28,9 @@ Invalid sequences are repaired, never refused
 A model can emit any token in any order.  :func:`tokens_to_piece` accepts every sequence of the
 encoding's tokens and counts the repairs it made (``Piece.repairs``):
 
-* ``|`` where a step is half written (not before a soprano token) is dropped;
+* ``|`` where a step is half written ends that step early: the voices not yet written hold
+  (in the corpus the top voice always follows ``|``, so a model that writes ``|`` goes on with the
+  top voice, and the decoder follows it);
 * ``_`` in a voice that is silent continues the rest;
 * a last step with missing voices is completed with holds;
 * everything after ``<end>`` is ignored.
@@ -186,11 +188,11 @@ def tokens_to_piece(tokens: Iterable[str], options: EncodingOptions) -> Piece:
         if token == END:
             break
         if token == BAR:
-            if v == 0:
-                if not bars or bars[-1] != t:
-                    bars.append(t)
-            else:
-                repairs += 1  # a bar line inside a step
+            if v:  # a bar line inside a step ends it: the voices not yet written hold
+                repairs += 1
+                v, t = 0, t + 1
+            if not bars or bars[-1] != t:
+                bars.append(t)
             continue
         if token == HOLD:
             if open_[v] is None:
@@ -231,7 +233,11 @@ def transposition(score: Any) -> tuple[int, str]:
     from music21 import key
 
     notated = next((k for k in score.recurse().getElementsByClass(key.Key)), None)
-    found = notated if notated is not None else score.analyze("key")
+    try:
+        found = notated if notated is not None else score.analyze("key")
+    except Exception as exc:  # music21's key finder fails on pieces of very few notes
+        raise SkipPiece(f"music21 found no key ({type(exc).__name__}); set "
+                        f"dataset.transpose=false to keep it") from None
     pc = found.tonic.pitchClass
     return ((0 - pc + 6) % 12) - 6, f"{found.tonic.name} {found.mode}"
 

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from framework.music.encoding import Piece, pitch_token
 
+SATB = ("soprano", "alto", "tenor", "bass")
 # One colour per voice (soprano, alto, tenor, bass, then more), readable on white.
 _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
             "#7f7f7f")
@@ -30,15 +31,18 @@ def piano_roll_figure(piece: Piece, title: str | None = None) -> Figure:
         for (x, w), p in zip(bars, pitches, strict=True):
             ax.broken_barh([(x, w)], (p - 0.4, 0.8), facecolors=colour, edgecolor="black",
                            linewidth=0.3)
-        ax.plot([], [], color=colour, linewidth=6, label=f"voice {v + 1}")
+        label = SATB[v] if piece.options.voices == len(SATB) else f"voice {v + 1}"
+        ax.plot([], [], color=colour, linewidth=6, label=label)
     for b in piece.bars:
         ax.axvline(b / res, color="grey", linestyle=":", linewidth=0.6)
     if piece.notes:
         lo = min(n.pitch for n in piece.notes)
         hi = max(n.pitch for n in piece.notes)
-        ticks = [p for p in range(lo - lo % 12, hi + 1, 12) if p >= lo - 12] + [lo, hi]
-        ax.set_yticks(sorted(set(ticks)))
-        ax.set_yticklabels([pitch_token(p) for p in sorted(set(ticks))])
+        cs = [p for p in range(lo - lo % 12, hi + 1, 12) if p >= lo]
+        # Every C, plus the lowest and highest note unless a C label is too close to them.
+        ticks = sorted(set(cs) | {e for e in (lo, hi) if all(abs(e - c) > 2 for c in cs)})
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([pitch_token(p) for p in ticks])
         ax.set_ylim(lo - 2, hi + 2)
     ax.set_xlim(0, max(piece.n_steps / res, 1.0))
     ax.set_xlabel("quarter notes")
