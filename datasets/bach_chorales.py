@@ -85,5 +85,5 @@ class BachChorales(MusicDataset):
         return [(name, name, partial(_parse, path))
                 for name, path in chorale_files(self.config.limit)]
 
-    def source(self) -> str:
+    def origin(self) -> str:
         return f"music21 {self.music21.__version__} corpus: bach chorales"

@@ -69,7 +69,7 @@ class MidiFolder(MusicDataset):
         return [(sha256_of(p), p.relative_to(folder).as_posix(), partial(read_midi, p))
                 for p in files]
 
-    def source(self) -> str:
+    def origin(self) -> str:
         return str(self.folder())
 
     def no_pieces_hint(self) -> str:

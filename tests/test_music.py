@@ -411,3 +411,28 @@ def test_the_whole_chorale_corpus(monkeypatch, tmp_path):
     n = len(corpus.metadata["pieces"])
     assert n + len(corpus.metadata["skipped"]) == 350
     assert n >= 330 and corpus.n_val == round(n * 0.1)
+
+
+@needs_music21
+@pytest.mark.slow
+def test_a_sweep_on_chorales_logs_midi_samples_to_mlflow(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = cli("framework", ["-m", "cell=rnn,gru", "dataset=bach_chorales", "dataset.limit=4",
+                             "train.steps=3", "cell.hidden_size=8", "train.batch_size=2",
+                             "train.feed=stream", "train.seq_len=16", "train.eval_every=0",
+                             "train.sample_every=2", "train.num_samples=1",
+                             "train.sample_length=40", "train.checkpoint_every=0",
+                             "mlflow.log_model=false", "mlflow.experiment_name=music",
+                             f"mlflow.tracking_uri={uri}"], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("music")
+    children = [r for r in client.search_runs([exp.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.params["cell.name"] for r in children) == ["gru", "rnn"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        files = {a.path for a in client.list_artifacts(run.info.run_id, "samples/step_0000002")}
+        assert files == {"samples/step_0000002/sample_0.mid", "samples/step_0000002/sample_0.png"}

@@ -61,7 +61,7 @@ class MusicDataset:
     def pieces(self) -> Sequence[PieceSource]:
         raise NotImplementedError
 
-    def source(self) -> str:
+    def origin(self) -> str:
         """Where the pieces come from, for the corpus and error messages."""
         return self.name
 
@@ -120,7 +120,7 @@ class MusicDataset:
                             f"({shown}){self.no_pieces_hint()}")
         corpus = token_lines_corpus(
             self.name, examples, eos=END, val_fraction=self.config.val_fraction,
-            split_seed=self.config.split_seed, source=self.source(),
+            split_seed=self.config.split_seed, source=self.origin(),
             metadata={"encoding": self.encoding.to_dict(), "pieces": names,
                       "skipped": skipped})
         return corpus
