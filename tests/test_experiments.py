@@ -18,6 +18,11 @@ FAST = ["train.steps=3", "mlflow.enabled=false", "train.log_every=1", "train.eva
         "train.eval_batches=2"]
 
 
+# Presets on data that is slow to prepare train on a part of it here.
+SMALL = {"bach_chorales": ["dataset.limit=6", "train.batch_size=2"]}
+NEEDS = {"bach_chorales": "music21"}  # optional packages: the preset is skipped without them
+
+
 class Quiet:
     def log_metrics(self, values, step):
         pass
@@ -30,7 +35,9 @@ def test_the_presets_are_there():
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_composes_and_trains_a_few_steps(name, tmp_path):
-    rc = run_config([f"experiment={name}", *FAST])
+    if name in NEEDS:
+        pytest.importorskip(NEEDS[name], reason=f"preset {name} needs {NEEDS[name]}")
+    rc = run_config([f"experiment={name}", *FAST, *SMALL.get(name, [])])
     assert rc.raw["mlflow"]["experiment_name"] == name  # each preset logs to its own experiment
     trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
     result = trainer.run()

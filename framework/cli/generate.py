@@ -2,6 +2,7 @@
 
     python -m framework.generate checkpoint=outputs/.../checkpoints/latest.npz prompt=ab
     python -m framework.generate run_id=<id> sampler=top_k sampler.k=5 num_samples=3 length=300
+    python -m framework.generate checkpoint=<music model> out=piece.mid   # MIDI files
 
 Names datasets print one sample per line (as generated, lower-case); text datasets print the
 prompt and its continuation, samples separated by a blank line.  Bad input (missing checkpoint,
@@ -66,9 +67,9 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, dict[str, Any]]:
     return model, vocab, meta
 
 
-def run(cfg: Any) -> tuple[list[str], Any]:
-    """``(texts, vocab)`` for a composed ``generate`` config."""
-    from framework.nn.sampling import generate
+def run(cfg: Any) -> tuple[list[str], Any, dict[str, Any]]:
+    """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
+    from framework.nn.sampling import generate, start_ids
     from framework.plugins import load_plugins
     from framework.registry import SAMPLERS
 
@@ -82,10 +83,14 @@ def run(cfg: Any) -> tuple[list[str], Any]:
         window = (meta.get("generate") or (meta.get("config") or {}).get("generate") or {}).get(
             "window")
     seed = cfg.get("seed")
+    feed = ((meta.get("config") or {}).get("train") or {}).get("feed")
+    if feed == "auto":
+        feed = "names" if meta.get("corpus_kind") == "lines" else "stream"
     texts = generate(model, vocab, sampler, prompt=str(cfg.get("prompt") or ""),
                      length=int(cfg.length), num_samples=int(cfg.num_samples), window=window,
-                     rng=np.random.default_rng(seed))
-    return texts, vocab
+                     rng=np.random.default_rng(seed),
+                     start=start_ids(vocab, meta.get("corpus_kind"), feed))
+    return texts, vocab, meta
 
 
 def format_samples(texts: list[str], eos: str | None) -> str:
@@ -100,10 +105,17 @@ def format_samples(texts: list[str], eos: str | None) -> str:
             config_name="generate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
     try:
-        texts, vocab = run(cfg)
+        texts, vocab, meta = run(cfg)
+        if cfg.get("out"):  # music models: each sample as a MIDI file
+            from framework.music.render import write_generated
+
+            lines = write_generated(texts, meta, str(cfg.out))
     except RnnlabError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
+    if cfg.get("out"):
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
     sys.stdout.write(format_samples(texts, vocab.eos) + "\n")
     sys.stdout.flush()
 

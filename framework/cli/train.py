@@ -133,8 +133,9 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
-            print_line(f"done: {result.steps} steps, {trainer.task.summary(result.final_metrics)}, "
-                       f"{result.chars_per_sec:,.0f} {trainer.task.unit}/s; "
+            task, vocab = trainer.task, trainer.vocab
+            print_line(f"done: {result.steps} steps, {task.summary(result.final_metrics, vocab)}, "
+                       f"{result.chars_per_sec:,.0f} {task.throughput_unit(vocab)}/s; "
                        f"checkpoint {result.final_checkpoint}")
             status = "FINISHED"
             if trial is not None:  # an Optuna trial: the objective its study optimises

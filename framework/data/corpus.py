@@ -5,6 +5,7 @@ Dataset plugins subclass :class:`TextDataset` and only declare their schema, sou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,6 +106,37 @@ def stream_corpus(name: str, text: str, *, val_fraction: float, source: str = ""
 
 
 # ------------------------------------------------------------------------------ plugin base
+
+
+def token_lines_corpus(name: str, examples: Sequence[Sequence[str]], *, eos: str,
+                       val_fraction: float, split_seed: int = 0, source: str = "",
+                       metadata: dict[str, Any] | None = None) -> Corpus:
+    """One example per token sequence (a piece of music, ...), ``eos`` ends each example.
+
+    The token counterpart of :func:`lines_corpus`: the vocabulary is ``sorted(set(tokens))`` plus
+    ``eos``, and the validation set is a fixed-seed subset of whole examples, in input order.
+    """
+    examples = [list(e) for e in examples if len(e)]
+    if not examples:
+        raise _too_little(source, "no non-empty examples")
+    vocab = Vocab.from_tokens((t for e in examples for t in e), eos=eos)
+    if vocab.size < 2:
+        raise _too_little(source, "only one distinct token")
+    val_idx = _held_out(len(examples), val_fraction, split_seed)
+    if len(val_idx) >= len(examples):
+        raise _too_little(source, f"{len(examples)} example(s) leave nothing to train on with "
+                                  f"val_fraction={val_fraction}; lower dataset.val_fraction")
+    is_val = np.zeros(len(examples), dtype=bool)
+    is_val[val_idx] = True
+    encoded = [vocab.encode(e) for e in examples]
+    return Corpus(
+        name=name, kind="lines", vocab=vocab,
+        train=[a for a, v in zip(encoded, is_val, strict=True) if not v],
+        val=[a for a, v in zip(encoded, is_val, strict=True) if v],
+        n_chars=sum(len(e) for e in examples), source=source,
+        metadata={"n_examples": len(examples), "val_fraction": val_fraction,
+                  "split_seed": split_seed, **(metadata or {})},
+    )
 
 
 def check_common(val_fraction: float, split_seed: int = 0) -> None:

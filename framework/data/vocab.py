@@ -1,14 +1,23 @@
-"""The character vocabulary: a sorted tuple of symbols, saved with every model.
+"""A model's vocabulary: a sorted tuple of symbols (characters or string tokens), saved with it.
 
-Sorting makes the id of every character independent of Python's string-hash seed (min-char-rnn's
+Sorting makes the id of every symbol independent of Python's string-hash seed (min-char-rnn's
 ``list(set(data))`` is not), and for the course's Dinosaurus data it gives exactly the course's
 ``sorted(set(text))`` order: ``"\\n"`` at 0, ``a``..``z`` at 1..26.
+
+Two kinds share one class:
+
+* ``chars`` (the default): every symbol is one character; a text is a ``str`` and is encoded
+  character by character.  Its JSON is version 1, unchanged, so old checkpoints load and resume.
+* ``tokens``: every symbol is a non-empty string without whitespace (e.g. music events ``C4``,
+  ``_``, ``|``); a text is a sequence of tokens or a ``str`` of tokens separated by whitespace,
+  and decoding joins tokens with one space.  Its JSON is version 2 (an older rnnlab refuses it
+  with a clear message instead of misreading it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -18,27 +27,35 @@ import numpy as np
 from framework.errors import DataError
 
 _FORMAT = "rnnlab-vocab"
-_VERSION = 1
+_VERSION = 1  # character vocabularies
+_TOKENS_VERSION = 2  # token vocabularies
+KINDS = ("chars", "tokens")
 
 
 @dataclass(frozen=True)
 class Vocab:
-    """Sorted, unique characters; ``eos`` ends an example in line datasets (else ``None``)."""
+    """Sorted, unique symbols; ``eos`` ends an example in line datasets (else ``None``)."""
 
-    chars: tuple[str, ...]
+    chars: tuple[str, ...]  # the symbols: characters (kind "chars") or tokens (kind "tokens")
     eos: str | None = None
+    kind: str = "chars"
 
     def __post_init__(self) -> None:
         chars = tuple(self.chars)
         object.__setattr__(self, "chars", chars)
+        if self.kind not in KINDS:
+            raise DataError(f"vocabulary kind must be 'chars' or 'tokens', got {self.kind!r}")
         if not chars:
-            raise DataError("a vocabulary needs at least one character")
-        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise DataError("every vocabulary entry must be a single character")
+            raise DataError(f"a vocabulary needs at least one {self.unit}")
+        if self.kind == "chars":
+            if any(not isinstance(c, str) or len(c) != 1 for c in chars):
+                raise DataError("every vocabulary entry must be a single character")
+        elif any(not isinstance(t, str) or not t or t.split() != [t] for t in chars):
+            raise DataError("every token must be a non-empty string without whitespace")
         if list(chars) != sorted(set(chars)):
-            raise DataError("vocabulary characters must be unique and sorted")
+            raise DataError(f"vocabulary {self.unit}s must be unique and sorted")
         if self.eos is not None and self.eos not in chars:
-            raise DataError(f"end-of-example character {self.eos!r} is not in the vocabulary")
+            raise DataError(f"end-of-example {self.unit} {self.eos!r} is not in the vocabulary")
 
     @classmethod
     def from_text(cls, text: str, eos: str | None = None) -> Vocab:
@@ -47,6 +64,32 @@ class Vocab:
         if eos is not None:
             symbols.add(eos)
         return cls(tuple(sorted(symbols)), eos)
+
+    @classmethod
+    def from_tokens(cls, tokens: Iterable[str], eos: str | None = None) -> Vocab:
+        """A token vocabulary: ``sorted(set(tokens))``, plus ``eos`` if it is not among them."""
+        symbols = set(tokens)
+        if eos is not None:
+            symbols.add(eos)
+        return cls(tuple(sorted(symbols)), eos, kind="tokens")
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.chars
+
+    @property
+    def is_chars(self) -> bool:
+        return self.kind == "chars"
+
+    @property
+    def unit(self) -> str:
+        """``"character"`` or ``"token"``, for messages."""
+        return "character" if self.is_chars else "token"
+
+    @property
+    def sep(self) -> str:
+        """What :meth:`decode` puts between symbols: nothing for characters, a space for tokens."""
+        return "" if self.is_chars else " "
 
     @property
     def size(self) -> int:
@@ -67,22 +110,32 @@ class Vocab:
     def eos_id(self) -> int | None:
         return None if self.eos is None else self.stoi[self.eos]
 
-    def encode(self, text: str) -> np.ndarray:
-        """Ids of ``text`` as an int64 array; unknown characters are a one-line DataError."""
+    def split(self, text: str | Sequence[str]) -> list[str]:
+        """The symbols of ``text``: its characters, or its whitespace-separated tokens."""
+        if isinstance(text, str):
+            return list(text) if self.is_chars else text.split()
+        return list(text)
+
+    def join(self, symbols: Iterable[str]) -> str:
+        return self.sep.join(symbols)
+
+    def encode(self, text: str | Sequence[str]) -> np.ndarray:
+        """Ids of ``text`` as an int64 array; unknown symbols are a one-line DataError."""
         stoi = self.stoi
+        symbols = text if self.is_chars and isinstance(text, str) else self.split(text)
         try:
-            return np.fromiter((stoi[c] for c in text), dtype=np.int64, count=len(text))
+            return np.fromiter((stoi[c] for c in symbols), dtype=np.int64, count=len(symbols))
         except KeyError:
-            unknown = sorted({c for c in text if c not in stoi})
+            unknown = sorted({c for c in symbols if c not in stoi})
             shown = ", ".join(repr(c) for c in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
             raise DataError(
-                f"text contains {len(unknown)} character(s) not in the vocabulary: {shown}{more}; "
-                f"use only the model's {self.size} characters"
+                f"text contains {len(unknown)} {self.unit}(s) not in the vocabulary: "
+                f"{shown}{more}; use only the model's {self.size} {self.unit}s"
             ) from None
 
-    def decode(self, ids: Iterable[int] | np.ndarray) -> str:
-        """Characters of ``ids``; -1 (the 'no character' id) is skipped."""
+    def decode_symbols(self, ids: Iterable[int] | np.ndarray) -> list[str]:
+        """Symbols of ``ids``; -1 (the 'no symbol' id) is skipped."""
         out = []
         for i in np.asarray(ids, dtype=np.int64).ravel().tolist():
             if i == -1:
@@ -90,10 +143,18 @@ class Vocab:
             if not 0 <= i < self.size:
                 raise DataError(f"id {i} is outside the vocabulary of size {self.size}")
             out.append(self.chars[i])
-        return "".join(out)
+        return out
+
+    def decode(self, ids: Iterable[int] | np.ndarray) -> str:
+        """The text of ``ids`` (symbols joined by :attr:`sep`); -1 is skipped."""
+        return self.join(self.decode_symbols(ids))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": _FORMAT, "version": _VERSION, "chars": list(self.chars), "eos": self.eos}
+        if self.is_chars:  # exactly the version-1 layout: resume compares this JSON verbatim
+            return {"format": _FORMAT, "version": _VERSION, "chars": list(self.chars),
+                    "eos": self.eos}
+        return {"format": _FORMAT, "version": _TOKENS_VERSION, "kind": "tokens",
+                "tokens": list(self.chars), "eos": self.eos}
 
     def to_json(self) -> str:
         # ensure_ascii keeps the file 7-bit clean whatever characters the corpus has.
@@ -106,13 +167,16 @@ class Vocab:
             obj = json.loads(data) if isinstance(data, str | bytes) else dict(data)
             if obj.get("format") != _FORMAT:
                 raise ValueError(f"format is {obj.get('format')!r}, expected {_FORMAT!r}")
-            if obj.get("version") != _VERSION:
-                raise ValueError(f"unsupported version {obj.get('version')!r}")
-            return cls(tuple(obj["chars"]), obj.get("eos"))
+            version = obj.get("version")
+            if version == _VERSION:
+                return cls(tuple(obj["chars"]), obj.get("eos"))
+            if version == _TOKENS_VERSION and obj.get("kind") == "tokens":
+                return cls(tuple(obj["tokens"]), obj.get("eos"), kind="tokens")
+            raise ValueError(f"unsupported version {version!r}")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise DataError(
                 f"malformed vocabulary JSON ({exc}); save vocabularies with Vocab.to_json"
             ) from None
 
 
-__all__ = ["Vocab"]
+__all__ = ["KINDS", "Vocab"]

@@ -1,5 +1,8 @@
 """Text generation from a trained model with any sampler plugin.
 
+Characters throughout, or tokens for a token vocabulary: then a prompt is whitespace-separated
+tokens and each returned text is its tokens joined by single spaces.
+
 Two corpus kinds, told apart by the vocabulary's ``eos``:
 
 * lines (names, eos "\\n"): like the course's ``sample``, start from the zero state with the zero
@@ -34,8 +37,10 @@ class StepModel(Protocol):
 
 
 def encode_prompt(vocab: Any, prompt: str) -> list[int]:
-    """Prompt characters as ids; unknown characters raise a DataError that names them."""
-    unknown = sorted({c for c in prompt if c not in vocab.stoi})
+    """Prompt symbols as ids (characters, or whitespace-separated tokens of a token vocabulary);
+    unknown ones raise a DataError that names them."""
+    symbols = vocab.split(prompt) if hasattr(vocab, "split") else list(prompt)
+    unknown = sorted({c for c in symbols if c not in vocab.stoi})
     if unknown:
         shown = ", ".join(repr(c) for c in unknown)
         hint = ""
@@ -43,11 +48,28 @@ def encode_prompt(vocab: Any, prompt: str) -> list[int]:
             c.lower() in vocab.stoi for c in unknown if c.isupper()
         ):
             hint = " (this vocabulary is lower-case; lower-case the prompt)"
-        raise DataError(
-            f"prompt has characters that are not in the vocabulary: {shown}{hint}; "
-            f"the vocabulary is {''.join(vocab.chars)!r}"
-        )
-    return [vocab.stoi[c] for c in prompt]
+        if getattr(vocab, "is_chars", True):
+            raise DataError(
+                f"prompt has characters that are not in the vocabulary: {shown}{hint}; "
+                f"the vocabulary is {''.join(vocab.chars)!r}"
+            )
+        listed = " ".join(vocab.chars[:40]) + (" ..." if vocab.size > 40 else "")
+        raise DataError(f"prompt has tokens that are not in the vocabulary: {shown}; separate "
+                        f"tokens by spaces and use only the model's tokens: {listed}")
+    return [vocab.stoi[c] for c in symbols]
+
+
+def start_ids(vocab: Any, corpus_kind: str | None, feed: str | None) -> list[int] | None:
+    """What to feed before the prompt when it is not the default (None).
+
+    A token corpus of examples (music) trained as one stream sees every example start right
+    after the previous one's end token, never after the zero input: its samples start after
+    the end token too.  Character datasets keep the default, so their samples do not change.
+    """
+    if (not getattr(vocab, "is_chars", True) and corpus_kind == "lines" and feed == "stream"
+            and vocab.eos is not None):
+        return [vocab.eos_id]
+    return None
 
 
 def _check_args(length: int, num_samples: int, window: int | None) -> None:
@@ -70,6 +92,7 @@ def generate(
     window: int | None = None,
     rng: np.random.Generator | None = None,
     stop_at_eos: bool | None = None,
+    start: Sequence[int] | None = None,
 ) -> list[str]:
     """``num_samples`` texts, each the prompt followed by the generated characters.
 
@@ -83,7 +106,9 @@ def generate(
     if stop and vocab.eos is None:
         raise ConfigError("stop_at_eos needs a vocabulary with an end-of-sequence character")
     eos_id = vocab.stoi[vocab.eos] if stop else None
-    if vocab.eos is not None:
+    if start is not None:
+        start = [int(i) for i in start]  # given by the caller (see start_ids)
+    elif vocab.eos is not None:
         start = [-1]  # the course's all-zero first input
     elif prompt_ids:
         start = []
@@ -103,7 +128,11 @@ def generate(
     sampled: list[list[int]] = []
     for group in groups:
         sampled += _generate_group(model, sampler, context, group, length, window, eos_id, rng)
-    return [prompt + "".join(vocab.chars[i] for i in ids) for ids in sampled]
+    if getattr(vocab, "is_chars", True):
+        return [prompt + "".join(vocab.chars[i] for i in ids) for ids in sampled]
+    # Token vocabularies: the prompt's tokens and the sampled ones, one space between tokens.
+    head = [vocab.chars[i] for i in prompt_ids]
+    return [vocab.join(head + [vocab.chars[i] for i in ids]) for ids in sampled]
 
 
 def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
@@ -158,4 +187,4 @@ def _generate_group(
     return out
 
 
-__all__ = ["StepModel", "encode_prompt", "generate"]
+__all__ = ["StepModel", "encode_prompt", "generate", "start_ids"]

@@ -96,7 +96,11 @@ class Task:
         """Files written at the end of training for MLflow (plots, tables)."""
         return []
 
-    def summary(self, metrics: dict[str, float]) -> str:
+    def throughput_unit(self, vocab: Any = None) -> str:
+        """What the run's throughput counts, for the end-of-run line."""
+        return self.unit
+
+    def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         """The end-of-run line's description of the final validation metrics."""
         loss = metrics.get("val_loss", math.nan)
         return f"val loss {loss:.4f}"

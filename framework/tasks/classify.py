@@ -146,7 +146,7 @@ class ClassifyTask(Task):
         table.write_text(classification_table(cm, classes), encoding="utf-8")
         return [png, table]
 
-    def summary(self, metrics: dict[str, float]) -> str:
+    def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         return (f"val loss {metrics.get('val_loss', math.nan):.4f}, accuracy "
                 f"{metrics.get('val_accuracy', math.nan):.4f}, macro-F1 "
                 f"{metrics.get('val_macro_f1', math.nan):.4f}")

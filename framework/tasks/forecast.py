@@ -163,7 +163,7 @@ class ForecastTask(Task):
                           title=f"{corpus.name}: validation forecasts")
         return [png]
 
-    def summary(self, metrics: dict[str, float]) -> str:
+    def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         return (f"val RMSE {metrics.get('val_rmse', math.nan):.4f}, MAE "
                 f"{metrics.get('val_mae', math.nan):.4f}, recursive RMSE "
                 f"{metrics.get('val_recursive_rmse', math.nan):.4f} (original units)")

@@ -98,13 +98,15 @@ class LanguageModelTask(Task):
         return {"val_loss": loss, "val_bits_per_char": loss / math.log(2)}
 
     def sample_texts(self, trainer: Any) -> list[str]:
-        from framework.nn.sampling import generate
+        from framework.nn.sampling import generate, start_ids
 
         rc = trainer.rc
         return generate(trainer.model, trainer.vocab, trainer.sampler, prompt="",
                         length=rc.train.sample_length, num_samples=rc.train.num_samples,
                         window=rc.generate.window,
-                        rng=np.random.default_rng([rc.seed, trainer.step]))
+                        rng=np.random.default_rng([rc.seed, trainer.step]),
+                        start=start_ids(trainer.vocab, trainer.corpus.kind,
+                                        getattr(trainer.feed, "kind", None)))
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         texts = self.sample_texts(trainer)
@@ -115,11 +117,22 @@ class LanguageModelTask(Task):
         header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
         lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
                                                  for t in texts]
+        # A dataset that can render its samples (music: .mid files and piano rolls) writes them
+        # under the run directory; they are logged as MLflow artifacts.
+        render = getattr(trainer.dataset, "render_samples", None)
+        if render is not None:
+            where = f"samples/step_{step:07d}"
+            lines = [lines[0], *render(texts, trainer.out_dir / where)]
+            trainer.report.artifacts(trainer.out_dir / where, where)
         return header, texts, lines
 
-    def summary(self, metrics: dict[str, float]) -> str:
+    def throughput_unit(self, vocab: Any = None) -> str:
+        return "chars" if vocab is None or vocab.is_chars else "tokens"
+
+    def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         loss = metrics.get("val_loss", math.nan)
-        return f"val loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char)"
+        unit = "char" if vocab is None or vocab.is_chars else "token"
+        return f"val loss {loss:.4f} nats/{unit} ({loss / math.log(2):.4f} bits/{unit})"
 
 
 __all__ = ["LMConfig", "LanguageModelTask", "build_lm", "feed_kind"]

@@ -18,7 +18,7 @@ Metadata (``__meta__``, JSON)
     cell            str, registered cell name, e.g. "lstm"
     model           {"hidden_size": int, "num_layers": int, "dropout": float, "init": str,
                      "dtype": "float32"|"float64", "cell_options": {…cell schema options…}}
-    vocab           Vocab.to_json() of the training vocabulary
+    vocab           Vocab.to_json() of the training vocabulary (characters or tokens)
     step            int, optimizer steps completed
     dataset         str, dataset name
     optimizer       str, optimizer name
@@ -358,6 +358,8 @@ def _vocab_chars(vocab_json: Any) -> list[str] | None:
             return None
     if isinstance(data, dict) and isinstance(data.get("chars"), (list, tuple, str)):
         return list(data["chars"])
+    if isinstance(data, dict) and isinstance(data.get("tokens"), (list, tuple)):
+        return list(data["tokens"])  # a token vocabulary (Vocab JSON version 2)
     return None
 
 

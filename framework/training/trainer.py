@@ -76,6 +76,12 @@ class Reporter:
     def metrics(self, values: dict[str, float], step: int) -> None:
         self.tracker.log_metrics(values, step)
 
+    def artifacts(self, folder: Path, artifact_path: str) -> None:
+        """Log the files of ``folder`` (e.g. samples as MIDI files) under ``artifact_path``."""
+        log = getattr(self.tracker, "log_artifacts", None)
+        if log is not None and folder.is_dir():
+            log(str(folder), artifact_path)
+
     def samples(self, header: str, texts: list[str], lines: list[str]) -> None:
         for line in lines:
             self.console(line)
@@ -123,8 +129,8 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.report = reporter
         self.task = TASKS.get(rc.task.name)(rc.task)  # built from its validated schema
-        dataset = DATASETS.build(rc.dataset)
-        self.corpus = dataset.load()
+        self.dataset = DATASETS.build(rc.dataset)
+        self.corpus = self.dataset.load()
         self.task.check(rc, self.corpus)
         self.vocab = getattr(self.corpus, "vocab", None)  # None for real-valued series
         self.model = self.task.build_model(rc, self.corpus)
