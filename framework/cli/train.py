@@ -111,7 +111,7 @@ def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import Tracker, flatten_config
-    from framework.training.resume import resolve
+    from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Interrupted, Reporter, Trainer, print_line
 
     rc = validate(cfg)
@@ -122,7 +122,7 @@ def run(cfg: DictConfig) -> float:
     trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
     tracker.check_reachable()
     if rc.resume:
-        checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
+        checkpoint = resolve_checkpoint(rc.resume, download=tracker.download_checkpoint)
         trainer.restore(checkpoint)
         print_line(f"resumed from {checkpoint} at step {trainer.step}")
     tags = {"cell": rc.cell.name, "dataset": rc.dataset.name, "optimizer": rc.optimizer.name}

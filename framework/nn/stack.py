@@ -69,6 +69,18 @@ def _check_ids(ids: Any, name: str, low: int, high: int, ndim: int) -> np.ndarra
     return arr.astype(np.intp, copy=False)
 
 
+def param_shapes(cell: Cell, vocab_size: int, num_layers: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of :meth:`CharRNN.init_params`'s arrays, in its order, unallocated."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        d_in = vocab_size if layer == 0 else cell.hidden_size
+        for key, shape in cell.param_shapes(d_in).items():
+            shapes[f"layers.{layer}.{key}"] = shape
+    shapes["out.W"] = (cell.hidden_size, vocab_size)
+    shapes["out.b"] = (vocab_size,)
+    return shapes
+
+
 class CharRNN:
     """Character-level recurrent language model (see CONTRACT.md "Model")."""
 
@@ -262,4 +274,4 @@ class CharRNN:
         return loss_sum, int(rows.size), probs
 
 
-__all__ = ["CharRNN", "State"]
+__all__ = ["CharRNN", "State", "param_shapes"]
