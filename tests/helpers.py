@@ -78,3 +78,36 @@ def numeric_grad(f, arr: np.ndarray) -> np.ndarray:
         flat[k] = old
         gflat[k] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * EPS)
     return grad
+
+
+def model_checkpoint(*, cell: str = "gru", hidden_size: int = 4, num_layers: int = 1,
+                     chars: str = "\nab", dtype: str = "float32", fill: float | None = None,
+                     optimizer: str | None = "adam", state_rows: int | None = None,
+                     batch_size: int = 4, step: int = 3, **meta_fields) -> tuple[dict, dict]:
+    """``(arrays, meta)`` of a valid checkpoint of a small model: parameters (random, or all
+    ``fill``), the optimizer's ``t`` and buffers when ``optimizer`` is given, the carried state
+    when ``state_rows`` is given."""
+    import numpy as np
+
+    from framework.data.vocab import Vocab
+    from framework.nn.stack import CharRNN
+    from framework.registry import OPTIMIZERS
+    from framework.training.checkpoint import build_meta, pack_arrays
+
+    vocab = Vocab(tuple(sorted(chars)))
+    model = CharRNN(cell, vocab.size, hidden_size, num_layers=num_layers, dtype=dtype)
+    params = model.init_params(np.random.default_rng(0))
+    if fill is not None:
+        params = {k: np.full_like(v, fill) for k, v in params.items()}
+    optim = None
+    if optimizer is not None:
+        optim = {"t": np.array(step, dtype=np.int64)}
+        for slot in OPTIMIZERS.get(optimizer).slots:
+            optim.update({f"{slot}.{k}": np.zeros_like(v) for k, v in params.items()})
+    carried = None if state_rows is None else model.zero_state(state_rows)
+    fields = dict(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0,
+                  init="xavier", dtype=dtype, cell_options={}, vocab_json=vocab.to_json(),
+                  step=step, dataset="textfile", optimizer=optimizer, corpus_kind="stream",
+                  smooth_loss=1.5, config={"seed": 1, "train": {"batch_size": batch_size}})
+    fields.update(meta_fields)
+    return pack_arrays(params, optim, carried), build_meta(**fields)

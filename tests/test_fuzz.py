@@ -282,3 +282,60 @@ def test_sampler_options_build_a_sampler_or_a_config_error(data):
         return
     row = np.random.default_rng(1).standard_normal(9)
     assert 0 <= sampler(row, rng=np.random.default_rng(2), step=0, sample_index=0) < 9
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _checkpoint_example():
+    from tests.helpers import model_checkpoint
+
+    return model_checkpoint(cell="lstm", num_layers=2, state_rows=3)
+
+
+@FAST
+@given(data=st.data())
+def test_any_metadata_builds_a_model_or_gives_a_checkpoint_error(data):
+    from framework.errors import CheckpointError
+    from framework.training.checkpoint import build_model_from_checkpoint
+
+    arrays, meta = _checkpoint_example()
+    leaves = _leaf_keys(meta)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(leaves))
+        node = meta
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            if data.draw(st.booleans()):
+                node[path[-1]] = data.draw(ANY_VALUE)
+            else:
+                node.pop(path[-1], None)
+    try:
+        model, vocab = build_model_from_checkpoint(arrays, meta)
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert model.params.keys() == {k[len("param/"):] for k in arrays if k.startswith("param/")}
+
+
+@FAST
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+                      max_size=6),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_any_damaged_checkpoint_file_loads_or_gives_a_checkpoint_error(flips, cut):
+    from framework.errors import CheckpointError
+    from framework.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+
+    arrays, meta = _checkpoint_example()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / "c.npz", arrays, meta)
+        data = bytearray(path.read_bytes())
+        for where, xor in flips:
+            data[int(where * len(data))] ^= xor
+        if cut is not None:
+            data = data[:int(cut * len(data))]
+        path.write_bytes(bytes(data))
+        for loader in (load_checkpoint, load_model):
+            try:
+                loader(path)
+            except CheckpointError as exc:
+                assert "\n" not in str(exc)

@@ -21,11 +21,11 @@ from framework.data.vocab import Vocab
 from framework.errors import CheckpointError, TrackingError
 from framework.nn.stack import CharRNN
 from framework.training.checkpoint import (
+    build_meta,
     build_model_from_checkpoint,
     load_checkpoint,
-    make_meta,
+    pack_arrays,
     save_checkpoint,
-    with_prefix,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +38,13 @@ def make_checkpoint(path: Path, *, cell: str = "gru", vocab: Vocab = NAMES_VOCAB
     """A small model with random parameters, saved the way the trainer saves one."""
     model = CharRNN(cell, vocab.size, hidden_size, num_layers=num_layers)
     model.init_params(np.random.default_rng(0))
-    meta = make_meta(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0,
-                     init="xavier", dtype="float32", cell_options={}, vocab_json=vocab.to_json(),
-                     step=10, dataset="dinos", optimizer="adam",
-                     config={"sampler": {"name": "categorical", "course_seed": 3},
-                             "train": {"sample_length": 30}},
-                     generate={"window": window})
-    return save_checkpoint(path, with_prefix("param/", model.params), meta)
+    meta = build_meta(cell=cell, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0,
+                      init="xavier", dtype="float32", cell_options={}, vocab_json=vocab.to_json(),
+                      step=10, dataset="dinos", optimizer="adam",
+                      config={"sampler": {"name": "categorical", "course_seed": 3},
+                              "train": {"sample_length": 30}},
+                      window=window)
+    return save_checkpoint(path, pack_arrays(model.params), meta)
 
 
 def test_build_model_from_checkpoint_round_trip(tmp_path):
@@ -70,6 +70,22 @@ def test_build_model_refuses_mismatched_params(tmp_path):
     meta["cell"] = "nosuchcell"
     with pytest.raises(CheckpointError, match="nosuchcell"):
         build_model_from_checkpoint(arrays, meta)
+
+
+def test_served_model_loads_through_the_same_checked_path(tmp_path):
+    """The pyfunc model resolves and validates checkpoints like resume and generate do."""
+    import zipfile
+
+    from framework.tracking.pyfunc import load_text_model
+
+    run = tmp_path / "run"
+    path = make_checkpoint(run / "checkpoints" / "latest.npz", window=7)
+    served = load_text_model(run)  # a run directory, like resume= and checkpoint=
+    assert served.window == 7 and served.default_length == 30
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("param/extra.npy", b"x")
+    with pytest.raises(CheckpointError, match=r"unexpected \['param/extra'\]"):
+        load_text_model(path)
 
 
 @pytest.fixture(scope="module")

@@ -254,7 +254,7 @@ def test_bad_resume_checkpoint_is_one_line(trained, bad_checkpoints, in_tmp, cap
     path = bad_checkpoints / name
     if name == "missing.npz":  # resume= also takes run ids, and says so
         needles = ["is neither a checkpoint file nor an MLflow run id"]
-    code, lines = call_main("framework", [*overrides, f"resume={path}"], capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"], capsys)
     assert_one_line_error(code, lines, *needles)
 
 
@@ -300,7 +300,7 @@ def test_resume_on_a_changed_vocabulary_is_refused(trained, in_tmp, capsys):
 def test_generate_checkpoint_from_another_model_is_refused(trained, in_tmp, capsys):
     good, _, _ = trained
     cases = {
-        "cell.npz": ({"cell": "lstm"}, "parameter"),  # gru weights under an lstm label
+        "cell.npz": ({"cell": "lstm"}, "do not match"),  # gru weights under an lstm label
         "hidden.npz": ({"model": {**load_checkpoint(good)[1]["model"], "hidden_size": 5}},
                        "shape"),
         "vocab.npz": ({"vocab": Vocab(tuple("abc")).to_json()}, ""),
@@ -312,6 +312,118 @@ def test_generate_checkpoint_from_another_model_is_refused(trained, in_tmp, caps
     path = _tampered(good, in_tmp / "missing-param.npz", drop=["param/out.W"])
     code, lines = call_main("framework.generate", [f"checkpoint={path}"], capsys)
     assert_one_line_error(code, lines, "do not match the model")
+
+
+def _rewritten(src: Path, dst: Path, *, meta_change=None, members=None) -> Path:
+    """Copy of checkpoint ``src`` with its metadata JSON changed by ``meta_change(meta)`` and
+    members replaced or added from ``members`` (name -> raw bytes), written zip member by member
+    (so nothing is validated on the way)."""
+    with zipfile.ZipFile(src) as zf:
+        raw = {name: zf.read(name) for name in zf.namelist()}
+    if meta_change is not None:
+        meta = json.loads(np.lib.format.read_array(
+            __import__("io").BytesIO(raw[f"{META_KEY}.npy"]), allow_pickle=False).tobytes())
+        meta_change(meta)
+        buf = __import__("io").BytesIO()
+        np.lib.format.write_array(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                                  allow_pickle=False)
+        raw[f"{META_KEY}.npy"] = buf.getvalue()
+    raw.update(members or {})
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, data in raw.items():
+            zf.writestr(name, data)
+    return dst
+
+
+def _terabyte_header(good: Path) -> bytes:
+    """param/out.b's member with a header declaring a 4 TB array over its real bytes."""
+    import io
+
+    with zipfile.ZipFile(good) as zf:
+        data = zf.read("param/out.b.npy")
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+    old = io.BytesIO(data)
+    np.lib.format.read_magic(old)
+    np.lib.format.read_array_header_1_0(old)
+    return buf.getvalue() + old.read()
+
+
+HOSTILE = {
+    "float-step": (dict(meta_change=lambda m: m.update(step=4.0)),
+                   "metadata field 'step' must be an integer in [0,"),
+    "string-step": (dict(meta_change=lambda m: m.update(step="4")),
+                    "metadata field 'step' must be an integer"),
+    "no-step": (dict(meta_change=lambda m: m.pop("step")), "metadata lacks step"),
+    "string-smooth-loss": (dict(meta_change=lambda m: m.update(smooth_loss="low")),
+                           "'smooth_loss' must be a finite number or null"),
+    "bool-best-val": (dict(meta_change=lambda m: m.update(best_val_loss=True)),
+                      "'best_val_loss' must be a finite number or null"),
+    "huge-hidden": (dict(meta_change=lambda m: m["model"].update(hidden_size=10**9)),
+                    "'model.hidden_size' must be an integer in [1, 1048576], got 1000000000"),
+    "million-layers": (dict(meta_change=lambda m: m["model"].update(num_layers=10**6)),
+                       "'model.num_layers' must be an integer in [1, 1024], got 1000000"),
+    "huge-model": (dict(meta_change=lambda m: m["model"].update(hidden_size=200_000)),
+                   "more than the"),
+    "unknown-member": (dict(members={"param/extra.npy": b"x"}), "unexpected ['param/extra']"),
+    "stray-file": (dict(members={"notes.txt": b"x"}), "'notes.txt' that is not an .npy array"),
+    "terabyte-header": (dict(members="terabyte"), "parameter 'out.b' has shape (1000000, "
+                                                  "1000000) float32, expected (28,) float32"),
+}
+
+
+@pytest.mark.parametrize("entry", ["resume", "generate"])
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_checkpoint_is_one_line_for_resume_and_generate(trained, in_tmp, capsys,
+                                                               no_pickle, case, entry):
+    good, overrides, _ = trained
+    change, needle = HOSTILE[case]
+    if change.get("members") == "terabyte":
+        change = {"members": {"param/out.b.npy": _terabyte_header(good)}}
+    path = _rewritten(good, in_tmp / f"{case}.npz", **change)
+    if entry == "resume":
+        code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"],
+                                capsys)
+    else:
+        code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+    assert_one_line_error(code, lines, needle)
+    assert not list(in_tmp.rglob("step_*.npz"))  # nothing trained
+
+
+def test_resume_needs_a_training_checkpoint(trained, in_tmp, capsys):
+    good, overrides, _ = trained
+    path = _rewritten(good, in_tmp / "no-loss.npz", meta_change=lambda m: m.pop("smooth_loss"))
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"], capsys)
+    assert_one_line_error(code, lines, "no smooth_loss; resume needs a checkpoint written by a "
+                                       "training run")
+    code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+    assert code == 0 and lines == []  # generation does not need it
+    with zipfile.ZipFile(good) as zf:
+        state = [n for n in zf.namelist() if n.startswith("state/")]
+    stateless = in_tmp / "stateless.npz"
+    with zipfile.ZipFile(good) as zf, zipfile.ZipFile(stateless, "w") as out:
+        for name in zf.namelist():
+            if name not in state:
+                out.writestr(name, zf.read(name))
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={stateless}"],
+                            capsys)
+    assert_one_line_error(code, lines, "holds no hidden state")
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_train(trained, in_tmp, capsys):
+    good, overrides, _ = trained  # trained for train.steps=4; latest.npz is at step 4
+    code, lines = call_main("framework", [*overrides, f"resume={good}"], capsys)
+    assert_one_line_error(code, lines, f"checkpoint {good} is at step 4 = train.steps; nothing to "
+                                       f"train: raise train.steps to continue")
+    code, lines = call_main("framework", [*overrides, "train.steps=3", f"resume={good}"], capsys)
+    assert_one_line_error(code, lines, "is at step 4 > train.steps=3; nothing to train")
+    assert not list(in_tmp.rglob("*.npz"))
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={good.parent}"],
+                            capsys)
+    assert code == 0 and lines == []
+    (latest,) = in_tmp.rglob("latest.npz")
+    assert load_checkpoint(latest)[1]["step"] == 6
 
 
 def test_generate_prompt_outside_vocabulary(trained, in_tmp, capsys):

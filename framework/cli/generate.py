@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -23,51 +22,39 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework import ROOT
 from framework.cli.console import print_error, run_command
-from framework.errors import CheckpointError, ConfigError, RnnlabError, TrackingError
+from framework.errors import ConfigError, RnnlabError, TrackingError
 
 
-def resolve_checkpoint_path(target: str) -> Path:
-    """A ``.npz`` file, or a run directory holding ``checkpoints/latest.npz`` or ``latest.npz``."""
-    path = Path(target).expanduser()
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "latest.npz", path / "latest.npz"):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"directory {path} holds no checkpoints/latest.npz; pass a .npz file")
-    return path
-
-
-def load_for_generation(cfg: Any) -> tuple[Any, Any, dict[str, Any]]:
+def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
     """``(model, vocab, meta)`` from ``cfg.checkpoint`` or ``cfg.run_id`` (exactly one)."""
-    from framework.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+    from framework.training.checkpoint import load_model, resolve_checkpoint
 
     checkpoint, run_id = cfg.get("checkpoint"), cfg.get("run_id")
     if bool(checkpoint) == bool(run_id):
         raise ConfigError("pass exactly one of checkpoint=<path to .npz> or run_id=<MLflow run id>")
     if checkpoint:
-        arrays, meta = load_checkpoint(resolve_checkpoint_path(str(checkpoint)))
-    else:
-        from framework.tracking.tracker import (
-            DEFAULT_TRACKING_URI,
-            _sqlite_path,
-            download_checkpoint,
-            make_client,
-        )
+        return load_model(resolve_checkpoint(str(checkpoint)))
+    from framework.tracking.tracker import (
+        DEFAULT_TRACKING_URI,
+        _sqlite_path,
+        download_checkpoint,
+        make_client,
+    )
 
-        uri = str((cfg.get("mlflow") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI)
-        db = _sqlite_path(uri)
-        if db is not None and not db.is_file():  # do not create an empty store by accident
-            raise TrackingError(f"no MLflow store at {db}; set mlflow.tracking_uri to the store "
-                                f"the run was logged to")
-        client = make_client(uri)
-        with tempfile.TemporaryDirectory(prefix="rnnlab-generate-") as tmp:
-            local = download_checkpoint(client, str(run_id), cfg.get("artifact"), tmp)
-            arrays, meta = load_checkpoint(local)
-    model, vocab = build_model_from_checkpoint(arrays, meta)
-    return model, vocab, meta
+    uri = str((cfg.get("mlflow") or {}).get("tracking_uri") or DEFAULT_TRACKING_URI)
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():  # do not create an empty store by accident
+        raise TrackingError(f"no MLflow store at {db}; set mlflow.tracking_uri to the store "
+                            f"the run was logged to")
+    client = make_client(uri)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-generate-") as tmp:
+        path = resolve_checkpoint(
+            str(run_id), download=lambda rid: download_checkpoint(client, rid,
+                                                                  cfg.get("artifact"), tmp))
+        return load_model(path)
 
 
-def run(cfg: Any) -> tuple[list[str], Any, dict[str, Any]]:
+def run(cfg: Any) -> tuple[list[str], Any, Any]:
     """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
     from framework.nn.sampling import generate, start_ids
     from framework.plugins import load_plugins
@@ -80,16 +67,15 @@ def run(cfg: Any) -> tuple[list[str], Any, dict[str, Any]]:
     model, vocab, meta = load_for_generation(cfg)
     window = cfg.get("window")
     if window is None:
-        window = (meta.get("generate") or (meta.get("config") or {}).get("generate") or {}).get(
-            "window")
+        window = meta.window
     seed = cfg.get("seed")
-    feed = ((meta.get("config") or {}).get("train") or {}).get("feed")
+    feed = (meta.config.get("train") or {}).get("feed")
     if feed == "auto":
-        feed = "names" if meta.get("corpus_kind") == "lines" else "stream"
+        feed = "names" if meta.corpus_kind == "lines" else "stream"
     texts = generate(model, vocab, sampler, prompt=str(cfg.get("prompt") or ""),
                      length=int(cfg.length), num_samples=int(cfg.num_samples), window=window,
                      rng=np.random.default_rng(seed),
-                     start=start_ids(vocab, meta.get("corpus_kind"), feed))
+                     start=start_ids(vocab, meta.corpus_kind, feed))
     return texts, vocab, meta
 
 
@@ -109,7 +95,7 @@ def hydra_main(cfg: DictConfig) -> None:
         if cfg.get("out"):  # music models: each sample as a MIDI file
             from framework.music.render import write_generated
 
-            lines = write_generated(texts, meta, str(cfg.out))
+            lines = write_generated(texts, meta.raw, str(cfg.out))
     except RnnlabError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)

@@ -54,19 +54,19 @@ def _history(value: Any, window: int) -> np.ndarray:
     return values[-window:, None]
 
 
-def classify_lines(model: Any, vocab: Any, meta: dict, texts: list[str], top_k: int) -> list[str]:
+def classify_lines(model: Any, vocab: Any, meta: Any, texts: list[str], top_k: int) -> list[str]:
     from framework.tasks.classify import predict_top_k
 
-    rows = predict_top_k(model, meta["task"], texts, top_k, vocab=vocab)
+    rows = predict_top_k(model, meta.model.task_meta, texts, top_k, vocab=vocab)
     return [f"{text}: " + ", ".join(f"{name} {p:.3f}" for name, p in top)
             for text, top in zip(texts, rows, strict=True)]
 
 
-def forecast_values(model: Any, meta: dict, history: Any) -> np.ndarray:
+def forecast_values(model: Any, meta: Any, history: Any) -> np.ndarray:
     """The next ``horizon`` values (original units) after ``history`` (or the dataset's end)."""
     from framework.tasks.forecast import forecast_next
 
-    task = meta["task"]
+    task = meta.model.task_meta
     mean, std = np.asarray(task["mean"]), np.asarray(task["std"])
     window = int(task["window"])
     if history is None:
@@ -74,7 +74,7 @@ def forecast_values(model: Any, meta: dict, history: Any) -> np.ndarray:
         from framework.registry import DATASETS
 
         load_plugins()
-        corpus = DATASETS.build((meta.get("config") or {}).get("dataset") or {}).load()
+        corpus = DATASETS.build(meta.config.get("dataset") or {}).load()
         values = corpus.values[-window:]
     else:
         values = _history(history, window)
@@ -86,7 +86,7 @@ def run(cfg: Any) -> list[str]:
     from framework.cli.generate import load_for_generation
 
     model, vocab, meta = load_for_generation(cfg)
-    task = (meta.get("task") or {}).get("name", "lm")
+    task = meta.model.task
     if task == "classify":
         top_k = cfg.get("top_k")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:

@@ -98,7 +98,7 @@ def run(cfg: DictConfig) -> float:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import Tracker, flatten_config
     from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
-    from framework.training.resume import resolve
+    from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
     rc = validate(cfg)
@@ -111,7 +111,7 @@ def run(cfg: DictConfig) -> float:
             trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
             tracker.check_reachable()
             if rc.resume:
-                checkpoint = resolve(rc.resume, download=tracker.download_checkpoint)
+                checkpoint = resolve_checkpoint(rc.resume, download=tracker.download_checkpoint)
                 trainer.restore(checkpoint)
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind

@@ -203,6 +203,15 @@ class Cell:
             "b": np.ascontiguousarray(b, dtype=dt),
         }
 
+    def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of :meth:`init_params`'s arrays, computed without allocating them.
+
+        A checkpoint's arrays are checked against these before they are read; a cell whose
+        ``init_params`` returns other arrays overrides this method too.
+        """
+        H, G = self.hidden_size, self.gates
+        return {"W_x": (int(input_size), G * H), "W_h": (H, G * H), "b": (G * H,)}
+
     def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 

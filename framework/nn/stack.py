@@ -182,6 +182,18 @@ class RecurrentStack:
         return grads, dx, dstate0
 
 
+def param_shapes(cell: Cell, vocab_size: int, num_layers: int) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of :meth:`CharRNN.init_params`'s arrays, in its order, unallocated."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        d_in = vocab_size if layer == 0 else cell.hidden_size
+        for key, shape in cell.param_shapes(d_in).items():
+            shapes[f"layers.{layer}.{key}"] = shape
+    shapes["out.W"] = (cell.hidden_size, vocab_size)
+    shapes["out.b"] = (vocab_size,)
+    return shapes
+
+
 class CharRNN:
     """Character-level recurrent language model: a :class:`RecurrentStack` over token ids
     under an :class:`~framework.nn.heads.LMHead` (a softmax over the vocabulary at every step)."""
@@ -299,4 +311,5 @@ __all__ = [
     "build_cell",
     "check_ids",
     "check_stack_config",
+    "param_shapes",
 ]

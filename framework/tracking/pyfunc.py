@@ -31,7 +31,7 @@ from mlflow.pyfunc import PythonModel
 
 from framework import ROOT
 from framework.errors import RnnlabError
-from framework.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+from framework.training.checkpoint import load_model, resolve_checkpoint
 
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CHECKPOINT_ARTIFACT = "checkpoint"
@@ -77,13 +77,10 @@ class CharRNNTextModel(PythonModel):
     def _load(self, checkpoint_path: str | os.PathLike[str]) -> None:
         from framework.registry import SAMPLERS
 
-        arrays, meta = load_checkpoint(checkpoint_path)
-        self.model, self.vocab = build_model_from_checkpoint(arrays, meta)
-        config = meta.get("config") or {}
-        self.window = (meta.get("generate") or config.get("generate") or {}).get("window")
-        self.default_length = int((config.get("train") or {}).get("sample_length")
-                                  or DEFAULT_LENGTH)
-        sampler_cfg = dict(config.get("sampler") or {"name": "categorical"})
+        self.model, self.vocab, meta = load_model(resolve_checkpoint(checkpoint_path))
+        self.window = meta.window
+        self.default_length = int(meta.sample_length or DEFAULT_LENGTH)
+        sampler_cfg = dict(meta.sampler or {"name": "categorical"})
         # A course-seeded sampler ignores the request's seed (every answer would be the same).
         sampler_cfg.pop("course_seed", None)
         try:
@@ -180,8 +177,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
     """Save the checkpoint as a pyfunc model directory at ``path`` (must not exist or be empty)."""
     import mlflow.pyfunc
 
-    arrays, meta = load_checkpoint(checkpoint_path)  # refuse a bad checkpoint before saving
-    build_model_from_checkpoint(arrays, meta)
+    _, _, meta = load_model(checkpoint_path)  # refuse a bad checkpoint before saving
     with tempfile.TemporaryDirectory(prefix="rnnlab-code-") as staging, \
             warnings.catch_warnings():
         # MLflow nags for an input_example; giving one would run the model at save time (slow),
@@ -194,7 +190,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
             code_paths=_stage_code(Path(staging)),
             signature=signature(),
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
-            metadata={"rnnlab_cell": str(meta.get("cell")), "rnnlab_step": meta.get("step")},
+            metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step},
         )
     return Path(path)
 

@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import CheckpointError, DivergenceError
+from framework.errors import DivergenceError
 from framework.nn.schedules import lr_factor
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, TASKS
-from framework.training.checkpoint import load_checkpoint, save_rolling
+from framework.training.checkpoint import pack_arrays, read_for_resume, run_meta, save_rolling
 from framework.training.config import RunConfig
 from framework.training.runtime import Interrupted, StopSignals
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -96,30 +94,6 @@ def init_rng(rc: RunConfig, init: str) -> Any:
     return np.random.RandomState(rc.seed) if init == "course" else np.random.default_rng(rc.seed)
 
 
-def state_arrays(state: list[tuple[np.ndarray, ...]] | None) -> dict[str, np.ndarray]:
-    if state is None:  # tasks whose batches each start from the zero state carry none
-        return {}
-    return {f"state/{i}/{j}": part for i, layer in enumerate(state) for j, part in enumerate(layer)}
-
-
-def state_from_arrays(arrays: dict[str, np.ndarray], template: list[tuple] | None) -> Any:
-    if template is None:
-        return None
-    state = []
-    for i, layer in enumerate(template):
-        parts = []
-        for j, part in enumerate(layer):
-            saved = arrays.get(f"state/{i}/{j}")
-            # The batch dimension may differ: the names feed's last batch of an epoch is short
-            # (and the next batch resets the state anyway); the hidden size may not.
-            if saved is None or saved.ndim != part.ndim or saved.shape[1:] != part.shape[1:]:
-                raise CheckpointError("checkpoint's carried hidden state does not fit this model; "
-                                      "resume with the batch size it was trained with")
-            parts.append(saved.astype(part.dtype, copy=False))
-        state.append(tuple(parts))
-    return state
-
-
 class Trainer:
     """Builds every plugin from a validated config and runs the loop."""
 
@@ -156,35 +130,6 @@ class Trainer:
         self.eval_hook: Callable[[int, dict[str, float]], bool] | None = None
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint_meta(self) -> dict[str, Any]:
-        rc = self.rc
-        return {
-            "format_version": CHECKPOINT_FORMAT,
-            "cell": rc.cell.name,
-            "model": {"hidden_size": rc.cell.hidden_size, "num_layers": rc.model.num_layers,
-                      "dropout": rc.model.dropout, "init": rc.cell.init, "dtype": rc.dtype,
-                      "cell_options": {k: v for k, v in rc.options("cell").items()
-                                       if k not in ("hidden_size", "init")}},
-            "task": {"name": rc.task.name, "options": rc.options("task"),
-                     **self.task.meta(self.corpus)},
-            "vocab": self.vocab.to_json() if self.vocab is not None else None,
-            "dataset": rc.dataset.name,
-            "corpus_kind": self.corpus.kind,
-            "optimizer": rc.optimizer.name,
-            "step": self.step,
-            "smooth_loss": self.smooth_loss,
-            "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
-            "generate": {"window": rc.generate.window},
-            "config": rc.raw,
-        }
-
-    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {f"param/{k}": v for k, v in self.model.params.items()}
-        arrays.update({f"optim/{k}": np.asarray(v)
-                       for k, v in self.optimizer.state_dict().items()})
-        arrays.update(state_arrays(self.state))
-        return arrays
-
     def save(self, *, best: bool = False) -> Path:
         if not all(np.isfinite(v).all() for v in self.model.params.values()):
             # Never replace latest.npz by NaN/Inf parameters.
@@ -194,8 +139,11 @@ class Trainer:
                 f"{self.good_checkpoint or 'none'}")
         # One write: latest.npz (and best.npz) are hard links to the step file, swapped in
         # atomically, so a kill at any moment leaves the previous latest intact.
-        path = save_rolling(self.ckpt_dir, self.step, self.checkpoint_arrays(),
-                            self.checkpoint_meta(), best=best)
+        meta = run_meta(self.rc, vocab=self.vocab, corpus_kind=self.corpus.kind, step=self.step,
+                        smooth_loss=self.smooth_loss, best_val_loss=self.best_val,
+                        task=self.task.meta(self.corpus))
+        arrays = pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
+        path = save_rolling(self.ckpt_dir, self.step, arrays, meta, best=best)
         self.last_checkpoint = self.ckpt_dir / "latest.npz"
         self._unverified = path
         if best:
@@ -203,25 +151,18 @@ class Trainer:
         return path
 
     def restore(self, path: Path) -> None:
-        from framework.training.resume import check_resume_compatible
-
-        arrays, meta = load_checkpoint(path)
-        check_resume_compatible(meta, self.rc, self.vocab)
-        params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}
-        for name, value in self.model.params.items():
-            saved = params.get(name)
-            if saved is None or saved.shape != value.shape or saved.dtype != value.dtype:
-                raise CheckpointError(f"checkpoint {path} has no parameter '{name}' of shape "
-                                      f"{value.shape} {value.dtype}; it is from another model")
-            value[...] = saved
-        self.optimizer.load_state_dict(
-            {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
-        self.state = state_from_arrays(arrays, self.state)
-        self.step = int(meta["step"])
-        self.smooth_loss = float(meta["smooth_loss"])
+        """Continue from ``path``: refused (one line) unless the config can continue it."""
+        saved = read_for_resume(path, config=self.rc.raw, vocab=self.vocab,
+                                params=self.model.params, steps=self.rc.train.steps)
+        for name, value in saved.params.items():
+            self.model.params[name][...] = value  # in place: the arrays keep their identity
+        self.optimizer.load_state_dict(saved.optimizer_state)
+        self.state = saved.carried_state
+        self.step = saved.meta.step
+        self.smooth_loss = saved.meta.smooth_loss
         self._unverified = Path(path)
-        if meta.get("best_val_loss") is not None:
-            self.best_val = float(meta["best_val_loss"])
+        if saved.meta.best_val_loss is not None:
+            self.best_val = saved.meta.best_val_loss
 
     # -- evaluation and sampling ----------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
