@@ -78,6 +78,8 @@ class CharRNNTextModel(PythonModel):
         from framework.registry import SAMPLERS
 
         self.model, self.vocab, meta = load_model(resolve_checkpoint(checkpoint_path))
+        self.meta = meta
+        self.task = meta.model.task
         self.window = meta.window
         self.default_length = int(meta.sample_length or DEFAULT_LENGTH)
         sampler_cfg = dict(meta.sampler or {"name": "categorical"})
@@ -93,7 +95,13 @@ class CharRNNTextModel(PythonModel):
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.generate_rows(_as_frame(model_input))
+            frame = _as_frame(model_input, "history" if self.task == "forecast" else
+                              "text" if self.task == "classify" else "prompt")
+            if self.task == "classify":
+                return self.classify_rows(frame)
+            if self.task == "forecast":
+                return self.forecast_rows(frame)
+            return self.generate_rows(frame)
         except RnnlabError as exc:
             # A bad request (unknown prompt characters, bad numbers) is a 400, not a crash.
             raise MlflowException.invalid_parameter_value(str(exc)) from None
@@ -120,25 +128,68 @@ class CharRNNTextModel(PythonModel):
         return texts
 
 
-def _as_frame(model_input: Any) -> pd.DataFrame:
+    def classify_rows(self, frame: pd.DataFrame) -> list[str]:
+        """``"class p, class p, ..."`` (the top ``task.top_k`` classes) for each ``text``."""
+        from framework.tasks.classify import predict_top_k
+
+        if "text" not in frame.columns:
+            raise RnnlabError("a classifier's input needs a 'text' column")
+        texts = ["" if _missing(t) else str(t) for t in frame["text"]]
+        if len(texts) > MAX_SAMPLES * 100 or any(len(t) > MAX_LENGTH for t in texts):
+            raise RnnlabError(f"at most {MAX_SAMPLES * 100} texts of at most {MAX_LENGTH} "
+                              f"characters per request")
+        top_k = int(self.meta.model.task_meta["options"].get("top_k", 3))
+        rows = predict_top_k(self.model, self.meta.model.task_meta, texts, top_k,
+                             vocab=self.vocab)
+        return [", ".join(f"{name} {p:.4f}" for name, p in top) for top in rows]
+
+    def forecast_rows(self, frame: pd.DataFrame) -> list[str]:
+        """The next ``task.horizon`` values (space-separated) after each row's ``history``."""
+        from framework.cli.predict import forecast_values
+
+        if "history" not in frame.columns:
+            raise RnnlabError("a forecaster's input needs a 'history' column (past values)")
+        out = []
+        for history in frame["history"]:
+            if isinstance(history, str):
+                history = [v for v in history.replace(",", " ").split() if v]
+            if history is None or len(history) > MAX_LENGTH:
+                raise RnnlabError(f"history must list at most {MAX_LENGTH} past values")
+            try:
+                nxt = forecast_values(self.model, self.meta, list(history))
+            except RnnlabError:
+                raise
+            out.append(" ".join(f"{v:.6g}" for v in nxt[:, 0]))
+        return out
+
+
+def _as_frame(model_input: Any, column: str = "prompt") -> pd.DataFrame:
     if isinstance(model_input, pd.DataFrame):
         return model_input
     if isinstance(model_input, str):
-        return pd.DataFrame({"prompt": [model_input]})
+        return pd.DataFrame({column: [model_input]})
     if isinstance(model_input, dict):
         return pd.DataFrame([model_input])
     if isinstance(model_input, (list, tuple)):
         if all(isinstance(x, str) for x in model_input):
-            return pd.DataFrame({"prompt": list(model_input)})
+            return pd.DataFrame({column: list(model_input)})
         return pd.DataFrame(list(model_input))
-    raise RnnlabError(f"model input must be a DataFrame with a 'prompt' column, got "
+    raise RnnlabError(f"model input must be a DataFrame with a '{column}' column, got "
                       f"{type(model_input).__name__}")
 
 
-def signature() -> Any:
-    """Input columns (all but ``prompt`` optional) and a string output."""
+def signature(task: str = "lm") -> Any:
+    """Input columns (for the language model all but ``prompt`` optional; a classifier's
+    ``text``; a forecaster's ``history``) and a string output."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    if task == "classify":
+        return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+                              outputs=Schema([ColSpec("string")]))
+    if task == "forecast":
+        return ModelSignature(inputs=Schema([ColSpec(AnyType(), "history")]),
+                              outputs=Schema([ColSpec("string")]))
 
     # Numbers are typed "any" (checked in predict): MLflow refuses int64 for a "double" column,
     # and a "long" column turns float64 as soon as one record omits it (NaN).
@@ -188,7 +239,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
             python_model=str(MODEL_CODE),
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
             code_paths=_stage_code(Path(staging)),
-            signature=signature(),
+            signature=signature(meta.model.task),
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
             metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step},
         )
