@@ -25,6 +25,7 @@ from framework.overrides import (
     run_hydra,
     store_plugin_configs,
 )
+from framework.ray_support import precheck_launcher
 
 
 def _progress(rc: RunConfig, initial: int) -> Any:
@@ -197,6 +198,7 @@ def hydra_main(cfg: DictConfig) -> float:
 def main() -> None:
     try:
         precheck_overrides(sys.argv[1:])
+        precheck_launcher(sys.argv[1:])
         store_plugin_configs()
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
     except RnnlabError as exc:
