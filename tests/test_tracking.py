@@ -208,3 +208,56 @@ def test_parallel_jobs_on_fresh_sqlite_store(tmp_path):
     assert sorted(r.data.params["job"] for r in runs) == ["0", "1", "2"]
     assert client.search_runs(["0"]) == []
     assert not (tmp_path / "mlruns").exists()
+
+
+def _model_files(model_dir: Path) -> dict[str, str]:
+    """Relative path -> content of the text files of a saved model (binary files: their size)."""
+    out = {}
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(model_dir))
+        try:
+            out[rel] = path.read_text()
+        except UnicodeDecodeError:
+            out[rel] = f"<{path.stat().st_size} bytes>"
+    return out
+
+
+def test_model_saved_without_the_requirements_rescan_is_the_same_model(tmp_path, monkeypatch):
+    """Skipping MLflow's scan of installed packages (the slowest part of saving the model) drops
+    nothing: same files, same pins (the installed versions), same MLmodel; the check is restored.
+    """
+    import contextlib
+    from importlib.metadata import version
+
+    import mlflow.utils.environment as environment
+
+    from framework import pyfunc
+    from tests.test_pyfunc import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "latest.npz")
+    calls = []
+    real_check = environment.warn_dependency_requirement_mismatches
+
+    def spy(requirements):
+        calls.append(list(requirements))
+        return real_check(requirements)
+
+    monkeypatch.setattr(environment, "warn_dependency_requirement_mismatches", spy)
+    fast = _model_files(pyfunc.save_pyfunc_model(tmp_path / "fast", ckpt))
+    assert calls == [] and environment.warn_dependency_requirement_mismatches is spy
+    monkeypatch.setattr(pyfunc, "_pins_not_rechecked", contextlib.nullcontext)
+    checked = _model_files(pyfunc.save_pyfunc_model(tmp_path / "checked", ckpt))
+    assert len(calls) == 1  # MLflow's own path, for comparison
+
+    def stable(files):  # MLmodel holds the save time and a fresh model uuid
+        return {k: "\n".join(line for line in v.splitlines()
+                             if not line.startswith(("utc_time_created:", "model_uuid:")))
+                for k, v in files.items()}
+
+    assert stable(fast) == stable(checked)
+    pins = set(fast["requirements.txt"].split())
+    assert {f"{n}=={version(n)}" for n in ("mlflow", "numpy", "pandas", "omegaconf")} <= pins
+    assert {"MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt",
+            "artifacts/latest.npz", "code/framework/pyfunc_model.py"} <= set(fast)
+    assert any(k.startswith("code/cells/") for k in fast)
+    assert "signature:" in fast["MLmodel"] and "rnnlab_cell: gru" in fast["MLmodel"]

@@ -198,8 +198,10 @@ def hydra_main(cfg: DictConfig) -> float:
 def main() -> None:
     def body() -> None:
         from framework.tracking.optuna_sweeper import register_plugin
+        from framework.tracking.ray_launcher import precheck_launcher
 
         precheck_overrides(sys.argv[1:])
+        precheck_launcher(sys.argv[1:])
         store_plugin_configs()
         register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
