@@ -9,12 +9,11 @@ repeat starts cold), on the default job (LSTM 128, dinos) and a sqlite store in 
   tracking on, interleaved, median wall and CPU time of each; the overhead is their difference.
   The store is created by a first tracked job (timed on its own row): a sweep's parent does that
   once for all its jobs.
-* **phases**: two jobs run one after another in one fresh process
-  (``framework.cli.train.run``), with ``import mlflow``, every tracker method and the steps of
-  model logging timed (time goes to the innermost timed call, so the rows add up to the tracking
-  total), and the same two jobs with tracking off. The first job pays the imports; the next one is what a sweep's reused worker
-  process pays (basic launcher, joblib, Ray). The loss-curve figure is drawn with tracking off
-  too.
+* **phases**: two jobs run one after another in one fresh process (``framework.cli.train.run``),
+  with ``import mlflow``, every tracker method and the steps of model logging timed (time goes to
+  the innermost timed call, so the rows add up to the tracking total), and the same two jobs with
+  tracking off. The first job pays the imports; the next one is what a sweep's reused worker
+  process pays (basic launcher, joblib, Ray). The loss-curve figure is drawn with tracking off too.
 
 Wall times depend on the machine's load (the table says how many cores were busy); CPU time
 (process time, all threads) much less.
@@ -35,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from framework.plugins import ROOT
+from framework import ROOT
 
 # The tracker's methods as a job calls them; each becomes a row of the phase table.
 TRACKER_METHODS = ("check_reachable", "start", "log_metrics", "flush", "set_tags", "log_text",
