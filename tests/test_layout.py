@@ -50,7 +50,7 @@ def test_every_module_says_what_it_does_in_one_line():
 
 
 def test_the_readme_layout_is_the_package():
-    assert readme_tree() == tree(), "README.md's layout is stale; paste `python tests/test_layout.py`"
+    assert readme_tree() == tree(), "README.md's layout is stale: paste python tests/test_layout.py"
 
 
 if __name__ == "__main__":
