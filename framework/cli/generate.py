@@ -68,10 +68,8 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, dict[str, Any]]:
 def run(cfg: Any) -> tuple[list[str], Any]:
     """``(texts, vocab)`` for a composed ``generate`` config."""
     from framework.nn.sampling import generate
-    from framework.plugins import load_plugins
     from framework.registry import SAMPLERS
 
-    load_plugins()
     sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
         cfg.sampler, DictConfig) else dict(cfg.sampler)
     sampler = SAMPLERS.build(sampler_node)
@@ -109,16 +107,6 @@ def hydra_main(cfg: DictConfig) -> None:
     sys.stdout.flush()
 
 
-def generate_keys() -> list[str]:
-    """The keys of conf/generate.yaml and of every sampler, for did-you-mean hints."""
-    from framework.cli.overrides import CONF, known_keys
-
-    top = OmegaConf.load(CONF / "generate.yaml")
-    keys = [k for k in top if k not in ("defaults", "hydra")]
-    keys += [f"mlflow.{k}" for k in top.get("mlflow", {})]
-    return keys + [k for k in known_keys() if k.startswith("sampler")]
-
-
 def main() -> None:
     from framework.cli.overrides import (
         precheck_overrides,
@@ -130,7 +118,7 @@ def main() -> None:
     try:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
-        run_hydra(hydra_main, generate_keys)  # Hydra's own override errors become one line
+        run_hydra(hydra_main)  # Hydra's own override errors become one line
     except RnnlabError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)

@@ -98,10 +98,6 @@ class CharRNN:
         if isinstance(cell, Cell):
             self.cell = cell
         else:
-            if cell not in CELLS:
-                from framework.plugins import load_plugins
-
-                load_plugins()
             node = {"name": cell, "hidden_size": self.hidden_size, "init": init}
             node.update(cell_options or {})
             self.cell = CELLS.build(node)

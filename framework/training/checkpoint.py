@@ -403,12 +403,10 @@ def build_model_from_checkpoint(arrays: Mapping[str, np.ndarray],
     """
     from framework.data.vocab import Vocab
     from framework.nn.stack import CharRNN
-    from framework.plugins import load_plugins
 
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise CheckpointError(f"checkpoint metadata lacks {', '.join(missing)}; cannot rebuild")
-    load_plugins()
     try:
         vocab = Vocab.from_json(meta["vocab"])
     except RnnlabError as exc:

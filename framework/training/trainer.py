@@ -20,12 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from framework.data.feeds import make_feed
 from framework.errors import CheckpointError, DivergenceError
 from framework.nn.sampling import generate
-from framework.nn.schedules import lr_factor
 from framework.nn.stack import CharRNN
-from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
+from framework.registry import CELLS, CLIPS, DATASETS, FEEDS, OPTIMIZERS, SAMPLERS, SCHEDULES
 from framework.training.checkpoint import load_checkpoint, save_rolling
 from framework.training.config import RunConfig
 from framework.training.runtime import blas_threads
@@ -110,18 +108,9 @@ class SignalGuard:
 
 
 def build_model(rc: RunConfig, vocab_size: int) -> CharRNN:
-    cell_options = rc.options("cell")
-    hidden_size = cell_options.pop("hidden_size")
-    init = cell_options.pop("init")
-    return CharRNN(cell=rc.cell.name, vocab_size=vocab_size, hidden_size=hidden_size,
-                   num_layers=rc.model.num_layers, dropout=rc.model.dropout, init=init,
-                   dtype=rc.dtype, cell_options=cell_options)
-
-
-def feed_kind(rc: RunConfig, corpus_kind: str) -> str:
-    if rc.train.feed != "auto":
-        return rc.train.feed
-    return "names" if corpus_kind == "lines" else "stream"
+    return CharRNN(cell=CELLS.build(rc.cell), vocab_size=vocab_size,
+                   hidden_size=rc.cell.hidden_size, num_layers=rc.model.num_layers,
+                   dropout=rc.model.dropout, init=rc.cell.init, dtype=rc.dtype)
 
 
 def init_rng(rc: RunConfig, init: str) -> Any:
@@ -163,16 +152,14 @@ class Trainer:
         self.vocab = self.corpus.vocab
         self.model = build_model(rc, self.vocab.size)
         self.model.init_params(init_rng(rc, rc.cell.init))
-        self.feed_kind = feed_kind(rc, self.corpus.kind)
-        self.feed = make_feed(self.feed_kind, self.corpus, batch_size=rc.train.batch_size,
-                              seq_len=rc.train.seq_len, seed=rc.seed,
-                              shuffle_seed=rc.train.shuffle_seed, stride=rc.train.stride,
-                              window_targets=rc.train.window_targets)
+        self.feed = FEEDS.build(rc.feed, corpus=self.corpus, batch_size=rc.train.batch_size,
+                                seq_len=rc.train.seq_len, seed=rc.seed)
+        self.schedule = SCHEDULES.build(rc.lr_schedule)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)
         self.sampler = SAMPLERS.build(rc.sampler)
         self.step = 0
-        self.state = self.model.zero_state(self._batch_width())
+        self.state = self.model.zero_state(self.feed.batch_size)
         tokens = rc.train.smooth_init_tokens
         if tokens is None:
             tokens = 1 if rc.train.loss == "mean" else rc.train.seq_len
@@ -186,9 +173,6 @@ class Trainer:
         # passed the divergence check; until then it is "unverified".
         self.good_checkpoint: Path | None = None
         self._unverified: Path | None = None
-
-    def _batch_width(self) -> int:
-        return 1 if self.feed_kind == "example" else self.rc.train.batch_size
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
@@ -318,8 +302,7 @@ class Trainer:
                 f"{self.good_checkpoint or 'none (none was saved before this step)'}")
         if self._unverified is not None:  # its parameters just gave a sane loss
             self.good_checkpoint, self._unverified = self._unverified, None
-        self.optimizer.lr = rc.optimizer.lr * lr_factor(
-            step, rc.train.steps, rc.train.lr_schedule, rc.train.lr_final, rc.train.warmup_steps)
+        self.optimizer.lr = rc.optimizer.lr * self.schedule(step, rc.train.steps)
         self.optimizer.step(model.params, grads)
         self.state = state
         current = per_char if mean else loss_sum
