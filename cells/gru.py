@@ -15,15 +15,14 @@ each gate a contiguous block, see framework/nn/cell.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from framework.nn.cell import (
     Cell,
+    CellConfig,
     backward_chunks,
-    check_cell_config,
     course_normal,
     fused,
     gate_major,
@@ -112,25 +111,14 @@ def gru_backward_step(
 
 
 # --------------------------------------------------------------------------- fast plugin
-@dataclass
-class GRUConfig:
-    name: str = "gru"
-    hidden_size: int = 128
-    init: str = "xavier"
-
-    def __post_init__(self) -> None:
-        check_cell_config(self.hidden_size, self.init)
-
-
-@CELLS.register("gru", schema=GRUConfig)
+@CELLS.register("gru", schema=CellConfig)
 class GRUCell(Cell):
     """char-rnn GRU; three gate blocks [r, z, n], state (h,)."""
 
-    name = "gru"
     gates = 3
     state_size = 1
 
-    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+    def course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
         # No course GRU exists; use the course's LSTM convention: per gate (in r, z, n order)
         # one randn(n_a, n_a + n_x) * 0.01 matrix over concat = [a_prev; xt].
         H = self.hidden_size
@@ -224,7 +212,6 @@ class GRUCell(Cell):
 __all__ = [
     "GATE_ORDER",
     "GRUCell",
-    "GRUConfig",
     "gru_backward_factors",
     "gru_backward_step",
     "gru_gates_forward",

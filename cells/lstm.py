@@ -25,8 +25,8 @@ import numpy as np
 
 from framework.nn.cell import (
     Cell,
+    CellConfig,
     backward_chunks,
-    check_cell_config,
     course_normal,
     course_softmax,
     fused,
@@ -131,14 +131,11 @@ def lstm_backward_step(
 
 # --------------------------------------------------------------------------- fast plugin
 @dataclass
-class LSTMConfig:
-    name: str = "lstm"
-    hidden_size: int = 128
-    init: str = "xavier"
-    forget_bias: float = 1.0
+class LSTMConfig(CellConfig):
+    forget_bias: float = 1.0  # initial forget-gate bias (both init schemes)
 
     def __post_init__(self) -> None:
-        check_cell_config(self.hidden_size, self.init)
+        super().__post_init__()
         if not math.isfinite(self.forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias}")
 
@@ -147,17 +144,10 @@ class LSTMConfig:
 class LSTMCell(Cell):
     """LSTM; four gate blocks [o, f, i, g], state (h, c)."""
 
-    name = "lstm"
     gates = 4
     state_size = 2
 
-    def __init__(
-        self, hidden_size: int, init: str = "xavier", forget_bias: float = 1.0, **options: Any
-    ) -> None:
-        super().__init__(hidden_size, init, **options)
-        self.forget_bias = float(forget_bias)
-
-    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+    def course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
         # Course draw order f, i, o, c of (n_a, n_a + n_x) matrices over concat = [a_prev; xt].
         H = self.hidden_size
         W_x = np.empty((input_size, 4 * H))
@@ -173,7 +163,7 @@ class LSTMCell(Cell):
         # forget_bias (both init schemes) keeps the cell state flowing early in training.
         b = np.zeros(4 * self.hidden_size)
         k = GATE_ORDER.index("f")
-        b[k * self.hidden_size : (k + 1) * self.hidden_size] = self.forget_bias
+        b[k * self.hidden_size : (k + 1) * self.hidden_size] = self.cfg.forget_bias
         return b
 
     def forward(

@@ -8,12 +8,11 @@ parameters ``Wax, Waa, Wya, ba, by``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from framework.nn.cell import Cell, check_cell_config, course_normal, course_softmax
+from framework.nn.cell import Cell, CellConfig, course_normal, course_softmax
 from framework.registry import CELLS
 
 
@@ -37,25 +36,14 @@ def rnn_backward_step(
 
 
 # --------------------------------------------------------------------------- fast plugin
-@dataclass
-class RNNConfig:
-    name: str = "rnn"
-    hidden_size: int = 128
-    init: str = "xavier"
-
-    def __post_init__(self) -> None:
-        check_cell_config(self.hidden_size, self.init)
-
-
-@CELLS.register("rnn", schema=RNNConfig)
+@CELLS.register("rnn", schema=CellConfig)
 class RNNCell(Cell):
     """tanh RNN; one gate block, state (h,)."""
 
-    name = "rnn"
     gates = 1
     state_size = 1
 
-    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+    def course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
         # The course draws Wax (n_a, n_x) then Waa (n_a, n_a); the fast layout is transposed.
         Wax = course_normal(rng, (self.hidden_size, input_size))
         Waa = course_normal(rng, (self.hidden_size, self.hidden_size))
@@ -192,7 +180,6 @@ def rnn_backward(da: np.ndarray, caches: tuple) -> dict[str, np.ndarray]:
 
 __all__ = [
     "RNNCell",
-    "RNNConfig",
     "rnn_backward",
     "rnn_cell_backward",
     "rnn_cell_forward",

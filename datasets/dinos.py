@@ -13,7 +13,6 @@ from framework.registry import DATASETS
 
 @dataclass
 class DinosConfig:
-    name: str = "dinos"
     path: str | None = None  # your own copy (not checksummed); null: data dir, cache, download
     val_fraction: float = 0.1  # 0 = train on all names in file order, as the course does
     split_seed: int = 0  # seed of the held-out subset, fixed independently of the run seed
@@ -25,7 +24,6 @@ class DinosConfig:
 
 @DATASETS.register("dinos", schema=DinosConfig)
 class Dinos(TextDataset):
-    schema = DinosConfig
     kind = "lines"
     # Kulbear/deep-learning-coursera, head of PR #51 (see shared/data/PROVENANCE.md).
     source = Source(

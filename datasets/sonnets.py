@@ -13,7 +13,6 @@ from framework.registry import DATASETS
 
 @dataclass
 class SonnetsConfig:
-    name: str = "sonnets"
     path: str | None = None  # your own copy (not checksummed); null: data dir, cache, download
     val_fraction: float = 0.1  # the last 10% of the text; 0 = the course's 31412 windows
     lower: bool = True
@@ -24,7 +23,6 @@ class SonnetsConfig:
 
 @DATASETS.register("sonnets", schema=SonnetsConfig)
 class Sonnets(TextDataset):
-    schema = SonnetsConfig
     kind = "stream"
     # The course ships it as shakespeare.txt; Kulbear/deep-learning-coursera, head of PR #51.
     source = Source(

@@ -10,7 +10,6 @@ from framework.registry import DATASETS
 
 @dataclass
 class TextFileConfig:
-    name: str = "textfile"
     path: str | None = None  # required (checked when the dataset is built): the file
     val_fraction: float = 0.1  # lines: a fixed-seed subset of lines; stream: the last part
     mode: str = "stream"  # lines | stream
@@ -25,5 +24,4 @@ class TextFileConfig:
 
 @DATASETS.register("textfile", schema=TextFileConfig)
 class TextFile(TextDataset):
-    schema = TextFileConfig
     source = None  # no default file: the user's file is used as is, without a checksum

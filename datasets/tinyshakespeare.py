@@ -13,7 +13,6 @@ from framework.registry import DATASETS
 
 @dataclass
 class TinyShakespeareConfig:
-    name: str = "tinyshakespeare"
     path: str | None = None  # your own copy (not checksummed); null: data dir, cache, download
     val_fraction: float = 0.05  # the last 5% of the text (char-rnn's default val_frac)
     lower: bool = False
@@ -24,7 +23,6 @@ class TinyShakespeareConfig:
 
 @DATASETS.register("tinyshakespeare", schema=TinyShakespeareConfig)
 class TinyShakespeare(TextDataset):
-    schema = TinyShakespeareConfig
     kind = "stream"
     source = Source(
         "tinyshakespeare.txt",

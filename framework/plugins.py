@@ -1,21 +1,29 @@
-"""Plugin discovery: fills the registries from three places.
+"""Plugin discovery: fills every registry, once, the first time any registry is read.
 
-1. The framework's own modules (clipping, samplers, optimizers).
-2. The plugin folders ``cells/`` and ``datasets/`` next to ``framework/``: every ``*.py`` file there
-   (not starting with ``_``) is loaded by path, so dropping a file in registers it.  They are loaded
-   under the private names ``rnnlab_plugins.cells.<file>`` / ``rnnlab_plugins.datasets.<file>``,
-   never as a top-level ``datasets`` package, so Hugging Face's ``datasets`` is neither shadowed by
-   rnnlab nor able to hide rnnlab's plugins.
-3. Installed packages that declare entry points in the groups ``rnnlab.cells``, ``rnnlab.datasets``,
-   ``rnnlab.clip``, ``rnnlab.samplers`` and ``rnnlab.optimizers``.  Loading the entry point may
-   register by decorator; if it does not, the loaded object is registered under the entry point's
-   name (with its ``schema`` attribute as config schema, if any).
+Plugins come from three places:
+
+1. The framework's built-in modules (clipping, samplers, optimizers, lr schedules, feeds).
+2. Plugin folders: ``cells/`` and ``datasets/`` next to ``framework/``, then every folder named in
+   ``RNNLAB_PLUGIN_PATH`` (separated by ``os.pathsep``). Every ``*.py`` file there not starting
+   with ``_`` is loaded by path, and may register into any registry. Files are loaded under
+   private module names (``rnnlab_plugins.cells.rnn``; ``rnnlab_plugins.<folder>_<hash>.<file>``
+   for the path's folders), never as top-level modules, so a plugin file neither shadows nor is
+   shadowed by an installed package (Hugging Face's ``datasets``, or a file named like one).
+3. Installed packages with entry points in a registry's group (``rnnlab.cells``,
+   ``rnnlab.datasets``, ``rnnlab.clip``, ``rnnlab.samplers``, ``rnnlab.optimizers``,
+   ``rnnlab.feeds``, ``rnnlab.lr_schedules``, ``rnnlab.tasks``). Loading one may register by
+   decorator; if it does not, the loaded object is registered under the entry point's name.
+
+Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
+folders and files added since (tests, notebooks).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 import types
 from importlib.metadata import entry_points
@@ -23,34 +31,49 @@ from pathlib import Path
 
 from framework import ROOT
 from framework.errors import PluginError
-from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, TASKS, Registry
+from framework.registry import ALL
 
-PLUGIN_FOLDERS: dict[str, Registry] = {"cells": CELLS, "datasets": DATASETS}
+PATH_ENV = "RNNLAB_PLUGIN_PATH"
 BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
-                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
-ENTRY_POINT_GROUPS: dict[str, Registry] = {
-    "rnnlab.cells": CELLS,
-    "rnnlab.datasets": DATASETS,
-    "rnnlab.clip": CLIPS,
-    "rnnlab.samplers": SAMPLERS,
-    "rnnlab.optimizers": OPTIMIZERS,
-    "rnnlab.tasks": TASKS,
-}
+                   "framework.nn.schedules", "framework.data.feeds", "framework.tasks.lm",
+                   "framework.tasks.classify", "framework.tasks.forecast")
+FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
-_loaded = False
+_state = {"loaded": False, "loading": False}
 
 
-def load_plugins(root: Path | None = None) -> None:
-    """Import every plugin once per process (later calls are free)."""
-    global _loaded
-    if _loaded and root is None:
-        return
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    for folder in PLUGIN_FOLDERS:
-        load_folder((root or ROOT) / folder)
-    load_entry_points()
-    _loaded = True
+def ensure_loaded() -> None:
+    """Run discovery unless it ran already (or is running: plugin files read registries too)."""
+    if not (_state["loaded"] or _state["loading"]):
+        load_plugins()
+
+
+def load_plugins() -> None:
+    """Import every built-in module, plugin folder file and entry point not imported yet."""
+    _state["loading"] = True
+    try:
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+        for folder in plugin_folders():
+            load_folder(folder)
+        load_entry_points()
+        _state["loaded"] = True
+    finally:
+        _state["loading"] = False
+
+
+def plugin_folders() -> list[Path]:
+    """``cells/``, ``datasets/``, then the folders of ``RNNLAB_PLUGIN_PATH`` in order."""
+    folders = [ROOT / name for name in FOLDERS]
+    for part in os.environ.get(PATH_ENV, "").split(os.pathsep):
+        if not part.strip():
+            continue
+        folder = Path(part).expanduser()
+        if not folder.is_dir():
+            raise PluginError(f"{PATH_ENV} names {part!r}, which is not a directory; "
+                              f"fix or unset {PATH_ENV}")
+        folders.append(folder)
+    return folders
 
 
 def _namespace(name: str) -> None:
@@ -61,13 +84,24 @@ def _namespace(name: str) -> None:
         sys.modules[name] = module
 
 
+def package_name(folder: Path) -> str:
+    """The private package a folder's files are loaded into."""
+    folder = folder.resolve()
+    if folder.parent == ROOT.resolve() and folder.name in FOLDERS:
+        return f"{_PACKAGE}.{folder.name}"
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() else "_" for c in folder.name) or "folder"
+    return f"{_PACKAGE}.{safe}_{digest}"  # two folders of the same name never collide
+
+
 def load_folder(folder: Path) -> list[str]:
-    """Load every ``*.py`` plugin file of ``folder``; returns the module names loaded."""
-    loaded = []
+    """Load every ``*.py`` plugin file of ``folder``; returns the module names loaded now."""
+    loaded: list[str] = []
+    folder = Path(folder)
     if not folder.is_dir():
         return loaded
+    package = package_name(folder)
     _namespace(_PACKAGE)
-    package = f"{_PACKAGE}.{folder.name}"
     _namespace(package)
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
@@ -88,24 +122,25 @@ def load_folder(folder: Path) -> list[str]:
         except Exception as exc:
             del sys.modules[module_name]
             raise PluginError(
-                f"plugin file {folder.name}/{path.name} failed to import: "
-                f"{type(exc).__name__}: {exc}"
+                f"plugin file {path} failed to import: {type(exc).__name__}: {exc}"
             ) from exc
         loaded.append(module_name)
     return loaded
 
 
 def load_entry_points() -> None:
-    for group, registry in ENTRY_POINT_GROUPS.items():
-        for ep in entry_points(group=group):
-            if ep.name in registry:
+    for registry in ALL.values():
+        if not registry.entry_points:
+            continue
+        for ep in entry_points(group=registry.entry_points):
+            if ep.name in registry._entries:
                 continue
             try:
                 obj = ep.load()
             except Exception as exc:
                 raise PluginError(
-                    f"entry point '{ep.name}' ({ep.value}) in group {group} failed to load: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"entry point '{ep.name}' ({ep.value}) in group {registry.entry_points} "
+                    f"failed to load: {type(exc).__name__}: {exc}"
                 ) from exc
-            if ep.name not in registry and not isinstance(obj, types.ModuleType):
-                registry.add(ep.name, obj, schema=getattr(obj, "schema", None))
+            if ep.name not in registry._entries and not isinstance(obj, types.ModuleType):
+                registry.add(ep.name, obj)

@@ -3,6 +3,7 @@ finite-difference reference of the gradient checks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -111,3 +112,39 @@ def model_checkpoint(*, cell: str = "gru", hidden_size: int = 4, num_layers: int
                   smooth_loss=1.5, config={"seed": 1, "train": {"batch_size": batch_size}})
     fields.update(meta_fields)
     return pack_arrays(params, optim, carried), build_meta(**fields)
+def builtin_names(registry) -> list[str]:
+    """The names of a registry's plugins that ship with rnnlab (framework/, cells/, datasets/),
+    for tests of built-in behaviour; a plugin from RNNLAB_PLUGIN_PATH or a package is not one."""
+    shipped = ("framework.", "cells.", "rnnlab_plugins.cells.", "rnnlab_plugins.datasets.")
+    return [name for name in registry.names() if registry.entry(name).origin.startswith(shipped)]
+
+
+@contextlib.contextmanager
+def isolated_registries():
+    """Undo every registration made inside the block (a test's plugins must not leak into the
+    registries other tests read)."""
+    from framework.registry import ALL
+
+    saved = {kind: dict(registry._read()) for kind, registry in ALL.items()}
+    try:
+        yield
+    finally:
+        for kind, registry in ALL.items():
+            registry._entries.clear()
+            registry._entries.update(saved[kind])
+
+
+def data_file_reason(dataset) -> str | None:
+    """Why a dataset plugin's default file cannot be used without downloading (None: it can)."""
+    from framework.data.files import DATA_DIR_ENV, cache_dir
+
+    source = dataset.source
+    if source is None:
+        return None
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    if data_dir and (Path(data_dir) / source.filename).is_file():
+        return None
+    if (cache_dir() / source.filename).is_file():
+        return None
+    return (f"{source.filename} is in neither {DATA_DIR_ENV}={data_dir or '(unset)'} nor the "
+            f"download cache (tests do not download)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from framework.registry import CELLS, FEEDS, REGISTRIES, SCHEDULES
 from framework.training.checkpoint import load_checkpoint
 from tests.helpers import QUICK, cli
 
@@ -84,7 +85,8 @@ def test_generate_from_run_id(main_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["cell=lstmm"], "unknown cell 'lstmm'; did you mean 'lstm'? available: gru, lstm, rnn"),
+    (["cell=lstmm"], "unknown cell 'lstmm'; did you mean 'lstm'? available: "
+                     + ", ".join(CELLS.names())),
     (["dataset=dino"], "unknown dataset 'dino'; did you mean 'dinos'?"),
     (["clip=nrom"], "unknown clip 'nrom'; did you mean 'norm'?"),
     (["sampler=topk"], "unknown sampler 'topk'; did you mean 'top_k'?"),
@@ -113,9 +115,10 @@ def test_help_lists_groups_options_and_experiments(tmp_path):
     proc = cli("framework", ["--help"], tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    for group, options in {"cell": "gru, lstm, rnn", "optimizer": "adagrad, adam, momentum",
-                           "clip": "none, norm, value"}.items():
-        assert f"{group}: {options}" in text, text
+    for group, registry in REGISTRIES.items():  # the registries' names, nothing else
+        assert f"{group}: {', '.join(registry.names())}\n" in text, text
+    assert f"train.feed: {', '.join(FEEDS.names())}\n" in text
+    assert f"train.lr_schedule: {', '.join(SCHEDULES.names())}\n" in text
     assert "experiment:" in text and "dinosaurus_island" in text
 
 

@@ -138,7 +138,7 @@ def test_rnn_course_matches_fast_path(n_x: int, n_a: int, m: int, T: int) -> Non
     a, _, caches = rnn_forward(x, a0, p)
     g = rnn_backward(da, caches)
 
-    cell = RNNCell(n_a)
+    cell = RNNCell(hidden_size=n_a)
     fast = {"W_x": np.ascontiguousarray(p["Wax"].T), "W_h": np.ascontiguousarray(p["Waa"].T),
             "b": p["ba"].ravel().copy()}
     hs, (hT,), cache = cell.forward(fast, x.transpose(2, 1, 0), (a0.T,), layer_input_is_ids=False)
@@ -161,7 +161,7 @@ def test_lstm_course_matches_fast_path(n_x: int, n_a: int, m: int, T: int) -> No
     a, _, c, caches = lstm_forward(x, a0, p)
     g = lstm_backward(da, caches)
 
-    cell = LSTMCell(n_a)
+    cell = LSTMCell(hidden_size=n_a)
     fast = lstm_to_fast(p, n_a)
     state0 = (np.ascontiguousarray(a0.T), np.zeros((m, n_a)))
     hs, (hT, cT), cache = cell.forward(fast, x.transpose(2, 1, 0), state0,

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from framework.data.corpus import lines_corpus, stream_corpus
-from framework.data.feeds import Batch, make_feed
-from framework.errors import ConfigError
+from framework.data.feeds import Batch
+from framework.errors import ConfigError, PluginError
 from framework.plugins import load_folder
+from framework.registry import FEEDS
 from tests.conftest import load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +27,12 @@ def dinos_split():
 @pytest.fixture(scope="module")
 def sonnets():
     return load("sonnets", val_fraction=0.0)
+
+
+def make_feed(name, corpus, *, batch_size, seq_len, seed, **options):
+    """The feed ``train.feed=name`` builds, with ``options`` as its train.* options."""
+    return FEEDS.build({"name": name, **options}, corpus=corpus, batch_size=batch_size,
+                       seq_len=seq_len, seed=seed)
 
 
 def same(a: Batch, b: Batch) -> bool:
@@ -210,12 +217,19 @@ def test_impossible_combinations(dinos, sonnets):
         (("windows", tiny), {"batch_size": 4, "seq_len": 2}, "larger than the 3 windows"),
         (("stream", sonnets), {"seq_len": 0}, "seq_len must be a positive"),
         (("stream", sonnets), {"batch_size": 0}, "batch_size must be a positive"),
-        (("windows", sonnets), {"stride": 0}, "stride must be a positive"),
+        (("windows", sonnets), {"stride": 0}, "train.stride must be >= 1"),
         (("windows", sonnets), {"window_targets": "first"}, "window_targets"),
-        (("bptt", sonnets), {}, "unknown feed"),
+        (("example", names), {"batch_size": 1, "shuffle_seed": 2**32}, "shuffle_seed"),
     ]
     for (kind, corpus), options, match in cases:
         kwargs = {"batch_size": 2, "seq_len": 4, "seed": 0, **options}
-        kwargs["stride"] = options.get("stride", 3)
-        with pytest.raises(ConfigError, match=match):
+        with pytest.raises(ConfigError, match=match) as info:
             make_feed(kind, corpus, **kwargs)
+        assert "\n" not in str(info.value)
+    with pytest.raises(PluginError, match="unknown train.feed 'bptt'"):
+        make_feed("bptt", sonnets, batch_size=2, seq_len=4, seed=0)
+
+
+def test_auto_is_names_for_lines_and_stream_for_text(dinos, sonnets):
+    assert make_feed("auto", dinos, batch_size=4, seq_len=8, seed=0).kind == "names"
+    assert make_feed("auto", sonnets, batch_size=4, seq_len=8, seed=0).kind == "stream"

@@ -214,7 +214,7 @@ _MODELS = {None: _model(_VOCAB), "\n": _model(_NAMES_VOCAB)}
 
 @FAST
 @given(prompt=st.text(max_size=15), names=st.booleans(),
-       sampler=st.sampled_from(["categorical", "greedy", "temperature", "top_k", "top_p"]),
+       sampler=st.sampled_from(SAMPLERS.names()),
        length=st.integers(0, 12), window=st.one_of(st.none(), st.integers(1, 4)))
 def test_any_prompt_generates_text_or_a_data_error(prompt, names, sampler, length, window):
     vocab = _NAMES_VOCAB if names else _VOCAB

@@ -29,9 +29,15 @@ def run_with_fake_hf(tmp_path: Path, code: str) -> subprocess.CompletedProcess:
 CHECK = """
 import datasets
 assert datasets.MARKER == "hf", datasets
+import inspect
+from pathlib import Path
+from framework import ROOT
 from framework.registry import DATASETS
-for name in ("dinos", "sonnets", "tinyshakespeare", "textfile"):
-    assert name in DATASETS, DATASETS.names()
+# Every file of rnnlab's datasets/ folder registered its dataset, loaded from that folder.
+files = {p.resolve() for p in (ROOT / "datasets").glob("[!_]*.py")}
+loaded = {Path(inspect.getsourcefile(DATASETS.get(n))).resolve() for n in DATASETS}
+assert files and files <= loaded, (files, loaded)
+assert all(DATASETS.entry(n).origin.startswith("rnnlab_plugins.datasets.") for n in DATASETS)
 print("ok")
 """
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from framework.errors import ConfigError, DataError
-from framework.nn.cell import sigmoid
+from framework.nn.cell import Cell, sigmoid
 from framework.nn.stack import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CELLS
@@ -180,6 +179,22 @@ def test_schema_rejects_out_of_range_values(cell: str) -> None:
         CELLS.build({"name": cell, "hidden_size": -3})
 
 
+def test_a_cell_without_the_course_hook_refuses_course_init_in_one_line() -> None:
+    from tests.helpers import isolated_registries
+
+    with isolated_registries():
+        @CELLS.register("hookless")
+        class Hookless(Cell):  # forward/backward only: no course_blocks
+            pass
+
+        assert CELLS.build({"name": "hookless", "hidden_size": 3}).init == "xavier"
+        with pytest.raises(ConfigError, match=r"^cell 'hookless' has no course initialisation: "
+                                              r"it does not define the optional hook "
+                                              r"course_blocks\(input_size, rng\); use "
+                                              r"cell.init=xavier$"):
+            CELLS.build({"name": "hookless", "hidden_size": 3, "init": "course"})
+
+
 def test_lstm_forget_bias_option() -> None:
     with pytest.raises(ValueError, match="forget_bias"):
         CELLS.schema("lstm")(forget_bias=float("nan"))
@@ -187,14 +202,6 @@ def test_lstm_forget_bias_option() -> None:
     b = obj.init_params(3, np.random.default_rng(0), "float32")["b"].reshape(4, 2)
     np.testing.assert_array_equal(b[1], [2.5, 2.5])  # block 1 is the forget gate
     assert not b[[0, 2, 3]].any()
-
-
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_conf_yaml_matches_schema(cell: str) -> None:
-    node = yaml.safe_load((ROOT / "conf" / "cell" / f"{cell}.yaml").read_text())
-    assert node["name"] == cell
-    cfg = CELLS.validate(node)
-    assert cfg.hidden_size == node["hidden_size"]
 
 
 def test_xavier_init_shapes_and_orthogonal_recurrence() -> None:

@@ -92,8 +92,10 @@ def no_checkpoints(root: Path) -> bool:
 # --------------------------------------------------------------------------- config values
 @pytest.mark.parametrize("args, needles", [
     (["train.stepz=5"], ["unknown config key 'train.stepz'", "did you mean 'train.steps'?"]),
-    (["cell.hidden_sizee=3"], ["unknown config key 'cell.hidden_sizee'",
+    (["cell.hidden_sizee=3"], ["cell 'lstm' has no option 'hidden_sizee'",
                                "did you mean 'cell.hidden_size'?"]),
+    (["cell=rnn", "cell.forget_bias=1"], ["cell 'rnn' has no option 'forget_bias' (its options: "
+                                          "hidden_size, init); forget_bias is an option of lstm"]),
     (["trian.steps=3"], ["unknown config key 'trian'", "did you mean 'train'?"]),
     (["+train.stepz=5"], ["train.stepz", "not in 'TrainConfig'"]),
     (["foo"], ["Error parsing override 'foo'"]),

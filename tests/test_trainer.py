@@ -115,13 +115,21 @@ def test_training_limits_blas_threads_as_configured(tmp_path, monkeypatch):
 
 
 def test_lr_schedule_factor():
-    from framework.nn.schedules import lr_factor
+    from framework.registry import SCHEDULES
 
-    assert [lr_factor(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
-    assert lr_factor(0, 11, "cosine", final=0.1) == 1.0
-    assert lr_factor(10, 11, "cosine", final=0.1) == pytest.approx(0.1)
-    assert lr_factor(5, 11, "cosine", final=0.1) == pytest.approx(0.55)
-    assert [lr_factor(s, 10, warmup_steps=4) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    def schedule(name, **options):
+        return SCHEDULES.build({"name": name, **options})
+
+    assert [schedule("constant")(s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    cosine = schedule("cosine", lr_final=0.1)
+    assert cosine(0, 11) == 1.0
+    assert cosine(10, 11) == pytest.approx(0.1)
+    assert cosine(5, 11) == pytest.approx(0.55)
+    warm = schedule("constant", warmup_steps=4)
+    assert [warm(s, 10) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    warm_cosine = schedule("cosine", warmup_steps=3)
+    assert [warm_cosine(s, 14) for s in range(3)] == [1 / 3, 2 / 3, 1.0]
+    assert warm_cosine(3, 14) == 1.0 and warm_cosine(13, 14) == pytest.approx(0.1)
 
 
 def test_cosine_schedule_is_applied_and_resumes_bit_identically(tmp_path):

@@ -57,10 +57,8 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
 def run(cfg: Any) -> tuple[list[str], Any, Any]:
     """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
     from framework.nn.sampling import generate, start_ids
-    from framework.plugins import load_plugins
     from framework.registry import SAMPLERS
 
-    load_plugins()
     sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
         cfg.sampler, DictConfig) else dict(cfg.sampler)
     sampler = SAMPLERS.build(sampler_node)

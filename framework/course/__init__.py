@@ -30,7 +30,6 @@ import numpy as np
 
 from framework.course.hotloop import CourseRNN, names_for
 from framework.nn.stack import CharRNN
-from framework.plugins import load_plugins
 from framework.registry import CLIPS, OPTIMIZERS, SAMPLERS
 
 COURSE_KEYS = ("Wax", "Waa", "Wya", "b", "by")
@@ -63,7 +62,6 @@ def to_course(params: dict[str, np.ndarray], prefix: str = "") -> dict[str, np.n
 
 def _plugin(registry: Any, **node: Any) -> Any:
     """Build a registered plugin (clip, sampler, optimizer) the way a config would."""
-    load_plugins()
     return registry.build(node)
 
 

@@ -1,6 +1,6 @@
 """Corpora: a text split into training and validation examples and encoded with a vocabulary.
 
-Dataset plugins subclass :class:`TextDataset` and only declare their schema, source and defaults.
+Dataset plugins subclass :class:`TextDataset` and declare only their schema and source.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from framework.data.files import Source, locate, read_text
 from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError
+from framework.registry import Plugin
 
 KINDS = ("lines", "stream")
 
@@ -147,44 +148,37 @@ def check_common(val_fraction: float, split_seed: int = 0) -> None:
         raise ValueError(f"split_seed must be >= 0, got {split_seed}")
 
 
-class TextDataset:
-    """Base of the text dataset plugins: ``__init__(**schema fields)``, ``load() -> Corpus``.
+class TextDataset(Plugin):
+    """Base of the text dataset plugins: ``TextDataset(cfg)``, then ``load() -> Corpus``.
 
-    Subclasses set ``schema`` (their config dataclass), ``source`` (a :class:`Source` or ``None``)
-    and ``kind`` (used when the schema has no ``mode`` field).
+    Subclasses set ``source`` (a :class:`Source`, or ``None``: ``dataset.path`` is required) and
+    ``kind`` (``"lines"`` or ``"stream"``, used when the schema has no ``mode`` field). The schema
+    has ``path`` and ``val_fraction``, and may have ``lower``, ``split_seed`` and ``mode``.
     """
 
-    schema: ClassVar[type]
     source: ClassVar[Source | None] = None
     kind: ClassVar[str] = "stream"
 
-    def __init__(self, **options: Any) -> None:
-        try:
-            self.config = self.schema(**options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"dataset '{self.schema.name}': {exc}") from None
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
         # Checked here rather than in the schema so that every schema has usable defaults.
-        if self.source is None and not str(self.config.path or "").strip():
-            raise ConfigError(f"dataset '{self.config.name}' has no default file; "
+        if self.source is None and not str(self.cfg.path or "").strip():
+            raise ConfigError(f"dataset '{self.name}' has no default file; "
                               f"set dataset.path=/path/to/your.txt")
 
     @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
     def mode(self) -> str:
-        return getattr(self.config, "mode", self.kind)
+        return getattr(self.cfg, "mode", self.kind)
 
     def locate(self) -> Path:
-        return locate(self.source, self.config.path)
+        return locate(self.source, self.cfg.path)
 
     def load(self) -> Corpus:
         path = self.locate()
-        text = read_text(path, lower=bool(getattr(self.config, "lower", False)))
+        text = read_text(path, lower=bool(getattr(self.cfg, "lower", False)))
         if self.mode == "lines":
-            return lines_corpus(self.name, text, val_fraction=self.config.val_fraction,
-                                split_seed=getattr(self.config, "split_seed", 0),
+            return lines_corpus(self.name, text, val_fraction=self.cfg.val_fraction,
+                                split_seed=getattr(self.cfg, "split_seed", 0),
                                 source=str(path))
-        return stream_corpus(self.name, text, val_fraction=self.config.val_fraction,
+        return stream_corpus(self.name, text, val_fraction=self.cfg.val_fraction,
                              source=str(path))

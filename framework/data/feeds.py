@@ -1,4 +1,4 @@
-"""Feeds: turn a :class:`~framework.data.corpus.Corpus` into training batches.
+"""Feeds (registry FEEDS, chosen by ``train.feed``): turn a corpus into training batches.
 
 Every feed is a *pure function of the step*: ``feed.batch(step)`` depends only on ``step`` and the
 feed's seeds, never on earlier calls, so resuming a run at step k needs no saved feed state and
@@ -9,7 +9,14 @@ Arrays are time-major int64 ``(T, B)``.  Input id -1 is the zero input vector (t
 ``None`` first input); target id -1 is ignored (padding, or positions with no target).
 ``Batch.reset`` tells the trainer to start from a zero hidden state before this batch.
 
-Kinds:
+A feed plugin is built by ``FEEDS.build(cfg, corpus=..., batch_size=..., seq_len=..., seed=...)``:
+the registry calls its ``from_config`` with the validated schema instance, whose fields are
+``train.*`` options (``train.stride``), and the run's corpus and batch shape. ``from_config`` turns
+impossible combinations into one-line ConfigErrors.
+
+Feeds:
+
+- ``auto``: ``names`` for a dataset of lines, ``stream`` for continuous text.
 
 - ``example``: the course's Dinosaurus loop -- one name per step, names shuffled once with
   ``RandomState(shuffle_seed).shuffle`` (as the course's ``np.random.seed(0)``), hidden state
@@ -27,13 +34,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from framework.data.corpus import Corpus
 from framework.errors import ConfigError
+from framework.registry import FEEDS
 
-FEED_KINDS = ("example", "names", "stream", "windows")
 WINDOW_TARGETS = ("last", "all")
 
 
@@ -89,12 +97,21 @@ def as_stream(corpus: Corpus, split: str) -> np.ndarray:
 
 
 class Feed:
-    """Base class; subclasses set ``kind``, ``batch_size``, ``seq_len`` and ``steps_per_epoch``."""
+    """Base class; subclasses set ``kind``, ``batch_size``, ``seq_len`` and ``steps_per_epoch``.
+
+    ``batch_size`` is the width of every training batch's state (the last one of an epoch may be
+    narrower).
+    """
 
     kind: str = ""
     batch_size: int
     seq_len: int | None
     steps_per_epoch: int
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, corpus: Corpus, batch_size: int, seq_len: int,
+                    seed: int) -> Feed:
+        raise NotImplementedError
 
     def batch(self, step: int) -> Batch:
         raise NotImplementedError
@@ -106,10 +123,54 @@ class Feed:
         return _check_step(step) // self.steps_per_epoch
 
 
+def _positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
+        raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_run(batch_size: int, seq_len: int, seed: int) -> tuple[int, int]:
+    """The batch shape and seed every feed is built with, checked."""
+    shape = _positive("batch_size", batch_size), _positive("seq_len", seq_len)
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0 for the feeds, got {seed}")
+    return shape
+
+
+def _needs_lines(corpus: Corpus, feed: str) -> None:
+    if corpus.kind != "lines":
+        raise ConfigError(
+            f"feed '{feed}' needs a dataset of one example per line, but '{corpus.name}' is "
+            f"continuous text; use train.feed=stream or train.feed=windows")
+
+
+@dataclass
+class ExampleFeedConfig:
+    shuffle_seed: int | None = None  # the course shuffles with its own seed (null: use seed)
+
+    def __post_init__(self) -> None:
+        if self.shuffle_seed is not None and not 0 <= self.shuffle_seed < 2**32:
+            raise ValueError(f"train.shuffle_seed must be in [0, 2**32), got {self.shuffle_seed}")
+
+
+@FEEDS.register("example", schema=ExampleFeedConfig)
 class ExampleFeed(Feed):
     """The course's loop: step j trains on ``examples[j mod N]`` with the state carried over."""
 
     kind = "example"
+
+    @classmethod
+    def from_config(cls, cfg: ExampleFeedConfig, *, corpus: Corpus, batch_size: int,
+                    seq_len: int, seed: int) -> ExampleFeed:
+        batch_size, _ = _check_run(batch_size, seq_len, seed)
+        _needs_lines(corpus, "example")
+        if batch_size != 1:
+            raise ConfigError(f"feed 'example' trains on one name per step; set "
+                              f"train.batch_size=1 (got {batch_size}) or use train.feed=names")
+        shuffle_seed = seed if cfg.shuffle_seed is None else cfg.shuffle_seed
+        if not 0 <= shuffle_seed < 2**32:
+            raise ConfigError(f"train.shuffle_seed must be in [0, 2**32), got {shuffle_seed}")
+        return cls(corpus, shuffle_seed=shuffle_seed)
 
     def __init__(self, corpus: Corpus, *, shuffle_seed: int) -> None:
         self.batch_size, self.seq_len = 1, None
@@ -137,10 +198,22 @@ class ExampleFeed(Feed):
             yield Batch(inputs, targets, reset=True)
 
 
+@FEEDS.register("names")
 class NamesFeed(Feed):
     """Padded mini-batches of names; the last batch of an epoch may be smaller."""
 
     kind = "names"
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, corpus: Corpus, batch_size: int, seq_len: int,
+                    seed: int) -> NamesFeed:
+        batch_size, _ = _check_run(batch_size, seq_len, seed)
+        _needs_lines(corpus, "names")
+        n = len(corpus.train)
+        if batch_size > n:
+            raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training "
+                              f"names of '{corpus.name}'; lower train.batch_size")
+        return cls(corpus, batch_size=batch_size, seed=seed)
 
     def __init__(self, corpus: Corpus, *, batch_size: int, seed: int) -> None:
         self.batch_size, self.seq_len, self.seed = batch_size, None, seed
@@ -170,6 +243,7 @@ class NamesFeed(Feed):
             yield Batch(inputs, targets, reset=True)
 
 
+@FEEDS.register("stream")
 class StreamFeed(Feed):
     """Truncated BPTT: B contiguous tracks, chunk k covers ``track[kT : kT+T+1]``.
 
@@ -178,6 +252,19 @@ class StreamFeed(Feed):
     """
 
     kind = "stream"
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, corpus: Corpus, batch_size: int, seq_len: int,
+                    seed: int) -> StreamFeed:
+        batch_size, seq_len = _check_run(batch_size, seq_len, seed)
+        train, val = as_stream(corpus, "train"), as_stream(corpus, "val")
+        need = batch_size * (seq_len + 1)
+        if len(train) < need:
+            raise ConfigError(
+                f"train.batch_size={batch_size} tracks of train.seq_len={seq_len}+1 chars need "
+                f"{need} characters but '{corpus.name}' has {len(train)} for training; lower "
+                f"train.batch_size or train.seq_len")
+        return cls(train, val, batch_size=batch_size, seq_len=seq_len)
 
     def __init__(self, data: np.ndarray, val: np.ndarray, *, batch_size: int,
                  seq_len: int) -> None:
@@ -210,10 +297,41 @@ class StreamFeed(Feed):
                         reset=p == 0)
 
 
+@dataclass
+class WindowsFeedConfig:
+    stride: int = 3  # distance between window starts
+    window_targets: str = "last"  # last (the course: the char after the window) | all
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise ValueError(f"train.stride must be >= 1, got {self.stride}")
+        if self.window_targets not in WINDOW_TARGETS:
+            raise ValueError(f"train.window_targets must be 'last' or 'all', "
+                             f"got {self.window_targets!r}")
+
+
+@FEEDS.register("windows", schema=WindowsFeedConfig)
 class WindowsFeed(Feed):
     """Fixed windows ``text[i : i+T]`` for ``i = 0, stride, ...`` while ``i < len - T``."""
 
     kind = "windows"
+
+    @classmethod
+    def from_config(cls, cfg: WindowsFeedConfig, *, corpus: Corpus, batch_size: int,
+                    seq_len: int, seed: int) -> WindowsFeed:
+        batch_size, seq_len = _check_run(batch_size, seq_len, seed)
+        train, val = as_stream(corpus, "train"), as_stream(corpus, "val")
+        stride = cfg.stride
+        n_windows = cls.count(len(train), seq_len, stride)
+        name = corpus.name
+        if n_windows == 0:
+            raise ConfigError(f"train.seq_len={seq_len} is not shorter than the {len(train)} "
+                              f"training characters of '{name}'; lower train.seq_len")
+        if batch_size > n_windows:
+            raise ConfigError(f"train.batch_size={batch_size} is larger than the {n_windows} "
+                              f"windows of '{name}'; lower train.batch_size or train.stride")
+        return cls(train, val, batch_size=batch_size, seq_len=seq_len, stride=stride,
+                   targets=cfg.window_targets, seed=seed)
 
     def __init__(self, data: np.ndarray, val: np.ndarray, *, batch_size: int, seq_len: int,
                  stride: int, targets: str, seed: int) -> None:
@@ -258,65 +376,12 @@ class WindowsFeed(Feed):
             yield self._make(self._val, starts[k : k + self.batch_size])
 
 
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
-        raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-    return int(value)
+@FEEDS.register("auto")
+def auto_feed(cfg: Any, *, corpus: Corpus, **run: Any) -> Feed:
+    """``names`` for a dataset of lines, ``stream`` for continuous text."""
+    return FEEDS.build({"name": "names" if corpus.kind == "lines" else "stream"}, corpus=corpus,
+                       **run)
 
 
-def make_feed(kind: str, corpus: Corpus, *, batch_size: int, seq_len: int, seed: int,
-              shuffle_seed: int | None = None, stride: int = 3,
-              window_targets: str = "last") -> Feed:
-    """Build a feed, turning impossible combinations into one-line ConfigErrors."""
-    if kind not in FEED_KINDS:
-        raise ConfigError(f"unknown feed {kind!r}; choose one of {', '.join(FEED_KINDS)}")
-    batch_size = _positive("batch_size", batch_size)
-    seq_len = _positive("seq_len", seq_len)
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0 for the feeds, got {seed}")
-    name = corpus.name
-    if kind in ("example", "names"):
-        if corpus.kind != "lines":
-            raise ConfigError(
-                f"feed '{kind}' needs a dataset of one example per line, but '{name}' is "
-                f"continuous text; use train.feed=stream or train.feed=windows")
-        n = len(corpus.train)
-        if kind == "example":
-            if batch_size != 1:
-                raise ConfigError(f"feed 'example' trains on one name per step; set "
-                                  f"train.batch_size=1 (got {batch_size}) or use train.feed=names")
-            shuffle_seed = seed if shuffle_seed is None else shuffle_seed
-            if not 0 <= shuffle_seed < 2**32:
-                raise ConfigError(f"train.shuffle_seed must be in [0, 2**32), got {shuffle_seed}")
-            return ExampleFeed(corpus, shuffle_seed=shuffle_seed)
-        if batch_size > n:
-            raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training "
-                              f"names of '{name}'; lower train.batch_size")
-        return NamesFeed(corpus, batch_size=batch_size, seed=seed)
-
-    train, val = as_stream(corpus, "train"), as_stream(corpus, "val")
-    if kind == "stream":
-        need = batch_size * (seq_len + 1)
-        if len(train) < need:
-            raise ConfigError(
-                f"train.batch_size={batch_size} tracks of train.seq_len={seq_len}+1 chars need "
-                f"{need} characters but '{name}' has {len(train)} for training; lower "
-                f"train.batch_size or train.seq_len")
-        return StreamFeed(train, val, batch_size=batch_size, seq_len=seq_len)
-
-    stride = _positive("stride", stride)
-    if window_targets not in WINDOW_TARGETS:
-        raise ConfigError(f"train.window_targets must be 'last' or 'all', got {window_targets!r}")
-    n_windows = WindowsFeed.count(len(train), seq_len, stride)
-    if n_windows == 0:
-        raise ConfigError(f"train.seq_len={seq_len} is not shorter than the {len(train)} training "
-                          f"characters of '{name}'; lower train.seq_len")
-    if batch_size > n_windows:
-        raise ConfigError(f"train.batch_size={batch_size} is larger than the {n_windows} windows "
-                          f"of '{name}'; lower train.batch_size or train.stride")
-    return WindowsFeed(train, val, batch_size=batch_size, seq_len=seq_len, stride=stride,
-                       targets=window_targets, seed=seed)
-
-
-__all__ = ["FEED_KINDS", "Batch", "ExampleFeed", "Feed", "NamesFeed", "StreamFeed",
-           "WindowsFeed", "as_stream", "make_feed", "pad_names"]
+__all__ = ["Batch", "ExampleFeed", "Feed", "NamesFeed", "StreamFeed", "WindowsFeed",
+           "as_stream", "auto_feed", "pad_names"]

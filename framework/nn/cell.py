@@ -23,11 +23,13 @@ file, so each formula exists once; only the layout differs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from framework.errors import ConfigError
+from framework.registry import Plugin
 
 INIT_SCHEMES = ("course", "xavier")
 State = tuple  # (h,) for rnn/gru, (h, c) for lstm; each (B, H)
@@ -153,29 +155,53 @@ def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- base class
-class Cell:
-    """Base of every recurrent cell plugin.
+def check_cell_config(hidden_size: int, init: str) -> None:
+    """Range checks of the options every cell has (ValueError, as schemas raise)."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0:
+        raise ValueError(f"hidden_size must be > 0, got {hidden_size}")
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
 
-    Subclasses set ``gates`` (number of H-wide gate blocks), ``state_size`` (1 or 2), and
-    implement ``_course_blocks``, :meth:`forward` and :meth:`backward`.
+
+@dataclass
+class CellConfig:
+    """The options every cell has (``cell.<key>=``); a cell with more extends this dataclass."""
+
+    hidden_size: int = 128
+    init: str = "xavier"  # xavier | course (the course's randn * 0.01; needs course_blocks)
+
+    def __post_init__(self) -> None:
+        check_cell_config(self.hidden_size, self.init)
+
+
+class Cell(Plugin):
+    """Base of every recurrent cell plugin, built from its validated config: ``Cell(cfg)``.
+
+    Subclasses set ``gates`` (number of H-wide gate blocks) and ``state_size`` (1 or 2), and
+    implement :meth:`forward` and :meth:`backward`. ``cell.init=course`` needs the optional hook
+    :meth:`course_blocks`. The schema is :class:`CellConfig` unless the cell registers its own.
     """
 
-    name: ClassVar[str] = "cell"
+    schema = CellConfig
     gates: ClassVar[int] = 1
     state_size: ClassVar[int] = 1
 
-    def __init__(self, hidden_size: int, init: str = "xavier", **options: Any) -> None:
-        if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)):
-            raise ConfigError(f"hidden_size must be an integer, got {hidden_size!r}")
-        if hidden_size <= 0:
-            raise ConfigError(f"hidden_size must be > 0, got {hidden_size}")
-        if init not in INIT_SCHEMES:
-            raise ConfigError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
-        if options:
-            raise ConfigError(f"cell '{self.name}' has no option(s) {', '.join(sorted(options))}")
-        self.hidden_size = int(hidden_size)
-        self.init = init
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
+        self.hidden_size = int(self.cfg.hidden_size)
+        self.init = self.cfg.init
+        if self.init == "course" and not self.has_course_init():
+            raise ConfigError(self._no_course_init())
         self._ws = Workspace()
+
+    @classmethod
+    def has_course_init(cls) -> bool:
+        """Whether the cell defines the optional hook :meth:`course_blocks`."""
+        return cls.course_blocks is not Cell.course_blocks
+
+    def _no_course_init(self) -> str:
+        return (f"cell '{self.name}' has no course initialisation: it does not define the "
+                f"optional hook course_blocks(input_size, rng); use cell.init=xavier")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(hidden_size={self.hidden_size}, init={self.init!r})"
@@ -192,7 +218,7 @@ class Cell:
         dt = as_dtype(dtype)
         H, G, D = self.hidden_size, self.gates, int(input_size)
         if self.init == "course":
-            W_x, W_h = self._course_blocks(D, rng)
+            W_x, W_h = self.course_blocks(D, rng)
         else:
             W_x = np.concatenate([xavier_uniform(rng, D, H) for _ in range(G)], axis=1)
             W_h = np.concatenate([orthogonal(rng, H) for _ in range(G)], axis=1)
@@ -212,8 +238,12 @@ class Cell:
         H, G = self.hidden_size, self.gates
         return {"W_x": (int(input_size), G * H), "W_h": (H, G * H), "b": (G * H,)}
 
-    def _course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+
+    def course_blocks(self, input_size: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Optional hook of ``cell.init=course``: ``(W_x (D, G*H), W_h (H, G*H))`` in float64,
+        drawn with ``course_normal(rng, shape)`` in the course's order (``rng`` is the legacy
+        ``RandomState`` the course seeds)."""
+        raise ConfigError(self._no_course_init())
 
     def _initial_bias(self) -> np.ndarray:
         return np.zeros(self.gates * self.hidden_size)
@@ -336,17 +366,10 @@ class Cell:
         raise NotImplementedError
 
 
-def check_cell_config(hidden_size: int, init: str) -> None:
-    """Range checks shared by the cell schemas' ``__post_init__`` (ValueError, per contract)."""
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0:
-        raise ValueError(f"hidden_size must be > 0, got {hidden_size}")
-    if init not in INIT_SCHEMES:
-        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
-
-
 __all__ = [
     "INIT_SCHEMES",
     "Cell",
+    "CellConfig",
     "FACTOR_CHUNK_BYTES",
     "State",
     "Workspace",

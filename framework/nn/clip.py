@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framework.registry import CLIPS
+from framework.registry import CLIPS, Plugin
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def global_norm(grads: Mapping[str, np.ndarray]) -> float:
     return math.sqrt(sum(_sum_of_squares(g) for g in grads.values()))
 
 
-class Clip:
+class Clip(Plugin):
     """Base class of clip plugins: ``clip(grads) -> ClipStats``, modifying ``grads`` in place."""
 
     def __call__(self, grads: Mapping[str, np.ndarray]) -> ClipStats:
@@ -56,7 +56,6 @@ class Clip:
 
 @dataclass
 class ValueClipConfig:
-    name: str = "value"
     max_value: float = 5.0
 
     def __post_init__(self) -> None:
@@ -67,12 +66,8 @@ class ValueClipConfig:
 class ValueClip(Clip):
     """Element-wise clamp to [-max_value, max_value] (the course's ``clip`` and min-char-rnn)."""
 
-    def __init__(self, max_value: float = 5.0) -> None:
-        ValueClipConfig(max_value=max_value)
-        self.max_value = float(max_value)
-
     def __call__(self, grads: Mapping[str, np.ndarray]) -> ClipStats:
-        m = self.max_value
+        m = self.cfg.max_value
         total_sq = 0.0
         changed = 0
         size = 0
@@ -90,7 +85,6 @@ class ValueClip(Clip):
 
 @dataclass
 class NormClipConfig:
-    name: str = "norm"
     max_norm: float = 5.0
 
     def __post_init__(self) -> None:
@@ -101,28 +95,20 @@ class NormClipConfig:
 class NormClip(Clip):
     """Rescale all gradients together so their global L2 norm is at most ``max_norm``."""
 
-    def __init__(self, max_norm: float = 5.0) -> None:
-        NormClipConfig(max_norm=max_norm)
-        self.max_norm = float(max_norm)
-
     def __call__(self, grads: Mapping[str, np.ndarray]) -> ClipStats:
         norm = global_norm(grads)
+        max_norm = self.cfg.max_norm
         # A non-finite norm is left alone (rescaling by 0 or NaN would hide the blow-up); the
         # trainer sees the reported NaN/Inf and stops with a DivergenceError.
-        if not (math.isfinite(norm) and norm > self.max_norm):
+        if not (math.isfinite(norm) and norm > max_norm):
             return ClipStats(norm=norm, fraction_clipped=0.0)
-        scale = self.max_norm / norm
+        scale = max_norm / norm
         for g in grads.values():
             np.multiply(g, scale, out=g)
         return ClipStats(norm=norm, fraction_clipped=1.0)
 
 
-@dataclass
-class NoClipConfig:
-    name: str = "none"
-
-
-@CLIPS.register("none", schema=NoClipConfig)
+@CLIPS.register("none")
 class NoClip(Clip):
     """No clipping; still reports the gradient norm for logging."""
 

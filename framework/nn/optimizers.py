@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from framework.errors import CheckpointError
-from framework.registry import OPTIMIZERS
+from framework.registry import OPTIMIZERS, Plugin
 
 
 def _check(ok: bool, message: str) -> None:
@@ -38,13 +39,18 @@ def _unit(field: str, value: float) -> None:
     _check(ok, f"optimizer.{field} must be in [0, 1), got {value!r}")
 
 
-class Optimizer:
-    """Base class: per-parameter buffers named by ``slots``, created lazily as zeros."""
+class Optimizer(Plugin):
+    """Base class: per-parameter buffers named by ``slots``, created lazily as zeros.
+
+    Every optimizer schema has ``lr``; ``self.lr`` starts there and is what the trainer's
+    learning-rate schedule sets before each step.
+    """
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, lr: float) -> None:
-        self.lr = float(lr)
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
+        self.lr = float(self.cfg.lr)
         self.t = 0  # number of steps taken
         self.state: dict[str, dict[str, np.ndarray]] = {slot: {} for slot in self.slots}
         self._scratch: dict[tuple, np.ndarray] = {}
@@ -124,7 +130,6 @@ class Optimizer:
 
 @dataclass
 class SGDConfig:
-    name: str = "sgd"
     lr: float = 0.01
 
     def __post_init__(self) -> None:
@@ -135,10 +140,6 @@ class SGDConfig:
 class SGD(Optimizer):
     """p -= lr * g (the course's ``update_parameters``)."""
 
-    def __init__(self, lr: float = 0.01) -> None:
-        SGDConfig(lr=lr)
-        super().__init__(lr)
-
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
         tmp = np.multiply(g, self.lr, out=self._tmp(p))
         p -= tmp
@@ -146,7 +147,6 @@ class SGD(Optimizer):
 
 @dataclass
 class MomentumConfig:
-    name: str = "momentum"
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
@@ -162,19 +162,14 @@ class Momentum(Optimizer):
 
     slots = ("v",)
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False) -> None:
-        MomentumConfig(lr=lr, momentum=momentum, nesterov=nesterov)
-        super().__init__(lr)
-        self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
-
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
+        mu = self.cfg.momentum
         v = self._buffer("v", key, p)
-        v *= self.momentum
+        v *= mu
         v += g
         tmp = self._tmp(p)
-        if self.nesterov:
-            np.multiply(v, self.momentum, out=tmp)
+        if self.cfg.nesterov:
+            np.multiply(v, mu, out=tmp)
             tmp += g
             tmp *= self.lr
         else:
@@ -184,7 +179,6 @@ class Momentum(Optimizer):
 
 @dataclass
 class AdagradConfig:
-    name: str = "adagrad"
     lr: float = 0.1
     eps: float = 1e-8
 
@@ -199,17 +193,12 @@ class Adagrad(Optimizer):
 
     slots = ("mem",)
 
-    def __init__(self, lr: float = 0.1, eps: float = 1e-8) -> None:
-        AdagradConfig(lr=lr, eps=eps)
-        super().__init__(lr)
-        self.eps = float(eps)
-
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
         mem = self._buffer("mem", key, p)
         step, root = self._tmp(p, 0), self._tmp(p, 1)
         np.multiply(g, g, out=step)
         mem += step
-        np.add(mem, self.eps, out=root)
+        np.add(mem, self.cfg.eps, out=root)
         np.sqrt(root, out=root)
         # (lr*g)/root in min-char-rnn's operation order, so the result matches it bit for bit.
         np.multiply(g, self.lr, out=step)
@@ -219,7 +208,6 @@ class Adagrad(Optimizer):
 
 @dataclass
 class RMSpropConfig:
-    name: str = "rmsprop"
     lr: float = 0.002
     decay: float = 0.95
     eps: float = 1e-8
@@ -236,21 +224,16 @@ class RMSprop(Optimizer):
 
     slots = ("ms",)
 
-    def __init__(self, lr: float = 0.002, decay: float = 0.95, eps: float = 1e-8) -> None:
-        RMSpropConfig(lr=lr, decay=decay, eps=eps)
-        super().__init__(lr)
-        self.decay = float(decay)
-        self.eps = float(eps)
-
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
+        decay = self.cfg.decay
         ms = self._buffer("ms", key, p)
         step, root = self._tmp(p, 0), self._tmp(p, 1)
-        ms *= self.decay
+        ms *= decay
         np.multiply(g, g, out=step)
-        step *= 1.0 - self.decay
+        step *= 1.0 - decay
         ms += step
         np.sqrt(ms, out=root)
-        root += self.eps
+        root += self.cfg.eps
         np.multiply(g, self.lr, out=step)
         step /= root
         p -= step
@@ -258,7 +241,6 @@ class RMSprop(Optimizer):
 
 @dataclass
 class AdamConfig:
-    name: str = "adam"
     lr: float = 0.001
     beta1: float = 0.9
     beta2: float = 0.999
@@ -283,33 +265,28 @@ class Adam(Optimizer):
 
     slots = ("m", "v")
 
-    def __init__(
-        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
-    ) -> None:
-        AdamConfig(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
-        super().__init__(lr)
-        self.beta1 = float(beta1)
-        self.beta2 = float(beta2)
-        self.eps = float(eps)
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
         self._lr_t = self.lr
 
     def _begin_step(self) -> None:
-        t = self.t
-        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
+        t, c = self.t, self.cfg
+        self._lr_t = self.lr * math.sqrt(1.0 - c.beta2**t) / (1.0 - c.beta1**t)
 
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
+        beta1, beta2 = self.cfg.beta1, self.cfg.beta2
         m = self._buffer("m", key, p)
         v = self._buffer("v", key, p)
         step, root = self._tmp(p, 0), self._tmp(p, 1)
-        m *= self.beta1
-        np.multiply(g, 1.0 - self.beta1, out=step)
+        m *= beta1
+        np.multiply(g, 1.0 - beta1, out=step)
         m += step
-        v *= self.beta2
+        v *= beta2
         np.multiply(g, g, out=step)
-        step *= 1.0 - self.beta2
+        step *= 1.0 - beta2
         v += step
         np.sqrt(v, out=root)
-        root += self.eps
+        root += self.cfg.eps
         np.multiply(m, self._lr_t, out=step)
         step /= root
         p -= step

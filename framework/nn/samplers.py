@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from framework.errors import DivergenceError
-from framework.registry import SAMPLERS
+from framework.registry import SAMPLERS, Plugin
 
 
 def _check_temperature(value: float) -> None:
@@ -53,7 +54,7 @@ def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:
     return idx
 
 
-class Sampler:
+class Sampler(Plugin):
     """Base class of sampler plugins."""
 
     def __call__(
@@ -64,7 +65,6 @@ class Sampler:
 
 @dataclass
 class CategoricalConfig:
-    name: str = "categorical"
     course_seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -83,33 +83,33 @@ class Categorical(Sampler):
     char_to_ix, seed=course_seed + s)`` does, so the index sequence is the course's.
     """
 
-    def __init__(self, course_seed: int | None = None) -> None:
-        CategoricalConfig(course_seed=course_seed)
-        self.course_seed = course_seed
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
         # Reseeding one legacy RandomState draws exactly what a fresh RandomState(seed) draws,
         # and costs ~1.5 us instead of ~90 us (building the generator object each time).
-        self._legacy = np.random.RandomState(0) if course_seed is not None else None
+        self._legacy = np.random.RandomState(0) if self.cfg.course_seed is not None else None
+
+    @property
+    def course_seed(self) -> int | None:
+        """Set: each sample is drawn on its own (framework.nn.sampling reads this)."""
+        return self.cfg.course_seed
 
     def __call__(
         self, logits: np.ndarray, *, rng: np.random.Generator, step: int, sample_index: int
     ) -> int:
         w = _weights(logits)
-        if self.course_seed is None:
+        course_seed = self.course_seed
+        if course_seed is None:
             return _draw(w, rng)
         # The course's softmax divides a (V, 1) column by its axis-0 sum; summing the same column
         # shape keeps the summation order, hence the last bits of p, identical.
         p = w / w.reshape(-1, 1).sum(axis=0)
         legacy = self._legacy
-        legacy.seed((self.course_seed + sample_index + 2 * step) % 2**32)
+        legacy.seed((course_seed + sample_index + 2 * step) % 2**32)
         return int(legacy.choice(len(p), p=p))
 
 
-@dataclass
-class GreedyConfig:
-    name: str = "greedy"
-
-
-@SAMPLERS.register("greedy", schema=GreedyConfig)
+@SAMPLERS.register("greedy")
 class Greedy(Sampler):
     """Always the most likely index (the first one on ties)."""
 
@@ -122,7 +122,6 @@ class Greedy(Sampler):
 
 @dataclass
 class TemperatureConfig:
-    name: str = "temperature"
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
@@ -133,19 +132,14 @@ class TemperatureConfig:
 class Temperature(Sampler):
     """Draw from p**(1/T) renormalised (the course's Shakespeare ``sample(preds, temperature)``)."""
 
-    def __init__(self, temperature: float = 1.0) -> None:
-        TemperatureConfig(temperature=temperature)
-        self.temperature = float(temperature)
-
     def __call__(
         self, logits: np.ndarray, *, rng: np.random.Generator, step: int, sample_index: int
     ) -> int:
-        return _draw(_weights(logits, self.temperature), rng)
+        return _draw(_weights(logits, self.cfg.temperature), rng)
 
 
 @dataclass
 class TopKConfig:
-    name: str = "top_k"
     k: int = 10
     temperature: float = 1.0
 
@@ -159,24 +153,19 @@ class TopKConfig:
 class TopK(Sampler):
     """Temperature sampling restricted to the k most likely indices."""
 
-    def __init__(self, k: int = 10, temperature: float = 1.0) -> None:
-        TopKConfig(k=k, temperature=temperature)
-        self.k = int(k)
-        self.temperature = float(temperature)
-
     def __call__(
         self, logits: np.ndarray, *, rng: np.random.Generator, step: int, sample_index: int
     ) -> int:
-        w = _weights(logits, self.temperature)
-        if self.k < len(w):
-            keep = np.argpartition(w, len(w) - self.k)[len(w) - self.k:]
+        w = _weights(logits, self.cfg.temperature)
+        k = self.cfg.k
+        if k < len(w):
+            keep = np.argpartition(w, len(w) - k)[len(w) - k:]
             return int(keep[_draw(w[keep], rng)])
         return _draw(w, rng)
 
 
 @dataclass
 class TopPConfig:
-    name: str = "top_p"
     p: float = 0.9
     temperature: float = 1.0
 
@@ -190,22 +179,18 @@ class TopPConfig:
 class TopP(Sampler):
     """Nucleus sampling: the smallest set of most likely indices with mass >= p (after T)."""
 
-    def __init__(self, p: float = 0.9, temperature: float = 1.0) -> None:
-        TopPConfig(p=p, temperature=temperature)
-        self.p = float(p)
-        self.temperature = float(temperature)
-
     def __call__(
         self, logits: np.ndarray, *, rng: np.random.Generator, step: int, sample_index: int
     ) -> int:
-        w = _weights(logits, self.temperature)
-        if self.p >= 1.0:
+        w = _weights(logits, self.cfg.temperature)
+        p = self.cfg.p
+        if p >= 1.0:
             return _draw(w, rng)
         order = np.argsort(-w, kind="stable")
         mass = np.cumsum(w[order])
         # Keep every index whose preceding mass is still below p: the most likely one always,
         # and the one that first reaches p.
-        n_keep = int(np.searchsorted(mass, self.p * mass[-1], side="left")) + 1
+        n_keep = int(np.searchsorted(mass, p * mass[-1], side="left")) + 1
         keep = order[: min(n_keep, len(order))]
         return int(keep[_draw(w[keep], rng)])
 

@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 
 from framework.data.feeds import Feed
-from framework.plugins import load_plugins
-from framework.registry import CLIPS, OPTIMIZERS
+from framework.registry import CELLS, CLIPS, OPTIMIZERS
 
 
 def _plugin(name: str) -> Any:
-    """The loaded plugin module of a cell (plugins must not be imported by path twice)."""
-    load_plugins()
-    return sys.modules[f"rnnlab_plugins.cells.{name}"]
+    """The module of a registered cell (plugins must not be imported by path twice)."""
+    return sys.modules[CELLS.get(name).__module__]
 
 
 # --------------------------------------------------------------------------- course style
@@ -241,7 +239,6 @@ def gemm_step(cell: str, V: int, H: int, B: int, T: int) -> Callable[[], int]:
 
 def course_clip_and_adam(lr: float, max_norm: float) -> tuple[Any, Any]:
     """Fresh registered clip (norm) and Adam objects for a reference loop."""
-    load_plugins()
     return (CLIPS.build({"name": "norm", "max_norm": max_norm}),
             OPTIMIZERS.build({"name": "adam", "lr": lr}))
 

@@ -22,7 +22,6 @@ from framework.cli.console import print_error
 from framework.course import get_initial_loss
 from framework.course import model as fast_model
 from framework.errors import RnnlabError
-from framework.plugins import load_plugins
 from framework.registry import DATASETS
 from framework.training.runtime import blas_threads
 
@@ -123,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=4001)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    load_plugins()
     # The dataset plugin finds the file ($RNNLAB_DATA_DIR, the cache, or a download).
     try:
         text = DATASETS.get("dinos")().locate().read_text(encoding="utf-8").lower()

@@ -22,12 +22,6 @@ class LMConfig:
     name: str = "lm"
 
 
-def feed_kind(rc: Any, corpus_kind: str) -> str:
-    if rc.train.feed != "auto":
-        return rc.train.feed
-    return "names" if corpus_kind == "lines" else "stream"
-
-
 def build_lm(rc: Any, vocab_size: int) -> Any:
     """The language model of a run config (also used to rebuild one from a checkpoint)."""
     from framework.nn.stack import CharRNN
@@ -59,16 +53,13 @@ class LanguageModelTask(Task):
         return build_lm(rc, corpus.vocab.size)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
-        from framework.data.feeds import make_feed
+        from framework.registry import FEEDS
 
-        return make_feed(feed_kind(rc, corpus.kind), corpus, batch_size=rc.train.batch_size,
-                         seq_len=rc.train.seq_len, seed=rc.seed,
-                         shuffle_seed=rc.train.shuffle_seed, stride=rc.train.stride,
-                         window_targets=rc.train.window_targets)
+        return FEEDS.build(rc.feed, corpus=corpus, batch_size=rc.train.batch_size,
+                           seq_len=rc.train.seq_len, seed=rc.seed)
 
     def zero_state(self, model: Any, feed: Any, rc: Any) -> Any:
-        width = 1 if getattr(feed, "kind", "") == "example" else rc.train.batch_size
-        return model.zero_state(width)
+        return model.zero_state(feed.batch_size)
 
     def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
                        dropout_rng: Any) -> tuple[float, float, dict, Any]:
@@ -105,8 +96,7 @@ class LanguageModelTask(Task):
                         length=rc.train.sample_length, num_samples=rc.train.num_samples,
                         window=rc.generate.window,
                         rng=np.random.default_rng([rc.seed, trainer.step]),
-                        start=start_ids(trainer.vocab, trainer.corpus.kind,
-                                        getattr(trainer.feed, "kind", None)))
+                        start=start_ids(trainer.vocab, trainer.corpus.kind, trainer.feed.kind))
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         texts = self.sample_texts(trainer)
@@ -135,4 +125,4 @@ class LanguageModelTask(Task):
         return f"val loss {loss:.4f} nats/{unit} ({loss / math.log(2):.4f} bits/{unit})"
 
 
-__all__ = ["LMConfig", "LanguageModelTask", "build_lm", "feed_kind"]
+__all__ = ["LMConfig", "LanguageModelTask", "build_lm"]

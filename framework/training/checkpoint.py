@@ -98,11 +98,19 @@ MAX_CLASSES = 1 << 16
 MAX_FEATURES = 1 << 12
 DTYPES = ("float32", "float64")
 
-# Settings that must match for a resumed run to continue the same training. Everything else (the
-# number of steps, logging cadence, sampling, tracking) may change when resuming.
-MUST_MATCH = ("cell", "dataset", "optimizer", "clip", "model", "seed", "dtype",
-              "train.batch_size", "train.seq_len", "train.feed", "train.loss", "train.stride",
-              "train.window_targets", "train.shuffle_seed", "train.smoothing")
+# Settings that must match for a resumed run to continue the same training, besides the options
+# of every feed (must_match()). Everything else (the number of steps, logging cadence, sampling,
+# tracking) may change when resuming.
+MUST_MATCH = ("task", "cell", "dataset", "optimizer", "clip", "model", "seed", "dtype",
+              "train.batch_size", "train.seq_len", "train.feed", "train.loss", "train.smoothing")
+
+
+def must_match() -> tuple[str, ...]:
+    """MUST_MATCH and every feed's train.* options: batches are a function of them."""
+    from framework.registry import FEEDS
+
+    return (*MUST_MATCH, *sorted({f"train.{key}" for name in FEEDS.names()
+                                  for key in FEEDS.option_names(name)}))
 
 
 
@@ -882,9 +890,10 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 def conflicts(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key: saved -> current`` for every resume-relevant setting that differs."""
     old, new = _flat(dict(saved)), _flat(dict(current))
+    must = must_match()
     out = []
     for key in sorted(set(old) | set(new)):
-        if any(key == m or key.startswith(m + ".") for m in MUST_MATCH):
+        if any(key == m or key.startswith(m + ".") for m in must):
             if old.get(key) != new.get(key):
                 out.append(f"{key}={old.get(key)!r} in the checkpoint, {new.get(key)!r} now")
     return out

@@ -1,8 +1,10 @@
 """Config schemas of the top-level sections, and validation of a composed Hydra config.
 
 Plugin groups (cell, dataset, clip, sampler, optimizer) are validated against the schema their
-plugin registered with; the sections below are rnnlab's own. Everything is checked before any
-work starts, and every problem becomes a one-line :class:`ConfigError`.
+plugin registered with; the sections below are rnnlab's own. The plugins chosen by a train key
+(``train.feed``, ``train.lr_schedule``) declare their options as ``train.*`` keys in their
+schemas (:func:`train_plugin_fields`). Everything is checked before any work starts, and every
+problem becomes a one-line :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from framework.errors import ConfigError
-from framework.registry import REGISTRIES, describe_omegaconf_error
-
-FEEDS = ("auto", "example", "names", "stream", "windows")
+from framework.errors import ConfigError, PluginError
+from framework.registry import REGISTRIES, TRAIN_PLUGINS, describe_omegaconf_error
 
 
 def _check(ok: bool, message: str) -> None:
@@ -41,14 +41,9 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 32
     seq_len: int = 25
-    feed: str = "auto"
-    stride: int = 3
-    window_targets: str = "last"
-    shuffle_seed: int | None = None
+    feed: str = "auto"  # a FEEDS name; the feeds' options are train.* keys too
     loss: str = "mean"
-    lr_schedule: str = "constant"
-    lr_final: float = 0.1
-    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # a SCHEDULES name; their options are train.* keys too
     smooth_init_tokens: int | None = None
     smoothing: float = 0.99
     log_every: int = 10
@@ -66,18 +61,8 @@ class TrainConfig:
         _check(self.steps >= 0, f"train.steps must be >= 0, got {self.steps}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.seq_len >= 1, f"train.seq_len must be >= 1, got {self.seq_len}")
-        _check(self.feed in FEEDS,
-               f"train.feed must be one of {', '.join(FEEDS)}, got {self.feed!r}")
-        _check(self.stride >= 1, f"train.stride must be >= 1, got {self.stride}")
-        _check(self.window_targets in ("last", "all"),
-               f"train.window_targets must be 'last' or 'all', got {self.window_targets!r}")
         _check(self.loss in ("mean", "sum"),
                f"train.loss must be 'mean' or 'sum', got {self.loss!r}")
-        _check(self.lr_schedule in ("constant", "cosine"),
-               f"train.lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        _check(0.0 <= self.lr_final <= 1.0,
-               f"train.lr_final must be in [0, 1], got {self.lr_final}")
-        _check(self.warmup_steps >= 0, f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
         _check(0.0 <= self.smoothing < 1.0,
                f"train.smoothing must be in [0, 1), got {self.smoothing}")
         for key in ("log_every", "eval_every", "sample_every", "checkpoint_every"):
@@ -158,6 +143,8 @@ class RunConfig:
     resume: str | None = None
     threads: int | None = 1
     raw: dict = field(default_factory=dict)  # the resolved config as plain containers
+    feed: Any = None  # the chosen train.feed's schema instance
+    lr_schedule: Any = None  # the chosen train.lr_schedule's schema instance
 
     def options(self, group: str) -> dict[str, Any]:
         """A plugin section's options as a dict (without ``name``)."""
@@ -181,11 +168,52 @@ def _section(name: str, schema: type, node: Any) -> Any:
         raise ConfigError(str(exc)) from None
 
 
+def train_plugin_fields() -> dict[str, dataclasses.Field]:
+    """Every ``train.*`` option of the feeds and lr schedules, from their schemas.
+
+    The options share the ``train`` section, so a key two plugins declare (``warmup_steps`` of
+    every schedule) must have one default, and no plugin may reuse a key of TrainConfig.
+    """
+    own = {f.name for f in dataclasses.fields(TrainConfig)}
+    found: dict[str, tuple[dataclasses.Field, str, str]] = {}  # key -> (field, default, who)
+    for registry in TRAIN_PLUGINS.values():
+        for name in registry.names():
+            for f in registry.option_fields(name):
+                who = f"{registry.kind} '{name}'"
+                if f.name in own:
+                    raise PluginError(f"{who} declares option '{f.name}', but train.{f.name} is "
+                                      f"already a training setting; rename the option")
+                default = repr(registry.defaults(name)[f.name])
+                if f.name in found and found[f.name][1] != default:
+                    _, other_default, other = found[f.name]
+                    raise PluginError(
+                        f"{other} declares train.{f.name} with default {other_default}, {who} "
+                        f"with {default}; give them one default or rename one")
+                found.setdefault(f.name, (f, default, who))
+    return {key: f for key, (f, _, _) in found.items()}
+
+
+def _train_plugins(node: dict[str, Any]) -> dict[str, Any]:
+    """Validate every feed's and lr schedule's options from ``node`` (the train section, with
+    the plugin options popped out of it); returns the chosen plugins' schema instances."""
+    options = train_plugin_fields()
+    values = {k: node.pop(k) for k in list(node) if k in options}
+    chosen = {}
+    for key, registry in TRAIN_PLUGINS.items():
+        selected = node.get(key, getattr(TrainConfig, key))
+        if not isinstance(selected, str) or selected not in registry:
+            raise ConfigError(registry.unknown_message(selected))
+        # All of them, as the keys are shared: train.stride=0 is wrong whichever feed is chosen.
+        for name in registry.names():
+            mine = {k: values[k] for k in registry.option_names(name) if k in values}
+            cfg = registry.validate({"name": name, **mine})
+            if name == selected:
+                chosen[key] = cfg
+    return chosen
+
+
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Validate a composed config; raises ConfigError/PluginError with a one-line message."""
-    from framework.plugins import load_plugins
-
-    load_plugins()
     if isinstance(cfg, DictConfig):
         try:
             raw = OmegaConf.to_container(cfg, resolve=True)
@@ -200,7 +228,14 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         if not isinstance(node, dict) or "name" not in node:
             raise ConfigError(f"config has no '{group}' section; choose one with {group}=<name>")
         plugins[group] = registry.validate(node)
-    sections = {name: _section(name, schema, raw.get(name)) for name, schema in SECTIONS.items()}
+    train_node = raw.get("train")
+    if train_node is None or isinstance(train_node, dict):
+        train_node = dict(train_node or {})  # the plugins' options are popped out of it
+        chosen = _train_plugins(train_node)
+    else:
+        chosen = {}  # not a mapping: the train section's own check below names the problem
+    sections = {name: _section(name, schema, train_node if name == "train" else raw.get(name))
+                for name, schema in SECTIONS.items()}
     dtype = raw.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -214,4 +249,4 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
                      resume=None if resume in (None, "") else str(resume), threads=threads,
-                     raw=raw)
+                     raw=raw, **chosen)

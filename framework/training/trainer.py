@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from framework.errors import DivergenceError
-from framework.nn.schedules import lr_factor
-from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, TASKS
+from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
 from framework.training.checkpoint import pack_arrays, read_for_resume, run_meta, save_rolling
 from framework.training.config import RunConfig
 from framework.training.runtime import Interrupted, StopSignals
@@ -110,6 +109,7 @@ class Trainer:
         self.model = self.task.build_model(rc, self.corpus)
         self.model.init_params(init_rng(rc, rc.cell.init))
         self.feed = self.task.make_feed(rc, self.corpus)
+        self.schedule = SCHEDULES.build(rc.lr_schedule)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)
         self.sampler = SAMPLERS.build(rc.sampler)
@@ -205,8 +205,7 @@ class Trainer:
                 f"{self.good_checkpoint or 'none (none was saved before this step)'}")
         if self._unverified is not None:  # its parameters just gave a sane loss
             self.good_checkpoint, self._unverified = self._unverified, None
-        self.optimizer.lr = rc.optimizer.lr * lr_factor(
-            step, rc.train.steps, rc.train.lr_schedule, rc.train.lr_final, rc.train.warmup_steps)
+        self.optimizer.lr = rc.optimizer.lr * self.schedule(step, rc.train.steps)
         self.optimizer.step(model.params, grads)
         self.state = state
         current = per_char if mean else loss_sum
