@@ -136,15 +136,21 @@ def isolated_registries():
 
 def data_file_reason(dataset) -> str | None:
     """Why a dataset plugin's default file cannot be used without downloading (None: it can)."""
+    import importlib.util
+
     from framework.data.files import DATA_DIR_ENV, cache_dir
 
-    source = dataset.source
-    if source is None:
-        return None
+    for package in getattr(dataset, "requires", ()):  # an optional extra, e.g. music21
+        if importlib.util.find_spec(package) is None:
+            return f"dataset '{dataset.name}' needs {package}, which is not installed"
+    sources = [s for s in (getattr(dataset, "source", None), *getattr(dataset, "sources", ()))
+               if s is not None]
     data_dir = os.environ.get(DATA_DIR_ENV)
-    if data_dir and (Path(data_dir) / source.filename).is_file():
-        return None
-    if (cache_dir() / source.filename).is_file():
-        return None
-    return (f"{source.filename} is in neither {DATA_DIR_ENV}={data_dir or '(unset)'} nor the "
-            f"download cache (tests do not download)")
+    for source in sources:
+        if data_dir and (Path(data_dir) / source.filename).is_file():
+            continue
+        if (cache_dir() / source.filename).is_file():
+            continue
+        return (f"{source.filename} is in neither {DATA_DIR_ENV}={data_dir or '(unset)'} nor "
+                f"the download cache (tests do not download)")
+    return None

@@ -54,10 +54,19 @@ def defaults(kind: str, name: str, tmp_path) -> object:
         reason = data_file_reason(registry.get(name))
         if reason:
             pytest.skip(reason)
-        if registry.get(name).source is None and "path" in registry.option_names(name):
+        cls = registry.get(name)
+        if getattr(cls, "contract_skip", None):
+            pytest.skip(cls.contract_skip)
+        needs = getattr(cls, "needs_path", None)
+        if needs is None:  # a text dataset without a default file reads the user's
+            needs = hasattr(cls, "source") and cls.source is None and not getattr(
+                cls, "sources", ())
+        if needs and "path" in registry.option_names(name):
             path = tmp_path / "text.txt"
             path.write_text(TEXT)
             node["path"] = str(path)
+        # A plugin may name smaller options for tests (a few chorales instead of the corpus).
+        node.update(getattr(cls, "test_options", {}))
     return registry.validate(node)
 
 
@@ -82,9 +91,23 @@ def exercise_cell(cell) -> list[np.ndarray]:
 
 def exercise_dataset(dataset) -> list[np.ndarray]:
     corpus = dataset.load()
-    assert corpus.kind in ("lines", "stream") and corpus.vocab.size >= 2 and corpus.n_train > 0
-    train = corpus.train if corpus.kind == "stream" else np.concatenate(corpus.train)
+    if corpus.kind == "series":
+        assert corpus.n_train > 0 and np.isfinite(corpus.values).all()
+        return [corpus.values]
+    assert corpus.kind in ("lines", "stream", "labelled") and corpus.vocab.size >= 2
+    if corpus.kind == "stream":
+        train = corpus.train
+    else:
+        train = np.concatenate(list(corpus.train))
+    assert train.size > 0
     return [np.array([json.dumps(corpus.vocab.to_json())]), train]
+
+
+def exercise_task(task) -> list[np.ndarray]:
+    """A task names the corpora it reads and an objective with a direction."""
+    assert task.corpus_kinds and task.direction in ("minimize", "maximize")
+    assert task.objective in task.compare_metrics or task.objective == "val_loss"
+    return [np.array([task.objective, task.direction, *task.corpus_kinds])]
 
 
 def exercise_clip(clip) -> list[np.ndarray]:
@@ -195,7 +218,7 @@ def build(kind: str, cfg) -> object:
 
 EXERCISE = {"cell": exercise_cell, "dataset": exercise_dataset, "clip": exercise_clip,
             "sampler": exercise_sampler, "optimizer": exercise_optimizer, "feed": exercise_feed,
-            "lr_schedule": exercise_schedule}
+            "lr_schedule": exercise_schedule, "task": exercise_task}
 
 
 # --------------------------------------------------------------------------- the contract

@@ -104,23 +104,13 @@ def hydra_main(cfg: DictConfig) -> None:
     sys.stdout.flush()
 
 
-def generate_keys() -> list[str]:
-    """The keys of conf/generate.yaml and of every sampler, for did-you-mean hints."""
-    from framework.cli.overrides import CONF, known_keys
-
-    top = OmegaConf.load(CONF / "generate.yaml")
-    keys = [k for k in top if k not in ("defaults", "hydra")]
-    keys += [f"mlflow.{k}" for k in top.get("mlflow", {})]
-    return keys + [k for k in known_keys() if k.startswith("sampler")]
-
-
 def main() -> int:
     from framework.cli.overrides import precheck_overrides, run_hydra, store_plugin_configs
 
     def body() -> None:
         precheck_overrides(sys.argv[1:])
         store_plugin_configs()
-        run_hydra(hydra_main, generate_keys)  # Hydra's own override errors become one line
+        run_hydra(hydra_main)  # Hydra's own override errors become one line
 
     return run_command(body)
 

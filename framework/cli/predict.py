@@ -17,7 +17,7 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from framework import ROOT
 from framework.cli.console import print_error, run_command
@@ -111,15 +111,10 @@ def hydra_main(cfg: DictConfig) -> None:
     sys.stdout.flush()
 
 
-def predict_keys() -> list[str]:
-    top = OmegaConf.load(ROOT / "conf" / "predict.yaml")
-    return [k for k in top if k not in ("defaults", "hydra")] + ["mlflow.tracking_uri"]
-
-
 def main() -> int:
     from framework.cli.overrides import run_hydra
 
-    return run_command(lambda: run_hydra(hydra_main, predict_keys))
+    return run_command(lambda: run_hydra(hydra_main))
 
 
 __all__ = ["classify_lines", "forecast_values", "main", "run"]

@@ -25,6 +25,7 @@ import numpy as np
 
 from framework.data.vocab import Vocab
 from framework.errors import ConfigError, DataError
+from framework.registry import Plugin
 
 MISSING_POLICIES = ("interpolate", "drop", "error")
 # Letters that NFKD does not decompose into an ASCII letter plus combining marks.
@@ -300,31 +301,24 @@ def check_missing(missing: str) -> None:
         raise ValueError(f"missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
 
 
-class TaskDataset:
-    """Base of the task dataset plugins: ``__init__(**schema fields)``, ``load()`` -> corpus.
+class TaskDataset(Plugin):
+    """Base of the task dataset plugins: ``TaskDataset(cfg)``, then ``load()`` -> corpus.
 
-    Subclasses set ``schema``, ``kind`` ("labelled" or "series") and either ``source`` (one
+    Subclasses set ``kind`` ("labelled" or "series") and either ``source`` (one
     :class:`~framework.data.Source`) or ``sources`` (several, e.g. one file per class).
     """
 
-    schema: ClassVar[type]
     kind: ClassVar[str]
     source: ClassVar[Any] = None
     sources: ClassVar[tuple[Any, ...]] = ()
     needs_path: ClassVar[bool] = False
 
-    def __init__(self, **options: Any) -> None:
-        try:
-            self.config = self.schema(**options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"dataset '{self.schema.name}': {exc}") from None
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
+        self.config = self.cfg
         if self.needs_path and not str(getattr(self.config, "path", "") or "").strip():
-            raise ConfigError(f"dataset '{self.config.name}' has no default file; "
+            raise ConfigError(f"dataset '{self.name}' has no default file; "
                               f"set dataset.path=/path/to/your/data")
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     def load(self) -> LabelledCorpus | SeriesCorpus:
         raise NotImplementedError

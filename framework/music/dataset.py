@@ -26,33 +26,31 @@ from framework.music.encoding import (
     SkipPiece,
     encode_score,
 )
+from framework.registry import Plugin
 
 PieceSource = tuple[str, str, Callable[[], Any]]  # (cache id, name shown to people, parse())
 
 
-class MusicDataset:
-    """``__init__(**schema fields)``, ``load() -> Corpus``, ``render_samples(texts, folder)``.
+class MusicDataset(Plugin):
+    """``MusicDataset(cfg)``, ``load() -> Corpus``, ``render_samples(texts, folder)``.
 
-    Subclasses set ``schema`` (with ``resolution``, ``transpose``, ``val_fraction``,
-    ``split_seed``, ``limit``, ``cache`` and optionally ``voices``) and implement :meth:`pieces`.
+    Subclasses' schemas have ``resolution``, ``transpose``, ``val_fraction``, ``split_seed``,
+    ``limit``, ``cache`` and optionally ``voices``; subclasses implement :meth:`pieces`.
     """
 
-    schema: ClassVar[type]
     kind: ClassVar[str] = "lines"
+    requires: ClassVar[tuple[str, ...]] = ("music21",)  # the optional extra it needs
     order_by_pitch: ClassVar[bool] = False  # sort a score's parts by pitch to get the voices
     selection: ClassVar[str] = ""  # names how a plugin picks parts before encoding (cache key)
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, cfg: Any = None, /, **options: Any) -> None:
+        super().__init__(cfg, **options)
+        self.config = self.cfg
         try:
-            self.config = self.schema(**options)
             self.encoding = EncodingOptions.from_config(self.config)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"dataset '{self.schema.name}': {exc}") from None
-        self.music21 = require_music21(f"dataset '{self.config.name}'")
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+            raise ConfigError(f"dataset '{self.name}': {exc}") from None
+        self.music21 = require_music21(f"dataset '{self.name}'")
 
     @property
     def mode(self) -> str:
