@@ -83,6 +83,8 @@ def test_ray_launcher_without_the_plugin_is_a_one_line_error(monkeypatch):
         ray_support.precheck_launcher(["-m", "hydra/launcher=ray", "cell=rnn,gru"])
 
 
+# Slow stage: CI installs the `.[ray]` extra only for it.
+@pytest.mark.slow
 @pytest.mark.skipif(not PLUGIN, reason="needs hydra-ray-launcher: pip install -e '.[ray]'")
 def test_cli_composes_the_ray_launcher_without_a_schema_warning(tmp_path):
     proc = cli("framework", ["hydra/launcher=ray", "--cfg", "hydra", "-p", "hydra.launcher"],

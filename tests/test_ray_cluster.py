@@ -64,7 +64,8 @@ def test_six_job_sweep_on_a_two_node_ray_cluster_with_token_auth(tmp_path):
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     out = proc.stdout + proc.stderr
-    print(proc.stdout[-3000:])  # the stage timings, shown by pytest -s or on failure
+    # The stage timings (ray start, the wrong-token check, the sweep), shown by pytest -s.
+    print("\n".join(line for line in proc.stdout.splitlines() if line.startswith("== ")))
     assert proc.returncode == 0, out[-4000:]
     assert left.stdout.strip() == "", f"Ray processes left running: {left.stdout}"
     assert "refused: InvalidAuthToken" in proc.stdout, out[-2000:]

@@ -231,7 +231,7 @@ def test_model_saved_without_the_requirements_rescan_is_the_same_model(tmp_path,
 
     import mlflow.utils.environment as environment
 
-    from framework import pyfunc
+    from framework.tracking import pyfunc
     from tests.test_pyfunc import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "latest.npz")

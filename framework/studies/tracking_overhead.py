@@ -173,7 +173,7 @@ def _cli_job(args: list[str], cwd: Path) -> tuple[float, float]:
     wall = time.perf_counter() - w0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"tracking_bench: job failed: {proc.stderr.strip()[-2000:]}")
+        raise SystemExit(f"tracking_overhead: job failed: {proc.stderr.strip()[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
@@ -198,7 +198,7 @@ def in_process(steps: int, repeats: int, work: Path, enabled: bool) -> list[list
                                "--child", str(steps), str(store), str(int(enabled))],
                               cwd=work, env=_env(), capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
-            raise SystemExit(f"tracking_bench: in-process run failed: {proc.stderr[-2000:]}")
+            raise SystemExit(f"tracking_overhead: in-process run failed: {proc.stderr[-2000:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     return runs
 
