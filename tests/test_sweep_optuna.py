@@ -377,7 +377,7 @@ def test_parent_run_logs_the_study(resumed_study):
 def test_two_sweeper_processes_share_one_study(tmp_path):
     """Two workers at once on one fresh sqlite study: no trial number twice, no result lost."""
     args = [*THRESHOLD, "mlflow.experiment_name=workers", "hydra.sweeper.n_trials=3"]
-    procs = [study_cli(tmp_path, [*args, f"hydra.sweep.dir=multirun/{w}"], wait=False)
+    procs = [study_cli(tmp_path, [*args, f"hydra.sweep.dir=multirun/worker-{w}"], wait=False)
              for w in ("a", "b")]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -386,7 +386,7 @@ def test_two_sweeper_processes_share_one_study(tmp_path):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(6))
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}  # all told
-    mine = [results_of(tmp_path / f"multirun/{w}")["this_invocation"] for w in ("a", "b")]
+    mine = [results_of(tmp_path / f"multirun/worker-{w}")["this_invocation"] for w in ("a", "b")]
     assert sorted(mine[0] + mine[1]) == list(range(6)) and len(mine[0]) == len(mine[1]) == 3
     client = client_for(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("workers").experiment_id])
@@ -396,6 +396,25 @@ def test_two_sweeper_processes_share_one_study(tmp_path):
         assert by_trial[trial.number].data.metrics["val_loss"] == pytest.approx(trial.value)
     parents = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
+@pytest.mark.slow
+def test_a_study_on_postgresql_through_the_joblib_launcher(tmp_path):
+    """Storage on a real PostgreSQL; jobs in joblib workers report their evals there."""
+    from tests.test_postgres import postgres_server
+
+    with postgres_server() as db_uri:
+        storage = db_uri.rsplit("/", 1)[0] + "/postgres"  # a database of the fresh cluster
+        study_cli(tmp_path, [*THRESHOLD, f"hydra.sweeper.storage={storage}",
+                             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4",
+                             "mlflow.experiment_name=pg"])
+        study = optuna.load_study(study_name="rnnlab", storage=storage)
+        assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+        assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+        assert all(t.intermediate_values for t in study.trials)  # reported from the workers
+        assert any(t.state.name == "PRUNED" for t in study.trials)
+    assert not (tmp_path / "optuna.db").exists()
 
 
 @pytest.mark.slow
