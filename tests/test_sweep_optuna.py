@@ -244,6 +244,21 @@ def test_sweeper_options_are_checked_before_any_study_opens():
             SweeperOptions.from_config({**good, **bad})
 
 
+def test_a_pruner_given_by_name_gets_rnnlab_defaults():
+    from omegaconf import OmegaConf
+
+    from framework.tracking.optuna_sweeper import pruner_by_name
+
+    config = OmegaConf.create({"train": {"eval_every": 25}, "hydra": {"sweeper": {"pruner": "x"}}})
+    assert pruner_by_name("median", config) == {
+        "name": "median", "n_startup_trials": 5, "n_warmup_steps": 25, "interval_steps": 1,
+        "n_min_trials": 1}
+    assert pruner_by_name("successive_halving", config)["min_resource"] == 25
+    assert pruner_by_name("threshold", config) == {"name": "threshold"}
+    with pytest.raises(ConfigError, match="unknown pruner 'mediam'"):
+        pruner_by_name("mediam", config)
+
+
 def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
     from framework.trainer import Pruned
     from tests.test_trainer import make_trainer
