@@ -27,11 +27,13 @@ optuna = pytest.importorskip("optuna")
 TINY = ["train.steps=40", "train.eval_every=10", "cell.hidden_size=8", "train.batch_size=8",
         "train.sample_every=0", "train.checkpoint_every=0", "mlflow.log_model=false",
         "hydra.job_logging.root.level=WARNING"]
-# lr 0.05 is below ln(27) = 3.30 nats/char by step 20; lr 1e-6 is not: only it is pruned.
+# lr 0.05 is below ln(27) = 3.30 nats/char by step 20 with either cell; lr 1e-6 is not: only it
+# is pruned. (A config group in the space too: each trial overrides cell=rnn or cell=gru.)
 THRESHOLD = ["hydra/sweeper/pruner=none", "hydra.sweeper.pruner.name=threshold",
              "+hydra.sweeper.pruner.upper=3.25", "+hydra.sweeper.pruner.n_warmup_steps=20",
              "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=7",
-             "hydra.sweeper.params=null", "optimizer.lr=choice(0.05,0.000001)"]
+             "hydra.sweeper.params=null", "optimizer.lr=choice(0.05,0.000001)",
+             "cell=choice(rnn,gru)"]
 
 
 def study_cli(cwd: Path, args: list[str], *, wait: bool = True, timeout: float = 400):
