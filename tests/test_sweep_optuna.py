@@ -27,11 +27,13 @@ optuna = pytest.importorskip("optuna")
 TINY = ["train.steps=40", "train.eval_every=10", "cell.hidden_size=8", "train.batch_size=8",
         "train.sample_every=0", "train.checkpoint_every=0", "mlflow.log_model=false",
         "hydra.job_logging.root.level=WARNING"]
-# lr 0.05 is below ln(27) = 3.30 nats/char by step 20; lr 1e-6 is not: only it is pruned.
+# lr 0.05 is below ln(27) = 3.30 nats/char by step 20 with either cell; lr 1e-6 is not: only it
+# is pruned. (A config group in the space too: each trial overrides cell=rnn or cell=gru.)
 THRESHOLD = ["hydra/sweeper/pruner=none", "hydra.sweeper.pruner.name=threshold",
              "+hydra.sweeper.pruner.upper=3.25", "+hydra.sweeper.pruner.n_warmup_steps=20",
              "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=7",
-             "hydra.sweeper.params=null", "optimizer.lr=choice(0.05,0.000001)"]
+             "hydra.sweeper.params=null", "optimizer.lr=choice(0.05,0.000001)",
+             "cell=choice(rnn,gru)"]
 
 
 def study_cli(cwd: Path, args: list[str], *, wait: bool = True, timeout: float = 400):
@@ -244,6 +246,21 @@ def test_sweeper_options_are_checked_before_any_study_opens():
             SweeperOptions.from_config({**good, **bad})
 
 
+def test_a_pruner_given_by_name_gets_rnnlab_defaults():
+    from omegaconf import OmegaConf
+
+    from framework.tracking.optuna_sweeper import pruner_by_name
+
+    config = OmegaConf.create({"train": {"eval_every": 25}, "hydra": {"sweeper": {"pruner": "x"}}})
+    assert pruner_by_name("median", config) == {
+        "name": "median", "n_startup_trials": 5, "n_warmup_steps": 25, "interval_steps": 1,
+        "n_min_trials": 1}
+    assert pruner_by_name("successive_halving", config)["min_resource"] == 25
+    assert pruner_by_name("threshold", config) == {"name": "threshold"}
+    with pytest.raises(ConfigError, match="unknown pruner 'mediam'"):
+        pruner_by_name("mediam", config)
+
+
 def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
     from framework.training.trainer import Pruned
     from tests.test_trainer import make_trainer
@@ -377,7 +394,7 @@ def test_parent_run_logs_the_study(resumed_study):
 def test_two_sweeper_processes_share_one_study(tmp_path):
     """Two workers at once on one fresh sqlite study: no trial number twice, no result lost."""
     args = [*THRESHOLD, "mlflow.experiment_name=workers", "hydra.sweeper.n_trials=3"]
-    procs = [study_cli(tmp_path, [*args, f"hydra.sweep.dir=multirun/{w}"], wait=False)
+    procs = [study_cli(tmp_path, [*args, f"hydra.sweep.dir=multirun/worker-{w}"], wait=False)
              for w in ("a", "b")]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -386,7 +403,7 @@ def test_two_sweeper_processes_share_one_study(tmp_path):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(6))
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}  # all told
-    mine = [results_of(tmp_path / f"multirun/{w}")["this_invocation"] for w in ("a", "b")]
+    mine = [results_of(tmp_path / f"multirun/worker-{w}")["this_invocation"] for w in ("a", "b")]
     assert sorted(mine[0] + mine[1]) == list(range(6)) and len(mine[0]) == len(mine[1]) == 3
     client = client_for(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("workers").experiment_id])
@@ -396,6 +413,25 @@ def test_two_sweeper_processes_share_one_study(tmp_path):
         assert by_trial[trial.number].data.metrics["val_loss"] == pytest.approx(trial.value)
     parents = [r for r in runs if r.data.tags.get("rnnlab.sweep") == "true"]
     assert len(parents) == 2 and {p.info.status for p in parents} == {"FINISHED"}
+
+
+@pytest.mark.slow
+def test_a_study_on_postgresql_through_the_joblib_launcher(tmp_path):
+    """Storage on a real PostgreSQL; jobs in joblib workers report their evals there."""
+    from tests.test_postgres import postgres_server
+
+    with postgres_server() as db_uri:
+        storage = db_uri.rsplit("/", 1)[0] + "/postgres"  # a database of the fresh cluster
+        study_cli(tmp_path, [*THRESHOLD, f"hydra.sweeper.storage={storage}",
+                             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4",
+                             "mlflow.experiment_name=pg"])
+        study = optuna.load_study(study_name="rnnlab", storage=storage)
+        assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+        assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+        assert all(t.intermediate_values for t in study.trials)  # reported from the workers
+        assert any(t.state.name == "PRUNED" for t in study.trials)
+    assert not (tmp_path / "optuna.db").exists()
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ class SweeperOptions:
     n_trials: int = 20
     n_jobs: int = 1
     sampler: dict[str, Any] = field(default_factory=dict)
-    pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    pruner: Any = field(default_factory=lambda: {"name": "none"})  # or a name
     params: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -75,6 +75,9 @@ class SweeperOptions:
         if not isinstance(self.sampler, dict) or "_target_" not in self.sampler:
             raise ConfigError("hydra.sweeper.sampler needs a _target_ (choose one with "
                               "hydra/sweeper/sampler=tpe|random)")
+        if not isinstance(self.pruner, (dict, str)):
+            raise ConfigError("hydra.sweeper.pruner must be a pruner's name or its options "
+                              "(hydra/sweeper/pruner=median hydra.sweeper.pruner.<key>=...)")
         if not isinstance(self.params, dict):
             raise ConfigError("hydra.sweeper.params must map config keys to search spaces, e.g. "
                               "optimizer.lr: tag(log, interval(1e-4, 1e-1))")
@@ -89,6 +92,23 @@ def default_storage(config: DictConfig) -> str:
     db = _sqlite_path(uri) if OmegaConf.select(config, "mlflow.enabled", default=True) else None
     folder = db.parent if db is not None else Path.cwd()
     return f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
+
+
+def pruner_by_name(name: str, config: DictConfig) -> dict[str, Any]:
+    """``hydra.sweeper.pruner=<name>``: the options of conf/hydra/sweeper/pruner/<name>.yaml
+    (what ``hydra/sweeper/pruner=<name>`` selects), resolved against ``config``."""
+    from framework.plugins import ROOT
+    from framework.tracking.trial import PRUNERS
+
+    path = ROOT / "conf" / "hydra" / "sweeper" / "pruner" / f"{name}.yaml"
+    if name not in PRUNERS:
+        raise ConfigError(f"unknown pruner {name!r}; choose hydra.sweeper.pruner= one of "
+                          f"{', '.join(PRUNERS)}")
+    if not path.is_file():  # a pruner without rnnlab defaults (threshold): Optuna's own
+        return {"name": name}
+    root = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
+    root.hydra.sweeper.pruner = OmegaConf.load(path)
+    return OmegaConf.to_container(root.hydra.sweeper.pruner, resolve=True)
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -164,6 +184,8 @@ class OptunaStudySweeper:
         from hydra.core.plugins import Plugins
 
         self.options = SweeperOptions.from_config(options)
+        if isinstance(self.options.pruner, str):  # hydra.sweeper.pruner=median
+            self.options.pruner = pruner_by_name(self.options.pruner, config)
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
