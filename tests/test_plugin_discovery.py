@@ -241,9 +241,8 @@ def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
     resume) without an edit to config.py, trainer.py, resume.py or conf/config.yaml."""
     from dataclasses import dataclass
 
-    from framework.training.resume import conflicts, must_match
-
     from framework.registry import FEEDS
+    from framework.training.checkpoint import conflicts, must_match
     from framework.training.config import train_plugin_fields
     from framework.training.trainer import Reporter, Trainer
     from tests.helpers import run_config

@@ -277,7 +277,8 @@ def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
         trainer.run()
     assert exc.value.step == 6 and trainer.step == 7
     assert exc.value.checkpoint.is_file()
-    assert seen == [(0, ["best_val_loss", "val_loss"]), (6, ["best_val_loss", "val_loss"])]
+    keys = ["best_val_loss", "val_bits_per_char", "val_loss"]  # the eval metrics and the best
+    assert seen == [(0, keys), (6, keys)]
     # At the last eval there is nothing left to stop: the hook is told, the run finishes.
     trainer = make_trainer(["train.steps=6", "train.eval_every=0"], tmp_path / "last")
     trainer.eval_hook = lambda step, metrics: True

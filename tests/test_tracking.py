@@ -258,6 +258,6 @@ def test_model_saved_without_the_requirements_rescan_is_the_same_model(tmp_path,
     pins = set(fast["requirements.txt"].split())
     assert {f"{n}=={version(n)}" for n in ("mlflow", "numpy", "pandas", "omegaconf")} <= pins
     assert {"MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt",
-            "artifacts/latest.npz", "code/framework/pyfunc_model.py"} <= set(fast)
+            "artifacts/latest.npz", "code/framework/tracking/pyfunc_model.py"} <= set(fast)
     assert any(k.startswith("code/cells/") for k in fast)
     assert "signature:" in fast["MLmodel"] and "rnnlab_cell: gru" in fast["MLmodel"]

@@ -112,5 +112,8 @@ def main() -> int:
         store_plugin_configs()
         run_hydra(hydra_main)  # Hydra's own override errors become one line
 
-    return run_command(body)
+    code = run_command(body)
+    if code:
+        sys.exit(code)
+    return 0
 

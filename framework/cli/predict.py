@@ -114,7 +114,10 @@ def hydra_main(cfg: DictConfig) -> None:
 def main() -> int:
     from framework.cli.overrides import run_hydra
 
-    return run_command(lambda: run_hydra(hydra_main))
+    code = run_command(lambda: run_hydra(hydra_main))
+    if code:
+        sys.exit(code)
+    return 0
 
 
 __all__ = ["classify_lines", "forecast_values", "main", "run"]

@@ -206,4 +206,6 @@ def main() -> None:
         register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
 
-    sys.exit(run_command(body))
+    code = run_command(body)
+    if code:
+        sys.exit(code)

@@ -118,6 +118,10 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
 
 
+SAMPLERS = ("TPESampler", "RandomSampler", "CmaEsSampler", "QMCSampler", "GPSampler",
+            "NSGAIISampler")
+
+
 def make_sampler(spec: dict[str, Any]) -> Any:
     """The configured sampler; with a seed, one re-seeded for every trial by its number.
 
@@ -126,14 +130,19 @@ def make_sampler(spec: dict[str, Any]) -> Any:
     invocation's random draws in every later one.
     """
     import optuna
-    from hydra.utils import instantiate
 
     spec = dict(spec)
     seed = spec.pop("seed", None)
+    target = str(spec.pop("_target_", ""))
+    # A whitelist of Optuna's own samplers: a config value never names arbitrary code to run.
+    name = target.rsplit(".", 1)[-1]
+    if not target.startswith("optuna.samplers.") or name not in SAMPLERS:
+        raise ConfigError(f"hydra.sweeper.sampler._target_ must be one of "
+                          f"{', '.join('optuna.samplers.' + s for s in SAMPLERS)}, got {target!r}")
 
     def build(trial_seed_value: int | None) -> Any:
         try:
-            sampler = instantiate(spec, seed=trial_seed_value)
+            sampler = getattr(optuna.samplers, name)(**spec, seed=trial_seed_value)
         except Exception as exc:
             cause = exc.__cause__ or exc
             raise ConfigError(f"hydra.sweeper.sampler ({spec.get('_target_')}): "
