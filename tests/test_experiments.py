@@ -30,7 +30,8 @@ class Quiet:
 
 def test_the_presets_are_there():
     assert {"dinosaurus_island", "dinosaurus_plus", "shakespeare_sonnets", "minchar_rnn",
-            "char_rnn", "vanishing_gradients", "rnn_vs_lstm_vs_gru"} <= set(PRESETS)
+            "char_rnn", "vanishing_gradients", "rnn_vs_lstm_vs_gru", "names_classify",
+            "sunspots_forecast", "co2_forecast"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -60,3 +61,18 @@ def test_course_preset_is_the_course_recipe():
         ("sgd", 0.01, "value", 5.0)
     assert (rc.train.feed, rc.train.loss, rc.train.report, rc.seed) == \
         ("example", "sum", "course", 1)
+
+
+@pytest.mark.parametrize(("name", "task", "dataset"), [
+    ("names_classify", "classify", "names"),
+    ("sunspots_forecast", "forecast", "sunspots"),
+    ("co2_forecast", "forecast", "co2"),
+])
+def test_task_presets_pick_their_task_and_dataset(name, task, dataset, tmp_path):
+    rc = run_config([f"experiment={name}", *FAST])
+    assert (rc.task.name, rc.dataset.name) == (task, dataset)
+    trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
+    trainer.run()
+    metrics = trainer.evaluate()  # the task's own metrics, not a language model's
+    wanted = {"val_accuracy", "val_macro_f1"} if task == "classify" else {"val_rmse", "val_mae"}
+    assert wanted <= set(metrics)

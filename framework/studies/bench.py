@@ -13,6 +13,13 @@ For every cell x hidden x batch (tiny-shakespeare, float32, seq 25) it reports t
 * the GEMM bound: the speed of running only the step's unavoidable matmuls at its shapes, and
   the share of it rnnlab reaches.
 
+Then the classification rows (``--no-classify`` skips them): training texts/s of the names
+classifier (``task=classify dataset=names``: padded names, the last valid state into a dense
+softmax), one layer, uni- and bidirectional, rnnlab through ``Trainer.train_step`` against PyTorch
+(``pack_padded_sequence`` into the same cell, a linear head on the final states) on the same
+batches.  rnnlab's cells run every padded step (the padding's gradient is zero); PyTorch's
+packed sequences skip them.
+
 All configurations are interleaved in one process (round after round, so drifting machine load
 hits every column alike) and each number is the median over rounds.  BLAS threads are limited
 with threadpoolctl (and torch.set_num_threads) and reported.  The full mode adds thread scaling
@@ -40,6 +47,7 @@ import numpy as np
 from framework import ROOT
 from framework.studies.bench_refs import (
     CourseLoop,
+    TorchClassifyLoop,
     TorchLoop,
     course_clip_and_adam,
     gemm_flops_per_char,
@@ -52,19 +60,21 @@ CELL_ORDER = ("rnn", "lstm", "gru")
 HIDDEN = (64, 128, 256)
 BATCH = (1, 32, 64)
 COLUMNS = ("rnnlab", "course", "torch", "gemm")
+CLASSIFY_HIDDEN, CLASSIFY_BATCH = 128, 64
 
 
 # --------------------------------------------------------------------------- the real trainer
 def make_trainer(cell: str, hidden: int, batch: int, seq: int, extra: list[str] | None = None,
-                 out_dir: Path | None = None) -> Any:
-    """A Trainer built from the real config (tiny-shakespeare, clip=norm, Adam, float32)."""
+                 out_dir: Path | None = None, dataset: str = "tinyshakespeare") -> Any:
+    """A Trainer built from the real config (tiny-shakespeare unless ``dataset`` says otherwise,
+    clip=norm, Adam, float32)."""
     from hydra import compose, initialize_config_dir
 
     from framework.cli.overrides import store_plugin_configs
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer
 
-    overrides = [f"cell={cell}", f"cell.hidden_size={hidden}", "dataset=tinyshakespeare",
+    overrides = [f"cell={cell}", f"cell.hidden_size={hidden}", f"dataset={dataset}",
                  f"train.batch_size={batch}", f"train.seq_len={seq}", "mlflow.enabled=false",
                  *(extra or [])]
     store_plugin_configs()
@@ -162,6 +172,52 @@ def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, 
                 row[col] = 1.0 / statistics.median(times[key + (col,)])
         row["gflops"] = gemm_flops_per_char(row["cell"], row["vocab"], row["hidden"]) \
             * row["gemm"] / 1e9
+    return rows
+
+
+def make_classify_trainer(cell: str, hidden: int, batch: int, bidirectional: bool = False,
+                          extra: list[str] | None = None) -> Any:
+    """A Trainer of the names classifier (task=classify, padded names, many-to-one, one layer)."""
+    overrides = ["task=classify", f"model.bidirectional={str(bidirectional).lower()}",
+                 *(extra or [])]
+    return make_trainer(cell, hidden, batch, 25, overrides, dataset="names")
+
+
+def run_classify(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, ...],
+                 rounds: int, target_s: float, use_torch: bool,
+                 log: Callable[[str], None]) -> list[dict]:
+    """Training texts/s of rnnlab (Trainer.train_step) and PyTorch on the names classifier,
+    uni- and bidirectional, interleaved, medians over rounds."""
+    samplers: dict[tuple, Callable[[], float]] = {}
+    rows = []
+    for cell in cells:
+        for H in hidden:
+            for B in batch:
+                for bi in (False, True):
+                    trainer = make_classify_trainer(cell, H, B, bi)
+                    corpus = trainer.corpus
+                    key = (cell, H, B, bi)
+                    chars = sum(len(t) for t in corpus.train) / corpus.n_train
+                    rows.append({"cell": cell, "hidden": H, "batch": B, "bidirectional": bi,
+                                 "classes": corpus.n_classes, "chars_per_text": chars})
+                    samplers[key + ("rnnlab",)] = _calibrated(
+                        lambda s=trainer.train_step: int(s().tokens), target_s)
+                    if use_torch:
+                        ref = TorchClassifyLoop(cell, trainer.vocab.size, H, corpus.n_classes,
+                                                trainer.feed, trainer.rc.optimizer.lr,
+                                                trainer.rc.clip.max_norm, bidirectional=bi)
+                        samplers[key + ("torch",)] = _calibrated(ref.step, target_s)
+    log(f"{len(rows)} classification configurations warmed up; timing {rounds} rounds")
+    times: dict[tuple, list[float]] = {k: [] for k in samplers}
+    for r in range(rounds):
+        for key, sample in samplers.items():
+            times[key].append(sample())
+        log(f"  round {r + 1}/{rounds} done")
+    for row in rows:
+        key = (row["cell"], row["hidden"], row["batch"], row["bidirectional"])
+        for col in ("rnnlab", "torch"):
+            if key + (col,) in times:
+                row[col] = 1.0 / statistics.median(times[key + (col,)])
     return rows
 
 
@@ -283,6 +339,21 @@ def format_table(rows: list[dict], markdown: bool) -> str:
                       _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
                       "-" if torch_s is None else f"{r['rnnlab'] / torch_s:.2f}x",
                       _k(r["gemm"]), f"{100 * r['rnnlab'] / r['gemm']:.0f}%"])
+    return _table(head, lines, markdown)
+
+
+def format_classify_table(rows: list[dict], markdown: bool) -> str:
+    head = ["cell", "direction", "H", "B", "rnnlab texts/s", "PyTorch texts/s", "x torch"]
+    lines = []
+    for r in rows:
+        torch_s = r.get("torch")
+        lines.append([r["cell"], "bi" if r["bidirectional"] else "uni", str(r["hidden"]),
+                      str(r["batch"]), _k(r["rnnlab"]), _k(torch_s),
+                      "-" if torch_s is None else f"{r['rnnlab'] / torch_s:.2f}x"])
+    return _table(head, lines, markdown)
+
+
+def _table(head: list[str], lines: list[list[str]], markdown: bool) -> str:
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(line) + " |" for line in lines]
@@ -307,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--no-grid", action="store_true",
                         help="skip the table (with the full mode: only the extra checks)")
+    parser.add_argument("--classify-hidden", nargs="+", type=int, default=[CLASSIFY_HIDDEN])
+    parser.add_argument("--classify-batch", nargs="+", type=int, default=[CLASSIFY_BATCH])
+    parser.add_argument("--no-classify", action="store_true",
+                        help="skip the classification rows (names, many-to-one)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # the heap settings the training command runs with
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
@@ -336,6 +411,15 @@ def main(argv: list[str] | None = None) -> int:
                               for r in rows if r["batch"] == max(args.batch))
             print("GEMM bound: only the step's matmuls (recurrent fwd, dh, dW_h; output fwd, dW, "
                   f"dx) at its shapes; measured rates: {rates} GFLOP/s")
+        if not args.no_classify:
+            crows = run_classify(tuple(args.cells), tuple(args.classify_hidden),
+                                 tuple(args.classify_batch), rounds, target, use_torch, log)
+            mean_len = statistics.mean(r["chars_per_text"] for r in crows)
+            print(f"training texts/s, names classifier (task=classify: padded names, many-to-one, "
+                  f"{crows[0]['classes']} classes, {mean_len:.1f} chars per name on average; "
+                  "forward + backward + clip=norm + Adam), float32, 1 layer, threads "
+                  f"{args.threads}; median of {rounds} interleaved rounds")
+            print(format_classify_table(crows, args.markdown))
         if not args.quick:
             n = max(2, args.threads)
             log(f"thread scaling 1 vs {n} at H=256, B=64")

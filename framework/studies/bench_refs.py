@@ -9,10 +9,13 @@
   ``nn.RNN``/``nn.LSTM``/``nn.GRU``, ``nn.Linear``, cross-entropy, ``clip_grad_norm_``, Adam.
   (``nn.GRU`` is the cuDNN-style GRU that applies r after the recurrent matmul; rnnlab's is the
   char-rnn GRU, which needs a second, dependent matmul per step.  Same FLOPs.)
+* :class:`TorchClassifyLoop` -- the PyTorch reference of the classification rows: padded
+  labelled texts packed into the same cells, a linear head on the final states.
 * :func:`gemm_step` -- only the matmuls one training step cannot avoid, at the exact shapes
   the fast path uses; its speed is the "GEMM bound".
 
-Every loop trains on the same (T, B) batches of the same stream feed.
+Every loop trains on the same (T, B) batches of the same feed (the stream feed for the
+language-model rows, the padded labelled-text feed for the classification rows).
 """
 
 from __future__ import annotations
@@ -195,6 +198,50 @@ class TorchLoop:
         return batch.inputs.size
 
 
+class TorchClassifyLoop:
+    """PyTorch eager many-to-one training step on the same padded batches of labelled texts:
+    one-hot input (padding, id -1, a zero row) packed with ``pack_padded_sequence`` into
+    ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (one layer, optionally bidirectional), ``nn.Linear`` on
+    the final state of each text's last valid step, cross-entropy, ``clip_grad_norm_``, Adam."""
+
+    def __init__(self, cell: str, V: int, H: int, n_classes: int, feed: Any, lr: float,
+                 max_norm: float, bidirectional: bool = False) -> None:
+        import torch
+
+        self.torch, self.feed = torch, feed
+        torch.manual_seed(0)
+        rnn_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+        self.rnn = rnn_class(V, H, bidirectional=bidirectional)
+        self.out = torch.nn.Linear(2 * H if bidirectional else H, n_classes)
+        self.params = [*self.rnn.parameters(), *self.out.parameters()]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+        # Row V is all zeros: index -1 (the feeds' padding id) selects it.
+        self.eye = torch.cat([torch.eye(V), torch.zeros(1, V)])
+        self.max_norm, self.k = max_norm, 0
+
+    def logits(self, inputs: np.ndarray, lengths: np.ndarray) -> Any:
+        """(B, C) class scores of a right-padded (T, B) batch of ids."""
+        torch = self.torch
+        x = self.eye[torch.from_numpy(inputs)]  # (T, B, V) one-hot, zeros after each end
+        packed = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.from_numpy(lengths), enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h_n = state[0] if isinstance(state, tuple) else state  # (directions, B, H)
+        return self.out(torch.cat(list(h_n), dim=1))  # [forward; backward] final states
+
+    def step(self) -> int:
+        torch = self.torch
+        batch = self.feed.batch(self.k)
+        loss = torch.nn.functional.cross_entropy(self.logits(batch.inputs, batch.lengths),
+                                                 torch.from_numpy(batch.labels))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+        self.opt.step()
+        self.k += 1
+        return len(batch.labels)
+
+
 # --------------------------------------------------------------------------- GEMM bound
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -243,5 +290,5 @@ def course_clip_and_adam(lr: float, max_norm: float) -> tuple[Any, Any]:
             OPTIMIZERS.build({"name": "adam", "lr": lr}))
 
 
-__all__ = ["CourseLoop", "TorchLoop", "course_clip_and_adam", "course_style_grads",
-           "gemm_flops_per_char", "gemm_step", "torch_available"]
+__all__ = ["CourseLoop", "TorchClassifyLoop", "TorchLoop", "course_clip_and_adam",
+           "course_style_grads", "gemm_flops_per_char", "gemm_step", "torch_available"]
