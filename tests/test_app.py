@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from framework.training.checkpoint import load_checkpoint
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli
 
 MAIN_JOB = ["cell=lstm", "dataset=dinos", "train.steps=30", "train.eval_every=10",
@@ -31,6 +32,7 @@ def _runs(db: Path) -> list[tuple]:
         return conn.execute("select run_uuid, status, experiment_id from runs").fetchall()
 
 
+@needs_data("dinos.txt")
 def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
     from mlflow.tracking import MlflowClient
 
@@ -63,6 +65,7 @@ def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
     assert "MLflow run" in proc.stdout
 
 
+@needs_data("dinos.txt")
 def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     cwd, _ = main_run
     latest = sorted(cwd.glob("outputs/*/*/checkpoints/latest.npz"))[-1]
@@ -75,6 +78,7 @@ def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     assert all(a.dtype != object for a in arrays.values())
 
 
+@needs_data("dinos.txt")
 def test_generate_from_run_id(main_run):
     cwd, _ = main_run
     (run_id, _, _), = _runs(cwd / "mlflow.db")
@@ -126,6 +130,7 @@ def test_cfg_job_prints_resolved_config(tmp_path):
     assert "name: gru" in proc.stdout and "hidden_size: 7" in proc.stdout
 
 
+@needs_data("tinyshakespeare.txt")
 def test_quick_training_writes_checkpoint_json_meta(tmp_path):
     proc = cli("framework", [*QUICK, "cell=gru", "dataset=tinyshakespeare"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -137,6 +142,7 @@ def test_quick_training_writes_checkpoint_json_meta(tmp_path):
     assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("param/"))
 
 
+@needs_data("dinos.txt")
 def test_progress_bar_is_quiet_off_a_terminal_and_shows_when_asked(main_run, tmp_path):
     _, proc = main_run  # stderr is a pipe there: no bar
     assert "step/s" not in proc.stderr and "steps/s" not in proc.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from framework.plugins import load_folder, load_plugins
 from framework.registry import CELLS
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli
 
 DROP_IN_CELL = '''
@@ -62,6 +63,7 @@ def _install_plugin_package(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
+@needs_data("dinos.txt")
 def test_an_installed_package_plugs_in_a_cell_by_entry_point_and_trains(tmp_path):
     site = tmp_path / "site"
     _install_plugin_package(site)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework import ROOT
 from framework.cli.console import print_error, run_command
+from framework.cli.generate_args import validate_generate
 from framework.errors import CheckpointError, ConfigError, RnnlabError, TrackingError
 
 
@@ -73,18 +74,18 @@ def run(cfg: Any) -> tuple[list[str], Any]:
     from framework.registry import SAMPLERS
 
     load_plugins()
+    args = validate_generate(cfg)  # every option's type and range, before any work
     sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
         cfg.sampler, DictConfig) else dict(cfg.sampler)
     sampler = SAMPLERS.build(sampler_node)
     model, vocab, meta = load_for_generation(cfg)
-    window = cfg.get("window")
+    window = args.window
     if window is None:
         window = (meta.get("generate") or (meta.get("config") or {}).get("generate") or {}).get(
             "window")
-    seed = cfg.get("seed")
-    texts = generate(model, vocab, sampler, prompt=str(cfg.get("prompt") or ""),
-                     length=int(cfg.length), num_samples=int(cfg.num_samples), window=window,
-                     rng=np.random.default_rng(seed))
+    texts = generate(model, vocab, sampler, prompt=args.prompt, length=args.length,
+                     num_samples=args.num_samples, window=window,
+                     rng=np.random.default_rng(args.seed))
     return texts, vocab
 
 

@@ -88,6 +88,21 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
         log_one()
 
 
+def done_line(rc: RunConfig, result: Any) -> str:
+    """The last line of a run: steps, validation loss (or why there is none), speed, checkpoint."""
+    if rc.train.steps == 0:
+        return "done: train.steps=0, nothing was trained and no checkpoint was written"
+    val = result.final_val_loss
+    if math.isfinite(val):
+        loss = f"val loss {val:.4f} nats/char ({val / math.log(2):.4f} bits/char)"
+    elif getattr(rc.dataset, "val_fraction", None) == 0:
+        loss = "no validation (dataset.val_fraction=0)"
+    else:
+        loss = "no validation (the validation split gave no batch)"
+    return (f"done: {result.steps} steps, {loss}, {result.chars_per_sec:,.0f} chars/s; "
+            f"checkpoint {result.final_checkpoint}")
+
+
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
@@ -122,10 +137,7 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
-            print_line(f"done: {result.steps} steps, val loss {result.final_val_loss:.4f} "
-                       f"nats/char ({result.final_val_loss / math.log(2):.4f} bits/char), "
-                       f"{result.chars_per_sec:,.0f} chars/s; "
-                       f"checkpoint {result.final_checkpoint}")
+            print_line(done_line(rc, result))
             status = "FINISHED"
             return float(result.final_val_loss)
         except Interrupted as exc:
@@ -168,6 +180,9 @@ def hydra_main(cfg: DictConfig) -> float:
     except RnnlabError as exc:
         print_error(exc)
         if _is_multirun():
+            from framework.tracking.sweep import mark_job_failed
+
+            mark_job_failed(str(exc))
             return math.nan  # one bad job must not abort the rest of the sweep
         sys.exit(exc.exit_code)
 

@@ -27,6 +27,7 @@ from framework.nn.stack import CharRNN
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS
 from framework.training.checkpoint import load_checkpoint, save_rolling
 from framework.training.config import RunConfig
+from framework.training.resources import check_fits, training_estimate
 from framework.training.runtime import Interrupted, StopSignals
 
 CHECKPOINT_FORMAT = 1
@@ -126,9 +127,11 @@ class Trainer:
         dataset = DATASETS.build(rc.dataset)
         self.corpus = dataset.load()
         self.vocab = self.corpus.vocab
+        self.feed_kind = feed_kind(rc, self.corpus.kind)
+        # Before any parameter exists: a config that cannot fit in memory fails in one line.
+        check_fits(training_estimate(rc, self.corpus, self.feed_kind))
         self.model = build_model(rc, self.vocab.size)
         self.model.init_params(init_rng(rc, rc.cell.init))
-        self.feed_kind = feed_kind(rc, self.corpus.kind)
         self.feed = make_feed(self.feed_kind, self.corpus, batch_size=rc.train.batch_size,
                               seq_len=rc.train.seq_len, seed=rc.seed,
                               shuffle_seed=rc.train.shuffle_seed, stride=rc.train.stride,
@@ -252,9 +255,8 @@ class Trainer:
             self.report.samples(header, names, [header, "", *names, ""])
         else:
             header = f"step {step}: smoothed loss {self.smooth_loss:.4f}"
-            lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
-                                                     for t in texts]
-            self.report.samples(header, texts, lines)
+            self.report.samples(header, texts, [f"--- samples at {header}",
+                                                *sample_lines(texts)])
 
     # -- the step -----------------------------------------------------------------------------
     def train_step(self) -> StepStats:
@@ -352,6 +354,19 @@ class Trainer:
                            chars_per_sec=chars / elapsed if elapsed > 0 else 0.0,
                            final_checkpoint=final, best_checkpoint=self.best_checkpoint,
                            history=self.history, samples=self.report.sample_log)
+
+
+def sample_lines(texts: list[str]) -> list[str]:
+    """Samples as console lines: each line indented, samples of several lines separated by a
+    blank line, control characters other than tab and line break shown escaped."""
+    multi = any("\n" in t for t in texts)
+    out: list[str] = []
+    for i, text in enumerate(texts):
+        shown = "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
+        if multi and i:
+            out.append("")
+        out += [f"  {line}" for line in shown.split("\n")]
+    return out
 
 
 def print_line(text: str) -> None:
