@@ -5,6 +5,8 @@ the command-line entry points print its message as one line (no traceback) and e
 Messages name the problem and the fix.
 """
 
+from __future__ import annotations
+
 
 class RnnlabError(Exception):
     """Base class of every error that is reported to the user as one line."""
@@ -30,6 +32,19 @@ class CheckpointError(RnnlabError):
 
 class TrackingError(RnnlabError):
     """The MLflow tracking store is malformed or unreachable."""
+
+
+class StorageError(RnnlabError):
+    """A file or folder cannot be written: the disk is full, read-only, or not ours to write."""
+
+    @classmethod
+    def from_os_error(cls, action: str, path: object, exc: OSError, fix: str) -> StorageError:
+        """``cannot <action> <path>: <cause> [ENOSPC]; <fix>`` from the OSError that stopped it."""
+        import errno
+
+        code = errno.errorcode.get(exc.errno or 0)
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"cannot {action} {path}: {cause}{f' [{code}]' if code else ''}; {fix}")
 
 
 class DivergenceError(RnnlabError):

@@ -1,8 +1,16 @@
-"""Shared test setup: where the data lives, and a throw-away download cache."""
+"""Shared test setup: where the data lives, a throw-away download cache, and ``needs_data``.
+
+Tests that read a dataset file carry ``@needs_data("dinos.txt")`` (or ``pytestmark = ...``): on
+a clone without the data files and without network they skip and say which file is missing and
+where it was looked for, instead of failing.  The file is looked for the way rnnlab looks for it
+(``RNNLAB_DATA_DIR``, the cache, the pinned download), once per session.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,23 +18,77 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 # Set at import time so that everything (including subprocesses) sees the course data files.
-os.environ.setdefault("RNNLAB_DATA_DIR", str(REPO.parent / "shared" / "data"))
+if (REPO.parent / "shared" / "data").is_dir():
+    os.environ.setdefault("RNNLAB_DATA_DIR", str(REPO.parent / "shared" / "data"))
+
+# Never read or fill the user's real ~/.cache/rnnlab from the tests; set at import time so that
+# the data check below (which may download a file) and the tests share one cache.
+# (Tests also import this file as tests.conftest: the second import must reuse the same cache.)
+_CACHE = os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="rnnlab-test-cache-")
+os.environ["RNNLAB_TEST_CACHE_DIR"] = os.environ["RNNLAB_CACHE_DIR"] = _CACHE
+_available: dict[str, str | None] = {}
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
-    """Never read or fill the user's real ~/.cache/rnnlab from the tests."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RNNLAB_CACHE_DIR", str(tmp_path_factory.mktemp("rnnlab-cache")))
-        yield
+def needs_data(*filenames: str) -> pytest.MarkDecorator:
+    """Mark a test that reads these dataset files (e.g. ``"dinos.txt"``)."""
+    return pytest.mark.needs_data(*filenames)
+
+
+def missing_data(filename: str) -> str | None:
+    """Why ``filename`` cannot be had (the one-line error rnnlab gives), or None if it can."""
+    if filename not in _available:
+        from framework.errors import RnnlabError
+        from framework.plugins import load_plugins
+        from framework.registry import DATASETS
+
+        load_plugins()
+        sources = [getattr(DATASETS.get(n), "source", None) for n in DATASETS.names()]
+        source = next((s for s in sources if s is not None and s.filename == filename), None)
+        if source is None:
+            raise ValueError(f"no registered dataset has the file {filename!r}")
+        from framework.data.files import locate
+
+        try:
+            locate(source)
+            _available[filename] = None
+        except RnnlabError as exc:
+            _available[filename] = str(exc)
+    return _available[filename]
+
+
+def require_data(*filenames: str) -> None:
+    """Skip the calling test (or fixture) when a dataset file cannot be had."""
+    for filename in filenames:
+        reason = missing_data(filename)
+        if reason is not None:
+            pytest.skip(f"needs {filename}: {reason}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_data(*files): the test reads these dataset files; "
+                                       "it skips when they cannot be found or downloaded")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs_data"):
+        require_data(*marker.args)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def load_dataset(name: str, **options):
-    """Build a registered dataset from its options and load its corpus."""
+    """Build a registered dataset from its options and load its corpus (skips the test when its
+    default file is needed and cannot be had)."""
     from framework.plugins import load_folder
     from framework.registry import DATASETS
 
     load_folder(REPO / "datasets")
+    source = getattr(DATASETS.get(name), "source", None)
+    if source is not None and not options.get("path"):
+        require_data(source.filename)
     return DATASETS.build({"name": name, **options}).load()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from framework.registry import CELLS, FEEDS, REGISTRIES, SCHEDULES
 from framework.training.checkpoint import load_checkpoint
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli
 
 MAIN_JOB = ["cell=lstm", "dataset=dinos", "train.steps=30", "train.eval_every=10",
@@ -32,6 +33,7 @@ def _runs(db: Path) -> list[tuple]:
         return conn.execute("select run_uuid, status, experiment_id from runs").fetchall()
 
 
+@needs_data("dinos.txt")
 def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
     from mlflow.tracking import MlflowClient
 
@@ -64,6 +66,7 @@ def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
     assert "MLflow run" in proc.stdout
 
 
+@needs_data("dinos.txt")
 def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     cwd, _ = main_run
     latest = sorted(cwd.glob("outputs/*/*/checkpoints/latest.npz"))[-1]
@@ -76,6 +79,7 @@ def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     assert all(a.dtype != object for a in arrays.values())
 
 
+@needs_data("dinos.txt")
 def test_generate_from_run_id(main_run):
     cwd, _ = main_run
     (run_id, _, _), = _runs(cwd / "mlflow.db")
@@ -129,6 +133,7 @@ def test_cfg_job_prints_resolved_config(tmp_path):
     assert "name: gru" in proc.stdout and "hidden_size: 7" in proc.stdout
 
 
+@needs_data("tinyshakespeare.txt")
 def test_quick_training_writes_checkpoint_json_meta(tmp_path):
     proc = cli("framework", [*QUICK, "cell=gru", "dataset=tinyshakespeare"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -140,6 +145,7 @@ def test_quick_training_writes_checkpoint_json_meta(tmp_path):
     assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("param/"))
 
 
+@needs_data("dinos.txt")
 def test_progress_bar_is_quiet_off_a_terminal_and_shows_when_asked(main_run, tmp_path):
     _, proc = main_run  # stderr is a pipe there: no bar
     assert "step/s" not in proc.stderr and "steps/s" not in proc.stderr

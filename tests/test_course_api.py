@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from framework import course
+from framework.registry import DATASETS
 from framework.training.trainer import Reporter, Trainer
+from tests.conftest import needs_data, require_data
 from tests.helpers import run_config
 
 # (iteration, printed smoothed loss, the 7 printed names), as the 2021 course notebook prints.
@@ -43,8 +43,9 @@ def expected_text(upto: int) -> str:
 
 @pytest.fixture(scope="module")
 def dinos():
-    # Read exactly as the course does: the whole file, lower-cased (conftest sets the data dir).
-    text = (Path(os.environ["RNNLAB_DATA_DIR"]) / "dinos.txt").read_text().lower()
+    # Read exactly as the course does: the whole file, lower-cased (found as rnnlab finds it).
+    require_data("dinos.txt")
+    text = DATASETS.get("dinos")().locate().read_text().lower()
     chars = sorted(set(text))
     return text, {c: i for i, c in enumerate(chars)}, dict(enumerate(chars))
 
@@ -162,6 +163,7 @@ def test_model_every_checkpoint_up_to_12000(dinos, capsys):
 
 
 # ------------------------------------------------------------------ the preset through the Trainer
+@needs_data("dinos.txt")
 def test_dinosaurus_island_preset_prints_the_course_lines(tmp_path):
     lines: list[str] = []
 

@@ -177,9 +177,20 @@ def test_data_dir_copies_are_checksummed(tmp_path, monkeypatch):
     # The same edited file named by dataset.path is the user's own, and is not checked.
     corpus = load("dinos", path=str(tmp_path / "dinos.txt"), val_fraction=0.0)
     assert len(corpus.train) == 2
+    # A data directory that does not exist falls through to the cache and the download (see
+    # test_reliability_fresh.py); the error, if the download fails too, names both places.
     monkeypatch.setenv("RNNLAB_DATA_DIR", str(tmp_path / "missing-dir"))
-    with pytest.raises(DataError, match="is not a directory"):
-        load("dinos")
+    monkeypatch.setenv("RNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("urllib.request.urlopen", _offline)
+    with pytest.raises(DataError, match="missing-dir \\(not a directory\\)") as info:
+        DATASETS.build({"name": "dinos"}).load()
+    assert "download cache" in str(info.value) and "could not download" in str(info.value)
+
+
+def _offline(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("offline")
 
 
 def test_shared_data_matches_provenance():

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from framework.training.trainer import Reporter, Trainer
+from tests.conftest import needs_data
 from tests.helpers import run_config
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -35,6 +36,7 @@ def test_the_presets_are_there():
 
 
 @pytest.mark.parametrize("name", PRESETS)
+@needs_data("dinos.txt", "sonnets.txt", "tinyshakespeare.txt")
 def test_preset_composes_and_trains_a_few_steps(name, tmp_path):
     if name in NEEDS:
         pytest.importorskip(NEEDS[name], reason=f"preset {name} needs {NEEDS[name]}")

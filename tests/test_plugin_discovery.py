@@ -16,6 +16,7 @@ from framework.cli.overrides import unknown_plugin
 from framework.errors import ConfigError, PluginError
 from framework.plugins import PATH_ENV, load_folder, load_plugins, package_name
 from framework.registry import ALL, CELLS, OPTIMIZERS, SAMPLERS
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli, isolated_registries
 
 DROP_IN_CELL = '''
@@ -208,6 +209,7 @@ def _install_plugin_package(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
+@needs_data("dinos.txt")
 def test_an_installed_package_plugs_in_a_cell_by_entry_point_and_trains(tmp_path):
     site = tmp_path / "site"
     _install_plugin_package(site)

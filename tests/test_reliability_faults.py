@@ -24,6 +24,7 @@ from framework import ROOT
 from framework.errors import DivergenceError
 from framework.training.checkpoint import load_checkpoint, step_path
 from framework.training.trainer import Reporter, Trainer
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli, run_config
 
 TINY = ["cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8", "train.eval_every=0",
@@ -60,6 +61,7 @@ def _params(path: Path) -> dict[str, np.ndarray]:
     # a slower blow-up: the checkpoint after 2 updates gave a sane loss at step 2
     (["optimizer=sgd", "optimizer.lr=100"], 3, 2, False),
 ], ids=["adam-lr1e9", "sgd-lr100"])
+@needs_data("dinos.txt")
 def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_path, args, step,
                                                                          good, tracked):
     db = tmp_path / "m.db"
@@ -93,6 +95,7 @@ def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_p
     assert reason is not None and f"training diverged at step {step}" in reason
 
 
+@needs_data("dinos.txt")
 def test_nonfinite_parameters_are_never_saved(tmp_path):
     class Quiet:
         def log_metrics(self, values: dict, step: int) -> None:
@@ -110,6 +113,7 @@ def test_nonfinite_parameters_are_never_saved(tmp_path):
     assert not step_path(tmp_path / "checkpoints", trainer.step).exists()
 
 
+@needs_data("dinos.txt")
 def test_resume_right_after_the_short_last_batch_of_an_epoch(tmp_path):
     """Names feed: the epoch's last batch is short, so the carried state saved after it is
     narrower than train.batch_size.  Resuming there used to be refused ("resume with the batch
@@ -165,6 +169,7 @@ SIGNAL_CASES = {
     "SIGTERM-stream",
     pytest.param("SIGINT-names-dropout", marks=pytest.mark.slow),
 ])
+@needs_data("dinos.txt", "sonnets.txt")
 def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, case):
     signum, extra = SIGNAL_CASES[case]
     base = [*TINY, *extra, "train.checkpoint_every=25"]
@@ -214,6 +219,7 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
 
 
 # --------------------------------------------------------------------------- kill -9
+@needs_data("tinyshakespeare.txt")
 def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):
     """SIGKILL the real training process (checkpoint every step) again and again; every
     checkpoint file left behind loads, and each restart resumes from latest.npz."""

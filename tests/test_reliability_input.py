@@ -25,6 +25,7 @@ import pytest
 from framework.data.vocab import Vocab
 from framework.training.checkpoint import META_KEY, load_checkpoint, save_checkpoint
 from framework.training.trainer import Reporter, Trainer
+from tests.conftest import needs_data
 from tests.helpers import QUICK, cli, run_config
 
 OFF = "mlflow.enabled=false"
@@ -60,8 +61,8 @@ def call_main(module: str, args: list[str], capsys) -> tuple[int, list[str]]:
     sys.argv = [module, *args]
     try:
         with preserved_logging():
-            main()
-        code = 0
+            result = main()  # generate's main returns its status, train's main exits with it
+        code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
@@ -129,6 +130,7 @@ def test_bad_config_value_is_one_line(in_tmp, capsys, args, needles):
     (["dataset=tinyshakespeare", "train.seq_len=5000000"], ["train.seq_len"]),
     (["dataset=dinos", "train.feed=example", "train.batch_size=3"], ["train.batch_size=1"]),
 ])
+@needs_data("dinos.txt", "tinyshakespeare.txt")
 def test_batch_larger_than_the_data_is_refused(in_tmp, capsys, args, needles):
     code, lines = call_main("framework", [*args, OFF, "cell.hidden_size=8"], capsys)
     assert_one_line_error(code, lines, *needles)
@@ -176,6 +178,7 @@ def test_textfile_without_path_is_one_line(in_tmp, capsys):
     ("./mlruns", ["file store"]),
     ("http://127.0.0.1:9", ["not reachable", "mlflow.enabled=false"]),
 ])
+@needs_data("dinos.txt")
 def test_bad_tracking_uri_fails_fast_before_training(in_tmp, capsys, uri, needles):
     t0 = time.monotonic()
     code, lines = call_main("framework", [f"mlflow.tracking_uri={uri}", "cell.hidden_size=8",
@@ -465,6 +468,7 @@ def test_real_process_unknown_key_is_one_line_exit_2(tmp_path):
         "(--cfg job lists the keys)"]
 
 
+@needs_data("dinos.txt")
 def test_real_process_unreachable_tracking_server_fails_within_seconds(tmp_path):
     t0 = time.monotonic()
     proc = cli("framework", ["mlflow.tracking_uri=http://127.0.0.1:9", "train.steps=5",

@@ -18,6 +18,7 @@ import pytest
 
 from framework.errors import RnnlabError
 from framework.training.runtime import Interrupted, StopSignals
+from tests.conftest import needs_data
 from tests.helpers import QUICK, compose_config, data_env
 
 TINY = ["cell=rnn", "cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8",
@@ -64,6 +65,7 @@ def _run_row(db: Path) -> tuple[str, str, int]:
     (signal.SIGINT, signal.SIGINT, signal.SIGTERM),   # and then a kill
     (signal.SIGHUP,),                                 # the terminal or SSH session closed
 ])
+@needs_data("dinos.txt")
 def test_signals_in_quick_succession_end_the_run_cleanly(tmp_path, signals):
     proc, db = _start(tmp_path)
     for signum in signals:
@@ -82,6 +84,7 @@ def test_signals_in_quick_succession_end_the_run_cleanly(tmp_path, signals):
     assert logged >= 50  # the buffered step metrics were flushed (one per step, >= 50 steps)
 
 
+@needs_data("dinos.txt")
 def test_sigterm_during_final_logging_names_the_checkpoint(tmp_path, monkeypatch):
     """The run finished training and wrote its checkpoint; a SIGTERM while artifacts are logged
     skips the rest, ends the run KILLED and names that checkpoint (not "no checkpoint")."""

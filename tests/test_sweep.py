@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from framework.tracking.sweep import HANDOFF_FILE, PLOT_FILE, job_label
+from tests.conftest import needs_data
 from tests.helpers import cli
 
 TINY = ["train.steps=5", "cell.hidden_size=16", "train.batch_size=8", "train.eval_every=0",
@@ -58,6 +59,7 @@ def grid(tmp_path_factory):
     return cwd, proc
 
 
+@needs_data("dinos.txt")
 def test_joblib_grid_on_fresh_store_nests_six_finished_children(grid):
     cwd, proc = grid
     assert "Joblib.Parallel" in proc.stdout + proc.stderr  # really the parallel launcher
@@ -76,6 +78,7 @@ def test_joblib_grid_on_fresh_store_nests_six_finished_children(grid):
     assert by_exp == {"grid": 7}, by_exp
 
 
+@needs_data("dinos.txt")
 def test_parent_holds_summary_table_plot_and_best(grid):
     cwd, _ = grid
     client = client_for(cwd)
@@ -98,6 +101,7 @@ def test_parent_holds_summary_table_plot_and_best(grid):
     assert len(sweep_dirs) == 1 and parent.info.run_id in sweep_dirs[0].read_text()
 
 
+@needs_data("dinos.txt")
 def test_submitit_local_sweep_ignores_mlflow_run_id(grid):
     """Two jobs through submitit's local executor; an existing run in MLFLOW_RUN_ID is untouched."""
     cwd, _ = grid
@@ -116,6 +120,7 @@ def test_submitit_local_sweep_ignores_mlflow_run_id(grid):
     assert list(cwd.glob("multirun/*/*/.submitit/*/*_result.pkl"))
 
 
+@needs_data("dinos.txt")
 def test_failed_job_fails_the_parent(grid):
     """A job stopped by a one-line config error (it never reaches MLflow) fails the parent."""
     cwd, _ = grid

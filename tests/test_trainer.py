@@ -11,6 +11,7 @@ import pytest
 from framework.errors import CheckpointError, DivergenceError
 from framework.training.runtime import Interrupted, StopSignals
 from framework.training.trainer import Reporter, Trainer
+from tests.conftest import needs_data
 from tests.helpers import QUICK, run_config
 
 
@@ -39,6 +40,7 @@ FEEDS = {
 
 
 @pytest.mark.parametrize("feed", sorted(FEEDS))
+@needs_data("dinos.txt", "sonnets.txt", "tinyshakespeare.txt")
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, feed):
     overrides = FEEDS[feed]
     full = make_trainer([*overrides, "train.steps=14"], tmp_path / "full")
@@ -54,6 +56,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, feed):
     assert resumed.smooth_loss == full.smooth_loss
 
 
+@needs_data("dinos.txt")
 def test_resume_with_conflicting_config_is_refused(tmp_path):
     first = make_trainer(["cell=gru"], tmp_path / "a")
     first.run()
@@ -62,6 +65,7 @@ def test_resume_with_conflicting_config_is_refused(tmp_path):
         other.restore(first.last_checkpoint)
 
 
+@needs_data("dinos.txt")
 def test_divergence_stops_with_a_clear_message_and_keeps_last_good_checkpoint(tmp_path):
     trainer = make_trainer(["cell=rnn", "optimizer=sgd", "optimizer.lr=1e9", "clip=none",
                             "train.checkpoint_every=1", "train.steps=50"], tmp_path)
@@ -70,6 +74,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_last_good_checkpoint(tm
     assert trainer.last_checkpoint is not None and trainer.last_checkpoint.is_file()
 
 
+@needs_data("dinos.txt")
 def test_metrics_are_logged_with_step_indices(tmp_path):
     trainer = make_trainer(["cell=rnn"], tmp_path)
     trainer.run()
@@ -78,6 +83,7 @@ def test_metrics_are_logged_with_step_indices(tmp_path):
     assert any("val_loss" in values for _, values in trainer.report.tracker.metrics)
 
 
+@needs_data("tinyshakespeare.txt")
 def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
     trainer = make_trainer(["dataset=tinyshakespeare", "cell=rnn", "train.eval_batches=2"],
                            tmp_path)
@@ -92,6 +98,7 @@ def test_eval_batches_limits_validation_to_that_many_batches(tmp_path):
     assert trainer.evaluate()["val_loss"] > 0 and len(seen) == 2
 
 
+@needs_data("dinos.txt")
 def test_training_limits_blas_threads_as_configured(tmp_path, monkeypatch):
     """The training command runs the loop with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_info
@@ -132,6 +139,7 @@ def test_lr_schedule_factor():
     assert warm_cosine(3, 14) == 1.0 and warm_cosine(13, 14) == pytest.approx(0.1)
 
 
+@needs_data("tinyshakespeare.txt")
 def test_cosine_schedule_is_applied_and_resumes_bit_identically(tmp_path):
     overrides = ["dataset=tinyshakespeare", "cell=gru", "train.lr_schedule=cosine",
                  "train.warmup_steps=3", "optimizer=adam", "optimizer.lr=0.01"]

@@ -22,13 +22,14 @@ import io
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from framework.cli.console import print_error
+from framework.cli.console import ArgumentParser, print_error
 from framework.errors import RnnlabError, TrackingError
 
 FORMATS = ("table", "markdown", "csv")
@@ -76,6 +77,23 @@ class RunTable:
             else:
                 out.append(str(value))
         return out
+
+    def fitted(self, width: int) -> tuple[RunTable, list[str]]:
+        """This table with only as many param columns as fit in ``width`` characters, and the
+        params left out.  Plugin choices (``cell.name`` ...) come first, then the params with the
+        most distinct values."""
+        if len(self.to_text().splitlines()[1]) <= width:
+            return self, []
+        distinct = {p: len({str(r.get(p)) for r in self.rows}) for p in self.params}
+        order = sorted(self.params, key=lambda p: (not p.endswith(".name"), -distinct[p], p))
+        kept: list[str] = []
+        for param in order:
+            trial = RunTable(self.title, [p for p in self.params if p in {*kept, param}],
+                             self.rows)
+            if len(trial.to_text().splitlines()[1]) <= width:
+                kept.append(param)
+        table = RunTable(self.title, [p for p in self.params if p in kept], self.rows)
+        return table, [p for p in self.params if p not in kept]
 
     def to_text(self) -> str:
         header = self.columns
@@ -153,9 +171,11 @@ def _metric(metrics: dict[str, float], key: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def build_table(runs: Sequence[Any], title: str = "runs") -> RunTable:
-    """Rank MLflow ``Run`` objects by their task's first metric (the one implementation)."""
-    params = differing_params(runs)
+def build_table(runs: Sequence[Any], title: str = "runs",
+                params: Sequence[str] | None = None) -> RunTable:
+    """Rank MLflow ``Run`` objects by their task's first metric (the one implementation); the
+    param columns are ``params``, by default those whose values differ between the runs."""
+    params = list(params) if params else differing_params(runs)
     columns, speed_col = task_columns(runs)
     rows = []
     for run in runs:
@@ -264,7 +284,7 @@ def open_client(tracking_uri: str) -> Any:
 def _parser() -> argparse.ArgumentParser:
     from framework.tracking.tracker import DEFAULT_TRACKING_URI
 
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m framework.compare",
         description="Rank MLflow runs by final validation loss: the children of a sweep's parent "
                     "run, or every run of an experiment.")
@@ -273,6 +293,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="table (terminal, default), markdown or csv")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="write the table to this file instead of standard output")
+    p.add_argument("--params", nargs="+", default=None, metavar="KEY",
+                   help="the param columns to show (default: those that vary; in a terminal as "
+                        "many as fit its width)")
     p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI")
                    or DEFAULT_TRACKING_URI,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
@@ -285,7 +308,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client = open_client(args.tracking_uri)
         title, runs = resolve_target(client, args.target)
-        text = build_table(runs, title).render(args.format)
+        if args.params:
+            unknown = sorted(set(args.params) - {k for r in runs for k in r.data.params})
+            if unknown:
+                raise TrackingError(f"no run has the param(s) {', '.join(unknown)}; "
+                                    f"--format csv lists the params that vary")
+        table = build_table(runs, title, params=args.params)
+        if args.format == "table" and args.output is None and not args.params:
+            table, hidden = table.fitted(shutil.get_terminal_size((160, 24)).columns)
+            if hidden:
+                table.title += (f" ({len(hidden)} more params vary and are not shown; "
+                                f"--format csv shows them all, --params picks columns)")
+        text = table.render(args.format)
         if args.output is not None:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(text)

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from framework.errors import RnnlabError
 
@@ -53,4 +54,28 @@ def run_command(body: Callable[[], Any]) -> int:
     return result if isinstance(result, int) else 0
 
 
-__all__ = ["debug_mode", "print_error", "run_command"]
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``rnnlab: error:`` line (exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        print_error(f"{self.prog}: {message} (--help lists the options)")
+        sys.exit(2)
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+__all__ = ["ArgumentParser", "debug_mode", "int_at_least", "print_error", "run_command"]

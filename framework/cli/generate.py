@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework import ROOT
 from framework.cli.console import print_error, run_command
+from framework.cli.generate_args import validate_generate
 from framework.errors import ConfigError, RnnlabError, TrackingError
 
 
@@ -59,20 +60,20 @@ def run(cfg: Any) -> tuple[list[str], Any, Any]:
     from framework.nn.sampling import generate, start_ids
     from framework.registry import SAMPLERS
 
+    args = validate_generate(cfg)  # every option's type and range, before any work
     sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
         cfg.sampler, DictConfig) else dict(cfg.sampler)
     sampler = SAMPLERS.build(sampler_node)
     model, vocab, meta = load_for_generation(cfg)
-    window = cfg.get("window")
+    window = args.window
     if window is None:
         window = meta.window
-    seed = cfg.get("seed")
     feed = (meta.config.get("train") or {}).get("feed")
     if feed == "auto":
         feed = "names" if meta.corpus_kind == "lines" else "stream"
-    texts = generate(model, vocab, sampler, prompt=str(cfg.get("prompt") or ""),
-                     length=int(cfg.length), num_samples=int(cfg.num_samples), window=window,
-                     rng=np.random.default_rng(seed),
+    texts = generate(model, vocab, sampler, prompt=args.prompt, length=args.length,
+                     num_samples=args.num_samples, window=window,
+                     rng=np.random.default_rng(args.seed),
                      start=start_ids(vocab, meta.corpus_kind, feed))
     return texts, vocab, meta
 

@@ -11,21 +11,68 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from framework import ROOT
 from framework.cli import groups
 from framework.cli.console import FORCED_FULL_ERROR, debug_mode
-from framework.errors import ConfigError, PluginError
+from framework.errors import ConfigError, PluginError, StorageError
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, Registry, field_default
 
 CONF = ROOT / "conf"
 EXPERIMENTS = ROOT / "experiments"
 TRAIN_OPTIONS = "train_options"  # the generated config of the feeds' and schedules' options
+# Causes that mean "this disk cannot be written here", not a bug.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 _SWEEP_CALL = re.compile(r"^\s*(choice|glob|range|interval|tag|shuffle|sort)\s*\((.*)\)\s*$")
+
+
+# Keys whose values are free text (prompts, names, paths): given as one shell argument they are
+# taken literally -- commas, quotes, brackets, "=", non-ASCII letters -- instead of being read by
+# Hydra's override grammar.  ``${...}`` stays an interpolation; ``null`` and an empty value keep
+# their meaning; an already quoted value is left to Hydra; with -m a comma still separates sweep
+# values.
+FREE_TEXT_KEYS = frozenset({
+    "prompt", "text", "checkpoint", "resume", "artifact", "dataset.path",
+    "mlflow.run_name", "mlflow.experiment_name", "mlflow.tracking_uri",
+    "hydra.run.dir", "hydra.sweep.dir",
+})
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def hydra_quote(text: str, quote: str = "'") -> str:
+    """``text`` as a quoted Hydra override value that Hydra reads back as ``text``.
+
+    In Hydra's quoted strings only backslashes right before the quote character (or the closing
+    quote) are escapes: a run of n of them before a quote is written as 2n + 1, at the end as 2n.
+    """
+    body = re.sub(r"(\\*)" + quote, lambda m: "\\" * (2 * len(m.group(1)) + 1) + quote, text)
+    trailing = len(body) - len(body.rstrip("\\"))
+    return quote + body + "\\" * trailing + quote
+
+
+def _is_quoted(value: str) -> bool:
+    return len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]
+
+
+def quote_free_text(argv: list[str]) -> list[str]:
+    """``argv`` with the values of :data:`FREE_TEXT_KEYS` rewritten as quoted Hydra strings."""
+    multirun = any(arg in _MULTIRUN_FLAGS for arg in argv)
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if (arg.startswith("-") or not eq or key.lstrip("+") not in FREE_TEXT_KEYS
+                or value == "" or value.lower() == "null" or _is_quoted(value)
+                or (multirun and ("," in value or _SWEEP_CALL.match(value)))):
+            out.append(arg)
+        else:
+            out.append(f"{key}={hydra_quote(value)}")
+    return out
 
 
 def _values(text: str) -> list[str]:
@@ -141,10 +188,55 @@ def hydra_error_message(exc: BaseException) -> str:
     key = getattr(cause, "full_key", None)
     if key and "not in struct" in str(cause):  # a misspelt key such as train.stepz=5
         return unknown_key_message(str(key), getattr(cause, "parent_node", None))
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = str(exc)
+    override = getattr(exc, "override", None)
+    ambiguous = re.search(r"Ambiguous value for argument '(.*)'", text)
+    if ambiguous:
+        override = ambiguous.group(1)
+    if override and "=" in override:
+        return _override_message(override, text, ambiguous is not None)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])
     return "; ".join(lines) or type(exc).__name__
+
+
+def _override_message(override: str, text: str, ambiguous: bool) -> str:
+    """An override Hydra's grammar refused: what is wrong, and the quoted form that works."""
+    import shlex
+
+    key, _, value = override.partition("=")
+    # 'key="value"': double quotes for Hydra inside single quotes for the shell.
+    fixed = shlex.quote(f'{key}={hydra_quote(value, chr(34))}')
+    if ambiguous:
+        return (f"{override!r}: a comma separates sweep values; to keep the value one string "
+                f"quote it for Hydra: {fixed} (or write a list as {key}=[a,b], or add -m to "
+                f"sweep)")
+    lines = [line for line in text.splitlines() if line.strip()]
+    # Hydra points at the bad character with a caret under the override; say it in words.
+    caret = next((line for line in lines if line.strip() == "^"), None)
+    if caret is not None and lines[0].startswith("LexerNoViableAltException: "):
+        at = len(caret) - len("LexerNoViableAltException: ") - 1
+        where = (f"the character {override[at]!r} at position {at + 1} is not allowed there"
+                 if 0 <= at < len(override) else "Hydra cannot read it")
+    else:
+        detail = [line.strip() for line in lines
+                  if line.strip() != "^" and not line.startswith(("See https", "Error parsing"))]
+        where = detail[0].split(" expecting ")[0] if detail else "Hydra cannot read it"
+    return (f"cannot read the override {override!r} ({where}); quote the value for Hydra: "
+            f"{fixed}")
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, or its cause/context chain), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def run_hydra(entry: Callable[[], Any]) -> Any:
@@ -156,16 +248,32 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    argv = sys.argv
+    sys.argv = [argv[0], *quote_free_text(argv[1:])]  # hydra.main reads the overrides here
     if debug_mode():
         os.environ["HYDRA_FULL_ERROR"] = "1"
-        return entry()
+        try:
+            return entry()
+        finally:
+            sys.argv = argv
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ.update({"HYDRA_FULL_ERROR": "1", FORCED_FULL_ERROR: "1"})
     try:
         return entry()
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(hydra_error_message(exc)) from None
+    except (OSError, ValueError) as exc:
+        # Hydra creates the output folder, its .hydra/ and log file before the job starts: a
+        # read-only or full disk there is an OSError (wrapped in a ValueError by logging).
+        cause = _os_error_in(exc)
+        if cause is None or cause.errno not in _STORAGE_ERRNOS:
+            raise
+        raise StorageError.from_os_error(
+            "write", cause.filename or os.getcwd(), cause,
+            "run from a writable folder with free space, or set hydra.run.dir (hydra.sweep.dir "
+            "with -m) to one") from None
     finally:
+        sys.argv = argv
         os.environ.pop(FORCED_FULL_ERROR, None)
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -93,6 +93,21 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
         log_one()
 
 
+def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
+    """The last line of a run: steps, validation metrics (or why there are none), speed,
+    checkpoint."""
+    if rc.train.steps == 0:
+        return "done: train.steps=0, nothing was trained and no checkpoint was written"
+    if result.final_metrics:
+        metrics = task.summary(result.final_metrics, vocab)
+    elif getattr(rc.dataset, "val_fraction", None) == 0:
+        metrics = "no validation (dataset.val_fraction=0)"
+    else:
+        metrics = "no validation (the validation split gave no batch)"
+    return (f"done: {result.steps} steps, {metrics}, {result.chars_per_sec:,.0f} "
+            f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
+
+
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
@@ -133,10 +148,7 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
-            task, vocab = trainer.task, trainer.vocab
-            print_line(f"done: {result.steps} steps, {task.summary(result.final_metrics, vocab)}, "
-                       f"{result.chars_per_sec:,.0f} {task.throughput_unit(vocab)}/s; "
-                       f"checkpoint {result.final_checkpoint}")
+            print_line(done_line(rc, result, trainer.task, trainer.vocab))
             status = "FINISHED"
             if trial is not None:  # an Optuna trial: the objective its study optimises
                 return objective_value(rc.optuna.objective, result.final_val_loss,
@@ -191,6 +203,9 @@ def hydra_main(cfg: DictConfig) -> float:
     except RnnlabError as exc:
         print_error(exc)
         if _is_multirun():
+            from framework.tracking.sweep import mark_job_failed
+
+            mark_job_failed(str(exc))
             return math.nan  # one bad job must not abort the rest of the sweep
         sys.exit(exc.exit_code)
 

@@ -17,6 +17,8 @@ import contextlib
 import hashlib
 import http.client
 import os
+import stat
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -29,7 +31,14 @@ from framework.errors import DataError
 DATA_DIR_ENV = "RNNLAB_DATA_DIR"
 CACHE_DIR_ENV = "RNNLAB_CACHE_DIR"
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before urllib gives up
-MAX_DOWNLOAD_BYTES = 256 * 2**20  # a guard against filling the disk from a wrong URL
+# The largest dataset file rnnlab reads or downloads: a guard against filling the memory or the
+# disk from a wrong path or URL (the biggest built-in dataset is about 1 MB).
+MAX_DATA_BYTES = 256 * 2**20
+MAX_DOWNLOAD_BYTES = MAX_DATA_BYTES  # the same limit, under its older name
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -68,13 +77,42 @@ def _verify(path: Path, source: Source, where: str) -> Path:
     return path
 
 
+def too_big(size: int, what: str, fix: str) -> DataError:
+    """The one size limit of dataset files, read or downloaded."""
+    return DataError(f"{what} is larger than {MAX_DATA_BYTES // 2**20} MiB ({size:,} bytes "
+                     f"or more); {fix}")
+
+
+def check_regular_file(path: Path, fix: str) -> os.stat_result:
+    """``os.stat`` of a file that may be read: a regular file within the size limit.
+
+    Checked before opening: opening a FIFO blocks until a writer appears, and a device can
+    stream without end.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"dataset file {path} does not exist; {fix}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
+        raise DataError(f"{path} is {kind}, not a regular file; {fix}")
+    if info.st_size > MAX_DATA_BYTES:
+        raise too_big(info.st_size, str(path), fix)
+    return info
+
+
 def _user_path(path: str | os.PathLike[str]) -> Path:
     p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"dataset file {p} does not exist; fix dataset.path")
-    if p.is_dir():
-        raise DataError(f"dataset.path {p} is a directory; point it at a text file")
+    check_regular_file(p, "fix dataset.path")
     return p
+
+
+def _warn_once(text: str) -> None:
+    if text not in _warned:
+        _warned.add(text)
+        print(f"rnnlab: warning: {text}", file=sys.stderr, flush=True)
 
 
 def locate(source: Source | None, path: str | os.PathLike[str] | None = None) -> Path:
@@ -84,17 +122,30 @@ def locate(source: Source | None, path: str | os.PathLike[str] | None = None) ->
     if source is None:
         raise DataError("this dataset has no default file; set dataset.path to a text file")
     data_dir = os.environ.get(DATA_DIR_ENV)
+    looked = []
     if data_dir:
         d = Path(data_dir).expanduser()
-        if not d.is_dir():
-            raise DataError(f"{DATA_DIR_ENV}={data_dir} is not a directory; fix or unset it")
         candidate = d / source.filename
-        if candidate.is_file():
+        if not d.is_dir():
+            # A fresh machine without the shared folder the README names: use the cache and
+            # the pinned download instead, and say so once.
+            looked.append(f"{DATA_DIR_ENV}={data_dir} (not a directory)")
+            _warn_once(f"{DATA_DIR_ENV}={data_dir} is not a directory; using the download cache "
+                       f"{cache_dir()} instead")
+        elif candidate.is_file():
             return _verify(candidate, source, f"from {DATA_DIR_ENV}")
+        else:
+            looked.append(f"{candidate} (no such file)")
     cached = cache_dir() / source.filename
     if cached.is_file():
         return _verify(cached, source, "in the download cache; delete it to download it again")
-    return download(source, cache_dir())
+    try:
+        return download(source, cache_dir())
+    except DataError as exc:
+        if not looked:
+            raise
+        raise DataError(f"{source.filename} was not found in {', '.join(looked)} nor in the "
+                        f"download cache {cache_dir()}, and {exc}") from None
 
 
 def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
@@ -119,9 +170,8 @@ def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEO
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     size += len(block)
-                    if size > MAX_DOWNLOAD_BYTES:
-                        raise DataError(f"download of {source.url} exceeds "
-                                        f"{MAX_DOWNLOAD_BYTES} bytes; {hint}")
+                    if size > MAX_DATA_BYTES:
+                        raise too_big(size, f"the download of {source.url}", hint)
                     digest.update(block)
                     out.write(block)
             out.flush()
@@ -151,12 +201,14 @@ def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEO
 def read_text(path: Path, *, lower: bool = False) -> str:
     """Decode a UTF-8 text file, rejecting empty, binary and non-UTF-8 files with a clear fix."""
     fix = "point dataset.path at a UTF-8 text file"
+    check_regular_file(path, fix)
     try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory; {fix}") from None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_DATA_BYTES + 1)  # the file may have grown since it was checked
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise too_big(len(raw), str(path), fix)
     if not raw:
         raise DataError(f"{path} is empty; {fix} with some training text")
     if b"\x00" in raw:

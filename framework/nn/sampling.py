@@ -29,6 +29,12 @@ import numpy as np
 
 from framework.errors import ConfigError, DataError
 
+# Bounds of one generate() call. The work is num_samples x (prompt + length) model steps (times
+# the window with ``window``); these keep a typo (length=10000000) from running for hours.
+MAX_LENGTH = 100_000
+MAX_SAMPLES = 10_000
+MAX_PROMPT = 100_000
+
 
 class StepModel(Protocol):
     def zero_state(self, batch: int) -> Any: ...
@@ -73,10 +79,12 @@ def start_ids(vocab: Any, corpus_kind: str | None, feed: str | None) -> list[int
 
 
 def _check_args(length: int, num_samples: int, window: int | None) -> None:
-    if not isinstance(length, (int, np.integer)) or length < 0:
-        raise ConfigError(f"generate length must be an integer >= 0, got {length!r}")
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-        raise ConfigError(f"generate num_samples must be an integer >= 0, got {num_samples!r}")
+    if not isinstance(length, (int, np.integer)) or not 0 <= length <= MAX_LENGTH:
+        raise ConfigError(f"generate length must be an integer in [0, {MAX_LENGTH}], "
+                          f"got {length!r}")
+    if not isinstance(num_samples, (int, np.integer)) or not 0 <= num_samples <= MAX_SAMPLES:
+        raise ConfigError(f"generate num_samples must be an integer in [0, {MAX_SAMPLES}], "
+                          f"got {num_samples!r}")
     if window is not None and (not isinstance(window, (int, np.integer)) or window < 1):
         raise ConfigError(f"generate.window must be an integer >= 1 or null, got {window!r}")
 
@@ -101,6 +109,9 @@ def generate(
     categorical sampler reproduces the course's ``sample(..., seed=course_seed + s)``.
     """
     _check_args(length, num_samples, window)
+    if len(prompt) > MAX_PROMPT:
+        raise ConfigError(f"the prompt has {len(prompt):,} characters, more than {MAX_PROMPT:,}; "
+                          f"shorten it")
     prompt_ids = encode_prompt(vocab, prompt)
     stop = vocab.eos is not None if stop_at_eos is None else bool(stop_at_eos)
     if stop and vocab.eos is None:

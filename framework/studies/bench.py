@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from framework import ROOT
+from framework.cli.console import ArgumentParser, int_at_least
 from framework.studies.bench_refs import (
     CourseLoop,
     TorchClassifyLoop,
@@ -54,6 +55,7 @@ from framework.studies.bench_refs import (
     gemm_step,
     torch_available,
 )
+from framework.studies.machine import blas_report, cpu_model
 from framework.training.runtime import keep_freed_memory
 
 CELL_ORDER = ("rnn", "lstm", "gru")
@@ -101,20 +103,6 @@ def limit_threads(n: int) -> Any:
     except ImportError:  # optional ("bench" extra): then NumPy's BLAS thread count is not set
         return None
     return threadpool_limits(limits=n)
-
-
-def blas_report() -> str:
-    """Which BLAS kernel runs, with how many threads (and env overrides that change it)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (install threadpoolctl: pip install rnnlab[bench])"
-    libs = [f"{i['internal_api']} {i['version']} kernel {i.get('architecture', '?')}, "
-            f"{i['num_threads']} thread(s)" for i in threadpool_info() if i["user_api"] == "blas"]
-    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-           if k in os.environ]
-    return "; ".join(libs) + (f" (env: {', '.join(env)})" if env else "")
 
 
 # --------------------------------------------------------------------------- measurement
@@ -364,17 +352,19 @@ def _table(head: list[str], lines: list[list[str]], markdown: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m framework.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m framework.bench", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    positive = int_at_least(1)
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, shorter samples, no whole-program checks (< 2 min)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (default 1)")
+    parser.add_argument("--threads", type=positive, default=1,
+                        help="BLAS/torch threads (default 1)")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("--cells", nargs="+", choices=CELL_ORDER, default=list(CELL_ORDER))
-    parser.add_argument("--hidden", nargs="+", type=int, default=list(HIDDEN))
-    parser.add_argument("--batch", nargs="+", type=int, default=list(BATCH))
-    parser.add_argument("--seq", type=int, default=25)
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--hidden", nargs="+", type=positive, default=list(HIDDEN))
+    parser.add_argument("--batch", nargs="+", type=positive, default=list(BATCH))
+    parser.add_argument("--seq", type=positive, default=25)
+    parser.add_argument("--rounds", type=positive, default=None, help="interleaved rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
     parser.add_argument("--no-grid", action="store_true",
                         help="skip the table (with the full mode: only the extra checks)")
@@ -398,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         torch_note = "not installed" if not torch_available() else (
             f"{__import__('torch').__version__}, {__import__('torch').get_num_threads()} "
             "thread(s)" if use_torch else "skipped")
-        print(f"numpy {np.__version__}; BLAS: {blas_report()}; torch: {torch_note}")
+        print(f"CPU: {cpu_model()}; numpy {np.__version__}; BLAS: {blas_report()}; "
+              f"torch: {torch_note}")
         print(f"training chars/s (forward + backward + clip=norm + Adam), tiny-shakespeare, "
               f"float32, seq {args.seq}, threads {args.threads}; median of {rounds} interleaved "
               f"rounds ({'quick' if args.quick else 'full'} mode)")

@@ -11,18 +11,19 @@ this script, never from timed unit tests.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import time
 
 import numpy as np
 
-from framework.cli.console import print_error
+from framework.cli.console import ArgumentParser, int_at_least, print_error
 from framework.course import get_initial_loss
 from framework.course import model as fast_model
+from framework.data.files import read_text
 from framework.errors import RnnlabError
 from framework.registry import DATASETS
+from framework.studies.machine import machine_line
 from framework.training.runtime import blas_threads
 
 
@@ -118,13 +119,14 @@ def _timed(fn: object, *args: object) -> tuple[float, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=4001)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = ArgumentParser(prog="python -m framework.coursebench",
+                            description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int_at_least(1), default=4001)
+    parser.add_argument("--rounds", type=int_at_least(1), default=3)
     args = parser.parse_args(argv)
     # The dataset plugin finds the file ($RNNLAB_DATA_DIR, the cache, or a download).
     try:
-        text = DATASETS.get("dinos")().locate().read_text(encoding="utf-8").lower()
+        text = read_text(DATASETS.get("dinos")().locate(), lower=True)
     except RnnlabError as exc:
         print_error(exc)
         return exc.exit_code
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             ref_times.append(t_ref)
             same &= out_fast == out_ref
     fast, ref = float(np.median(fast_times)), float(np.median(ref_times))
+    print(machine_line())
     print(f"course recipe, {args.iterations} iterations, 1 BLAS thread, median of {args.rounds}")
     print(f"  framework.course.model : {fast:7.2f} s")
     print(f"  course-style loop      : {ref:7.2f} s")

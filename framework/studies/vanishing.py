@@ -107,25 +107,49 @@ def figure(curves: dict[str, dict[str, np.ndarray]], title: str) -> Any:
     return fig
 
 
+def _probe_sizes(cfg: Any) -> tuple[int, int]:
+    """``probe.length`` (>= 2) and ``probe.batch`` (>= 1), checked like every config value."""
+    out = []
+    for key, low in (("length", 2), ("batch", 1)):
+        value = cfg.probe.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"probe.{key} must be an integer >= {low}, got {value!r}")
+        out.append(value)
+    return out[0], out[1]
+
+
 def _study(overrides: list[str]) -> int:
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from framework.cli.overrides import CONF, precheck_overrides, store_plugin_configs
+    from framework.cli.overrides import (
+        CONF,
+        hydra_error_message,
+        precheck_overrides,
+        quote_free_text,
+        store_plugin_configs,
+    )
     from framework.data.feeds import as_stream
     from framework.tracking.tracker import NullTracker, Tracker, flatten_config
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer, print_line
 
     precheck_overrides(overrides)
+    overrides = quote_free_text(overrides)
     store_plugin_configs()
     curves: dict[str, dict[str, np.ndarray]] = {}
     losses: dict[str, float] = {}
     rc = None
     for cell in CELL_NAMES:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("config", ["experiment=vanishing_gradients", *overrides, f"cell={cell}"])
+        try:
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                cfg = compose("config",
+                              ["experiment=vanishing_gradients", *overrides, f"cell={cell}"])
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise ConfigError(hydra_error_message(exc)) from None
         rc = validate(cfg)
-        length, n_probe = int(cfg.probe.length), int(cfg.probe.batch)
+        length, n_probe = _probe_sizes(cfg)
         with tempfile.TemporaryDirectory() as out:
             trainer = Trainer(rc, out_dir=Path(out), reporter=Reporter(NullTracker(), print_line))
             inputs, targets = probe_batch(as_stream(trainer.corpus, "val"), length, n_probe,

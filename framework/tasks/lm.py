@@ -34,6 +34,19 @@ def build_lm(rc: Any, vocab_size: int) -> Any:
                    dtype=rc.dtype, cell_options=cell_options)
 
 
+def sample_lines(texts: list[str]) -> list[str]:
+    """Samples as console lines: each line indented, samples of several lines separated by a
+    blank line, control characters other than tab and line break shown escaped."""
+    multi = any("\n" in t for t in texts)
+    out: list[str] = []
+    for i, text in enumerate(texts):
+        shown = "".join(c if c in "\n\t" or c.isprintable() else repr(c)[1:-1] for c in text)
+        if multi and i:
+            out.append("")
+        out += [f"  {line}" for line in shown.split("\n")]
+    return out
+
+
 @TASKS.register("lm", schema=LMConfig)
 class LanguageModelTask(Task):
     """Next-token language model over a lines or stream corpus (characters or other tokens)."""
@@ -105,8 +118,7 @@ class LanguageModelTask(Task):
             names = [t[:1].upper() + t[1:] for t in texts]
             return header, names, [header, "", *names, ""]
         header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
-        lines = [f"--- samples at {header}"] + [f"  {t!r}" if "\n" in t else f"  {t}"
-                                                 for t in texts]
+        lines = [f"--- samples at {header}", *sample_lines(texts)]
         # A dataset that can render its samples (music: .mid files and piano rolls) writes them
         # under the run directory; they are logged as MLflow artifacts.
         render = getattr(trainer.dataset, "render_samples", None)
@@ -125,4 +137,4 @@ class LanguageModelTask(Task):
         return f"val loss {loss:.4f} nats/{unit} ({loss / math.log(2):.4f} bits/{unit})"
 
 
-__all__ = ["LMConfig", "LanguageModelTask", "build_lm"]
+__all__ = ["LMConfig", "LanguageModelTask", "build_lm", "sample_lines"]

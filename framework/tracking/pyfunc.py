@@ -37,8 +37,13 @@ from framework.training.checkpoint import load_model, resolve_checkpoint
 
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CHECKPOINT_ARTIFACT = "checkpoint"
-MAX_LENGTH = 10_000  # per request row: a served model must not be asked for unbounded work
-MAX_SAMPLES = 100
+# A served model must not be asked for unbounded work: each row is bounded, and so is the whole
+# request (rows x samples x (prompt + length) characters); beyond them the answer is a 400.
+MAX_LENGTH = 10_000  # per sample
+MAX_SAMPLES = 100  # per row
+MAX_PROMPT = 10_000  # characters per prompt
+MAX_ROWS = 1_000
+MAX_REQUEST_CHARS = 1_000_000
 DEFAULT_LENGTH = 200
 
 
@@ -112,18 +117,32 @@ class CharRNNTextModel(PythonModel):
         from framework.nn.sampling import generate
         from framework.registry import SAMPLERS
 
-        texts: list[str] = []
+        if len(frame) > MAX_ROWS:
+            raise RnnlabError(f"a request may have at most {MAX_ROWS} rows, got {len(frame)}")
+        # Every row is checked, and the whole request's work bounded, before anything runs.
+        requests = []
         for row in frame.to_dict(orient="records"):
             prompt = row.get("prompt")
             prompt = "" if _missing(prompt) else str(prompt)
+            if len(prompt) > MAX_PROMPT:
+                raise RnnlabError(f"prompt has {len(prompt):,} characters, more than "
+                                  f"{MAX_PROMPT:,}")
             num = _int_option(row, "num_samples", 1, 1, MAX_SAMPLES)
             length = _int_option(row, "length", min(self.default_length, MAX_LENGTH), 0,
                                  MAX_LENGTH)
-            seed = _int_option(row, "seed", None, 0, None)
+            seed = _int_option(row, "seed", None, 0, 2**63 - 1)
             temperature = _number(row.get("temperature"))
             sampler = self.sampler
             if temperature is not None:
                 sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
+            requests.append((prompt, num, length, seed, sampler))
+        work = sum(num * (len(prompt) + length) for prompt, num, length, _, _ in requests)
+        if work > MAX_REQUEST_CHARS:
+            raise RnnlabError(f"the request asks for {work:,} characters (rows x num_samples x "
+                              f"(prompt + length)), more than {MAX_REQUEST_CHARS:,}; send "
+                              f"fewer rows or samples, or shorter ones")
+        texts: list[str] = []
+        for prompt, num, length, seed, sampler in requests:
             texts += generate(self.model, self.vocab, sampler, prompt=prompt, length=length,
                               num_samples=num, window=self.window,
                               rng=np.random.default_rng(seed))

@@ -40,6 +40,15 @@ JOB_FILE = "rnnlab_job.json"
 SUMMARY_BASENAME = "sweep_summary"
 PLOT_FILE = "sweep_val_loss.png"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+# The one-line error of the job running in this process, set by the command line when a job of a
+# sweep stops on an rnnlab error (it then returns NaN so the other jobs go on).  A job that
+# returns NaN without one trained without validation (train.steps=0, val_fraction=0): not failed.
+_job_error: list[str] = []
+
+
+def mark_job_failed(reason: str) -> None:
+    """Record that the current sweep job stopped on ``reason`` (read by ``on_job_end``)."""
+    _job_error[:] = [reason]
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -101,6 +110,17 @@ class SweepCallback(Callback):
         # Launchers pickle callbacks into their workers; the parent's MLflow client stays home.
         return {"_tracker": None, "_sweep_dir": self._sweep_dir, "_owner_pid": None,
                 "_saved_env": {}, "_finished": True}
+
+    # -- a single run ------------------------------------------------------------------------
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A preset that defines a sweep, run without -m, trains one job: say so."""
+        import sys
+
+        params = OmegaConf.select(config, "hydra.sweeper.params")
+        if params:
+            swept = "; ".join(f"{k}: {v}" for k, v in params.items())
+            print(f"rnnlab: warning: this config defines a sweep ({swept}) but runs without -m, "
+                  f"so only one job trains; add -m to run them all", file=sys.stderr, flush=True)
 
     # -- parent process ---------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -201,6 +221,7 @@ class SweepCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not _is_multirun(config):
             return
+        _job_error.clear()
         os.environ.pop("MLFLOW_RUN_ID", None)
         handoff: dict[str, Any] = {}
         path = Path(str(config.hydra.sweep.dir)) / HANDOFF_FILE
@@ -222,9 +243,12 @@ class SweepCallback(Callback):
 
         value = job_return._return_value  # .return_value re-raises a failed job's exception
         ok = job_return.status == JobStatus.COMPLETED
+        error = None if ok else f"{type(value).__name__}: {value}"
+        if ok and _job_error:
+            error = _job_error[0]
         record = {"num": int(config.hydra.job.num), "status": job_return.status.name,
                   "return_value": float(value) if ok and isinstance(value, (int, float)) else None,
-                  "error": None if ok else f"{type(value).__name__}: {value}",
+                  "failed": error is not None, "error": error,
                   "overrides": [str(o) for o in config.hydra.overrides.task]}
         out = Path(str(config.hydra.runtime.output_dir)) / JOB_FILE
         out.write_text(json.dumps(record, indent=2) + "\n")
@@ -244,8 +268,10 @@ def _job_records(sweep_dir: Path) -> tuple[int, int]:
             continue
         record = json.loads(record_path.read_text())
         value = record.get("return_value")
-        if record.get("status") != "COMPLETED" or value is None or not math.isfinite(value):
-            failed += 1  # rnnlab returns NaN for a job that stopped on a one-line error
+        if "failed" in record:  # NaN alone is a run without validation, not a failure
+            failed += bool(record["failed"]) or record.get("status") != "COMPLETED"
+        elif record.get("status") != "COMPLETED" or value is None or not math.isfinite(value):
+            failed += 1  # a record of an older rnnlab: NaN meant a one-line error
     return jobs, failed
 
 

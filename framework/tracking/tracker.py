@@ -26,10 +26,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,12 @@ from urllib.parse import urlparse
 
 from framework import ROOT
 from framework.errors import CheckpointError, TrackingError
+from framework.tracking.store_errors import (
+    describe,
+    first_line,
+    quiet_store_tracebacks,
+    store_fault,
+)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
@@ -93,8 +101,13 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return first_line(exc)
+
+
+def _store_name(uri: str) -> str:
+    """How a store is named in messages: the sqlite file's path, else the URI."""
+    db = _sqlite_path(uri)
+    return str(db) if db is not None else repr(uri)
 
 
 def git_commit(repo: Path = ROOT) -> str | None:
@@ -182,6 +195,7 @@ def make_client(tracking_uri: str) -> Any:
     if scheme in ("", "file"):
         raise TrackingError(f"mlflow.tracking_uri {uri!r} is a file store, which this MLflow no "
                             f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
+    quiet_store_tracebacks()
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)
@@ -190,8 +204,9 @@ def make_client(tracking_uri: str) -> Any:
     except TrackingError:
         raise
     except Exception as exc:
-        raise TrackingError(f"cannot open MLflow tracking store {uri!r}: {_first_line(exc)}; "
-                            f"check mlflow.tracking_uri") from None
+        fault = store_fault(exc, _store_name(uri))
+        raise TrackingError(fault or f"cannot open MLflow tracking store {uri!r}: "
+                            f"{_first_line(exc)}; check mlflow.tracking_uri") from None
     return client
 
 
@@ -326,6 +341,7 @@ class Tracker(NullTracker):
         self._retry_at = 0.0  # after a failed flush, wait before trying again
         self._failures = 0
         self._ended = False
+        self._cleanups: list[weakref.finalize] = []
 
     @classmethod
     def from_config(cls, cfg: Any) -> NullTracker:
@@ -449,7 +465,8 @@ class Tracker(NullTracker):
         except TrackingError:
             raise
         except Exception as exc:
-            raise TrackingError(f"cannot start an MLflow run in {self.tracking_uri!r}: "
+            fault = store_fault(exc, _store_name(self.tracking_uri))
+            raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
                                 f"{_first_line(exc)}") from None
         self._last_flush = time.monotonic()
         return self.run_id
@@ -491,7 +508,8 @@ class Tracker(NullTracker):
             backoff = min(60.0, 2.0 * 2 ** min(self._failures, 5))
             self._retry_at = time.monotonic() + backoff
             log.warning("MLflow log_batch failed (%s); keeping %d metric values, retrying in "
-                        "%.0f s", _first_line(exc), len(self._buffer), backoff)
+                        "%.0f s", describe(exc, _store_name(self.tracking_uri)),
+                        len(self._buffer), backoff)
             return False
         finally:
             self._last_flush = time.monotonic()
@@ -516,7 +534,8 @@ class Tracker(NullTracker):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            log.warning("MLflow %s failed: %s", what, _first_line(exc))
+            log.warning("MLflow %s failed: %s", what,
+                        describe(exc, _store_name(self.tracking_uri)))
             return None
 
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -561,10 +580,16 @@ class Tracker(NullTracker):
                             checkpoint_path, MODEL_ARTIFACT_PATH)
 
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
-        return download_checkpoint(self.client, run_id, artifact)
+        """Download into a temp folder that is removed when the run ends (or the process exits):
+        resume reads the checkpoint once, right after the download."""
+        tmp = tempfile.mkdtemp(prefix="rnnlab-resume-")
+        self._cleanups.append(weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True))
+        return download_checkpoint(self.client, run_id, artifact, tmp)
 
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush metrics, record ``reason`` (tag rnnlab.failure_reason) and close the run."""
+        for cleanup in self._cleanups:
+            cleanup()
         if self.run_id is None or self._ended:
             return
         if status not in ("FINISHED", "FAILED", "KILLED"):

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from framework.errors import CheckpointError, RnnlabError
+from framework.errors import CheckpointError, RnnlabError, StorageError
 from framework.training.safe_npz import Expect, NpzReader
 
 if TYPE_CHECKING:
@@ -175,20 +175,35 @@ def save_checkpoint(path: str | os.PathLike[str], arrays: Mapping[str, Any],
     full_meta.setdefault("format_version", FORMAT_VERSION)
     full_meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat())
     checked[META_KEY] = _encode_meta(full_meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npz", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".npz", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, allow_pickle=False, **checked)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _write_error(path: Path, exc: OSError) -> StorageError:
+    """A failed checkpoint write (disk full, read-only, no permission) as one line."""
+    # Everything is written to a temp file and renamed into place, so a failed write replaced
+    # nothing: the checkpoints that were there before are still whole.
+    return StorageError.from_os_error(
+        "write checkpoint", path, exc,
+        f"nothing was replaced, the checkpoints already in {path.parent} are intact; free some "
+        f"space or make the folder writable, or write the run elsewhere (hydra.run.dir=...)")
 
 
 def _link_atomically(source: Path, target: Path) -> None:
@@ -197,13 +212,18 @@ def _link_atomically(source: Path, target: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
     try:
-        os.link(source, tmp)
-    except OSError:
-        # No hard links here (some network/overlay filesystems): fall back to a durable copy.
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-    os.replace(tmp, target)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            # No hard links here (some network/overlay filesystems): fall back to a durable copy.
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a half-written copy (disk full) is not left behind
+            tmp.unlink()
+        raise
 
 
 def step_path(directory: str | os.PathLike[str], step: int) -> Path:
@@ -221,9 +241,11 @@ def save_rolling(directory: str | os.PathLike[str], step: int, arrays: Mapping[s
     """
     directory = Path(directory)
     target = save_checkpoint(step_path(directory, step), arrays, meta)
-    _link_atomically(target, directory / "latest.npz")
-    if best:
-        _link_atomically(target, directory / "best.npz")
+    for name in ("latest.npz", "best.npz") if best else ("latest.npz",):
+        try:
+            _link_atomically(target, directory / name)
+        except OSError as exc:
+            raise _write_error(directory / name, exc) from None
     _fsync_dir(directory)
     if keep_last is not None and keep_last > 0:
         for old in list_step_checkpoints(directory)[:-keep_last]:

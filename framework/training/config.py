@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from framework.errors import ConfigError, PluginError
+from framework.nn.sampling import MAX_LENGTH, MAX_SAMPLES
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, describe_omegaconf_error
+
+LEGACY_SEEDS = 2**32  # np.random.RandomState takes seeds in [0, 2**32)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -70,9 +73,10 @@ class TrainConfig:
             _check(value >= 0, f"train.{key} must be >= 0 (0 turns it off), got {value}")
         _check(self.eval_batches is None or self.eval_batches >= 1,
                f"train.eval_batches must be >= 1 or null (all), got {self.eval_batches}")
-        _check(self.num_samples >= 0, f"train.num_samples must be >= 0, got {self.num_samples}")
-        _check(self.sample_length >= 1,
-               f"train.sample_length must be >= 1, got {self.sample_length}")
+        _check(0 <= self.num_samples <= MAX_SAMPLES,
+               f"train.num_samples must be in [0, {MAX_SAMPLES}], got {self.num_samples}")
+        _check(1 <= self.sample_length <= MAX_LENGTH,
+               f"train.sample_length must be in [1, {MAX_LENGTH}], got {self.sample_length}")
         _check(self.divergence_loss > 0,
                f"train.divergence_loss must be > 0, got {self.divergence_loss}")
         _check(self.report in ("default", "course"),
@@ -212,6 +216,21 @@ def _train_plugins(node: dict[str, Any]) -> dict[str, Any]:
     return chosen
 
 
+def _check_legacy_seeds(seed: int, cell: Any, train: TrainConfig, feed: Any = None) -> None:
+    """The course's init and the example feed's shuffle draw from a legacy RandomState, which
+    takes seeds below 2**32 only: refuse a larger one before any work, not in the middle."""
+    if seed < LEGACY_SEEDS:
+        return
+    if getattr(cell, "init", None) == "course":
+        raise ConfigError(f"seed={seed} is too large for cell.init=course, whose legacy "
+                          f"RandomState takes seeds below 2**32 ({LEGACY_SEEDS}); choose a "
+                          f"smaller seed or cell.init=xavier")
+    if train.feed == "example" and getattr(feed, "shuffle_seed", None) is None:
+        raise ConfigError(f"seed={seed} is too large for train.feed=example, which shuffles "
+                          f"with a legacy RandomState (seeds below 2**32, {LEGACY_SEEDS}); "
+                          f"choose a smaller seed or set train.shuffle_seed")
+
+
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Validate a composed config; raises ConfigError/PluginError with a one-line message."""
     if isinstance(cfg, DictConfig):
@@ -242,6 +261,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_legacy_seeds(seed, plugins["cell"], sections["train"], chosen.get("feed"))
     threads = raw.get("threads", 1)
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or threads < 1):

@@ -24,6 +24,7 @@ from framework.errors import DivergenceError
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
 from framework.training.checkpoint import pack_arrays, read_for_resume, run_meta, save_rolling
 from framework.training.config import RunConfig
+from framework.training.resources import check_fits, training_estimate
 from framework.training.runtime import Interrupted, StopSignals
 
 
@@ -106,9 +107,12 @@ class Trainer:
         self.corpus = self.dataset.load()
         self.task.check(rc, self.corpus)
         self.vocab = getattr(self.corpus, "vocab", None)  # None for real-valued series
+        self.feed = self.task.make_feed(rc, self.corpus)
+        if self.vocab is not None:
+            # Before any parameter exists: a config that cannot fit in memory fails in one line.
+            check_fits(training_estimate(rc, self.corpus, getattr(self.feed, "kind", "")))
         self.model = self.task.build_model(rc, self.corpus)
         self.model.init_params(init_rng(rc, rc.cell.init))
-        self.feed = self.task.make_feed(rc, self.corpus)
         self.schedule = SCHEDULES.build(rc.lr_schedule)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)

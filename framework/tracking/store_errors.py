@@ -1,0 +1,86 @@
+"""What a failed MLflow store call means, in one line: a locked, read-only or full sqlite file.
+
+MLflow wraps sqlite's own words ("database is locked", "attempt to write a readonly database") in
+SQLAlchemy's, whose first line is often "(raised as a result of Query-invoked autoflush; ...)",
+and logs each failure with a 60-line traceback before raising.  Here the cause is found anywhere
+in the exception chain and said with the store's path and a fix; the traceback log is dropped
+because the caller reports the failure itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from pathlib import Path
+
+# sqlite's messages (lower case) -> what they mean for the user, and the fix.
+_SQLITE_FAULTS = (
+    ("database is locked", "is locked by another process",
+     "wait for that process to finish, or use another mlflow.tracking_uri"),
+    ("readonly database", "is read-only",
+     "make the file and its folder writable, or use another mlflow.tracking_uri"),
+    ("database or disk is full", "is on a full disk",
+     "free some space, or use another mlflow.tracking_uri"),
+    ("unable to open database file", "cannot be opened (its folder is missing or not writable)",
+     "create the folder or make it writable, or use another mlflow.tracking_uri"),
+    ("disk i/o error", "cannot be read or written (disk I/O error)",
+     "check the disk, or use another mlflow.tracking_uri"),
+)
+_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
+_NOISE = ("(raised as a result of query-invoked autoflush",)
+_SQLALCHEMY_TRACEBACK = "SQLAlchemy database error"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in out):
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first meaningful line`` of ``exc`` (SQLAlchemy's autoflush preamble skipped)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if line and not line.lower().startswith(_NOISE)]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def store_fault(exc: BaseException, where: str | Path) -> str | None:
+    """One line for a storage fault behind ``exc`` (``where``: the store), or None."""
+    chain = _chain(exc)
+    text = "\n".join(str(e) for e in chain).lower()
+    for needle, meaning, fix in _SQLITE_FAULTS:
+        if needle in text:
+            return f"the MLflow store {where} {meaning} (sqlite: {needle}); {fix}"
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            code = errno.errorcode.get(e.errno or 0, "")
+            return (f"the MLflow store {where} cannot write {e.filename or 'its files'}: "
+                    f"{e.strerror} [{code}]; free some space or make it writable, or use "
+                    f"another mlflow.tracking_uri")
+    return None
+
+
+def describe(exc: BaseException, where: str | Path) -> str:
+    """The storage fault behind ``exc`` if there is one, else its first meaningful line."""
+    return store_fault(exc, where) or first_line(exc)
+
+
+class _DropSqlAlchemyTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_SQLALCHEMY_TRACEBACK)
+
+
+_FILTER = _DropSqlAlchemyTracebacks()
+
+
+def quiet_store_tracebacks() -> None:
+    """Drop MLflow's traceback log of a failed sqlite call (the exception still reaches us)."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
+__all__ = ["describe", "first_line", "quiet_store_tracebacks", "store_fault"]
