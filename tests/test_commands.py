@@ -19,10 +19,13 @@ from tests.test_pyfunc import make_checkpoint
 
 def _run(main, argv: list[str], capsys, prog: str = "prog") -> tuple[int, list[str], str]:
     """Run a command's main in-process: (exit status, stderr lines, stdout)."""
+    from tests.test_reliability_input import preserved_logging
+
     old = sys.argv
     sys.argv = [prog, *argv]
     try:
-        result = main() if prog != "argv" else main(argv)
+        with preserved_logging():  # Hydra's logging setup must not leak into later tests
+            result = main() if prog != "argv" else main(argv)
         code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

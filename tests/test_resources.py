@@ -45,7 +45,10 @@ def test_a_config_that_does_not_fit_is_refused_before_the_model_exists(monkeypat
     monkeypatch.setattr(stack.CharRNN, "init_params",
                         lambda self, rng: built.append(self) or {})
     monkeypatch.setattr(resources, "available_memory", lambda: (GiB, "a test's 1 GiB"))
-    rc = run_config([*QUICK, "cell.hidden_size=20000"])  # 4*20000*20027 floats: 6.4 GB
+    text = tmp_path / "names.txt"
+    text.write_text("abcdefghijklmnopqrstuvwxyz\n" * 20)
+    rc = run_config([*QUICK, "dataset=textfile", f"dataset.path={text}", "dataset.mode=lines",
+                     "cell.hidden_size=20000"])  # 4 * 20000 * 20027 floats: 6.4 GB
     with pytest.raises(ConfigError) as info:
         Trainer(rc, out_dir=tmp_path, reporter=Reporter(None, print))
     message = str(info.value)
