@@ -87,7 +87,7 @@ def test_the_estimate_stays_below_what_a_step_really_allocates(tmp_path):
     tracemalloc.start()
     try:
         trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), print))
-        need = training_estimate(rc, trainer.corpus, trainer.feed_kind)
+        need = training_estimate(rc, trainer.corpus, trainer.feed.kind)
         trainer.train_step()
         trainer.train_step()
         peak = tracemalloc.get_traced_memory()[1]

@@ -28,11 +28,16 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs
 
 
 def _arrays(value: float) -> dict:
-    return {"param/w": np.full((4, 4), value, dtype=np.float32)}
+    """The arrays of a small valid checkpoint, every parameter equal to ``value``."""
+    from tests.helpers import model_checkpoint
+
+    return model_checkpoint(fill=value)[0]
 
 
 def _meta(step: int) -> dict:
-    return {"format_version": 1, "cell": "rnn", "model": {}, "vocab": {}, "step": step}
+    from tests.helpers import model_checkpoint
+
+    return model_checkpoint(step=step)[1]
 
 
 def _fail_with(code: int):
@@ -63,7 +68,7 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_pa
     assert "checkpoints already in" in message and "are intact" in message
     monkeypatch.undo()
     arrays, meta = ckpt.load_checkpoint(tmp_path / "latest.npz")
-    assert meta["step"] == 1 and arrays["param/w"][0, 0] == 1.0
+    assert meta["step"] == 1 and arrays["param/layers.0.W_x"].flat[0] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.npz", first.name]  # no temp
 
 

@@ -153,7 +153,7 @@ def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str]:
     from framework.plugins import load_plugins
     from framework.registry import TASKS
 
-    names = {run.data.tags.get("task", "lm") for run in runs} or {"lm"}
+    names = {getattr(run.data, "tags", {}).get("task", "lm") for run in runs} or {"lm"}
     if len(names) != 1:
         return ("val_loss",), "per_sec"
     (name,) = names

@@ -177,7 +177,8 @@ def unknown_key_message(key: str, parent: Any = None) -> str:
     else:
         candidates = known_keys()
     candidates = [k for k in candidates if k != key]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6) or [
+        k for k in known_keys() if k != key and k.rpartition(".")[2] == key]
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown config key '{key}'{hint} (--cfg job lists the keys)"
 

@@ -30,6 +30,8 @@ MAX_TEXT_CHARS = 10_000
 def _texts(value: Any) -> list[str]:
     if value is None:
         raise ConfigError("pass text=<a text> or text=[a,b,...] to classify")
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        value = [t.strip() for t in value[1:-1].split(",")]  # text=[a,b] arrives as free text
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     texts = [str(t) for t in items]
     if not texts or len(texts) > MAX_TEXTS:
