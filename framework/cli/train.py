@@ -111,7 +111,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
-    from framework.tracking.tracker import Tracker, flatten_config
+    from framework.tracking.tracker import flatten_config
+    from framework.tracking.tracker_process import open_tracker
     from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
@@ -120,7 +121,7 @@ def run(cfg: DictConfig) -> float:
     out_dir = _output_dir()
     with StopSignals() as stop:
         with stop.raising():  # nothing to save or end yet: a signal simply stops
-            tracker = Tracker.from_config(rc.mlflow)
+            tracker = open_tracker(rc.mlflow, multirun=_is_multirun())
             # Data and model first (a bad dataset path must not leave an empty MLflow run
             # behind), then the tracking store, both before the first training step.
             trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
@@ -141,10 +142,11 @@ def run(cfg: DictConfig) -> float:
             tags["rnnlab.resumed_from"] = rc.resume
         status, reason = "FAILED", None
         try:
-            run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
-            if run_id:
+            def announce(run_id: str) -> None:  # now, or once a helper process has the run
                 print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
                            f"{rc.mlflow.tracking_uri})")
+
+            tracker.start(params=flatten_config(rc.raw), tags=tags, on_start=announce)
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -270,7 +270,8 @@ class NullTracker:
         return None
 
     def start(self, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None) -> str | None:
+              tags: Mapping[str, Any] | None = None,
+              on_start: Callable[[str], None] | None = None) -> str | None:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -433,8 +434,10 @@ class Tracker(NullTracker):
 
     # -- the run ------------------------------------------------------------------------------
     def start(self, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None) -> str:
-        """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id."""
+              tags: Mapping[str, Any] | None = None,
+              on_start: Callable[[str], None] | None = None) -> str:
+        """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id
+        (and calls ``on_start`` with it)."""
         from mlflow.entities import Param
 
         params = {str(k): v for k, v in (params or {}).items()}
@@ -469,6 +472,8 @@ class Tracker(NullTracker):
             raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
                                 f"{_first_line(exc)}") from None
         self._last_flush = time.monotonic()
+        if on_start is not None:
+            on_start(self.run_id)
         return self.run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

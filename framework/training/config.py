@@ -102,6 +102,7 @@ class MlflowConfig:
     run_name: str | None = None
     log_model: bool = True
     parent_run_id: str | None = None
+    helper_process: bool = True
 
     def __post_init__(self) -> None:
         _check(bool(self.tracking_uri.strip()), "mlflow.tracking_uri must not be empty")
