@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from framework import ROOT

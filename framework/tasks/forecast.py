@@ -72,20 +72,23 @@ def forecast_next(model: Any, history: np.ndarray) -> np.ndarray:
     return model.predict(x)[0]
 
 
-def check_history(value: Any, needed: int) -> np.ndarray:
-    """A prediction request's past values as (needed, 1) float64, oldest first: a list of at
-    least ``needed`` finite numbers (the last ``needed`` are used), else a one-line error."""
-    items = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+def check_history(value: Any, window: int, difference: int = 0) -> np.ndarray:
+    """A prediction request's past values as (window + difference, 1) float64, oldest first: a
+    list of at least that many finite numbers (the last that many are used), else one line."""
+    items = (list(value) if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
+             else [value])
     try:
         values = np.array([float(v) for v in items], dtype=np.float64)
     except (TypeError, ValueError):
         raise ConfigError(f"history must be a list of numbers, got {value!r}") from None
     if not np.isfinite(values).all():
         raise ConfigError("history values must be finite numbers")
+    needed = window + difference
     if len(values) < needed:
-        raise ConfigError(f"history has {len(values)} values; this model reads {needed} (its "
-                          f"task.window plus task.difference): pass at least that many, oldest "
-                          f"first")
+        reads = f"task.window={window}" + (f" plus task.difference={difference}" if difference
+                                           else "")
+        raise ConfigError(f"history has {len(values)} values; this model reads {reads}: pass at "
+                          f"least {needed}, oldest first")
     return values[-needed:, None]
 
 
@@ -98,16 +101,15 @@ def forecast_values(model: Any, task_meta: dict[str, Any], history: Any,
 
     mean, std = np.asarray(task_meta["mean"]), np.asarray(task_meta["std"])
     window, order = int(task_meta["window"]), int(task_meta.get("difference", 0))
-    needed = window + order
     if history is None:
         from framework.plugins import load_plugins
         from framework.registry import DATASETS
 
         load_plugins()
         corpus = DATASETS.build(dataset or {}).load()
-        values = corpus.values[-needed:]
+        values = corpus.values[-(window + order):]
     else:
-        values = check_history(history, needed)
+        values = check_history(history, window, order)
     past = difference(values, order)[order:]
     scaled = (past - mean) / std
     return integrate(values, forecast_next(model, scaled) * std + mean, order)
@@ -192,7 +194,7 @@ class ForecastTask(Task):
         return forecast_baselines(corpus, self.config.window) if corpus.n_val else {}
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
-        corpus, feed = trainer.corpus, trainer.feed
+        feed = trainer.feed
         nxt = feed.values_after(feed.unscale(forecast_next(trainer.model, feed.history())))
         values = ", ".join(f"{v:.4g}" for v in nxt[:, 0])
         header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
