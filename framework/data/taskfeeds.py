@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from framework.data import differencing
-from framework.data.feeds import Feed, _check_step, _epoch_permutation
+from framework.data.feeds import Feed, check_step, epoch_permutation
 from framework.data.taskdata import LabelledCorpus, SeriesCorpus
 from framework.errors import ConfigError
 
@@ -87,12 +87,12 @@ class ClassifyFeed(Feed):
     def _perm(self, epoch: int) -> np.ndarray:
         # Caching the last epoch's permutation is only a speed-up; the result is the same.
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(len(self._train), self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
         return self._cached[1]
 
     def indices(self, step: int) -> np.ndarray:
         """Indices into the training texts of batch ``step``."""
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
 
     def batch(self, step: int) -> ClassifyBatch:  # type: ignore[override]
@@ -171,12 +171,12 @@ class ForecastFeed(Feed):
 
     def _perm(self, epoch: int) -> np.ndarray:
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(self.n_windows, self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(self.n_windows, self.seed, epoch))
         return self._cached[1]
 
     def starts(self, step: int) -> np.ndarray:
         """Series index of the first target of each window of batch ``step``."""
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
         first = self.window + self.difference
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] + first
 
