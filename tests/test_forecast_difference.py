@@ -158,3 +158,24 @@ def test_constant_differences_are_refused():
 
     with pytest.raises(ConfigError, match="differences of order 2 are constant"):
         scaling(Linear(), 2)
+
+
+def test_a_run_saved_before_the_option_existed_resumes(forecaster_checkpoint, tmp_path):
+    from framework.training.trainer import Reporter, Trainer
+    from tests.helpers import run_config
+    from tests.test_tasks import Quiet
+
+    def drop(meta):
+        for section in (meta["task"], meta["config"]["task"], meta["task"]["options"]):
+            section.pop("difference")
+
+    old = _rewritten(forecaster_checkpoint, tmp_path / "old.npz", meta_change=drop)
+    overrides = [*FORECAST, "train.steps=4", "train.eval_every=4", "train.checkpoint_every=4"]
+    trainer = Trainer(run_config(overrides), out_dir=tmp_path / "resumed",
+                      reporter=Reporter(Quiet(), lambda _: None))
+    trainer.restore(old)
+    assert trainer.step == 2 and trainer.run().steps == 4
+    differenced = Trainer(run_config([*overrides, "task.difference=1"]), out_dir=tmp_path / "d",
+                          reporter=Reporter(Quiet(), lambda _: None))
+    with pytest.raises(CheckpointError, match="task.difference=0 in the checkpoint, 1 now"):
+        differenced.restore(old)

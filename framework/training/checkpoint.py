@@ -916,9 +916,26 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def _task_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the task options it lacks set to their defaults: a checkpoint written
+    before a task option existed trained with what the option's default does."""
+    import dataclasses
+
+    from framework.registry import TASKS
+
+    out = dict(config)
+    task = out.get("task")
+    if not isinstance(task, Mapping) or task.get("name") not in TASKS:
+        return out
+    defaults = {f.name: f.default for f in TASKS.option_fields(str(task["name"]))
+                if f.default is not dataclasses.MISSING}
+    out["task"] = {**defaults, **task}
+    return out
+
+
 def conflicts(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key: saved -> current`` for every resume-relevant setting that differs."""
-    old, new = _flat(dict(saved)), _flat(dict(current))
+    old, new = _flat(_task_defaults(saved)), _flat(dict(current))
     must = must_match()
     out = []
     for key in sorted(set(old) | set(new)):
