@@ -109,7 +109,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
 
 
 def run(cfg: DictConfig) -> float:
-    """Train one configuration; returns the final validation loss (what sweepers minimise)."""
+    """Train one configuration; returns what a sweeper optimises (the task objective, or an
+    Optuna trial's optuna.objective)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import Tracker, flatten_config
     from framework.tracking.trial import PRUNED_TAG, open_trial

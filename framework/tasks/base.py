@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 from framework.errors import ConfigError
 
 BEST_PREFIX = "best_"  # best_<metric>: the best value of <metric> over the evals so far
-DIRECTIONS = ("minimize", "maximize")
 
 
 class Task:
@@ -37,7 +36,8 @@ class Task:
     unit: ClassVar[str] = "tokens"  # what the throughput counts
     # Final metrics `framework.compare` shows; runs are ranked by the first.
     compare_metrics: ClassVar[tuple[str, ...]] = ("val_loss",)
-    # Metrics reported at every eval that a sweep may optimise, and which way each is better.
+    # Metrics reported at every eval that a sweep may optimise, and which way each is better
+    # ("minimize" or "maximize").
     objectives: ClassVar[Mapping[str, str]] = {"val_loss": "minimize"}
 
     def __init__(self, config: Any = None) -> None:
@@ -130,4 +130,4 @@ class Task:
         return {}
 
 
-__all__ = ["BEST_PREFIX", "DIRECTIONS", "Task"]
+__all__ = ["BEST_PREFIX", "Task"]

@@ -10,8 +10,9 @@ are logged before training (``baseline_persistence_rmse``, ``baseline_ar_rmse``)
 
 ``task.difference=1`` (or 2) trains the model on the series' differences instead of its levels
 (:mod:`framework.data.differencing`); its outputs are turned back into levels, anchored on the
-true last values, before any error is computed, so the metrics and the baselines (always on the
-undifferenced series) stay comparable.
+true last values, before ``val_rmse``, ``val_mae`` and ``val_recursive_rmse`` are computed, so
+they and the baselines (always on the undifferenced series) stay comparable.  ``val_loss`` stays
+the model's own loss, of standardised differences then.
 """
 
 from __future__ import annotations
