@@ -455,22 +455,30 @@ def test_parent_run_logs_the_study(resumed_study):
     assert parent.data.tags["rnnlab.optuna_best_run_id"] == runs[study.best_trial.number]
 
 
-def test_a_classifier_study_maximises_accuracy(tmp_path):
-    args = ["task=classify", "dataset=names", "cell=gru", "optuna.objective=val_accuracy",
+ACCURACY = ["task=classify", "dataset=names", "cell=gru", "optuna.objective=val_accuracy",
             "hydra/sweeper/pruner=none", "hydra/sweeper/sampler=random",
             "hydra.sweeper.sampler.seed=3", "hydra.sweeper.params=null",
-            "optimizer.lr=choice(0.01,0.000001)", "hydra.sweeper.n_trials=2",
-            "train.steps=6", "train.eval_every=3", "train.eval_batches=4",
-            "mlflow.experiment_name=acc"]
+            "optimizer.lr=choice(0.01,0.000001)", "hydra.sweeper.n_trials=2", "train.steps=6",
+            "train.eval_every=3", "train.eval_batches=4", "mlflow.experiment_name=acc"]
+
+
+def test_minimising_accuracy_is_refused_before_the_study_exists(tmp_path):
     refused = subprocess.run(
-        [sys.executable, "-m", "framework", "-m", "hparams_search=optuna", *TINY, *args,
+        [sys.executable, "-m", "framework", "-m", "hparams_search=optuna", *TINY, *ACCURACY,
          f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
-    assert refused.returncode != 0
-    assert "set hydra.sweeper.direction=maximize" in refused.stderr, refused.stderr[-2000:]
-    assert not (tmp_path / "optuna.db").exists()  # refused before the study was created
-    study_cli(tmp_path, [*args, "hydra.sweeper.direction=maximize"])
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("rnnlab: error")]
+    assert errors == ["rnnlab: error: optuna.objective=val_accuracy of task=classify is better "
+                      "higher, but hydra.sweeper.direction=minimize; set "
+                      "hydra.sweeper.direction=maximize"], refused.stderr[-2000:]
+    assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.slow
+def test_a_classifier_study_maximises_accuracy(tmp_path):
+    study_cli(tmp_path, [*ACCURACY, "hydra.sweeper.direction=maximize"])
     study = load(tmp_path)
     assert study.direction.name == "MAXIMIZE"
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
