@@ -109,11 +109,12 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
 
 
 def run(cfg: DictConfig) -> float:
-    """Train one configuration; returns the final validation loss (what sweepers minimise)."""
+    """Train one configuration; returns what a sweeper optimises (the task objective, or an
+    Optuna trial's optuna.objective)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.tracker import flatten_config
     from framework.tracking.tracker_process import open_tracker
-    from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
+    from framework.tracking.trial import PRUNED_TAG, open_trial
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
@@ -132,7 +133,7 @@ def run(cfg: DictConfig) -> float:
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
             # An Optuna trial (hparams_search=optuna) reports every eval; its pruner may stop it.
-            trial = open_trial(rc.optuna)
+            trial = open_trial(rc.optuna, trainer.task)
             if trial is not None:
                 trainer.eval_hook = trial.on_eval
         keep_freed_memory()
@@ -152,9 +153,8 @@ def run(cfg: DictConfig) -> float:
             _finish(tracker, trainer, result, out_dir, stop)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
             status = "FINISHED"
-            if trial is not None:  # an Optuna trial: the objective its study optimises
-                return objective_value(rc.optuna.objective, result.final_val_loss,
-                                       result.best_val_loss)
+            if trial is not None:  # an Optuna trial: the objective its study optimises, as
+                return float(trial.last_value)  # reported at the last eval (the last step's)
             # What a sweeper optimises: the task's objective (val_loss for the language model).
             return float(result.final_metrics.get(trainer.task.objective, math.nan))
         except Pruned as exc:  # an Optuna trial stopped early: KILLED, tagged, checkpoint kept

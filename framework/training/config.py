@@ -121,8 +121,9 @@ class OptunaTrialConfig:
     objective: str = "val_loss"
 
     def __post_init__(self) -> None:
-        _check(self.objective in ("val_loss", "best_val_loss"),
-               f"optuna.objective must be val_loss or best_val_loss, got {self.objective!r}")
+        # Which metrics exist depends on the task: validate() checks the name against it.
+        _check(isinstance(self.objective, str) and bool(self.objective.strip()),
+               f"optuna.objective must name a metric, got {self.objective!r}")
         _check(self.trial is None or self.trial >= 0,
                f"optuna.trial must be >= 0 or null, got {self.trial}")
 # -- end of Optuna trial section
@@ -232,6 +233,17 @@ def _check_legacy_seeds(seed: int, cell: Any, train: TrainConfig, feed: Any = No
                           f"choose a smaller seed or set train.shuffle_seed")
 
 
+def _check_objective(task: Any, optuna: Any) -> None:
+    """``optuna.objective`` must be a metric the task reports at every eval (or its best_)."""
+    objective = getattr(optuna, "objective", None)
+    if objective is None:
+        return
+    try:
+        REGISTRIES["task"].get(task.name).objective_direction(objective)
+    except ConfigError as exc:
+        raise ConfigError(f"optuna.objective: {exc}") from None
+
+
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Validate a composed config; raises ConfigError/PluginError with a one-line message."""
     if isinstance(cfg, DictConfig):
@@ -267,6 +279,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or threads < 1):
         raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
+    _check_objective(plugins["task"], sections.get("optuna"))
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
                      resume=None if resume in (None, "") else str(resume), threads=threads,
