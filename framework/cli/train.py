@@ -111,7 +111,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns the final validation loss (what sweepers minimise)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
-    from framework.tracking.tracker import Tracker, flatten_config
+    from framework.tracking.run_info import run_record
+    from framework.tracking.tracker import Tracker
     from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
@@ -135,20 +136,22 @@ def run(cfg: DictConfig) -> float:
             if trial is not None:
                 trainer.eval_hook = trial.on_eval
         keep_freed_memory()
-        tags = {"task": rc.task.name, "cell": rc.cell.name, "dataset": rc.dataset.name,
-                "optimizer": rc.optimizer.name}
-        if rc.resume:
-            tags["rnnlab.resumed_from"] = rc.resume
         status, reason = "FAILED", None
         try:
-            run_id = tracker.start(params=flatten_config(rc.raw), tags=tags)
+            params, tags, dataset = run_record(rc, trainer.dataset, trainer.corpus)
+            run_id = tracker.start(params=params, tags=tags)
             if run_id:
+                tracker.log_dataset(dataset)
                 print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
                            f"{rc.mlflow.tracking_uri})")
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
+            link = tracker.ui_link(rc.task.name)
+            if link:
+                print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
+                           f"{link}")
             status = "FINISHED"
             if trial is not None:  # an Optuna trial: the objective its study optimises
                 return objective_value(rc.optuna.objective, result.final_val_loss,
