@@ -308,13 +308,14 @@ def save_pyfunc_model(path: str | os.PathLike[str],
             warnings.catch_warnings(), _pins_not_rechecked(), _quiet("mlflow.pyfunc"):
         # With a signature given, the input example is only checked against it and written
         # down, never run at save time (running it would load the model: slow).
+        warnings.filterwarnings("ignore", message=".*Operation with range is deprecated.*")
         mlflow.pyfunc.save_model(
             path=str(path),
             python_model=str(MODEL_CODE),
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
             code_paths=_stage_code(Path(staging)),
             signature=signature(meta.model.task),
-            input_example=input_example(meta, vocab),
+            input_example=pd.DataFrame(input_example(meta, vocab)),  # dataframe_split
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
             metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step,
                       "rnnlab_task": meta.model.task},

@@ -650,10 +650,10 @@ class Tracker(NullTracker):
             return None
         uri = f"models:/{model.model_id}"
         if self.register_model:
-            self._safely(f"register_model {self.register_model!r}", self._register, model, uri)
+            self._safely(f"register_model {self.register_model!r}", self._register, model)
         return uri
 
-    def _register(self, model: Any, uri: str) -> None:
+    def _register(self, model: Any) -> None:
         from mlflow.exceptions import MlflowException
 
         name = str(self.register_model)
@@ -662,8 +662,12 @@ class Tracker(NullTracker):
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
-        version = self.client.create_model_version(name, source=uri, run_id=self.run_id,
-                                                   model_id=model.model_id)
+        # A database store resolves a models:/ source through MLflow's default tracking URI,
+        # not this client's: point that at the same store for this one call.
+        with _environ(MLFLOW_TRACKING_URI=self.tracking_uri):
+            version = self.client.create_model_version(
+                name, source=f"models:/{model.model_id}", run_id=self.run_id,
+                model_id=model.model_id)
         self.model_version = int(version.version)
 
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
