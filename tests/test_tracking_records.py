@@ -3,7 +3,10 @@ the UI view link, registration and system metrics."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from framework.data.files import locate, sha256_of
 from tests.conftest import needs_data, require_data
-from tests.helpers import cli, run_config
+from tests.helpers import compose_config, run_config
 
 # A tiny rnn run: rnn has no forget_bias, the constant schedule no lr_final, the names feed no
 # stride. An lr with many digits shows the rounding.
@@ -22,16 +25,26 @@ TINY = ["cell=rnn", "dataset=dinos", "train.steps=4", "train.eval_every=2", "tra
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """The run, in this process (the command line's own path is covered by test_app.py)."""
     require_data("dinos.txt")
     from mlflow import MlflowClient
 
+    from framework.cli.train import run
+
     cwd = tmp_path_factory.mktemp("records")
     uri = f"sqlite:///{cwd / 'mlflow.db'}"
-    proc = cli("framework", [*TINY, f"mlflow.tracking_uri={uri}"], cwd)
-    assert proc.returncode == 0, proc.stderr
+    cfg = compose_config([*TINY, f"mlflow.tracking_uri={uri}"])
+    out = io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)  # outside Hydra the run directory is the working directory
+    try:
+        with contextlib.redirect_stdout(out):
+            run(cfg)
+    finally:
+        os.chdir(old)
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
-    return client, run, proc.stdout
+    (run_,) = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
+    return client, run_, out.getvalue()
 
 
 @needs_data("dinos.txt")
