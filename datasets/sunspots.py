@@ -7,28 +7,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from framework.data import Source, check_common, github_raw, locate
-from framework.data.taskdata import SeriesDataset, check_missing
-from framework.data.taskfiles import read_series_csv
+from framework.data import Source, github_raw
+from framework.data.published import PublishedSeries, PublishedSeriesConfig
 from framework.registry import DATASETS
 
 
 @dataclass
-class SunspotsConfig:
-    name: str = "sunspots"
-    path: str | None = None  # your copy with the same columns (not checksummed)
-    val_fraction: float = 0.2  # the last 20% of the years (62)
-    missing: str = "interpolate"  # interpolate | drop | error
-
-    def __post_init__(self) -> None:
-        check_common(self.val_fraction)
-        check_missing(self.missing)
+class SunspotsConfig(PublishedSeriesConfig):
+    name: str = "sunspots"  # val_fraction 0.2: the last 62 years
 
 
 @DATASETS.register("sunspots", schema=SunspotsConfig)
-class Sunspots(SeriesDataset):
+class Sunspots(PublishedSeries):
     schema = SunspotsConfig
     # statsmodels v0.14.6 (the file is unchanged since 2012).
     source = Source(
@@ -37,8 +27,4 @@ class Sunspots(SeriesDataset):
                    "statsmodels/datasets/sunspots/sunspots.csv"),
         "f67889b1d9002cd5227f0e0ef54e35b419cdd85a31279adef6f73fb41e5c0a9b",
     )
-
-    def read(self) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
-        path = locate(self.source, self.config.path)
-        values, years = read_series_csv(path, column="SUNACTIVITY", time_column="YEAR")
-        return values, years, ["SUNACTIVITY"], str(path)
+    column, time_column = "SUNACTIVITY", "YEAR"

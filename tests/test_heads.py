@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from framework.errors import ConfigError, DataError
-from framework.nn.encoder import check_bidirectional, reverse_index
+from framework.nn.encoder import reverse_index
 from framework.nn.heads import (
     ClassifyHead,
     ForecastHead,
@@ -320,13 +320,20 @@ def _one_line(excinfo: pytest.ExceptionInfo) -> None:
     assert "\n" not in str(excinfo.value)
 
 
-def test_bidirectional_language_model_is_refused() -> None:
-    with pytest.raises(ConfigError, match="bidirectional") as excinfo:
-        check_bidirectional("lm", True)
-    _one_line(excinfo)
-    check_bidirectional("lm", False)
-    check_bidirectional("classify", True)
-    check_bidirectional("forecast", True)
+def test_only_a_task_that_may_read_both_ways_takes_a_bidirectional_stack() -> None:
+    from types import SimpleNamespace
+
+    from framework.registry import TASKS
+
+    both = SimpleNamespace(model=SimpleNamespace(bidirectional=True))
+    one = SimpleNamespace(model=SimpleNamespace(bidirectional=False))
+    for name, kind in (("lm", "lines"), ("forecast", "series")):
+        corpus = SimpleNamespace(kind=kind, name="x")
+        with pytest.raises(ConfigError, match="bidirectional=true does not fit") as excinfo:
+            TASKS.get(name)().check(both, corpus)
+        _one_line(excinfo)
+        TASKS.get(name)().check(one, corpus)
+    TASKS.get("classify")().check(both, SimpleNamespace(kind="labelled", name="x"))
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

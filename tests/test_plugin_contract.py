@@ -104,9 +104,12 @@ def exercise_dataset(dataset) -> list[np.ndarray]:
 
 
 def exercise_task(task) -> list[np.ndarray]:
-    """A task names the corpora it reads and an objective with a direction."""
+    """A task names the corpora it reads and an objective with a direction; every objective a
+    sweep may choose has one, val_loss among them."""
     assert task.corpus_kinds and task.direction in ("minimize", "maximize")
     assert task.objective in task.compare_metrics or task.objective == "val_loss"
+    assert "val_loss" in task.objectives and task.objective in task.objectives
+    assert set(task.objectives.values()) <= {"minimize", "maximize"}
     return [np.array([task.objective, task.direction, *task.corpus_kinds])]
 
 

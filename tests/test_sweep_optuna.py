@@ -205,13 +205,77 @@ def test_reporter_reports_every_eval_and_the_median_pruner_stops_a_bad_trial(tmp
         study.tell(trial, base - 0.2)
     trial = study.ask()
     reporter = open_trial(_section(storage, trial.number))
-    assert reporter.on_eval(0, {"val_loss": 9.0, "best_val_loss": 9.0}) is False  # warm-up
-    assert reporter.on_eval(10, {"val_loss": 9.0, "best_val_loss": 9.0}) is True
+    assert reporter.on_eval(0, {"val_loss": 9.0}) is False  # warm-up
+    assert reporter.on_eval(10, {"val_loss": 9.0}) is True
     assert study.trials[2].intermediate_values == {0: 9.0, 10: 9.0}
     value = reporter.pruned(10)
     assert isinstance(value, PrunedValue) and value == 9.0 and value.step == 10
     again = pickle.loads(pickle.dumps(value))  # launchers pickle job returns
     assert isinstance(again, PrunedValue) and again.step == 10 and again == 9.0
+
+
+def test_every_task_owns_its_objectives_and_their_directions():
+    from framework.registry import TASKS
+
+    classify, forecast, lm = (TASKS.get(n) for n in ("classify", "forecast", "lm"))
+    assert classify.objective_direction("val_accuracy") == "maximize"
+    assert classify.objective_direction("best_val_macro_f1") == "maximize"
+    assert classify.objective_direction("val_loss") == "minimize"
+    assert forecast.objective_direction("best_val_rmse") == "minimize"
+    assert lm.objective_direction("val_bits_per_char") == "minimize"
+    with pytest.raises(ConfigError, match="'val_accuracy' is not a metric task 'lm' reports"):
+        lm.objective_direction("val_accuracy")
+    with pytest.raises(ConfigError, match="choose one of val_loss, val_rmse"):
+        forecast.objective_direction("best_val_accuracy")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optuna.objective=val_accuracy"], "optuna.objective: 'val_accuracy' is not a metric "
+                                        "task 'lm'"),
+    (["task=classify", "dataset=names", "optuna.objective=val_rmse"], "is not a metric task"),
+    (["optuna.objective="], "optuna.objective must name a metric"),
+])
+def test_a_job_refuses_an_objective_its_task_does_not_report(overrides, message):
+    from tests.helpers import run_config
+
+    with pytest.raises(ConfigError, match=message):
+        run_config(overrides)
+    assert run_config(["task=classify", "dataset=names", "optuna.objective=best_val_accuracy"])
+
+
+def test_the_study_direction_must_be_the_objective_s():
+    from omegaconf import OmegaConf
+
+    from framework.tracking.optuna_sweeper import check_objective
+
+    config = OmegaConf.create({"task": {"name": "classify"},
+                               "optuna": {"objective": "val_accuracy"}})
+    check_objective(config, "maximize")
+    with pytest.raises(ConfigError, match="better higher, but hydra.sweeper.direction=minimize; "
+                                          "set hydra.sweeper.direction=maximize"):
+        check_objective(config, "minimize")
+    config.optuna.objective = "val_loss"
+    with pytest.raises(ConfigError, match="set hydra.sweeper.direction=minimize"):
+        check_objective(config, "maximize")
+    check_objective(OmegaConf.create({"task": {"name": "lm"}}), "minimize")  # the default
+
+
+def test_a_best_objective_keeps_the_best_eval_in_its_direction(tmp_path):
+    from framework.registry import TASKS
+    from framework.tracking.trial import open_trial
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    trial = study.ask()
+    section = {**_section(storage, trial.number), "pruner": None,
+               "objective": "best_val_accuracy"}
+    reporter = open_trial(section, TASKS.get("classify"))
+    for step, acc in ((0, 0.5), (10, 0.7), (20, 0.6)):
+        reporter.on_eval(step, {"val_loss": 1.0, "val_accuracy": acc})
+    assert study.trials[0].intermediate_values == {0: 0.5, 10: 0.7, 20: 0.7}
+    assert reporter.last_value == 0.7
+    with pytest.raises(ConfigError, match="did not compute val_accuracy"):
+        reporter.on_eval(30, {"val_loss": 1.0})
 
 
 def test_open_trial_refuses_what_the_sweeper_did_not_set_up(tmp_path):
@@ -279,7 +343,7 @@ def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
         trainer.run()
     assert exc.value.step == 6 and trainer.step == 7
     assert exc.value.checkpoint.is_file()
-    keys = ["best_val_loss", "val_bits_per_char", "val_loss"]  # the eval metrics and the best
+    keys = ["val_bits_per_char", "val_loss"]  # the eval's metrics (the trial keeps any best)
     assert seen == [(0, keys), (6, keys)]
     # At the last eval there is nothing left to stop: the hook is told, the run finishes.
     trainer = make_trainer(["train.steps=6", "train.eval_every=0"], tmp_path / "last")
@@ -391,6 +455,43 @@ def test_parent_run_logs_the_study(resumed_study):
     for number, run_id in runs.items():  # every trial links to its run, earlier ones too
         assert f"| {number} |" in table and run_id in table
     assert parent.data.tags["rnnlab.optuna_best_run_id"] == runs[study.best_trial.number]
+
+
+ACCURACY = ["task=classify", "dataset=names", "cell=gru", "optuna.objective=val_accuracy",
+            "hydra/sweeper/pruner=none", "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=3", "hydra.sweeper.params=null",
+            "optimizer.lr=choice(0.01,0.000001)", "hydra.sweeper.n_trials=2", "train.steps=6",
+            "train.eval_every=3", "train.eval_batches=4", "mlflow.experiment_name=acc"]
+
+
+def test_minimising_accuracy_is_refused_before_the_study_exists(tmp_path):
+    refused = subprocess.run(
+        [sys.executable, "-m", "framework", "-m", "hparams_search=optuna", *TINY, *ACCURACY,
+         f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("rnnlab: error")]
+    assert errors == ["rnnlab: error: optuna.objective=val_accuracy of task=classify is better "
+                      "higher, but hydra.sweeper.direction=minimize; set "
+                      "hydra.sweeper.direction=maximize"], refused.stderr[-2000:]
+    assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.slow
+def test_a_classifier_study_maximises_accuracy(tmp_path):
+    study_cli(tmp_path, [*ACCURACY, "hydra.sweeper.direction=maximize"])
+    study = load(tmp_path)
+    assert study.direction.name == "MAXIMIZE"
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    client = client_for(tmp_path)
+    runs = trial_runs(client.search_runs([client.get_experiment_by_name("acc").experiment_id]))
+    for trial in study.trials:
+        metrics = runs[trial.number].data.metrics
+        assert 0.0 <= trial.value <= 1.0
+        assert trial.value == pytest.approx(metrics["val_accuracy"])
+        assert sorted(trial.intermediate_values) == [0, 3, 5]
+    assert study.best_value == max(t.value for t in study.trials)
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, ListConfig
 
 from framework import ROOT
@@ -42,46 +41,12 @@ def _texts(value: Any) -> list[str]:
     return texts
 
 
-def _history(value: Any, window: int) -> np.ndarray:
-    items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
-    try:
-        values = np.array([float(v) for v in items], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"history must be a list of numbers, got {value!r}") from None
-    if not np.isfinite(values).all():
-        raise ConfigError("history values must be finite numbers")
-    if len(values) < window:
-        raise ConfigError(f"history has {len(values)} values; this model reads task.window="
-                          f"{window}: pass at least that many, oldest first")
-    return values[-window:, None]
-
-
 def classify_lines(model: Any, vocab: Any, meta: Any, texts: list[str], top_k: int) -> list[str]:
     from framework.tasks.classify import predict_top_k
 
     rows = predict_top_k(model, meta.model.task_meta, texts, top_k, vocab=vocab)
     return [f"{text}: " + ", ".join(f"{name} {p:.3f}" for name, p in top)
             for text, top in zip(texts, rows, strict=True)]
-
-
-def forecast_values(model: Any, meta: Any, history: Any) -> np.ndarray:
-    """The next ``horizon`` values (original units) after ``history`` (or the dataset's end)."""
-    from framework.tasks.forecast import forecast_next
-
-    task = meta.model.task_meta
-    mean, std = np.asarray(task["mean"]), np.asarray(task["std"])
-    window = int(task["window"])
-    if history is None:
-        from framework.plugins import load_plugins
-        from framework.registry import DATASETS
-
-        load_plugins()
-        corpus = DATASETS.build(meta.config.get("dataset") or {}).load()
-        values = corpus.values[-window:]
-    else:
-        values = _history(history, window)
-    scaled = (values - mean) / std
-    return forecast_next(model, scaled) * std + mean
 
 
 def run(cfg: Any) -> list[str]:
@@ -95,7 +60,10 @@ def run(cfg: Any) -> list[str]:
             raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
         return classify_lines(model, vocab, meta, _texts(cfg.get("text")), top_k)
     if task == "forecast":
-        nxt = forecast_values(model, meta, cfg.get("history"))
+        from framework.tasks.forecast import forecast_values
+
+        nxt = forecast_values(model, meta.model.task_meta, cfg.get("history"),
+                              meta.config.get("dataset"))
         return [" ".join(f"{v:.6g}" for v in row) for row in nxt]
     raise DataError(f"this checkpoint is a '{task}' model; predict takes classify or forecast "
                     f"checkpoints (use python -m framework.generate for a language model)")
@@ -122,4 +90,4 @@ def main() -> int:
     return 0
 
 
-__all__ = ["classify_lines", "forecast_values", "main", "run"]
+__all__ = ["classify_lines", "main", "run"]

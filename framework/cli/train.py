@@ -109,11 +109,12 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
 
 
 def run(cfg: DictConfig) -> float:
-    """Train one configuration; returns the final validation loss (what sweepers minimise)."""
+    """Train one configuration; returns what a sweeper optimises (the task objective, or an
+    Optuna trial's optuna.objective)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
     from framework.tracking.run_info import run_record
-    from framework.tracking.tracker import Tracker
-    from framework.tracking.trial import PRUNED_TAG, objective_value, open_trial
+    from framework.tracking.tracker_process import open_tracker
+    from framework.tracking.trial import PRUNED_TAG, open_trial
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
@@ -121,7 +122,7 @@ def run(cfg: DictConfig) -> float:
     out_dir = _output_dir()
     with StopSignals() as stop:
         with stop.raising():  # nothing to save or end yet: a signal simply stops
-            tracker = Tracker.from_config(rc.mlflow)
+            tracker = open_tracker(rc.mlflow, multirun=_is_multirun())
             # Data and model first (a bad dataset path must not leave an empty MLflow run
             # behind), then the tracking store, both before the first training step.
             trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
@@ -132,18 +133,20 @@ def run(cfg: DictConfig) -> float:
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
             # An Optuna trial (hparams_search=optuna) reports every eval; its pruner may stop it.
-            trial = open_trial(rc.optuna)
+            trial = open_trial(rc.optuna, trainer.task)
             if trial is not None:
                 trainer.eval_hook = trial.on_eval
         keep_freed_memory()
         status, reason = "FAILED", None
         try:
             params, tags, dataset = run_record(rc, trainer.dataset, trainer.corpus)
-            run_id = tracker.start(params=params, tags=tags)
-            if run_id:
-                tracker.log_dataset(dataset)
+
+            def announce(run_id: str) -> None:  # now, or once a helper process has the run
                 print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
                            f"{rc.mlflow.tracking_uri})")
+
+            tracker.start(params=params, tags=tags, on_start=announce)
+            tracker.log_dataset(dataset)  # after start, in order (also through the helper)
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
@@ -153,9 +156,8 @@ def run(cfg: DictConfig) -> float:
                 print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
                            f"{link}")
             status = "FINISHED"
-            if trial is not None:  # an Optuna trial: the objective its study optimises
-                return objective_value(rc.optuna.objective, result.final_val_loss,
-                                       result.best_val_loss)
+            if trial is not None:  # an Optuna trial: the objective its study optimises, as
+                return float(trial.last_value)  # reported at the last eval (the last step's)
             # What a sweeper optimises: the task's objective (val_loss for the language model).
             return float(result.final_metrics.get(trainer.task.objective, math.nan))
         except Pruned as exc:  # an Optuna trial stopped early: KILLED, tagged, checkpoint kept

@@ -57,14 +57,17 @@ class Batch:
         return int(np.count_nonzero(self.targets >= 0))
 
 
-def _check_step(step: int) -> int:
+def check_step(step: int) -> int:
+    """``step`` as an int, refused when negative (batches exist for steps 0, 1, ...)."""
     step = int(step)
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     return step
 
 
-def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits ``n`` training examples: a pure function of
+    ``(seed, epoch)``, so a resumed run needs no saved feed state."""
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
@@ -120,7 +123,7 @@ class Feed:
         raise NotImplementedError
 
     def epoch(self, step: int) -> int:
-        return _check_step(step) // self.steps_per_epoch
+        return check_step(step) // self.steps_per_epoch
 
 
 def _positive(name: str, value: int) -> int:
@@ -185,7 +188,7 @@ class ExampleFeed(Feed):
         self.steps_per_epoch = len(order)
 
     def example(self, step: int) -> np.ndarray:
-        return self._train[self.order[_check_step(step) % self.steps_per_epoch]]
+        return self._train[self.order[check_step(step) % self.steps_per_epoch]]
 
     def batch(self, step: int) -> Batch:
         inputs, targets = pad_names([self.example(step)], self.eos_id)
@@ -226,11 +229,11 @@ class NamesFeed(Feed):
     def _perm(self, epoch: int) -> np.ndarray:
         # Caching the last epoch's permutation is only a speed-up; the result is the same.
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(len(self._train), self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
         return self._cached[1]
 
     def indices(self, step: int) -> np.ndarray:
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
 
     def batch(self, step: int) -> Batch:
@@ -275,7 +278,7 @@ class StreamFeed(Feed):
         self._val = np.asarray(val, dtype=np.int64)
 
     def pointer(self, step: int) -> int:
-        return (_check_step(step) % self.steps_per_epoch) * self.seq_len
+        return (check_step(step) % self.steps_per_epoch) * self.seq_len
 
     def batch(self, step: int) -> Batch:
         p, T = self.pointer(step), self.seq_len
@@ -359,12 +362,12 @@ class WindowsFeed(Feed):
 
     def _perm(self, epoch: int) -> np.ndarray:
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(self.n_windows, self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(self.n_windows, self.seed, epoch))
         return self._cached[1]
 
     def starts(self, step: int) -> np.ndarray:
         """Text offsets of the windows of batch ``step``."""
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] * self.stride
 
     def batch(self, step: int) -> Batch:
@@ -384,4 +387,4 @@ def auto_feed(cfg: Any, *, corpus: Corpus, **run: Any) -> Feed:
 
 
 __all__ = ["Batch", "ExampleFeed", "Feed", "NamesFeed", "StreamFeed", "WindowsFeed",
-           "as_stream", "auto_feed", "pad_names"]
+           "as_stream", "auto_feed", "check_step", "epoch_permutation", "pad_names"]

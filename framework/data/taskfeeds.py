@@ -13,7 +13,9 @@ a resumed run needs no saved feed state.  Every batch starts from a zero state (
   their targets in the training part.  Validation windows end just before each validation value,
   so every validation value is the first (one-step) target of exactly one window, with its true
   history (which may lie in the training part); targets past the series end are 0 and
-  ``mask`` False.
+  ``mask`` False.  With ``difference=d`` > 0 the values are the series' ``d``-th differences
+  (:mod:`framework.data.differencing`), standardised with the training differences' statistics;
+  indices stay those of the series, and the first window starts where differences exist.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from framework.data.feeds import Feed, _check_step, _epoch_permutation
+from framework.data import differencing
+from framework.data.feeds import Feed, check_step, epoch_permutation
 from framework.data.taskdata import LabelledCorpus, SeriesCorpus
 from framework.errors import ConfigError
 
@@ -84,12 +87,12 @@ class ClassifyFeed(Feed):
     def _perm(self, epoch: int) -> np.ndarray:
         # Caching the last epoch's permutation is only a speed-up; the result is the same.
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(len(self._train), self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
         return self._cached[1]
 
     def indices(self, step: int) -> np.ndarray:
         """Indices into the training texts of batch ``step``."""
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
 
     def batch(self, step: int) -> ClassifyBatch:  # type: ignore[override]
@@ -127,18 +130,26 @@ class ForecastFeed(Feed):
     kind = "forecast"
 
     def __init__(self, corpus: SeriesCorpus, *, window: int, horizon: int = 1, batch_size: int,
-                 seed: int, dtype: str | np.dtype = "float64") -> None:
+                 seed: int, dtype: str | np.dtype = "float64", difference: int = 0) -> None:
         self.window = _positive("task.window", window)
         self.horizon = _positive("task.horizon", horizon)
+        most = differencing.MAX_DIFFERENCE
+        if (isinstance(difference, bool) or not isinstance(difference, int | np.integer)
+                or not 0 <= difference <= most):
+            raise ConfigError(f"task.difference must be an integer in [0, {most}], got "
+                              f"{difference!r}")
+        self.difference = d = int(difference)
         batch_size = _positive("train.batch_size", batch_size)
         if seed < 0:
             raise ConfigError(f"seed must be >= 0 for the feeds, got {seed}")
         n_train = corpus.n_train
-        # Training windows: first target t in [window, n_train - horizon].
-        self.n_windows = n_train - self.horizon - self.window + 1
+        # Training windows: first target t in [d + window, n_train - horizon] (the first d
+        # values have no difference).
+        self.n_windows = n_train - self.horizon - self.window - d + 1
         if self.n_windows < 1:
+            extra = f" plus task.difference={d}" if d else ""
             raise ConfigError(
-                f"task.window={window} plus task.horizon={horizon} need more than the "
+                f"task.window={window} plus task.horizon={horizon}{extra} need more than the "
                 f"{n_train} training values of '{corpus.name}'; lower task.window")
         if batch_size > self.n_windows:
             raise ConfigError(f"train.batch_size={batch_size} is larger than the "
@@ -148,19 +159,26 @@ class ForecastFeed(Feed):
         self.dtype = np.dtype(dtype)
         self.corpus = corpus
         self.n_train, self.n = n_train, len(corpus.values)
-        self.scaled = corpus.scale(corpus.values)  # (N, D), training statistics
+        if d == 0:
+            self.mean, self.std = corpus.mean, corpus.std
+            self.scaled = corpus.scale(corpus.values)  # (N, D), training statistics
+        else:
+            self.mean, self.std = differencing.scaling(corpus, d)
+            self.scaled = (differencing.difference(corpus.values, d) - self.mean) / self.std
+            self.scaled[:d] = 0.0  # no difference there; no window reads these rows
         self.steps_per_epoch = math.ceil(self.n_windows / batch_size)
         self._cached: tuple[int, np.ndarray] | None = None
 
     def _perm(self, epoch: int) -> np.ndarray:
         if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, _epoch_permutation(self.n_windows, self.seed, epoch))
+            self._cached = (epoch, epoch_permutation(self.n_windows, self.seed, epoch))
         return self._cached[1]
 
     def starts(self, step: int) -> np.ndarray:
         """Series index of the first target of each window of batch ``step``."""
-        epoch, i = divmod(_check_step(step), self.steps_per_epoch)
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] + self.window
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
+        first = self.window + self.difference
+        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] + first
 
     def make(self, starts: np.ndarray) -> ForecastBatch:
         """The batch whose windows end just before the series indices ``starts``."""
@@ -186,12 +204,31 @@ class ForecastFeed(Feed):
             yield self.make(starts[k : k + self.batch_size])
 
     def history(self, end: int | None = None) -> np.ndarray:
-        """The ``window`` standardised values before index ``end`` (default: the train end)."""
+        """The ``window`` standardised values (differences when ``difference`` > 0) before index
+        ``end`` (default: the train end)."""
         end = self.n_train if end is None else int(end)
-        if not self.window <= end <= self.n:
+        first = self.window + self.difference
+        if not first <= end <= self.n:
             raise ConfigError(f"a history of task.window={self.window} values needs an end in "
-                              f"[{self.window}, {self.n}], got {end}")
+                              f"[{first}, {self.n}], got {end}")
         return self.scaled[end - self.window : end].copy()
+
+    def unscale(self, z: np.ndarray) -> np.ndarray:
+        """Standardised model outputs -> original units (differences when ``difference`` > 0)."""
+        if self.difference == 0:
+            return self.corpus.unscale(z)
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+    def one_step_values(self, first: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Series values (B, D) at ``starts`` from the unscaled one-step outputs ``first`` (B, D)
+        and the true values before each."""
+        return differencing.one_step(self.corpus.values, starts, first, self.difference)
+
+    def values_after(self, outputs: np.ndarray, end: int | None = None) -> np.ndarray:
+        """Series values (S, D) continuing the true values before ``end`` (default: the train
+        end) by the unscaled consecutive outputs ``outputs`` (S, D)."""
+        end = self.n_train if end is None else int(end)
+        return differencing.integrate(self.corpus.values[:end], outputs, self.difference)
 
 
 def recursive_forecast(predict: Callable[[np.ndarray], np.ndarray], history: np.ndarray,

@@ -20,21 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import ConfigError, DataError
+from framework.errors import DataError
 from framework.nn.cell import Cell
 from framework.nn.stack import RecurrentStack, check_ids
 
-TASKS_WITHOUT_BIDIRECTIONAL = ("lm",)
-
-
-def check_bidirectional(task: str, bidirectional: bool) -> None:
-    """ConfigError for a task where reading the sequence backwards makes no sense."""
-    if bidirectional and task in TASKS_WITHOUT_BIDIRECTIONAL:
-        raise ConfigError(
-            f"model.bidirectional=true does not fit task={task}: a language model that reads "
-            "the sequence backwards sees the tokens it has to predict; set "
-            "model.bidirectional=false or use task=classify or task=forecast"
-        )
+# Which tasks may read a sequence backwards is the task's to say (framework/tasks/base.py,
+# Task.bidirectional and Task.check); the encoder reads whichever way it is built.
 
 
 def check_lengths(lengths: Any, steps: int, batch: int) -> np.ndarray:
@@ -162,7 +153,6 @@ class SequenceEncoder:
 
 __all__ = [
     "SequenceEncoder",
-    "check_bidirectional",
     "check_inputs",
     "check_lengths",
     "reverse_index",

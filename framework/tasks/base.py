@@ -6,7 +6,9 @@ A task is registered in ``TASKS`` with its schema (``task.<key>=`` options) and 
 * which corpora it accepts (``corpus_kinds``) and the combinations it refuses (:meth:`check`);
 * the model on top of the cell stack (:meth:`build_model`) and the feed (:meth:`make_feed`);
 * the loss and gradients of one batch (:meth:`loss_and_grads`);
-* evaluation metrics (:meth:`evaluate`), its sweep objective and direction;
+* evaluation metrics (:meth:`evaluate`); the ones it reports at every eval that a sweep may
+  optimise, each with its natural direction (``objectives``; :meth:`objective_direction` also
+  takes their ``best_`` variants, the best eval so far);
 * what "sample" means during training (:meth:`sample_lines`) and the final artifacts;
 * what it stores in a checkpoint beyond the parameters (:meth:`meta`).
 
@@ -16,10 +18,13 @@ Cells never know which task they serve.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from framework.errors import ConfigError
+
+BEST_PREFIX = "best_"  # best_<metric>: the best value of <metric> over the evals so far
 
 
 class Task:
@@ -31,6 +36,9 @@ class Task:
     unit: ClassVar[str] = "tokens"  # what the throughput counts
     # Final metrics `framework.compare` shows; runs are ranked by the first.
     compare_metrics: ClassVar[tuple[str, ...]] = ("val_loss",)
+    # Metrics reported at every eval that a sweep may optimise, and which way each is better
+    # ("minimize" or "maximize").
+    objectives: ClassVar[Mapping[str, str]] = {"val_loss": "minimize"}
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
@@ -43,7 +51,19 @@ class Task:
 
     @property
     def direction(self) -> str:
-        return "minimize" if self.objective.endswith(("loss", "rmse", "mae")) else "maximize"
+        """Which way the sweep objective is better: ``minimize`` or ``maximize``."""
+        return self.objective_direction(self.objective)
+
+    @classmethod
+    def objective_direction(cls, name: str) -> str:
+        """The natural direction of ``name``: one of ``objectives`` or ``best_<one of them>``
+        (the best eval so far); any other name is a one-line ConfigError listing the choices."""
+        metric = name[len(BEST_PREFIX):] if name.startswith(BEST_PREFIX) else name
+        if metric not in cls.objectives:
+            choices = [*cls.objectives, *(BEST_PREFIX + m for m in cls.objectives)]
+            raise ConfigError(f"{name!r} is not a metric task '{cls.name}' reports at every "
+                              f"eval; choose one of {', '.join(choices)}")
+        return cls.objectives[metric]
 
     def check(self, rc: Any, corpus: Any) -> None:
         """Refuse a config/dataset combination this task cannot train, in one line."""
@@ -110,4 +130,4 @@ class Task:
         return {}
 
 
-__all__ = ["Task"]
+__all__ = ["BEST_PREFIX", "Task"]

@@ -19,7 +19,8 @@ import numpy as np
 from framework.registry import TASKS
 from framework.tasks.base import Task
 
-OBJECTIVES = ("val_loss", "val_accuracy", "val_macro_f1")
+# What a sweep may optimise (reported at every eval), and which way each is better.
+OBJECTIVES = {"val_loss": "minimize", "val_accuracy": "maximize", "val_macro_f1": "maximize"}
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ClassifyTask(Task):
     corpus_kinds = ("labelled",)
     unit = "texts"
     compare_metrics = ("val_accuracy", "val_macro_f1", "val_loss")
+    objectives = OBJECTIVES
     bidirectional = True
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:

@@ -7,21 +7,32 @@ squared error of the standardised values), ``val_rmse`` and ``val_mae`` one step
 true history, and ``val_recursive_rmse`` of a forecast that feeds its own predictions back over
 the whole validation span.  Persistence and a least-squares AR(``task.window``) on the same split
 are logged before training (``baseline_persistence_rmse``, ``baseline_ar_rmse``).
+
+``task.difference=1`` (or 2) trains the model on the series' differences instead of its levels
+(:mod:`framework.data.differencing`); its outputs are turned back into levels, anchored on the
+true last values, before ``val_rmse``, ``val_mae`` and ``val_recursive_rmse`` are computed, so
+they and the baselines (always on the undifferenced series) stay comparable.  ``val_loss`` stays
+the model's own loss, of standardised differences then.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from framework.data.differencing import MAX_DIFFERENCE
+from framework.errors import ConfigError
 from framework.registry import TASKS
 from framework.tasks.base import Task
 
-OBJECTIVES = ("val_loss", "val_rmse", "val_mae", "val_recursive_rmse")
+# What a sweep may optimise (reported at every eval), and which way each is better.
+OBJECTIVES = {"val_loss": "minimize", "val_rmse": "minimize", "val_mae": "minimize",
+              "val_recursive_rmse": "minimize"}
 
 
 @dataclass
@@ -31,6 +42,7 @@ class ForecastConfig:
     horizon: int = 1             # values predicted at once
     objective: str = "val_rmse"  # what a sweep optimises
     recursive: bool = True       # also forecast the whole validation span recursively
+    difference: int = 0          # model the series' differences of this order (0: the levels)
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -40,6 +52,9 @@ class ForecastConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, "
                              f"got {self.objective!r}")
+        if not 0 <= self.difference <= MAX_DIFFERENCE:
+            raise ValueError(f"difference must be in [0, {MAX_DIFFERENCE}], got "
+                             f"{self.difference}")
 
 
 def build_forecaster(rc: Any, input_size: int, horizon: int) -> Any:
@@ -58,6 +73,49 @@ def forecast_next(model: Any, history: np.ndarray) -> np.ndarray:
     return model.predict(x)[0]
 
 
+def check_history(value: Any, window: int, difference: int = 0) -> np.ndarray:
+    """A prediction request's past values as (window + difference, 1) float64, oldest first: a
+    list of at least that many finite numbers (the last that many are used), else one line."""
+    items = (list(value) if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
+             else [value])
+    try:
+        values = np.array([float(v) for v in items], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"history must be a list of numbers, got {value!r}") from None
+    if not np.isfinite(values).all():
+        raise ConfigError("history values must be finite numbers")
+    needed = window + difference
+    if len(values) < needed:
+        reads = f"task.window={window}" + (f" plus task.difference={difference}" if difference
+                                           else "")
+        raise ConfigError(f"history has {len(values)} values; this model reads {reads}: pass at "
+                          f"least {needed}, oldest first")
+    return values[-needed:, None]
+
+
+def forecast_values(model: Any, task_meta: dict[str, Any], history: Any,
+                    dataset: dict[str, Any] | None = None) -> np.ndarray:
+    """The next ``horizon`` values (horizon, D) in original units after ``history`` (past values,
+    oldest first), or, when it is None, after the end of ``dataset`` (the training config's
+    dataset section); ``task_meta`` is a checkpoint's validated task metadata."""
+    from framework.data.differencing import difference, integrate
+
+    mean, std = np.asarray(task_meta["mean"]), np.asarray(task_meta["std"])
+    window, order = int(task_meta["window"]), int(task_meta.get("difference", 0))
+    if history is None:
+        from framework.plugins import load_plugins
+        from framework.registry import DATASETS
+
+        load_plugins()
+        corpus = DATASETS.build(dataset or {}).load()
+        values = corpus.values[-(window + order):]
+    else:
+        values = check_history(history, window, order)
+    past = difference(values, order)[order:]
+    scaled = (past - mean) / std
+    return integrate(values, forecast_next(model, scaled) * std + mean, order)
+
+
 @TASKS.register("forecast", schema=ForecastConfig)
 class ForecastTask(Task):
     """Next values of a series from a window of past values."""
@@ -67,6 +125,7 @@ class ForecastTask(Task):
     unit = "values"
     compare_metrics = ("val_rmse", "val_mae", "val_recursive_rmse", "baseline_persistence_rmse",
                        "baseline_ar_rmse")
+    objectives = OBJECTIVES
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return 1.0  # predicting the training mean: unit variance after standardising
@@ -78,7 +137,8 @@ class ForecastTask(Task):
         from framework.data.taskfeeds import ForecastFeed
 
         return ForecastFeed(corpus, window=self.config.window, horizon=self.config.horizon,
-                            batch_size=rc.train.batch_size, seed=rc.seed, dtype=rc.dtype)
+                            batch_size=rc.train.batch_size, seed=rc.seed, dtype=rc.dtype,
+                            difference=self.config.difference)
 
     def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
                        dropout_rng: Any) -> tuple[float, float, dict, Any]:
@@ -104,10 +164,9 @@ class ForecastTask(Task):
         prediction fed back as history; original units, (N_val, D)."""
         from framework.data.taskfeeds import recursive_forecast
 
-        corpus = feed.corpus
         scaled = recursive_forecast(lambda h: forecast_next(model, h), feed.history(),
-                                    corpus.n_val)
-        return corpus.unscale(scaled)
+                                    feed.corpus.n_val)
+        return feed.values_after(feed.unscale(scaled))
 
     def evaluate(self, model: Any, feed: Any, rc: Any) -> dict[str, float]:
         from framework.tasks.metrics import mae, rmse
@@ -121,7 +180,8 @@ class ForecastTask(Task):
         truth_scaled = feed.scaled[ahead]
         err = (preds - truth_scaled)[mask]
         metrics = {"val_loss": float(np.mean(np.square(err, dtype=np.float64)))}
-        first = corpus.unscale(preds[:, 0, :])  # one step ahead with the true history
+        # One step ahead with the true history (differences added to the true last values).
+        first = feed.one_step_values(feed.unscale(preds[:, 0, :]), starts)
         truth = corpus.values[starts]
         metrics["val_rmse"] = rmse(truth, first)
         metrics["val_mae"] = mae(truth, first)
@@ -135,8 +195,8 @@ class ForecastTask(Task):
         return forecast_baselines(corpus, self.config.window) if corpus.n_val else {}
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
-        corpus, feed = trainer.corpus, trainer.feed
-        nxt = corpus.unscale(forecast_next(trainer.model, feed.history()))
+        feed = trainer.feed
+        nxt = feed.values_after(feed.unscale(forecast_next(trainer.model, feed.history())))
         values = ", ".join(f"{v:.4g}" for v in nxt[:, 0])
         header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
         line = f"next {len(nxt)} after the training part: {values}"
@@ -150,7 +210,8 @@ class ForecastTask(Task):
         if not corpus.n_val:
             return []
         preds, _ = self.one_step(trainer.model, feed, trainer.rc)
-        curves = {"one-step": corpus.unscale(preds[:, 0, :])}
+        starts = feed.val_starts()[: len(preds)]
+        curves = {"one-step": feed.one_step_values(feed.unscale(preds[:, 0, :]), starts)}
         if self.config.recursive:
             curves["recursive"] = self.recursive(trainer.model, feed)
         window = self.config.window
@@ -169,10 +230,16 @@ class ForecastTask(Task):
                 f"{metrics.get('val_recursive_rmse', math.nan):.4f} (original units)")
 
     def meta(self, corpus: Any) -> dict[str, Any]:
-        return {"mean": np.asarray(corpus.mean).reshape(-1).tolist(),
-                "std": np.asarray(corpus.std).reshape(-1).tolist(),
+        from framework.data.differencing import scaling
+
+        # The statistics the model's inputs were standardised with (of the differences when
+        # task.difference > 0): what a prediction from raw past values needs.
+        mean, std = scaling(corpus, self.config.difference)
+        return {"mean": np.asarray(mean).reshape(-1).tolist(),
+                "std": np.asarray(std).reshape(-1).tolist(),
                 "columns": list(corpus.columns), "window": self.config.window,
-                "horizon": self.config.horizon}
+                "horizon": self.config.horizon, "difference": self.config.difference}
 
 
-__all__ = ["ForecastConfig", "ForecastTask", "build_forecaster", "forecast_next"]
+__all__ = ["OBJECTIVES", "ForecastConfig", "ForecastTask", "build_forecaster", "check_history",
+           "forecast_next", "forecast_values"]

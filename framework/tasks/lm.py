@@ -55,6 +55,7 @@ class LanguageModelTask(Task):
     corpus_kinds = ("lines", "stream")
     unit = "chars"
     compare_metrics = ("val_loss", "bits_per_char")
+    objectives = {"val_loss": "minimize", "val_bits_per_char": "minimize"}
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         tokens = rc.train.smooth_init_tokens

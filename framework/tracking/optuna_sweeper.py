@@ -111,6 +111,26 @@ def pruner_by_name(name: str, config: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(root.hydra.sweeper.pruner, resolve=True)
 
 
+def check_objective(config: DictConfig, direction: str) -> None:
+    """The study's direction must be the natural one of what its jobs return (``optuna.objective``
+    of the task they train): maximising a loss or minimising an accuracy is a config error."""
+    from framework.registry import TASKS
+
+    task = str(OmegaConf.select(config, "task.name", default="lm") or "lm")
+    objective = str(OmegaConf.select(config, "optuna.objective", default="val_loss") or "val_loss")
+    if task not in TASKS:
+        return  # the job's own validation names the unknown task
+    try:
+        natural = TASKS.get(task).objective_direction(objective)
+    except ConfigError as exc:
+        raise ConfigError(f"optuna.objective: {exc}") from None
+    if natural != direction:
+        better = "higher" if natural == "maximize" else "lower"
+        raise ConfigError(f"optuna.objective={objective} of task={task} is better {better}, but "
+                          f"hydra.sweeper.direction={direction}; set "
+                          f"hydra.sweeper.direction={natural}")
+
+
 def trial_seed(seed: int, number: int) -> int:
     """The sampler seed of trial ``number`` of a study seeded with ``seed``."""
     import numpy as np
@@ -244,6 +264,7 @@ class OptunaStudySweeper:
         opts = self.options
         params = [f"{key}={value}" for key, value in opts.params.items()]
         space, fixed = parse_search_space([*params, *arguments])
+        check_objective(self.config, opts.direction)  # before the study exists
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -295,7 +316,9 @@ class OptunaStudySweeper:
         with one line, instead of failing every job)."""
         loader = self.hydra_context.config_loader
         for overrides in batch:
-            loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+            job = loader.load_sweep_config(master_config=self.config,
+                                           sweep_overrides=list(overrides))
+            check_objective(job, self.options.direction)  # the task may be in the space
 
 
 def outcome(result: Any) -> tuple[Any, float | None, str]:
@@ -342,5 +365,6 @@ def register_plugin() -> None:
         plugins.register(RnnlabOptunaSweeper)
 
 
-__all__ = ["OptunaStudySweeper", "SweeperOptions", "default_storage", "make_sampler",
+__all__ = ["OptunaStudySweeper", "SweeperOptions", "check_objective", "default_storage",
+           "make_sampler",
            "register_plugin", "trial_seed"]

@@ -166,7 +166,7 @@ class CharRNNTextModel(PythonModel):
 
     def forecast_rows(self, frame: pd.DataFrame) -> list[str]:
         """The next ``task.horizon`` values (space-separated) after each row's ``history``."""
-        from framework.cli.predict import forecast_values
+        from framework.tasks.forecast import forecast_values
 
         if "history" not in frame.columns:
             raise RnnlabError("a forecaster's input needs a 'history' column (past values)")
@@ -177,7 +177,7 @@ class CharRNNTextModel(PythonModel):
             if history is None or len(history) > MAX_LENGTH:
                 raise RnnlabError(f"history must list at most {MAX_LENGTH} past values")
             try:
-                nxt = forecast_values(self.model, self.meta, list(history))
+                nxt = forecast_values(self.model, self.meta.model.task_meta, list(history))
             except RnnlabError:
                 raise
             out.append(" ".join(f"{v:.6g}" for v in nxt[:, 0]))

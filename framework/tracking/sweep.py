@@ -126,6 +126,9 @@ class SweepCallback(Callback):
     # -- parent process ---------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from framework.errors import RnnlabError
+        from framework.tracking.tracker_process import discard_prestarted
+
+        discard_prestarted()  # a sweep preset without -m: its jobs track in their own processes
 
         if not OmegaConf.select(config, "mlflow.enabled", default=True):
             return

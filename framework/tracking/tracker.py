@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -276,7 +276,8 @@ class NullTracker:
         return None
 
     def start(self, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None) -> str | None:
+              tags: Mapping[str, Any] | None = None,
+              on_start: Callable[[str], None] | None = None) -> str | None:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -453,8 +454,10 @@ class Tracker(NullTracker):
 
     # -- the run ------------------------------------------------------------------------------
     def start(self, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None) -> str:
-        """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id."""
+              tags: Mapping[str, Any] | None = None,
+              on_start: Callable[[str], None] | None = None) -> str:
+        """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id
+        (and calls ``on_start`` with it)."""
         from mlflow.entities import Param
 
         params = {str(k): v for k, v in (params or {}).items()}
@@ -492,6 +495,8 @@ class Tracker(NullTracker):
         self._last_flush = time.monotonic()
         if self.system_metrics:
             self._start_system_metrics()
+        if on_start is not None:
+            on_start(self.run_id)
         return self.run_id
 
     def _start_system_metrics(self) -> None:
@@ -510,9 +515,14 @@ class Tracker(NullTracker):
     def log_dataset(self, record: Any, context: str = "training") -> None:
         """The run's dataset as an MLflow input (name, source, digest; ``context`` tag).
 
-        ``record`` is a :class:`framework.tracking.run_info.DatasetRecord` (None: nothing)."""
+        ``record`` is a :class:`framework.tracking.run_info.DatasetRecord`, or its fields as a
+        mapping (from the helper process's pipe); None: nothing."""
         if self.run_id is None or record is None:
             return
+        if isinstance(record, Mapping):
+            from framework.tracking.run_info import DatasetRecord
+
+            record = DatasetRecord(**record)
         self._safely("log_input", self._log_dataset, record, context)
 
     def _log_dataset(self, record: Any, context: str) -> None:

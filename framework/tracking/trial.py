@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.errors import ConfigError, TrackingError
+from framework.tasks.base import BEST_PREFIX
 from framework.tracking.tracker import redact_url
 
 PRUNED_TAG = "rnnlab.pruned_at_step"
@@ -33,8 +34,6 @@ JOURNAL_PREFIX = "journal:"
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
            "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner",
            "threshold": "ThresholdPruner"}
-# What a job can report as its objective (the eval's value, or the best eval so far).
-OBJECTIVES = ("val_loss", "best_val_loss")
 SQLITE_TIMEOUT_S = 60  # concurrent jobs write their reports into one sqlite file
 
 log = logging.getLogger("rnnlab.optuna")
@@ -160,19 +159,21 @@ def build_pruner(spec: Mapping[str, Any] | str | None) -> Any:
 
 
 # ------------------------------------------------------------------------------ the job's trial
-def objective_value(objective: str, final_val_loss: float, best_val_loss: float) -> float:
-    """The job's objective at the end of training (what it returns to the sweeper)."""
-    return float(best_val_loss if objective == "best_val_loss" else final_val_loss)
-
-
 class TrialReporter:
-    """One trial seen from its job: ``report(step, value) -> bool`` (True: prune now)."""
+    """One trial seen from its job: ``report(step, value) -> bool`` (True: prune now).
 
-    def __init__(self, study: Any, trial_id: int, number: int, objective: str) -> None:
+    ``objective`` is a metric the task reports at every eval, or ``best_<metric>``: the best
+    value of that metric over this job's evals so far, better meaning ``direction``.
+    """
+
+    def __init__(self, study: Any, trial_id: int, number: int, objective: str,
+                 direction: str = "minimize") -> None:
         self.study = study
         self.trial_id = trial_id
         self.number = number
         self.objective = objective
+        self.direction = direction
+        self.best = math.nan  # of the best_ objective's metric
         self.last_value = math.nan
         self.last_step: int | None = None
         self._warned = False
@@ -200,18 +201,35 @@ class TrialReporter:
                             redact_url(str(exc).splitlines()[0] if str(exc) else ""))
             return False
 
+    def value(self, step: int, metrics: Mapping[str, float]) -> float:
+        """This job's objective after the eval at ``step`` with ``metrics``."""
+        best = self.objective.startswith(BEST_PREFIX)
+        metric = self.objective[len(BEST_PREFIX):] if best else self.objective
+        if metric not in metrics:
+            raise ConfigError(f"optuna.objective={self.objective}: the eval at step {step} did "
+                              f"not compute {metric} (it reported {', '.join(sorted(metrics))}); "
+                              f"choose one of those")
+        value = float(metrics[metric])
+        if not best:
+            return value
+        sign = 1.0 if self.direction == "minimize" else -1.0
+        if math.isfinite(value) and not sign * value >= sign * self.best:  # NaN best: replaced
+            self.best = value
+        return self.best
+
     def on_eval(self, step: int, metrics: Mapping[str, float]) -> bool:
         """The trainer's eval hook: report this job's objective out of the eval's metrics."""
-        return self.report(step, metrics[self.objective])
+        return self.report(step, self.value(step, metrics))
 
     def pruned(self, step: int) -> PrunedValue:
         """The value a job pruned at ``step`` returns to the sweeper."""
         return PrunedValue(self.last_value, step)
 
 
-def open_trial(section: Any) -> TrialReporter | None:
+def open_trial(section: Any, task: Any = None) -> TrialReporter | None:
     """The reporter of the trial a job runs, from its ``optuna`` config section; None when the
-    job is not part of a study (``optuna.trial`` is null)."""
+    job is not part of a study (``optuna.trial`` is null).  ``task`` (its class or instance) says
+    which objectives exist and which way each is better (default: the language model's)."""
     get = section.get if isinstance(section, Mapping) else (lambda k: getattr(section, k, None))
     number = get("trial")
     if number is None:
@@ -220,10 +238,15 @@ def open_trial(section: Any) -> TrialReporter | None:
     if not storage or not study_name:
         raise ConfigError("optuna.trial is set but optuna.storage or optuna.study_name is not; "
                           "these are set together by the Optuna sweeper (hparams_search=optuna)")
-    objective = get("objective") or "val_loss"
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"optuna.objective must be one of {', '.join(OBJECTIVES)}, got "
-                          f"{objective!r}")
+    objective = str(get("objective") or "val_loss")
+    if task is None:
+        from framework.tasks.lm import LanguageModelTask
+
+        task = LanguageModelTask
+    try:
+        direction = task.objective_direction(objective)
+    except ConfigError as exc:
+        raise ConfigError(f"optuna.objective: {exc}") from None
     import optuna
     from optuna.trial import TrialState
 
@@ -248,9 +271,8 @@ def open_trial(section: Any) -> TrialReporter | None:
         raise TrackingError(f"trial {number} of Optuna study {study_name!r} is already "
                             f"{state.name}; a trial runs once (start a new one through the "
                             f"sweeper)")
-    return TrialReporter(study, trial_id, int(number), str(objective))
+    return TrialReporter(study, trial_id, int(number), objective, direction)
 
 
-__all__ = ["OBJECTIVES", "PRUNED_TAG", "PRUNERS", "PrunedValue", "TrialReporter",
-           "absolute_storage", "build_pruner", "describe_storage", "objective_value",
-           "open_storage", "open_trial"]
+__all__ = ["PRUNED_TAG", "PRUNERS", "PrunedValue", "TrialReporter", "absolute_storage",
+           "build_pruner", "describe_storage", "open_storage", "open_trial"]

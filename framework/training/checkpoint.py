@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from framework.data.differencing import MAX_DIFFERENCE
 from framework.errors import CheckpointError, RnnlabError, StorageError
 from framework.training.safe_npz import Expect, NpzReader
 
@@ -91,9 +92,10 @@ OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "opti
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
 CORPUS_KINDS = ("lines", "stream", "labelled", "series")
 # The ``task`` field: its name and schema options, and what the task needs to use the model
-# (classify: the class names and the text normalisation; forecast: the scaling statistics).
+# (classify: the class names and the text normalisation; forecast: the scaling statistics, and
+# the order of differencing the model works in; checkpoints older than the field have 0).
 TASK_FIELDS = ("name", "options", "bidirectional", "classes", "ascii", "lower", "mean", "std",
-               "columns", "window", "horizon")
+               "columns", "window", "horizon", "difference")
 MAX_CLASSES = 1 << 16
 MAX_FEATURES = 1 << 12
 DTYPES = ("float32", "float64")
@@ -632,7 +634,12 @@ def _parse_task(f: _Fields, raw: Any) -> dict[str, Any]:
         out.update(mean=[float(v) for v in m["mean"]], std=[float(v) for v in m["std"]],
                    columns=[str(c) for c in columns],
                    window=f.integer(m.get("window"), "task.window", 1, MAX_WINDOW),
-                   horizon=f.integer(m.get("horizon"), "task.horizon", 1, MAX_WINDOW))
+                   horizon=f.integer(m.get("horizon"), "task.horizon", 1, MAX_WINDOW),
+                   difference=f.integer(m.get("difference", 0), "task.difference", 0,
+                                        MAX_DIFFERENCE))
+        if options.get("difference", out["difference"]) != out["difference"]:
+            raise f.fail("task.difference", f"the task options' difference "
+                         f"({options.get('difference')!r})", out["difference"])
     return out
 
 
@@ -909,9 +916,26 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def _task_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the task options it lacks set to their defaults: a checkpoint written
+    before a task option existed trained with what the option's default does."""
+    import dataclasses
+
+    from framework.registry import TASKS
+
+    out = dict(config)
+    task = out.get("task")
+    if not isinstance(task, Mapping) or task.get("name") not in TASKS:
+        return out
+    defaults = {f.name: f.default for f in TASKS.option_fields(str(task["name"]))
+                if f.default is not dataclasses.MISSING}
+    out["task"] = {**defaults, **task}
+    return out
+
+
 def conflicts(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """``key: saved -> current`` for every resume-relevant setting that differs."""
-    old, new = _flat(dict(saved)), _flat(dict(current))
+    old, new = _flat(_task_defaults(saved)), _flat(dict(current))
     must = must_match()
     out = []
     for key in sorted(set(old) | set(new)):

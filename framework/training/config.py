@@ -104,6 +104,7 @@ class MlflowConfig:
     parent_run_id: str | None = None
     register_model: str | None = None  # a registered model's name: each run adds a version
     system_metrics: bool = False  # MLflow's CPU/memory/disk/network sampler (system/* metrics)
+    helper_process: bool = True
 
     def __post_init__(self) -> None:
         _check(bool(self.tracking_uri.strip()), "mlflow.tracking_uri must not be empty")
@@ -127,8 +128,9 @@ class OptunaTrialConfig:
     objective: str = "val_loss"
 
     def __post_init__(self) -> None:
-        _check(self.objective in ("val_loss", "best_val_loss"),
-               f"optuna.objective must be val_loss or best_val_loss, got {self.objective!r}")
+        # Which metrics exist depends on the task: validate() checks the name against it.
+        _check(isinstance(self.objective, str) and bool(self.objective.strip()),
+               f"optuna.objective must name a metric, got {self.objective!r}")
         _check(self.trial is None or self.trial >= 0,
                f"optuna.trial must be >= 0 or null, got {self.trial}")
 # -- end of Optuna trial section
@@ -238,6 +240,17 @@ def _check_legacy_seeds(seed: int, cell: Any, train: TrainConfig, feed: Any = No
                           f"choose a smaller seed or set train.shuffle_seed")
 
 
+def _check_objective(task: Any, optuna: Any) -> None:
+    """``optuna.objective`` must be a metric the task reports at every eval (or its best_)."""
+    objective = getattr(optuna, "objective", None)
+    if objective is None:
+        return
+    try:
+        REGISTRIES["task"].get(task.name).objective_direction(objective)
+    except ConfigError as exc:
+        raise ConfigError(f"optuna.objective: {exc}") from None
+
+
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Validate a composed config; raises ConfigError/PluginError with a one-line message."""
     if isinstance(cfg, DictConfig):
@@ -273,6 +286,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
                                 or threads < 1):
         raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
+    _check_objective(plugins["task"], sections.get("optuna"))
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
                      resume=None if resume in (None, "") else str(resume), threads=threads,

@@ -273,7 +273,7 @@ class Trainer:
                         self.save(best=True)
                 # -- pruning: the trial stops here, with a checkpoint of where it stopped
                 if self.eval_hook is not None and metrics and self.eval_hook(
-                        step, {**metrics, "best_val_loss": self.best_val}) and not last:
+                        step, metrics) and not last:
                     raise Pruned(step, self.save())
             if rc.train.checkpoint_every and (step % rc.train.checkpoint_every == 0 or last):
                 self.save()

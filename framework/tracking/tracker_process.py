@@ -1,0 +1,321 @@
+"""MLflow tracking in a helper process, so that importing MLflow overlaps the job instead of
+delaying it.
+
+``import mlflow`` and opening a sqlite store cost about 3.5 s of CPU (MLflow imports pandas,
+FastAPI, its GenAI modules, SQLAlchemy and alembic), more than a short job's whole training. A
+single job started from the command line therefore starts this helper first thing
+(:func:`prestart`, before Hydra composes the config): it imports MLflow on another core while the
+job composes its config, loads data and trains. The job talks to it through a pipe of JSON lines,
+one :class:`~framework.tracking.tracker.Tracker` call per line, run in order by a real tracker in
+the helper. Nothing is pickled. The helper answers on its stdout: the run id once the run exists,
+a downloaded checkpoint's path, or a tracking error (raised in the job at its next call).
+
+Signals: the helper runs in its own session (a Ctrl-C or a closed terminal reaches the job only)
+and ignores SIGINT, SIGTERM and SIGHUP sent to it; the job decides how the run ends and says so
+with ``end``, then waits for the helper to finish.
+If the job dies without that (SIGKILL, a crash), the helper reads end-of-file and ends the run
+FAILED, saying why.
+
+Sweeps keep the tracker in the job's process: their workers run many jobs each (MLflow is
+imported once per worker) and already use every core.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from framework import errors
+from framework.errors import TrackingError
+from framework.tracking.tracker import NullTracker, Tracker
+
+# Command lines that never train exactly one job here: help and config printing, sweeps.
+_NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i",
+                  "--info", "-sc", "--shell-completion", "-p", "--package")
+_NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
+# The Tracker calls a job may send; anything else is refused by the helper.
+CALLS = ("check_reachable", "start", "log_metrics", "flush", "set_tags", "log_text", "log_dict",
+         "log_artifact", "log_artifacts", "log_checkpoint", "log_model", "download_checkpoint",
+         "log_dataset", "ui_link", "end")
+ORPHANED = "the training process exited without ending the run"
+
+_prestarted: subprocess.Popen | None = None
+
+
+# ---------------------------------------------------------------------------- the job's side
+def prestart(argv: Sequence[str]) -> None:
+    """Start the helper now if ``argv`` looks like one tracked job (a guess: the config decides
+    later whether it is used, and an unused helper is stopped)."""
+    global _prestarted
+    if _prestarted is not None or os.name != "posix":
+        return
+    if any(arg in _NO_SINGLE_JOB for arg in argv) or any(
+            arg.startswith("hparams_search=") or arg.replace(" ", "").lower() in _NO_TRACKING
+            for arg in argv):
+        return
+    _prestarted = subprocess.Popen(
+        [sys.executable, "-m", "framework.tracking.tracker_process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+        start_new_session=True)  # a Ctrl-C or a closed terminal reaches the job, not the helper
+    atexit.register(discard_prestarted)
+
+
+def discard_prestarted() -> None:
+    """Stop a prestarted helper that no job took (it holds no run: nothing is lost)."""
+    global _prestarted
+    proc, _prestarted = _prestarted, None
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def open_tracker(cfg: Any, *, multirun: bool) -> NullTracker:
+    """The tracker a job logs through: none, the prestarted helper, or MLflow in this process."""
+    global _prestarted
+    helper_wanted = bool(getattr(cfg, "helper_process", True)) and not multirun
+    if not getattr(cfg, "enabled", True) or not helper_wanted or _prestarted is None:
+        discard_prestarted()
+        return Tracker.from_config(cfg)
+    proc, _prestarted = _prestarted, None
+    return TrackerProcess(proc, _settings(cfg))
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+class TrackerProcess(NullTracker):
+    """The :class:`Tracker` API, forwarded to a helper process (see the module docstring)."""
+
+    enabled = True
+
+    def __init__(self, proc: subprocess.Popen, settings: Mapping[str, Any]) -> None:
+        self._proc = proc
+        self._inbox = b""
+        self._error: str | None = None  # a tracking error not raised yet
+        self._figures: str | None = None  # temp folder for figures saved as PNG
+        self._on_start: Callable[[str], None] | None = None
+        self._ended = False
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.tracking_uri = str(settings.get("tracking_uri", ""))
+        self._send("init", settings)
+
+    # -- the pipe -----------------------------------------------------------------------------
+    def _send(self, op: str, *args: Any, **kwargs: Any) -> None:
+        line = json.dumps({"op": op, "args": list(args), "kwargs": kwargs}) + "\n"
+        try:
+            self._proc.stdin.write(line.encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):  # the helper exited
+            self._error = self._error or self._gone()
+
+    def _gone(self) -> str:
+        code = self._proc.wait()
+        return f"the MLflow helper process exited (status {code}); see the lines above"
+
+    def _read(self, timeout: float | None) -> list[dict[str, Any]]:
+        """Messages the helper sent; waits up to ``timeout`` (None: for at least one)."""
+        fd = self._proc.stdout.fileno()
+        messages: list[dict[str, Any]] = []
+        while not messages:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                break
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:  # the helper exited: expected after end, a fault before it
+                if not self._ended:
+                    self._error = self._error or self._gone()
+                break
+            self._inbox += chunk
+            *lines, self._inbox = self._inbox.split(b"\n")
+            messages += [json.loads(line) for line in lines if line]
+            timeout = 0 if timeout is not None else None
+        for message in messages:
+            self._note(message)
+        return messages
+
+    def _note(self, message: Mapping[str, Any]) -> None:
+        if "run_id" in message:
+            self.run_id, self.experiment_id = message["run_id"], message.get("experiment_id")
+            if self._on_start is not None and self.run_id:
+                self._on_start(self.run_id)
+        elif "error" in message and not message.get("reply"):
+            self._error = self._error or message["error"]
+
+    def _raise_pending(self) -> None:
+        self._read(0)
+        if self._error is not None:
+            message, self._error = self._error, None
+            raise TrackingError(message)
+
+    def _call(self, op: str, *args: Any, **kwargs: Any) -> None:
+        self._raise_pending()
+        self._send(op, *args, **kwargs)
+
+    # -- the Tracker API ----------------------------------------------------------------------
+    def check_reachable(self) -> None:
+        self._call("check_reachable")
+
+    def start(self, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, Any] | None = None,
+              on_start: Callable[[str], None] | None = None) -> str | None:
+        """Ask for the run; ``on_start(run_id)`` is called once it exists (returns None)."""
+        self._on_start = on_start
+        self._call("start", params={str(k): str(v) for k, v in (params or {}).items()},
+                   tags={str(k): str(v) for k, v in (tags or {}).items()})
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._call("log_metrics", {str(k): float(v) for k, v in metrics.items()}, int(step))
+
+    def flush(self, *, final: bool = False) -> bool:
+        self._call("flush", final=final)
+        return True
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._call("set_tags", {str(k): str(v) for k, v in tags.items()})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self._call("log_text", text, artifact_file)
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        self._call("log_dict", dict(dictionary), artifact_file)
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", str(local_path), artifact_path)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        self._call("log_artifacts", str(local_dir), artifact_path)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Saved here as a PNG (figures stay in this process), logged there as a file."""
+        if self._figures is None:
+            self._figures = tempfile.mkdtemp(prefix="rnnlab-figures-")
+        folder, name = os.path.split(artifact_file)
+        path = Path(self._figures) / name
+        figure.savefig(path)
+        self.log_artifact(str(path), folder or None)
+
+    def log_checkpoint(self, local_path: str) -> None:
+        self._call("log_checkpoint", str(local_path))
+
+    def log_model(self, checkpoint_path: str) -> str | None:
+        self._call("log_model", str(checkpoint_path))
+        return None
+
+    def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
+        return Path(self._ask("download_checkpoint", run_id, artifact))
+
+    def log_dataset(self, record: Any, context: str = "training") -> None:
+        if record is not None:
+            import dataclasses
+
+            self._call("log_dataset", dataclasses.asdict(record), context)
+
+    def ui_link(self, task: str) -> str | None:
+        """Waits for the helper (it has then logged everything sent before)."""
+        link = self._ask("ui_link", task)
+        return None if link == "None" else link
+
+    def _ask(self, op: str, *args: Any) -> str:
+        """Send a call and wait for its answer (the value as a string)."""
+        self._call(op, *args, reply=True)
+        while True:
+            for message in self._read(None):
+                if message.get("reply"):
+                    if "error" in message:
+                        kind = getattr(errors, message.get("kind", ""), TrackingError)
+                        raise kind(message["error"])
+                    return str(message["value"])
+            if self._error is not None:
+                self._raise_pending()
+
+    def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End the run and wait until the helper has sent everything (then it exits)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._send("end", status, reason)
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        while self._proc.stdout is not None and self._read(None):
+            pass
+        self._proc.wait()
+        if self._error is not None:  # the job's outcome stands; the store's problem is told
+            print(f"rnnlab: warning: {self._error}", file=sys.stderr)
+        if self._figures is not None:
+            shutil.rmtree(self._figures, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------- the helper's side
+def serve() -> None:
+    """The helper's loop: import MLflow, then run each call it reads until end-of-file."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # anything printed here goes to stderr, never into the replies
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    def reply(message: Mapping[str, Any]) -> None:
+        try:
+            replies.write(json.dumps(message).encode() + b"\n")
+        except (BrokenPipeError, OSError):
+            pass
+
+    import mlflow  # noqa: F401  (the slow part, while the job composes and trains)
+
+    tracker: NullTracker = NullTracker()
+    ended = False
+    for line in sys.stdin.buffer:
+        message = json.loads(line)
+        op, args, kwargs = message["op"], message["args"], message["kwargs"]
+        wants_reply = bool(kwargs.pop("reply", False))
+        try:
+            if op == "init":
+                tracker = Tracker.from_config(args[0])
+                continue
+            if op not in CALLS:
+                raise TrackingError(f"the MLflow helper got an unknown call {op!r}")
+            value = getattr(tracker, op)(*args, **kwargs)
+            if op == "start":
+                reply({"run_id": value, "experiment_id": getattr(tracker, "experiment_id", None)})
+            ended = ended or op == "end"
+            if wants_reply:
+                reply({"reply": True, "value": str(value)})
+        except errors.RnnlabError as exc:
+            reply({"error": str(exc), "kind": type(exc).__name__, "reply": wants_reply})
+            if op in ("check_reachable", "start"):  # no usable store: the rest is not sent
+                tracker = NullTracker()
+        except Exception as exc:  # a fault of MLflow's: told in one line, the job goes on
+            reply({"error": f"MLflow {op} failed: {type(exc).__name__}: {exc}",
+                   "reply": wants_reply})
+    if not ended:
+        tracker.end("FAILED", ORPHANED)
+    replies.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip the slow teardown of MLflow's modules
+
+
+if __name__ == "__main__":
+    serve()
+
+
+__all__ = ["CALLS", "TrackerProcess", "discard_prestarted", "open_tracker", "prestart", "serve"]

@@ -1,0 +1,171 @@
+"""MLflow in a helper process: same records as in-process tracking, errors, signals, orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from framework.errors import TrackingError
+from framework.tracking import tracker_process
+from framework.tracking.tracker import NullTracker, Tracker
+from framework.tracking.tracker_process import ORPHANED, TrackerProcess, open_tracker, prestart
+from framework.training.config import MlflowConfig
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="the helper process needs POSIX pipes")
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+@pytest.fixture()
+def helper(tmp_path):
+    """A prestarted helper adopted by a job config on a temp sqlite store."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prestart(["cell=rnn"])
+    tracker = open_tracker(MlflowConfig(tracking_uri=uri, experiment_name="t"), multirun=False)
+    yield tracker, uri
+    tracker.end("FAILED", "test teardown")
+
+
+def test_a_helper_logs_a_whole_run(helper, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracker, uri = helper
+    assert isinstance(tracker, TrackerProcess)
+    started: list[str] = []
+    tracker.check_reachable()
+    assert tracker.start(params={"cell.name": "rnn"}, tags={"task": "lm"},
+                         on_start=started.append) is None  # the id comes back later
+    for step in range(1, 4):
+        tracker.log_metrics({"loss": 1.0 / step}, step)
+    fig = plt.figure()
+    plt.plot([1, 2, 3])
+    tracker.log_figure(fig, "plots/curve.png")
+    tracker.log_text("hello\n", "samples.txt")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("| a |\n")
+    tracker.log_artifacts(str(tmp_path / "results"), "results")
+    tracker.end("FINISHED")
+
+    assert started == [tracker.run_id] and tracker.run_id
+    client = _client(uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["cell.name"] == "rnn" and run.data.tags["task"] == "lm"
+    history = client.get_metric_history(tracker.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5), (3, 1.0 / 3)]
+    names = {a.path for a in client.list_artifacts(tracker.run_id)}
+    assert {"plots", "samples.txt", "results"} <= names
+    assert [a.path for a in client.list_artifacts(tracker.run_id, "plots")] == ["plots/curve.png"]
+
+
+def test_the_helper_ignores_ctrl_c_and_the_job_decides_how_the_run_ends(helper):
+    tracker, uri = helper
+    tracker.start(params={}, tags={})
+    tracker.log_metrics({"loss": 2.0}, 1)
+    while tracker.run_id is None:  # the helper is past its start-up
+        tracker._read(None)
+    assert os.getsid(tracker._proc.pid) != os.getsid(0)  # a terminal's Ctrl-C does not reach it
+    tracker._proc.send_signal(signal.SIGINT)  # a Ctrl-C reaches the whole process group
+    tracker._proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert tracker._proc.poll() is None
+    tracker.log_metrics({"loss": 1.0}, 2)
+    tracker.end("KILLED", "interrupted by SIGINT")
+    run = _client(uri).get_run(tracker.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["rnnlab.failure_reason"] == "interrupted by SIGINT"
+    assert run.data.metrics["loss"] == 1.0  # buffered metrics were flushed first
+
+
+def test_a_job_that_dies_leaves_its_run_failed_with_the_reason(helper):
+    tracker, uri = helper
+    tracker.start(params={}, tags={})
+    tracker.log_metrics({"loss": 2.0}, 1)
+    while tracker.run_id is None:  # wait until the run exists
+        tracker._read(None)
+    tracker._proc.stdin.close()  # what the helper sees when the job is killed
+    assert tracker._proc.wait(timeout=120) == 0
+    tracker._ended = True
+    run = _client(uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["rnnlab.failure_reason"] == ORPHANED
+    assert run.data.metrics["loss"] == 2.0
+
+
+def test_a_tracking_error_reaches_the_job_as_one_line(tmp_path):
+    prestart(["cell=rnn"])
+    tracker = open_tracker(MlflowConfig(tracking_uri="http://127.0.0.1:9", experiment_name="t"),
+                           multirun=False)
+    tracker.check_reachable()
+    tracker.start(params={}, tags={})
+    deadline = time.monotonic() + 120
+    with pytest.raises(TrackingError, match="not reachable.*mlflow.enabled=false"):
+        while time.monotonic() < deadline:
+            tracker.log_metrics({"loss": 1.0}, 1)
+            time.sleep(0.2)
+    tracker.end("FAILED", "unreachable")
+    assert tracker._proc.poll() == 0
+
+
+@pytest.mark.parametrize("argv", [["-m", "cell=rnn,gru"], ["--help"], ["--cfg", "job"],
+                                  ["hparams_search=optuna"], ["mlflow.enabled=false"],
+                                  ["mlflow.helper_process=false"]])
+def test_no_helper_is_started_for_what_is_not_one_tracked_job(argv, monkeypatch):
+    monkeypatch.setattr(tracker_process, "_prestarted", None)
+    prestart(argv)
+    assert tracker_process._prestarted is None
+
+
+@pytest.mark.parametrize("cfg, multirun, kind", [
+    (MlflowConfig(enabled=False), False, NullTracker),
+    (MlflowConfig(helper_process=False), False, Tracker),
+    (MlflowConfig(), True, Tracker),  # sweep jobs keep MLflow in their (reused) process
+])
+def test_an_unused_helper_is_stopped(cfg, multirun, kind):
+    prestart(["cell=rnn"])
+    proc = tracker_process._prestarted
+    assert proc is not None
+    tracker = open_tracker(cfg, multirun=multirun)
+    assert type(tracker) is kind
+    assert tracker_process._prestarted is None and proc.poll() is not None
+
+
+def test_a_killed_command_line_job_leaves_a_failed_run(tmp_path):
+    """The whole path: `python -m framework`, SIGKILL mid-training, the helper ends the run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "framework", "cell=rnn", "train.steps=100000",
+         "train.progress=never", "train.sample_every=100000", f"mlflow.tracking_uri={uri}",
+         "mlflow.experiment_name=killed"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_id = None
+    for line in job.stdout:
+        if line.startswith("MLflow run "):
+            run_id = line.split()[2]
+            break
+    assert run_id, "the job never announced its run"
+    time.sleep(1.0)
+    job.kill()
+    job.wait()
+    client = _client(uri)
+    deadline = time.monotonic() + 120
+    while client.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["rnnlab.failure_reason"] == ORPHANED
+    assert Path(tmp_path).is_dir()
