@@ -115,6 +115,7 @@ def run(cfg: DictConfig) -> float:
     from framework.tracking.run_info import run_record
     from framework.tracking.tracker_process import open_tracker
     from framework.tracking.trial import PRUNED_TAG, open_trial
+    from framework.tracking.ui_view import columns_of
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
@@ -151,7 +152,7 @@ def run(cfg: DictConfig) -> float:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
-            link = tracker.ui_link(rc.task.name)
+            link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
             if link:
                 print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
                            f"{link}")

@@ -313,7 +313,7 @@ class NullTracker:
     def log_dataset(self, record: Any, context: str = "training") -> None:
         return None
 
-    def ui_link(self, task: str) -> str | None:
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         return None
 
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
@@ -537,13 +537,14 @@ class Tracker(NullTracker):
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
             InputTag("mlflow.data.context", context), InputTag(SHA256_INPUT_TAG, record.digest)])])
 
-    def ui_link(self, task: str) -> str | None:
-        """Save the experiment's view for ``task`` and return the link to it (None: refused)."""
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
+        """Save the experiment's view for ``task`` (``metrics``: its metric columns) and return
+        the link to it (None: refused)."""
         from framework.tracking.ui_view import save_run_view, ui_links
 
         if self.run_id is None or self.experiment_id is None:
             return None
-        key = save_run_view(self.client, self.experiment_id, task)
+        key = save_run_view(self.client, self.experiment_id, task, metrics)
         return ui_links(self.tracking_uri, self.experiment_id, key)["runs"] if key else None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

@@ -227,9 +227,9 @@ class TrackerProcess(NullTracker):
 
             self._call("log_dataset", dataclasses.asdict(record), context)
 
-    def ui_link(self, task: str) -> str | None:
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         """Waits for the helper (it has then logged everything sent before)."""
-        link = self._ask("ui_link", task)
+        link = self._ask("ui_link", task, metrics)
         return None if link == "None" else link
 
     def _ask(self, op: str, *args: Any) -> str:

@@ -29,17 +29,21 @@ KEY_PARAMS = {
 }
 
 
+def columns_of(compare_metrics: Sequence[str]) -> list[str]:
+    """A task's ``compare_metrics`` as the metrics MLflow has, with val_loss and throughput."""
+    metrics = ["val_bits_per_char" if m == "bits_per_char" else m for m in compare_metrics]
+    if "val_loss" not in metrics:
+        metrics.append("val_loss")
+    return [*metrics, "run_chars_per_sec"]
+
+
 def metric_columns(task: str) -> list[str]:
-    """The metric columns of a task's views: its compare metrics and the run's throughput."""
+    """The metric columns of a task's views (loads the plugins to find the task)."""
     from framework.plugins import load_plugins
     from framework.registry import TASKS
 
     load_plugins()
-    names = TASKS.get(task).compare_metrics if task in TASKS else ("val_loss",)
-    metrics = ["val_bits_per_char" if m == "bits_per_char" else m for m in names]
-    if "val_loss" not in metrics:
-        metrics.append("val_loss")
-    return [*metrics, "run_chars_per_sec"]
+    return columns_of(TASKS.get(task).compare_metrics if task in TASKS else ("val_loss",))
 
 
 def save_view(client: Any, experiment_id: str, key: str, *, params: Sequence[str],
@@ -56,11 +60,14 @@ def save_view(client: Any, experiment_id: str, key: str, *, params: Sequence[str
     return key
 
 
-def save_run_view(client: Any, experiment_id: str, task: str) -> str | None:
-    """The view a single run links to: the experiment's runs of ``task``, newest first."""
+def save_run_view(client: Any, experiment_id: str, task: str,
+                  metrics: Sequence[str] | None = None) -> str | None:
+    """The view a single run links to: the experiment's runs of ``task``, newest first;
+    ``metrics``: its metric columns (None: :func:`metric_columns` finds them)."""
     return save_view(client, experiment_id, f"rnnlab-{task}",
                      params=KEY_PARAMS.get(task, KEY_PARAMS["lm"]),
-                     metrics=metric_columns(task), search_filter=f"tags.task = '{task}'")
+                     metrics=list(metrics) if metrics else metric_columns(task),
+                     search_filter=f"tags.task = '{task}'")
 
 
 def ui_base(tracking_uri: str) -> str:
@@ -87,5 +94,5 @@ def ui_links(tracking_uri: str, experiment_id: str | None, view_key: str | None,
     return links
 
 
-__all__ = ["KEY_PARAMS", "LOCAL_UI", "VIEW_TAG_PREFIX", "metric_columns", "save_run_view",
-           "save_view", "ui_base", "ui_links"]
+__all__ = ["KEY_PARAMS", "LOCAL_UI", "VIEW_TAG_PREFIX", "columns_of", "metric_columns",
+           "save_run_view", "save_view", "ui_base", "ui_links"]
