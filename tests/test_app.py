@@ -57,8 +57,15 @@ def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
                                                                              key=lambda m: m.step)]
     assert run.data.tags["cell"] == "lstm" and run.data.tags["dataset"] == "dinos"
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config.yaml", "samples.txt", "loss_curve.png", "checkpoints", ".hydra",
-            "model"} <= artifacts, artifacts
+    assert {"config.yaml", "samples.txt", "loss_curve.png", "checkpoints",
+            ".hydra"} <= artifacts, artifacts
+    # The model is the run's MLflow 3 logged model (the UI's "Logged models"), not a folder.
+    (output,) = run.outputs.model_outputs
+    assert client.get_logged_model(output.model_id).name == "model"
+    # Through the MLflow helper process too: the dataset input, the note and the view link.
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["dinos"]
+    assert run.data.tags["mlflow.note.content"].startswith("LSTM (1x16) language model on dinos")
+    assert "viewStateShareKey=rnnlab-lm" in proc.stdout.strip().splitlines()[-1]
     ckpts = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}
     assert {"latest.npz", "best.npz"} <= ckpts
     samples = Path(client.download_artifacts(run_id, "samples.txt")).read_text()

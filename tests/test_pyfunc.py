@@ -101,15 +101,24 @@ def logged_run(tmp_path_factory):
     tracker.log_checkpoint(str(ckpt))
     model_uri = tracker.log_model(str(ckpt))
     tracker.end()
-    assert model_uri == f"runs:/{run_id}/model"
+    assert model_uri.startswith("models:/m-")
     return uri, run_id, ckpt
+
+
+def _logged_model(uri: str, run_id: str):
+    """The run's logged model (MLflow 3: the run's output, not a folder of its artifacts)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    (output,) = client.get_run(run_id).outputs.model_outputs
+    return client.get_logged_model(output.model_id)
 
 
 def test_pyfunc_log_load_predict(logged_run, monkeypatch, tmp_path):
     import pickle
 
+    import mlflow.artifacts
     import mlflow.pyfunc
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     uri, run_id, _ = logged_run
@@ -119,9 +128,13 @@ def test_pyfunc_log_load_predict(logged_run, monkeypatch, tmp_path):
 
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
-    # Download with an explicit client (no process-global tracking URI); `runs:/` resolution
-    # is exercised by the slow `mlflow models serve` test.
-    local = MlflowClient(uri).download_artifacts(run_id, "model", str(tmp_path))
+    # Download from the logged model's location (no process-global tracking URI); `runs:/` and
+    # `models:/` resolution are exercised by the slow `mlflow models serve` test.
+    logged = _logged_model(uri, run_id)
+    assert logged.name == "model" and logged.source_run_id == run_id
+    assert logged.status == "READY"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location,
+                                                dst_path=str(tmp_path))
     model = mlflow.pyfunc.load_model(local)
     frame = pd.DataFrame({"prompt": ["ab", ""], "num_samples": [2, 1], "seed": [1, 2],
                           "length": [12, 5]})
@@ -190,15 +203,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_with_text(logged_run, tmp_path):
+@pytest.mark.parametrize("form", ["models", "runs"])
+def test_mlflow_models_serve_answers_with_text(logged_run, tmp_path, form):
     uri, run_id, _ = logged_run
+    model_uri = (f"models:/{_logged_model(uri, run_id).model_id}" if form == "models"
+                 else f"runs:/{run_id}/model")
     port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTHONPATH", None)  # the model carries its own copy of framework/ and cells/
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen(
-        [str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
+        [str(VENV_BIN / "mlflow"), "models", "serve", "-m", model_uri,
          "--env-manager", "local", "-p", str(port), "--host", "127.0.0.1"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -56,9 +56,11 @@ def load(cwd: Path, name: str = "rnnlab"):
 
 
 def trial_runs(runs) -> dict:
-    """Trial number -> MLflow run, for the runs of Optuna trials."""
-    return {int(r.data.params["optuna.trial"]): r for r in runs
-            if r.data.params.get("optuna.trial") not in (None, "None")}
+    """Trial number -> MLflow run, for the runs of Optuna trials (tag rnnlab.optuna_trial:
+    optuna.* is the sweeper's bookkeeping, not a param of the trial)."""
+    assert not any("optuna.trial" in r.data.params for r in runs)
+    return {int(r.data.tags["rnnlab.optuna_trial"]): r for r in runs
+            if "rnnlab.optuna_trial" in r.data.tags}
 
 
 def results_of(sweep_dir: Path) -> dict:

@@ -112,9 +112,10 @@ def run(cfg: DictConfig) -> float:
     """Train one configuration; returns what a sweeper optimises (the task objective, or an
     Optuna trial's optuna.objective)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
-    from framework.tracking.tracker import flatten_config
+    from framework.tracking.run_info import run_record
     from framework.tracking.tracker_process import open_tracker
     from framework.tracking.trial import PRUNED_TAG, open_trial
+    from framework.tracking.ui_view import columns_of
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
@@ -137,21 +138,24 @@ def run(cfg: DictConfig) -> float:
             if trial is not None:
                 trainer.eval_hook = trial.on_eval
         keep_freed_memory()
-        tags = {"task": rc.task.name, "cell": rc.cell.name, "dataset": rc.dataset.name,
-                "optimizer": rc.optimizer.name}
-        if rc.resume:
-            tags["rnnlab.resumed_from"] = rc.resume
         status, reason = "FAILED", None
         try:
+            params, tags, dataset = run_record(rc, trainer.dataset, trainer.corpus)
+
             def announce(run_id: str) -> None:  # now, or once a helper process has the run
                 print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
                            f"{rc.mlflow.tracking_uri})")
 
-            tracker.start(params=flatten_config(rc.raw), tags=tags, on_start=announce)
+            tracker.start(params=params, tags=tags, on_start=announce)
+            tracker.log_dataset(dataset)  # after start, in order (also through the helper)
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
+            link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
+            if link:
+                print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
+                           f"{link}")
             status = "FINISHED"
             if trial is not None:  # an Optuna trial: the objective its study optimises, as
                 return float(trial.last_value)  # reported at the last eval (the last step's)

@@ -148,15 +148,20 @@ def _trial_runs(tracker: Any, study_name: str, children: list[Any]) -> dict[int,
     """Trial number -> MLflow run id: this sweep's children, then other runs of the study in
     the same experiment (earlier invocations, other workers)."""
     from framework.cli.compare import search_all
+    from framework.tracking.run_info import OPTUNA_STUDY_TAG, OPTUNA_TRIAL_TAG
 
     runs: dict[int, str] = {}
-    query = f"params.`optuna.study_name` = '{study_name.replace(chr(39), '')}'"
-    try:
-        others = search_all(tracker.client, [tracker.experiment_id], query)
-    except Exception:  # a store that cannot filter on params: this sweep's children still count
-        others = []
+    name = study_name.replace(chr(39), '')
+    others = []
+    # Trials tag their runs (older rnnlab logged the same as params optuna.trial/study_name).
+    for query in (f"tags.`{OPTUNA_STUDY_TAG}` = '{name}'",
+                  f"params.`optuna.study_name` = '{name}'"):
+        try:
+            others += search_all(tracker.client, [tracker.experiment_id], query)
+        except Exception:  # a store that cannot filter: this sweep's children still count
+            pass
     for run in [*others, *children]:
-        number = run.data.params.get("optuna.trial")
+        number = run.data.tags.get(OPTUNA_TRIAL_TAG, run.data.params.get("optuna.trial"))
         if number not in (None, "None"):
             runs[int(number)] = run.info.run_id
     return runs

@@ -253,6 +253,20 @@ def _pins_not_rechecked() -> Iterator[None]:
         environment.warn_dependency_requirement_mismatches = check
 
 
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Hide a logger's INFO lines ("Validating input example against model signature")."""
+    import logging
+
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _stage_code(dst: Path) -> list[str]:
     """Copies of framework/ and cells/ without caches, for ``code_paths``."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -265,39 +279,77 @@ def _stage_code(dst: Path) -> list[str]:
     return paths
 
 
+def input_example(meta: Any, vocab: Any) -> dict[str, list[Any]]:
+    """A small request of the model's task, saved with the model (the UI and
+    ``serving_input_example.json`` show it): a prompt of the vocabulary's first letters, a text
+    of them, or ``task.window`` past values at the series' mean."""
+    task = meta.model.task
+    letters = "".join(c for c in getattr(vocab, "chars", ()) if len(c) == 1 and c.isalpha())[:2]
+    if task == "classify":
+        return {"text": [letters or "a"]}
+    if task == "forecast":
+        task_meta = meta.model.task_meta
+        mean = float(task_meta["mean"][0])
+        return {"history": [" ".join(f"{mean:.6g}" for _ in range(int(task_meta["window"])))]}
+    return {"prompt": [letters], "num_samples": [1], "length": [20], "seed": [0]}
+
+
 def save_pyfunc_model(path: str | os.PathLike[str],
-                      checkpoint_path: str | os.PathLike[str]) -> Path:
-    """Save the checkpoint as a pyfunc model directory at ``path`` (must not exist or be empty)."""
+                      checkpoint_path: str | os.PathLike[str], *,
+                      mlflow_model: Any = None) -> Path:
+    """Save the checkpoint as a pyfunc model directory at ``path`` (must not exist or be empty).
+
+    ``mlflow_model``: the ``mlflow.models.Model`` of a logged model (its id and run), or None.
+    """
     import mlflow.pyfunc
 
-    _, _, meta = load_model(checkpoint_path)  # refuse a bad checkpoint before saving
+    _, vocab, meta = load_model(checkpoint_path)  # refuse a bad checkpoint before saving
     with tempfile.TemporaryDirectory(prefix="rnnlab-code-") as staging, \
-            warnings.catch_warnings(), _pins_not_rechecked():
-        # MLflow nags for an input_example; giving one would run the model at save time (slow),
-        # and the signature already documents the input.
-        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            warnings.catch_warnings(), _pins_not_rechecked(), _quiet("mlflow.pyfunc"):
+        # With a signature given, the input example is only checked against it and written
+        # down, never run at save time (running it would load the model: slow).
+        warnings.filterwarnings("ignore", message=".*Operation with range is deprecated.*")
         mlflow.pyfunc.save_model(
             path=str(path),
             python_model=str(MODEL_CODE),
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
             code_paths=_stage_code(Path(staging)),
             signature=signature(meta.model.task),
+            input_example=pd.DataFrame(input_example(meta, vocab)),  # dataframe_split
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
-            metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step},
+            metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step,
+                      "rnnlab_task": meta.model.task},
+            mlflow_model=mlflow_model,
         )
     return Path(path)
 
 
 def log_pyfunc_model(client: Any, run_id: str, checkpoint_path: str | os.PathLike[str],
-                     artifact_path: str = "model") -> str:
-    """Save the pyfunc model and log it as run artifacts; returns ``runs:/<run_id>/<path>``.
+                     name: str = "model", *, experiment_id: str | None = None,
+                     params: dict[str, str] | None = None, step: int = 0) -> Any:
+    """Log the checkpoint as an MLflow 3 logged model of the run; returns the ``LoggedModel``
+    (its URI is ``models:/<model_id>``; ``runs:/<run_id>/<name>`` names it too).
 
-    Saving locally and logging with the explicit client avoids the fluent API's active run.
+    What ``mlflow.pyfunc.log_model(name=...)`` does, through the explicit client (the fluent
+    call reads the process-global tracking URI and active run): create the logged model with
+    the run's params, link it to the run as an output, save the model with the logged model's
+    id in its ``MLmodel``, upload it to the logged model's artifact location and mark it READY.
     """
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    if experiment_id is None:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    model = client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
+                                       params=params or None)
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
+    mlflow_model = Model(artifact_path=model.artifact_location, model_uuid=model.model_id,
+                         run_id=run_id, model_id=model.model_id)
     with tempfile.TemporaryDirectory(prefix="rnnlab-model-") as tmp:
-        local = save_pyfunc_model(Path(tmp) / "model", checkpoint_path)
-        client.log_artifacts(run_id, str(local), artifact_path)
-    return f"runs:/{run_id}/{artifact_path}"
+        local = save_pyfunc_model(Path(tmp) / "model", checkpoint_path,
+                                  mlflow_model=mlflow_model)
+        client.log_model_artifacts(model.model_id, str(local))
+    return client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
 
 
 def load_text_model(checkpoint_path: str | os.PathLike[str]) -> CharRNNTextModel:
@@ -307,5 +359,5 @@ def load_text_model(checkpoint_path: str | os.PathLike[str]) -> CharRNNTextModel
     return model
 
 
-__all__ = ["CharRNNTextModel", "load_text_model", "log_pyfunc_model", "save_pyfunc_model",
-           "signature"]
+__all__ = ["CharRNNTextModel", "input_example", "load_text_model", "log_pyfunc_model",
+           "save_pyfunc_model", "signature"]

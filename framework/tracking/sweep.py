@@ -33,13 +33,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from framework.tracking.ui_view import ui_links  # also imported from here by callers
+
 PARENT_ENV = "RNNLAB_PARENT_RUN_ID"
 RUN_NAME_ENV = "RNNLAB_RUN_NAME"
 HANDOFF_FILE = "mlflow_parent_run.json"
 JOB_FILE = "rnnlab_job.json"
 SUMMARY_BASENAME = "sweep_summary"
 PLOT_FILE = "sweep_val_loss.png"
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 # The one-line error of the job running in this process, set by the command line when a job of a
 # sweep stops on an rnnlab error (it then returns NaN so the other jobs go on).  A job that
 # returns NaN without one trained without validation (train.steps=0, val_fraction=0): not failed.
@@ -318,7 +319,8 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     from framework.tracking.optuna_report import log_study
 
     metrics.update(log_study(tracker, sweep_dir, children))
-    view_key = save_ui_view(tracker, table)
+    tasks = {c.data.tags.get("task", "lm") for c in children}
+    view_key = save_ui_view(tracker, table, tasks.pop() if len(tasks) == 1 else "lm")
     if view_key:
         tags["rnnlab.ui_view"] = view_key
     tracker.log_metrics(metrics, step=0)
@@ -329,38 +331,15 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
                            [r["run_id"] for r in table.rows])}
 
 
-def save_ui_view(tracker: Any, table: Any) -> str | None:
-    """Store an MLflow UI "shared view" of the sweep on its experiment; returns its key.
+def save_ui_view(tracker: Any, table: Any, task: str = "lm") -> str | None:
+    """Store the sweep's shared view (:mod:`framework.tracking.ui_view`): its children only,
+    ranked by val_loss, with the differing params and the task's metrics as columns."""
+    from framework.tracking.ui_view import metric_columns, save_view
 
-    The runs page's columns live in the browser's local storage (a fresh browser shows no metric
-    columns); a shared view (experiment tag ``mlflow.sharedViewState.<key>``, the UI's own
-    Share button format) opens with the sweep's children only, ranked by val_loss, with the
-    differing params and the loss/speed metrics as columns.
-    """
-    key = f"sweep-{tracker.run_id[:8]}"
-    columns = [f"params.`{p}`" for p in table.params] + [
-        f"metrics.`{m}`" for m in ("val_loss", "val_bits_per_char", "run_chars_per_sec")]
-    state = {"searchFilter": f"tags.`mlflow.parentRunId` = '{tracker.run_id}'",
-             "orderByKey": "metrics.`val_loss`", "orderByAsc": True,
-             "selectedColumns": columns}
-    try:
-        tracker.client.set_experiment_tag(tracker.experiment_id, f"{VIEW_TAG_PREFIX}{key}",
-                                          json.dumps(state))
-    except Exception:  # an old server without shared views: the summary is still complete
-        return None
-    return key
-
-
-def ui_links(tracking_uri: str, experiment_id: str | None, view_key: str | None,
-             run_ids: list[str]) -> dict[str, str]:
-    """URL fragments (after the server's base URL) of the sweep's runs table and compare page."""
-    runs = "runs?workflowType=machine_learning"
-    if view_key:
-        runs += f"&viewStateShareKey={view_key}"
-    ids = ",".join(f'"{r}"' for r in run_ids)
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ""
-    return {"runs": f"{base}/#/experiments/{experiment_id}/{runs}",
-            "compare": f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'}
+    return save_view(tracker.client, tracker.experiment_id, f"sweep-{tracker.run_id[:8]}",
+                     params=table.params, metrics=metric_columns(task),
+                     search_filter=f"tags.`mlflow.parentRunId` = '{tracker.run_id}'",
+                     order_by="metrics.`val_loss`", ascending=True)
 
 
 __all__ = ["SweepCallback", "job_label", "save_ui_view", "summarize", "sweep_keys",

@@ -58,6 +58,9 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 MAX_KEY = 250
 PARAMS_PER_BATCH = 100
+DIGEST_CHARS = 36  # MLflow's longest dataset digest
+SHA256_INPUT_TAG = "rnnlab.sha256"
+SYSTEM_EVERY = 5.0  # seconds between samples of mlflow.system_metrics=true
 _KNOWN_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks",
                   "file", ""}
 
@@ -72,7 +75,10 @@ __path__ = [str(Path(__file__).with_suffix(""))]
 
 # ------------------------------------------------------------------------------------- helpers
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> ``{"train.steps": "2000", ...}`` with every value as a string."""
+    """Nested config -> ``{"train.steps": "2000", ...}`` with every value as a string (floats
+    rounded to 6 significant digits: :func:`framework.tracking.run_info.param_value`)."""
+    from framework.tracking.run_info import param_value
+
     out: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -84,7 +90,7 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         elif isinstance(value, (list, tuple)):
             out[name] = json.dumps(list(value), default=str)
         else:
-            out[name] = str(value)
+            out[name] = param_value(value)
     return out
 
 
@@ -304,6 +310,12 @@ class NullTracker:
     def log_model(self, checkpoint_path: str) -> str | None:
         return None
 
+    def log_dataset(self, record: Any, context: str = "training") -> None:
+        return None
+
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
+        return None
+
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
         raise CheckpointError(f"resume from MLflow run '{run_id}' needs mlflow.enabled=true")
 
@@ -324,13 +336,18 @@ class Tracker(NullTracker):
 
     def __init__(self, tracking_uri: str = DEFAULT_TRACKING_URI, experiment_name: str = "rnnlab",
                  run_name: str | None = None, *, log_model: bool = True,
-                 parent_run_id: str | None = None,
+                 parent_run_id: str | None = None, register_model: str | None = None,
+                 system_metrics: bool = False,
                  flush_every_seconds: float = FLUSH_EVERY_SECONDS,
                  flush_every_metrics: int = FLUSH_EVERY_METRICS) -> None:
         self.tracking_uri = (tracking_uri or DEFAULT_TRACKING_URI).strip()
         self.experiment_name = experiment_name
         self.run_name = run_name
         self.log_model_enabled = bool(log_model)
+        self.register_model = register_model or None
+        self.system_metrics = bool(system_metrics)
+        self._monitor: Any = None
+        self._params: dict[str, str] = {}
         self.parent_run_id = parent_run_id or None
         self.flush_every_seconds = flush_every_seconds
         self.flush_every_metrics = flush_every_metrics
@@ -342,6 +359,7 @@ class Tracker(NullTracker):
         self._retry_at = 0.0  # after a failed flush, wait before trying again
         self._failures = 0
         self._ended = False
+        self.model_version: int | None = None
         self._cleanups: list[weakref.finalize] = []
 
     @classmethod
@@ -355,6 +373,8 @@ class Tracker(NullTracker):
             run_name=_cfg_get(cfg, "run_name"),
             log_model=bool(_cfg_get(cfg, "log_model", True)),
             parent_run_id=_cfg_get(cfg, "parent_run_id"),
+            register_model=_cfg_get(cfg, "register_model"),
+            system_metrics=bool(_cfg_get(cfg, "system_metrics", False)),
         )
 
     # -- connection ---------------------------------------------------------------------------
@@ -463,6 +483,7 @@ class Tracker(NullTracker):
             # redact_url: a database URL in the config (optuna.storage) may carry a password.
             items = [Param(_truncate(k, MAX_KEY), _truncate(redact_url(str(v)), MAX_PARAM_VALUE))
                      for k, v in params.items()]
+            self._params = {p.key: p.value for p in items}
             for i in range(0, len(items), PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
         except TrackingError:
@@ -472,9 +493,59 @@ class Tracker(NullTracker):
             raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
                                 f"{_first_line(exc)}") from None
         self._last_flush = time.monotonic()
+        if self.system_metrics:
+            self._start_system_metrics()
         if on_start is not None:
             on_start(self.run_id)
         return self.run_id
+
+    def _start_system_metrics(self) -> None:
+        """MLflow's sampler of CPU, memory, disk and network (``system/*`` metrics): a daemon
+        thread logging every few seconds until the run ends."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        try:
+            self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=SYSTEM_EVERY,
+                                                 tracking_uri=self.tracking_uri)
+            self._monitor.start()
+        except Exception as exc:  # psutil missing or broken: the run itself goes on
+            self._monitor = None
+            log.warning("MLflow system metrics are off: %s", _first_line(exc))
+
+    def log_dataset(self, record: Any, context: str = "training") -> None:
+        """The run's dataset as an MLflow input (name, source, digest; ``context`` tag).
+
+        ``record`` is a :class:`framework.tracking.run_info.DatasetRecord`, or its fields as a
+        mapping (from the helper process's pipe); None: nothing."""
+        if self.run_id is None or record is None:
+            return
+        if isinstance(record, Mapping):
+            from framework.tracking.run_info import DatasetRecord
+
+            record = DatasetRecord(**record)
+        self._safely("log_input", self._log_dataset, record, context)
+
+    def _log_dataset(self, record: Any, context: str) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        # MLflow keeps at most 36 characters of a digest: the sha256's first 36 hex digits
+        # there, the whole sha256 in the profile and in an input tag.
+        profile = json.dumps({"sha256": record.digest})
+        entity = Dataset(name=_truncate(record.name, 500), digest=record.digest[:DIGEST_CHARS],
+                         source_type=_source_type(record.source),
+                         source=_source_json(record.source), profile=profile)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
+            InputTag("mlflow.data.context", context), InputTag(SHA256_INPUT_TAG, record.digest)])])
+
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
+        """Save the experiment's view for ``task`` (``metrics``: its metric columns) and return
+        the link to it (None: refused)."""
+        from framework.tracking.ui_view import save_run_view, ui_links
+
+        if self.run_id is None or self.experiment_id is None:
+            return None
+        key = save_run_view(self.client, self.experiment_id, task, metrics)
+        return ui_links(self.tracking_uri, self.experiment_id, key)["runs"] if key else None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metric values; they are sent in batches, never one request per value."""
@@ -573,7 +644,9 @@ class Tracker(NullTracker):
         self.log_artifact(local_path, CHECKPOINT_ARTIFACT_DIR)
 
     def log_model(self, checkpoint_path: str) -> str | None:
-        """Log the checkpoint as an MLflow pyfunc model at ``model/``; returns its runs:/ URI.
+        """Log the checkpoint as the run's MLflow logged model named ``model`` (a pyfunc);
+        returns its ``models:/<model_id>`` URI, and registers it as a new version of
+        ``mlflow.register_model`` when that is set.
 
         Does nothing (returns None) when ``mlflow.log_model`` is false.
         """
@@ -581,8 +654,32 @@ class Tracker(NullTracker):
             return None
         from framework.tracking.pyfunc import log_pyfunc_model
 
-        return self._safely("log_model", log_pyfunc_model, self.client, self.run_id,
-                            checkpoint_path, MODEL_ARTIFACT_PATH)
+        model = self._safely("log_model", log_pyfunc_model, self.client, self.run_id,
+                             checkpoint_path, MODEL_ARTIFACT_PATH,
+                             experiment_id=self.experiment_id, params=self._params)
+        if model is None:
+            return None
+        uri = f"models:/{model.model_id}"
+        if self.register_model:
+            self._safely(f"register_model {self.register_model!r}", self._register, model)
+        return uri
+
+    def _register(self, model: Any) -> None:
+        from mlflow.exceptions import MlflowException
+
+        name = str(self.register_model)
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+        # A database store resolves a models:/ source through MLflow's default tracking URI,
+        # not this client's: point that at the same store for this one call.
+        with _environ(MLFLOW_TRACKING_URI=self.tracking_uri):
+            version = self.client.create_model_version(
+                name, source=f"models:/{model.model_id}", run_id=self.run_id,
+                model_id=model.model_id)
+        self.model_version = int(version.version)
 
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
         """Download into a temp folder that is removed when the run ends (or the process exits):
@@ -599,6 +696,9 @@ class Tracker(NullTracker):
             return
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
+        if self._monitor is not None:
+            self._safely("system metrics", self._monitor.finish)
+            self._monitor = None
         self._retry_at = 0.0
         if not self.flush(final=True):
             log.warning("MLflow: %d metric values could not be sent and are lost",
@@ -620,6 +720,18 @@ class Tracker(NullTracker):
             self.end("KILLED", "KeyboardInterrupt")
         else:
             self.end("FAILED", f"{exc_type.__name__}: {exc}")
+
+
+def _source_type(where: str) -> str:
+    """MLflow's dataset source type of a URL (``http``) or a local path (``local``)."""
+    return "http" if where.startswith(("http://", "https://")) else "local"
+
+
+def _source_json(where: str) -> str:
+    """The source as MLflow's ``http``/``local`` dataset sources serialise themselves."""
+    if _source_type(where) == "http":
+        return json.dumps({"url": where})
+    return json.dumps({"uri": Path(where).as_uri()})
 
 
 def _user() -> str:

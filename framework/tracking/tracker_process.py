@@ -46,7 +46,7 @@ _NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
 # The Tracker calls a job may send; anything else is refused by the helper.
 CALLS = ("check_reachable", "start", "log_metrics", "flush", "set_tags", "log_text", "log_dict",
          "log_artifact", "log_artifacts", "log_checkpoint", "log_model", "download_checkpoint",
-         "end")
+         "log_dataset", "ui_link", "end")
 ORPHANED = "the training process exited without ending the run"
 
 _prestarted: subprocess.Popen | None = None
@@ -219,14 +219,29 @@ class TrackerProcess(NullTracker):
         return None
 
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
-        self._call("download_checkpoint", run_id, artifact, reply=True)
+        return Path(self._ask("download_checkpoint", run_id, artifact))
+
+    def log_dataset(self, record: Any, context: str = "training") -> None:
+        if record is not None:
+            import dataclasses
+
+            self._call("log_dataset", dataclasses.asdict(record), context)
+
+    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
+        """Waits for the helper (it has then logged everything sent before)."""
+        link = self._ask("ui_link", task, metrics)
+        return None if link == "None" else link
+
+    def _ask(self, op: str, *args: Any) -> str:
+        """Send a call and wait for its answer (the value as a string)."""
+        self._call(op, *args, reply=True)
         while True:
             for message in self._read(None):
                 if message.get("reply"):
                     if "error" in message:
                         kind = getattr(errors, message.get("kind", ""), TrackingError)
                         raise kind(message["error"])
-                    return Path(message["value"])
+                    return str(message["value"])
             if self._error is not None:
                 self._raise_pending()
 

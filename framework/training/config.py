@@ -102,11 +102,18 @@ class MlflowConfig:
     run_name: str | None = None
     log_model: bool = True
     parent_run_id: str | None = None
+    register_model: str | None = None  # a registered model's name: each run adds a version
+    system_metrics: bool = False  # MLflow's CPU/memory/disk/network sampler (system/* metrics)
     helper_process: bool = True
 
     def __post_init__(self) -> None:
         _check(bool(self.tracking_uri.strip()), "mlflow.tracking_uri must not be empty")
         _check(bool(self.experiment_name.strip()), "mlflow.experiment_name must not be empty")
+        _check(self.register_model is None or bool(self.register_model.strip()),
+               "mlflow.register_model must be a model name or null")
+        _check(self.register_model is None or self.log_model,
+               "mlflow.register_model needs mlflow.log_model=true (it registers the logged "
+               "model)")
 
 
 # -- Optuna trial section (hparams_search=optuna): set per job by the sweeper ------------------

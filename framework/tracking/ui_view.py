@@ -1,0 +1,98 @@
+"""Links into the MLflow UI that open with useful columns: saved runs views and compare pages.
+
+The runs page keeps its columns in the browser's local storage, so a fresh browser shows no
+metric column at all. A "shared view" (experiment tag ``mlflow.sharedViewState.<key>``, the
+format of the UI's own Share button) stores a filter, an order and the columns; a link with
+``viewStateShareKey=<key>`` opens it. Sweeps save one per sweep (its children, ranked by the
+task's first metric, the swept params as columns); a single run saves one per task and
+experiment (its runs, newest first, the task's metrics and the key options as columns), written
+again by every run, so it stays one tag however many runs there are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+# What `mlflow ui` serves by default (README): where a link into a sqlite store's UI points.
+LOCAL_UI = "http://127.0.0.1:5000"
+# The options that tell runs of one task apart at a glance (all are params of every such run).
+KEY_PARAMS = {
+    "lm": ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
+           "optimizer.name", "optimizer.lr", "train.steps", "seed"),
+    "classify": ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
+                 "dataset.name", "optimizer.lr", "train.steps", "seed"),
+    "forecast": ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
+                 "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed"),
+}
+
+
+def columns_of(compare_metrics: Sequence[str]) -> list[str]:
+    """A task's ``compare_metrics`` as the metrics MLflow has, with val_loss and throughput."""
+    metrics = ["val_bits_per_char" if m == "bits_per_char" else m for m in compare_metrics]
+    if "val_loss" not in metrics:
+        metrics.append("val_loss")
+    return [*metrics, "run_chars_per_sec"]
+
+
+def metric_columns(task: str) -> list[str]:
+    """The metric columns of a task's views (loads the plugins to find the task)."""
+    from framework.plugins import load_plugins
+    from framework.registry import TASKS
+
+    load_plugins()
+    return columns_of(TASKS.get(task).compare_metrics if task in TASKS else ("val_loss",))
+
+
+def save_view(client: Any, experiment_id: str, key: str, *, params: Sequence[str],
+              metrics: Sequence[str], search_filter: str = "",
+              order_by: str = "attributes.start_time", ascending: bool = False) -> str | None:
+    """Store a shared view on the experiment; returns its key (None when the store refused)."""
+    columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
+    state = {"searchFilter": search_filter, "orderByKey": order_by, "orderByAsc": ascending,
+             "selectedColumns": columns}
+    try:
+        client.set_experiment_tag(experiment_id, f"{VIEW_TAG_PREFIX}{key}", json.dumps(state))
+    except Exception:  # an old server without shared views: the run itself is complete
+        return None
+    return key
+
+
+def save_run_view(client: Any, experiment_id: str, task: str,
+                  metrics: Sequence[str] | None = None) -> str | None:
+    """The view a single run links to: the experiment's runs of ``task``, newest first;
+    ``metrics``: its metric columns (None: :func:`metric_columns` finds them)."""
+    return save_view(client, experiment_id, f"rnnlab-{task}",
+                     params=KEY_PARAMS.get(task, KEY_PARAMS["lm"]),
+                     metrics=list(metrics) if metrics else metric_columns(task),
+                     search_filter=f"tags.task = '{task}'")
+
+
+def ui_base(tracking_uri: str) -> str:
+    """The UI's address: the tracking server itself, or ``mlflow ui``'s default for a
+    database store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return LOCAL_UI
+
+
+def ui_links(tracking_uri: str, experiment_id: str | None, view_key: str | None,
+             run_ids: Sequence[str] = ()) -> dict[str, str]:
+    """Full URLs of the experiment's runs table (in view ``view_key``), the compare page of
+    ``run_ids`` and, for one run, its page."""
+    base = ui_base(tracking_uri)
+    runs = "runs?workflowType=machine_learning"
+    if view_key:
+        runs += f"&viewStateShareKey={view_key}"
+    ids = ",".join(f'"{r}"' for r in run_ids)
+    links = {"runs": f"{base}/#/experiments/{experiment_id}/{runs}",
+             "compare": f'{base}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'}
+    if len(run_ids) == 1:
+        links["run"] = f"{base}/#/experiments/{experiment_id}/runs/{run_ids[0]}"
+    return links
+
+
+__all__ = ["KEY_PARAMS", "LOCAL_UI", "VIEW_TAG_PREFIX", "columns_of", "metric_columns",
+           "save_run_view", "save_view", "ui_base", "ui_links"]
