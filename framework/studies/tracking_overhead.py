@@ -97,8 +97,9 @@ def phase_child(steps: int, store: Path, enabled: bool, jobs: int) -> list[dict[
     timers = Timers()
     if enabled:
         _timed_import(timers, "import mlflow", "mlflow")
-        # framework.pyfunc (mlflow.pyfunc, pandas) is imported by the first log_model call.
-        _timed_import(timers, "import mlflow.pyfunc (model logging)", "framework.pyfunc")
+        # framework.tracking.pyfunc (mlflow.pyfunc, pandas) is imported by the first log_model call.
+        _timed_import(timers, "import mlflow.pyfunc (model logging)",
+                      "framework.tracking.pyfunc")
         _instrument(timers)
     from omegaconf import OmegaConf
 

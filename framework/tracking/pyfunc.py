@@ -282,7 +282,7 @@ def _stage_code(dst: Path) -> list[str]:
 def input_example(meta: Any, vocab: Any) -> dict[str, list[Any]]:
     """A small request of the model's task, saved with the model (the UI and
     ``serving_input_example.json`` show it): a prompt of the vocabulary's first letters, a text
-    of them, or ``task.window`` past values at the series' mean."""
+    of them, or as many past values as a forecast needs, at the scaler's mean."""
     task = meta.model.task
     letters = "".join(c for c in getattr(vocab, "chars", ()) if len(c) == 1 and c.isalpha())[:2]
     if task == "classify":
@@ -290,7 +290,9 @@ def input_example(meta: Any, vocab: Any) -> dict[str, list[Any]]:
     if task == "forecast":
         task_meta = meta.model.task_meta
         mean = float(task_meta["mean"][0])
-        return {"history": [" ".join(f"{mean:.6g}" for _ in range(int(task_meta["window"])))]}
+        # A differenced model needs `difference` more values than its window.
+        length = int(task_meta["window"]) + int(task_meta.get("difference", 0))
+        return {"history": [" ".join(f"{mean:.6g}" for _ in range(length))]}
     return {"prompt": [letters], "num_samples": [1], "length": [20], "seed": [0]}
 
 
