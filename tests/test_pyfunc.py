@@ -150,6 +150,7 @@ def test_pyfunc_log_load_predict(logged_run, monkeypatch, tmp_path):
         model.predict(pd.DataFrame({"prompt": ["A!"]}))
 
 
+@pytest.mark.slow  # ~15-30 s; the default suite keeps its 10-minute budget
 def test_generate_cli_checkpoint_and_run_id(logged_run, tmp_path):
     uri, run_id, ckpt = logged_run
     work = tmp_path / "cli"

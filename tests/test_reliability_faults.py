@@ -218,6 +218,7 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
         np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key}, stopped at {stopped_at}")
 
 
+@pytest.mark.slow  # ~15-30 s; the default suite keeps its 10-minute budget
 # --------------------------------------------------------------------------- kill -9
 @needs_data("tinyshakespeare.txt")
 def test_kill9_at_random_moments_never_corrupts_checkpoints(tmp_path):

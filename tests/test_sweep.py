@@ -101,6 +101,7 @@ def test_parent_holds_summary_table_plot_and_best(grid):
     assert len(sweep_dirs) == 1 and parent.info.run_id in sweep_dirs[0].read_text()
 
 
+@pytest.mark.slow  # ~15-30 s; the default suite keeps its 10-minute budget
 @needs_data("dinos.txt")
 def test_submitit_local_sweep_ignores_mlflow_run_id(grid):
     """Two jobs through submitit's local executor; an existing run in MLFLOW_RUN_ID is untouched."""

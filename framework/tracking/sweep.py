@@ -309,11 +309,15 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     failed = max(failed_jobs, failed_runs)
     metrics = {"sweep_jobs": float(jobs), "sweep_children": float(len(children)),
                "sweep_failed": float(failed), "sweep_pruned": float(len(pruned))}
+    # The table is ranked by the task's first metric (val_loss, val_accuracy, val_rmse, ...).
+    ranked_by = table.metrics[0]
     best = next((r for r in table.rows if r["run_id"] not in pruned
-                 and math.isfinite(r["val_loss"])), None)
+                 and math.isfinite(r[ranked_by])), None)
     tags: dict[str, Any] = {}
     if best is not None:
-        metrics["best_val_loss"] = best["val_loss"]
+        metrics[f"best_{ranked_by}"] = best[ranked_by]
+        if math.isfinite(best["val_loss"]):
+            metrics["best_val_loss"] = best["val_loss"]
         tags.update({"rnnlab.best_run_id": best["run_id"], "rnnlab.best_run": best["run"]})
     # The Optuna study (when the sweeper was rnnlab's): best trial, plots, importances, trials.
     from framework.tracking.optuna_report import log_study
