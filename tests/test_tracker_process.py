@@ -169,3 +169,18 @@ def test_a_killed_command_line_job_leaves_a_failed_run(tmp_path):
     assert run.info.status == "FAILED"
     assert run.data.tags["rnnlab.failure_reason"] == ORPHANED
     assert Path(tmp_path).is_dir()
+
+
+def test_a_dead_helper_leaves_training_going_with_one_warning(helper, capsys):
+    tracker, _ = helper
+    tracker.start(params={}, tags={})
+    tracker._proc.kill()
+    tracker._proc.wait()
+    for step in range(1, 4):  # no exception: the job's training is worth more than its records
+        tracker.log_metrics({"loss": 1.0}, step)
+    assert tracker.ui_link("lm") is None
+    with pytest.raises(TrackingError, match="helper process exited"):
+        tracker.download_checkpoint("0" * 32)
+    tracker.end("FINISHED")
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "helper process exited" in x]
+    assert len(warnings) == 1 and "training goes on without tracking" in warnings[0]

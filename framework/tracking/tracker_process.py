@@ -110,6 +110,7 @@ class TrackerProcess(NullTracker):
         self._figures: str | None = None  # temp folder for figures saved as PNG
         self._on_start: Callable[[str], None] | None = None
         self._ended = False
+        self._dead = False  # the helper exited before the end
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.tracking_uri = str(settings.get("tracking_uri", ""))
@@ -117,19 +118,28 @@ class TrackerProcess(NullTracker):
 
     # -- the pipe -----------------------------------------------------------------------------
     def _send(self, op: str, *args: Any, **kwargs: Any) -> None:
+        if self._dead:
+            return
         line = json.dumps({"op": op, "args": list(args), "kwargs": kwargs}) + "\n"
         try:
             self._proc.stdin.write(line.encode())
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):  # the helper exited
-            self._error = self._error or self._gone()
+            self._lost()
 
-    def _gone(self) -> str:
-        code = self._proc.wait()
-        return f"the MLflow helper process exited (status {code}); see the lines above"
+    def _lost(self) -> None:
+        """The helper died before the end: training goes on untracked (its checkpoints are
+        on disk), with one warning."""
+        if not self._dead:
+            self._dead = True
+            code = self._proc.wait()
+            print(f"rnnlab: warning: the MLflow helper process exited (status {code}); training "
+                  f"goes on without tracking, checkpoints are still written", file=sys.stderr)
 
     def _read(self, timeout: float | None) -> list[dict[str, Any]]:
         """Messages the helper sent; waits up to ``timeout`` (None: for at least one)."""
+        if self._dead:
+            return []
         fd = self._proc.stdout.fileno()
         messages: list[dict[str, Any]] = []
         while not messages:
@@ -139,7 +149,7 @@ class TrackerProcess(NullTracker):
             chunk = os.read(fd, 1 << 16)
             if not chunk:  # the helper exited: expected after end, a fault before it
                 if not self._ended:
-                    self._error = self._error or self._gone()
+                    self._lost()
                 break
             self._inbox += chunk
             *lines, self._inbox = self._inbox.split(b"\n")
@@ -229,6 +239,8 @@ class TrackerProcess(NullTracker):
 
     def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         """Waits for the helper (it has then logged everything sent before)."""
+        if self._dead:
+            return None
         link = self._ask("ui_link", task, metrics)
         return None if link == "None" else link
 
@@ -244,6 +256,9 @@ class TrackerProcess(NullTracker):
                     return str(message["value"])
             if self._error is not None:
                 self._raise_pending()
+            if self._dead:
+                raise TrackingError(f"the MLflow helper process exited before answering {op}; "
+                                    f"see the lines above")
 
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """End the run and wait until the helper has sent everything (then it exits)."""
