@@ -211,3 +211,11 @@ def test_a_sweep_does_not_count_jobs_without_validation_as_failed(tmp_path):
     assert failed["failed"] is True and failed["error"] == "cell.hidden_size must be > 0"
     assert _job(tmp_path, 3, math.nan, None)["failed"] is False  # the mark does not leak
     assert _job_records(tmp_path) == (4, 1)
+
+
+def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):
+    from framework.studies.vanishing import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage: python -m framework.vanishing" in out and "Lexer" not in out

@@ -131,6 +131,7 @@ def _study(overrides: list[str]) -> int:
         store_plugin_configs,
     )
     from framework.data.feeds import as_stream
+    from framework.tracking.run_info import run_params
     from framework.tracking.tracker import NullTracker, Tracker, flatten_config
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer, print_line
@@ -171,7 +172,7 @@ def _study(overrides: list[str]) -> int:
     fig.savefig(png)
     tracker = Tracker.from_config(rc.mlflow)
     tracker.check_reachable()
-    tracker.start(params=flatten_config({**rc.raw, "cells": ",".join(CELL_NAMES)}),
+    tracker.start(params=flatten_config({**run_params(rc), "cells": ",".join(CELL_NAMES)}),
                   tags={"analysis": "vanishing_gradients"})
     try:
         for cell, by_phase in curves.items():
@@ -187,8 +188,13 @@ def _study(overrides: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.split("Entry point")[0].rstrip() + "\n\nUsage: python -m framework.vanishing"
+              " [hydra overrides ...]  (e.g. train.steps=200 cell.hidden_size=64)")
+        return 0
     try:
-        return _study(list(sys.argv[1:] if argv is None else argv))
+        return _study(argv)
     except RnnlabError as exc:
         print_error(exc)
         return exc.exit_code
