@@ -219,3 +219,16 @@ def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "Usage: python -m framework.vanishing" in out and "Lexer" not in out
+
+
+@pytest.mark.parametrize("module, needle", [
+    ("framework.generate", "sample text (or music) from a trained model"),
+    ("framework.predict", "what a trained classifier or forecaster says"),
+])
+def test_generate_and_predict_help_say_what_the_command_does(tmp_path, module, needle):
+    from tests.helpers import cli
+
+    proc = cli(module, ["--help"], tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert needle in proc.stdout and f"Usage: python -m {module}" in proc.stdout
+    assert "powered by Hydra" not in proc.stdout
