@@ -105,19 +105,48 @@ def test_a_job_that_dies_leaves_its_run_failed_with_the_reason(helper):
     assert run.data.metrics["loss"] == 2.0
 
 
-def test_a_tracking_error_reaches_the_job_as_one_line(tmp_path):
+def test_nothing_listening_fails_before_training(tmp_path):
     prestart(["cell=rnn"])
     tracker = open_tracker(MlflowConfig(tracking_uri="http://127.0.0.1:9", experiment_name="t"),
                            multirun=False)
-    tracker.check_reachable()
-    tracker.start(params={}, tags={})
-    deadline = time.monotonic() + 120
     with pytest.raises(TrackingError, match="not reachable.*mlflow.enabled=false"):
-        while time.monotonic() < deadline:
-            tracker.log_metrics({"loss": 1.0}, 1)
-            time.sleep(0.2)
+        tracker.check_reachable()  # a TCP connect in the job itself: no waiting for the helper
     tracker.end("FAILED", "unreachable")
     assert tracker._proc.poll() == 0
+
+
+def test_a_tracking_error_found_by_the_helper_reaches_the_job_as_one_line(tmp_path):
+    """A server that answers, but not as MLflow: only the helper's own request can tell."""
+    import http.server
+    import threading
+
+    class NotMlflow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server API)
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotMlflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prestart(["cell=rnn"])
+        uri = f"http://127.0.0.1:{server.server_port}"
+        tracker = open_tracker(MlflowConfig(tracking_uri=uri, experiment_name="t"),
+                               multirun=False)
+        tracker.check_reachable()
+        tracker.start(params={}, tags={})
+        deadline = time.monotonic() + 120
+        with pytest.raises(TrackingError, match="mlflow.enabled=false"):
+            while time.monotonic() < deadline:
+                tracker.log_metrics({"loss": 1.0}, 1)
+                time.sleep(0.2)
+        tracker.end("FAILED", "not an MLflow server")
+        assert tracker._proc.poll() == 0
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.parametrize("argv", [["-m", "cell=rnn,gru"], ["--help"], ["--cfg", "job"],

@@ -8,7 +8,8 @@ single job started from the command line therefore starts this helper first thin
 job composes its config, loads data and trains. The job talks to it through a pipe of JSON lines,
 one :class:`~framework.tracking.tracker.Tracker` call per line, run in order by a real tracker in
 the helper. Nothing is pickled. The helper answers on its stdout: the run id once the run exists,
-a downloaded checkpoint's path, or a tracking error (raised in the job at its next call).
+a downloaded checkpoint's path, or a tracking error (raised in the job at its next call; a
+tracking server with nothing listening is found before training, by a plain TCP connect).
 
 Signals: the helper runs in its own session (a Ctrl-C or a closed terminal reaches the job only)
 and ignores SIGINT, SIGTERM and SIGHUP sent to it; the job decides how the run ends and says so
@@ -178,7 +179,10 @@ class TrackerProcess(NullTracker):
         self._send(op, *args, **kwargs)
 
     # -- the Tracker API ----------------------------------------------------------------------
-    def check_reachable(self) -> None:
+    def check_reachable(self, timeout: float = 3.0) -> None:
+        """A server with nothing listening fails here, before training (a TCP connect needs no
+        MLflow); the helper then checks the store itself."""
+        Tracker(tracking_uri=self.tracking_uri)._check_connect(timeout)
         self._call("check_reachable")
 
     def start(self, params: Mapping[str, Any] | None = None,
