@@ -173,6 +173,27 @@ def test_eight_parallel_jobs_against_a_tracking_server(tmp_path):
         _stop_server(server)
 
 
+def _children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.slow
 def test_training_survives_the_tracking_server_going_away(tmp_path):
     port = _free_port()
@@ -189,25 +210,28 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
     try:
         ckpts = tmp_path / "run" / "checkpoints"
         t0 = time.monotonic()
-        while not (ckpts / "latest.npz").exists():  # training is under way
+        # The run exists (a command-line job's MLflow helper creates it while training starts)...
+        assert any(line.startswith("MLflow run ") for line in job.stdout), job.communicate()
+        while not (ckpts / "latest.npz").exists():  # ...and training is under way
             assert job.poll() is None, job.communicate()
             assert time.monotonic() - t0 < 120
             time.sleep(0.1)
-        # The job is paused while the server is down or starting, so that the outage spans
-        # ~5 s of its training time whatever the speed of this machine.
-        job.send_signal(signal.SIGSTOP)
+        # The job and its MLflow helper process are paused while the server is down or
+        # starting, so that the outage spans ~5 s of their time whatever the machine's speed.
+        paused = [job.pid, *_children(job.pid)]
+        _signal_all(paused, signal.SIGSTOP)
         _stop_server(server)  # the server goes away mid-run...
-        job.send_signal(signal.SIGCONT)
+        _signal_all(paused, signal.SIGCONT)
         time.sleep(5)  # ...while the job trains on and its metric flushes fail
         assert job.poll() is None, f"training died with the server: {job.communicate()}"
-        job.send_signal(signal.SIGSTOP)
+        _signal_all(paused, signal.SIGSTOP)
         server = _start_server(port, backend, artifacts)  # ...and comes back
-        job.send_signal(signal.SIGCONT)
+        _signal_all(paused, signal.SIGCONT)
         out, err = job.communicate(timeout=900)
         assert job.returncode == 0, err[-3000:]
         # The warning goes through logging: Hydra sends it to the console and the job's log.
         logs = out + err + "".join(p.read_text() for p in (tmp_path / "run").glob("*.log"))
-        assert "MLflow log_batch failed" in logs, "the outage was not reported"
+        assert "MLflow log_batch failed" in logs, f"the outage was not reported: {err[-1500:]}"
     finally:
         if job.poll() is None:
             job.send_signal(signal.SIGCONT)

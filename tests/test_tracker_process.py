@@ -213,3 +213,34 @@ def test_a_dead_helper_leaves_training_going_with_one_warning(helper, capsys):
     tracker.end("FINISHED")
     warnings = [x for x in capsys.readouterr().err.splitlines() if "helper process exited" in x]
     assert len(warnings) == 1 and "training goes on without tracking" in warnings[0]
+
+
+def test_a_read_only_sqlite_store_fails_before_training(tmp_path):
+    store = tmp_path / "ro"
+    store.mkdir()
+    (store / "m.db").write_bytes(b"")
+    (store / "m.db").chmod(0o444)
+    store.chmod(0o555)
+    try:
+        if os.access(store, os.W_OK):
+            pytest.skip("running as root: permission bits do not stop writes (the slow stage "
+                        "mounts a read-only tmpfs instead)")
+        prestart(["cell=rnn"])
+        tracker = open_tracker(MlflowConfig(tracking_uri=f"sqlite:///{store / 'm.db'}"),
+                               multirun=False)
+        with pytest.raises(TrackingError, match=r"is read-only \(sqlite: readonly database\)"):
+            tracker.check_reachable()
+        tracker.end("FAILED", "read-only")
+    finally:
+        store.chmod(0o755)
+
+
+def test_the_read_only_check_names_the_store_and_the_fix(tmp_path, monkeypatch):
+    from framework.tracking.store_errors import sqlite_read_only
+
+    db = tmp_path / "m.db"
+    assert sqlite_read_only(db, db) is None  # writable folder, no file yet
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert sqlite_read_only(db, db) == (
+        f"the MLflow store {db} is read-only (sqlite: readonly database); make the file and its "
+        f"folder writable, or use another mlflow.tracking_uri")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 from pathlib import Path
 
 # sqlite's messages (lower case) -> what they mean for the user, and the fix.
@@ -63,6 +64,16 @@ def store_fault(exc: BaseException, where: str | Path) -> str | None:
     return None
 
 
+def sqlite_read_only(db: Path, where: str | Path) -> str | None:
+    """The one line for a sqlite store that cannot be written (a read-only file, folder or
+    mount), found without opening it, or None. sqlite writes its journal beside the file, so
+    the folder must be writable too."""
+    targets = [t for t in (db, db.parent) if t.exists()]
+    if targets and not all(os.access(t, os.W_OK) for t in targets):
+        return store_fault(OSError("attempt to write a readonly database"), where)
+    return None
+
+
 def describe(exc: BaseException, where: str | Path) -> str:
     """The storage fault behind ``exc`` if there is one, else its first meaningful line."""
     return store_fault(exc, where) or first_line(exc)
@@ -83,4 +94,4 @@ def quiet_store_tracebacks() -> None:
         logger.addFilter(_FILTER)
 
 
-__all__ = ["describe", "first_line", "quiet_store_tracebacks", "store_fault"]
+__all__ = ["describe", "first_line", "quiet_store_tracebacks", "sqlite_read_only", "store_fault"]

@@ -523,7 +523,10 @@ class Tracker(NullTracker):
             from framework.tracking.run_info import DatasetRecord
 
             record = DatasetRecord(**record)
-        self._safely("log_input", self._log_dataset, record, context)
+        # Bounded retries, as for metrics: MLflow's default (7 retries, growing back-off) would
+        # hold every later call for minutes while a server is away.
+        with http_limits(max_retries=1, timeout=10):
+            self._safely("log_input", self._log_dataset, record, context)
 
     def _log_dataset(self, record: Any, context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag

@@ -180,9 +180,17 @@ class TrackerProcess(NullTracker):
 
     # -- the Tracker API ----------------------------------------------------------------------
     def check_reachable(self, timeout: float = 3.0) -> None:
-        """A server with nothing listening fails here, before training (a TCP connect needs no
-        MLflow); the helper then checks the store itself."""
+        """What needs no MLflow fails here, before training: a server with nothing listening
+        (a TCP connect), a sqlite store that cannot be written; the helper then checks the
+        store itself."""
+        from framework.tracking.store_errors import sqlite_read_only
+        from framework.tracking.tracker import _sqlite_path, _store_name
+
         Tracker(tracking_uri=self.tracking_uri)._check_connect(timeout)
+        db = _sqlite_path(self.tracking_uri)
+        fault = sqlite_read_only(db, _store_name(self.tracking_uri)) if db else None
+        if fault:
+            raise TrackingError(fault)
         self._call("check_reachable")
 
     def start(self, params: Mapping[str, Any] | None = None,
@@ -291,6 +299,12 @@ def serve() -> None:
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything printed here goes to stderr, never into the replies
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The tracker's warnings (a failed flush, a lost connection) reach the job's terminal in the
+    # job's own log format.
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
     def reply(message: Mapping[str, Any]) -> None:
         try:
