@@ -7,7 +7,9 @@ For every cell x hidden x batch (tiny-shakespeare, float32, seq 25) it reports t
 
 * rnnlab through the real trainer: a :class:`~framework.training.trainer.Trainer` built from config,
   stepped with :meth:`Trainer.train_step`, the step ``Trainer.run`` calls (feed batch,
-  ``CharRNN.loss_and_grads``, the registered clip, the optimizer), without logging;
+  ``CharRNN.loss_and_grads``, the registered clip, the optimizer), without logging; once with
+  the default ``cell.backend=numpy`` and, when numba is installed (``pip install -e ".[fast]"``),
+  once with ``cell.backend=numba`` (the compiled gate kernels), side by side;
 * the course-style per-step loop and PyTorch CPU eager (when importable) -- see
   framework/studies/bench_refs.py;
 * the GEMM bound: the speed of running only the step's unavoidable matmuls at its shapes, and
@@ -29,6 +31,7 @@ at hidden 256 / batch 64, the CLI-vs-bare-loop overhead, peak memory and start-u
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -61,7 +64,12 @@ from framework.training.runtime import keep_freed_memory
 CELL_ORDER = ("rnn", "lstm", "gru")
 HIDDEN = (64, 128, 256)
 BATCH = (1, 32, 64)
-COLUMNS = ("rnnlab", "course", "torch", "gemm")
+COLUMNS = ("rnnlab", "numba", "course", "torch", "gemm")
+
+
+def numba_available() -> bool:
+    """Whether the compiled backend can run (numba installed); checked without importing it."""
+    return importlib.util.find_spec("numba") is not None
 CLASSIFY_HIDDEN, CLASSIFY_BATCH = 128, 64
 
 
@@ -124,8 +132,9 @@ def _calibrated(fn: Callable[[], int], target_s: float) -> Callable[[], float]:
 
 def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, ...], seq: int,
              rounds: int, target_s: float, use_torch: bool,
-             log: Callable[[str], None]) -> list[dict]:
-    """Chars/s of every column for every configuration, interleaved, medians over rounds."""
+             log: Callable[[str], None], use_numba: bool = False) -> list[dict]:
+    """Chars/s of every column for every configuration, interleaved, medians over rounds.
+    ``use_numba`` adds the column of the same trainer with ``cell.backend=numba``."""
     samplers: dict[tuple, Callable[[], float]] = {}
     rows = []
     for cell in cells:
@@ -138,6 +147,10 @@ def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, 
                 step = trainer.train_step
                 samplers[key + ("rnnlab",)] = _calibrated(lambda s=step: s().tokens,
                                                           target_s)
+                if use_numba:
+                    fast = make_trainer(cell, H, B, seq, ["cell.backend=numba"])
+                    samplers[key + ("numba",)] = _calibrated(
+                        lambda s=fast.train_step: s().tokens, target_s)
                 clip, adam = course_clip_and_adam(trainer.rc.optimizer.lr,
                                                   trainer.rc.clip.max_norm)
                 course = CourseLoop(cell, V, H, trainer.feed, clip, adam)
@@ -317,16 +330,32 @@ def _k(x: float | None) -> str:
     return "-" if x is None else f"{x / 1000:,.1f}K"
 
 
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
 def format_table(rows: list[dict], markdown: bool) -> str:
+    """The grid table; the numba columns appear when the rows have them (``rnnlab`` is the
+    default NumPy backend)."""
+    with_numba = any("numba" in r for r in rows)
     head = ["cell", "H", "B", "rnnlab", "course loop", "x course", "PyTorch", "x torch",
             "GEMM bound", "% bound"]
+    if with_numba:
+        head[4:4] = ["numba"]
+        head += ["numba x numpy", "numba x torch", "numba % bound"]
     lines = []
     for r in rows:
         torch_s = r.get("torch")
-        lines.append([r["cell"], str(r["hidden"]), str(r["batch"]), _k(r["rnnlab"]),
-                      _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
-                      "-" if torch_s is None else f"{r['rnnlab'] / torch_s:.2f}x",
-                      _k(r["gemm"]), f"{100 * r['rnnlab'] / r['gemm']:.0f}%"])
+        line = [r["cell"], str(r["hidden"]), str(r["batch"]), _k(r["rnnlab"]),
+                _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
+                _ratio(r["rnnlab"], torch_s), _k(r["gemm"]),
+                f"{100 * r['rnnlab'] / r['gemm']:.0f}%"]
+        if with_numba:
+            fast = r.get("numba")
+            line[4:4] = [_k(fast)]
+            line += [_ratio(fast, r["rnnlab"]), _ratio(fast, torch_s),
+                     "-" if fast is None else f"{100 * fast / r['gemm']:.0f}%"]
+        lines.append(line)
     return _table(head, lines, markdown)
 
 
@@ -366,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq", type=positive, default=25)
     parser.add_argument("--rounds", type=positive, default=None, help="interleaved rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--no-numba", action="store_true",
+                        help="skip the cell.backend=numba column (shown when numba is installed)")
     parser.add_argument("--no-grid", action="store_true",
                         help="skip the table (with the full mode: only the extra checks)")
     parser.add_argument("--classify-hidden", nargs="+", type=int, default=[CLASSIFY_HIDDEN])
@@ -379,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     target = 0.02 if args.quick else 0.05
     use_torch = torch_available() and not args.no_torch
+    use_numba = numba_available() and not args.no_numba
     limiter = limit_threads(args.threads)
 
     def log(text: str) -> None:
@@ -388,14 +420,17 @@ def main(argv: list[str] | None = None) -> int:
         torch_note = "not installed" if not torch_available() else (
             f"{__import__('torch').__version__}, {__import__('torch').get_num_threads()} "
             "thread(s)" if use_torch else "skipped")
+        numba_note = "not installed" if not numba_available() else (
+            f"{__import__('numba').__version__} (column 'numba': cell.backend=numba)"
+            if use_numba else "skipped")
         print(f"CPU: {cpu_model()}; numpy {np.__version__}; BLAS: {blas_report()}; "
-              f"torch: {torch_note}")
+              f"torch: {torch_note}; numba: {numba_note}")
         print(f"training chars/s (forward + backward + clip=norm + Adam), tiny-shakespeare, "
               f"float32, seq {args.seq}, threads {args.threads}; median of {rounds} interleaved "
               f"rounds ({'quick' if args.quick else 'full'} mode)")
         rows = [] if args.no_grid else run_grid(
             tuple(args.cells), tuple(args.hidden), tuple(args.batch), args.seq, rounds, target,
-            use_torch, log)
+            use_torch, log, use_numba)
         if rows:
             print(format_table(rows, args.markdown))
             rates = ", ".join(f"{r['cell']}{r['hidden']}/{r['batch']} {r['gflops']:.0f}"
