@@ -22,6 +22,7 @@ import numpy as np
 from framework.nn.cell import (
     Cell,
     CellConfig,
+    CompiledCache,
     backward_chunks,
     course_normal,
     fused,
@@ -179,7 +180,7 @@ class GRUCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
-        if len(cache) == 9:  # from _forward_compiled
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
             return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs, G, RH = cache
         W_h = params["W_h"]
@@ -244,7 +245,7 @@ class GRUCell(Cell):
         hs.flags.writeable = False
         hT = Hs[T]
         hT.flags.writeable = False
-        return hs, (hT,), (x, ids, Hs, A, RH, rows, W_rz, W_n, kernels)
+        return hs, (hT,), CompiledCache((x, ids, Hs, A, RH, rows, W_rz, W_n, kernels))
 
     def _backward_compiled(
         self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,

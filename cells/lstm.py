@@ -26,6 +26,7 @@ import numpy as np
 from framework.nn.cell import (
     Cell,
     CellConfig,
+    CompiledCache,
     backward_chunks,
     course_normal,
     course_softmax,
@@ -212,7 +213,7 @@ class LSTMCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
-        if len(cache) == 9:  # from _forward_compiled
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
             return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs, C, G, TC = cache
         W_h = params["W_h"]
@@ -282,7 +283,7 @@ class LSTMCell(Cell):
         hT, cT = Hs[T], C[T]
         hT.flags.writeable = False
         cT.flags.writeable = False
-        return hs, (hT, cT), (x, ids, Hs, C, A, TC, rows, W_pad, kernels)
+        return hs, (hT, cT), CompiledCache((x, ids, Hs, C, A, TC, rows, W_pad, kernels))
 
     def _backward_compiled(
         self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,

@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from framework.nn.cell import Cell, CellConfig, course_normal, course_softmax
+from framework.nn.cell import (
+    Cell,
+    CellConfig,
+    CompiledCache,
+    course_normal,
+    course_softmax,
+)
 from framework.registry import CELLS
 
 
@@ -91,7 +97,7 @@ class RNNCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
-        if len(cache) == 6:  # from _forward_compiled
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
             return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs = cache
         W_h = params["W_h"]
@@ -137,7 +143,7 @@ class RNNCell(Cell):
         hs.flags.writeable = False
         hT = Hs[T]
         hT.flags.writeable = False
-        return hs, (hT,), (x, ids, Hs, rows, W_pad, kernels)
+        return hs, (hT,), CompiledCache((x, ids, Hs, rows, W_pad, kernels))
 
     def _backward_compiled(
         self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,

@@ -187,6 +187,13 @@ class CellConfig:
 
 
 # --------------------------------------------------------------------------- compiled backend
+class CompiledCache(tuple):
+    """A forward pass's cache on the compiled backend; ``backward`` dispatches on this type (the
+    two backends keep different arrays: fused (T, B, G*H) gates there, gate-major here)."""
+
+    __slots__ = ()
+
+
 def numba_cache_dir() -> Path | None:
     """Where numba keeps its compiled kernels: None (numba's own choice, ``__pycache__`` beside
     the module) when that folder is writable, else ``$RNNLAB_CACHE_DIR/numba`` (default
@@ -493,6 +500,7 @@ __all__ = [
     "INIT_SCHEMES",
     "Cell",
     "CellConfig",
+    "CompiledCache",
     "FACTOR_CHUNK_BYTES",
     "State",
     "Workspace",
