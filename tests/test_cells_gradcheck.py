@@ -21,13 +21,10 @@ from tests.helpers import LD, TOL, numeric_grad, rel_error
 
 load_plugins()
 CELL_NAMES = CELLS.names()
-# Every cell is checked on both backends (cell.backend); the compiled one needs the "fast" extra.
-BACKENDS = [
-    "numpy",
-    pytest.param("numba", marks=pytest.mark.skipif(
-        importlib.util.find_spec("numba") is None,
-        reason='cell.backend=numba needs numba: pip install -e ".[fast]"')),
-]
+# Every cell is checked on both backends (cell.backend): the *_numba tests repeat each check
+# with the compiled kernels, which need the "fast" extra.
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                 reason='cell.backend=numba needs numba: pip install -e ".[fast]"')
 
 # (vocab, hidden, T, batch)
 SHAPES = {
@@ -81,8 +78,19 @@ def _exact_loss(model: CharRNN, inputs, targets, state0, seed: int, mean: bool) 
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", CELL_NAMES)
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_charrnn_loss_grads(cell: str, layers: int, shape: str, backend: str) -> None:
+def test_charrnn_loss_grads(cell: str, layers: int, shape: str) -> None:
+    _check_charrnn_loss_grads(cell, layers, shape, "numpy")
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_charrnn_loss_grads_numba(cell: str, layers: int, shape: str) -> None:
+    _check_charrnn_loss_grads(cell, layers, shape, "numba")
+
+
+def _check_charrnn_loss_grads(cell: str, layers: int, shape: str, backend: str) -> None:
     V, H, T, B = SHAPES[shape]
     model = _make_model(cell, V, H, layers, seed=T * 7 + H, backend=backend)
     rng = np.random.default_rng(1)
@@ -106,7 +114,7 @@ def test_charrnn_loss_grads(cell: str, layers: int, shape: str, backend: str) ->
         err = rel_error(grads[key], num)
         assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
         worst = max(worst, err)
-    _record(f"{cell} ({backend})", worst)
+    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
 
 CELL_SHAPES = {"base": (4, 3, 5, 3), "hidden1": (3, 1, 4, 2), "one_step": (2, 3, 1, 2)}
@@ -114,11 +122,21 @@ CELL_SHAPES = {"base": (4, 3, 5, 3), "hidden1": (3, 1, 4, 2), "one_step": (2, 3,
 
 @pytest.mark.parametrize("shape", list(CELL_SHAPES), ids=list(CELL_SHAPES))
 @pytest.mark.parametrize("cell", CELL_NAMES)
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_cell_backward_dense(cell: str, shape: str, backend: str) -> None:
-    """Cell-level check with dense input: param grads, dx, dstate0 and a nonzero dstateT.
-    (With backend=numba the reference runs the NumPy path: the kernels are float32/float64
-    only, the reference is extended precision.)"""
+def test_cell_backward_dense(cell: str, shape: str) -> None:
+    """Cell-level check with dense input: param grads, dx, dstate0 and a nonzero dstateT."""
+    _check_cell_backward_dense(cell, shape, "numpy")
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", list(CELL_SHAPES), ids=list(CELL_SHAPES))
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_cell_backward_dense_numba(cell: str, shape: str) -> None:
+    """The same with the compiled kernels (the extended-precision reference runs the NumPy
+    path: the kernels are float32/float64 only)."""
+    _check_cell_backward_dense(cell, shape, "numba")
+
+
+def _check_cell_backward_dense(cell: str, shape: str, backend: str) -> None:
     D, H, T, B = CELL_SHAPES[shape]
     obj = CELLS.build({"name": cell, "hidden_size": H, "backend": backend})
     rng = np.random.default_rng(3)
@@ -147,7 +165,7 @@ def test_cell_backward_dense(cell: str, shape: str, backend: str) -> None:
     for ds, s in zip(dstate0, s_ld, strict=True):
         worst = max(worst, rel_error(ds, numeric_grad(loss, s)))
     assert worst < TOL, f"{cell}: relative error {worst:.2e}"
-    _record(f"{cell} ({backend})", worst)
+    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
 
 def test_report_worst(capsys: pytest.CaptureFixture) -> None:
