@@ -247,6 +247,8 @@ class Cell(Plugin):
         self.backend = getattr(self.cfg, "backend", "numpy")
         # The kernels module when backend == "numba" (see kernels_for), else None.
         self._kernels = load_kernels() if self.backend == "numba" else None
+        if self._kernels is not None:
+            self._kernels.warm_up(self.name)  # built-in cells' float32 kernels, once a process
         self._ws = Workspace()
 
     @classmethod

@@ -318,3 +318,45 @@ def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, beta
         m[k] = mk
         v[k] = vk
         p[k] -= lr * mk / (np.sqrt(vk) + ep)
+
+
+# --------------------------------------------------------------------------- warm-up
+_WARM: set[str] = set()
+
+
+def warm_up(kernel_set: str) -> None:
+    """Compile (first run) or load from the disk cache the float32 kernels of ``kernel_set``
+    ("lstm", "gru", "rnn" or "adam"; other names do nothing), once per process, by calling them
+    on tiny arrays of the layouts the cells pass.  Numba does that lazily at the first real
+    call; doing it when the model is built keeps it out of the first training step's time."""
+    if kernel_set in _WARM:
+        return
+    _WARM.add(kernel_set)
+    f = np.float32
+    T, B, H, V = 2, 1, 2, 3
+    rows = np.zeros((T, B), dtype=np.intp)
+    up = np.zeros((T, B, H), dtype=f)
+    hs = np.zeros((T + 1, B, H), dtype=f)
+    dh = np.zeros((B, H), dtype=f)
+    if kernel_set == "lstm":
+        rec, table, state = np.zeros((B, 4 * H), f), np.zeros((V, 4 * H), f), hs.copy()
+        act, tc, dz = np.zeros((T, B, 4 * H), f), np.zeros((T, B, H), f), np.zeros((T, B, 4 * H), f)
+        lstm_forward_step(0, rec, table, rows, state, hs, tc, act)
+        for dhs in (up, np.zeros((0, B, H), f)):
+            lstm_backward_step(0, dhs, dh, dh.copy(), act, state, tc, dz, rows, table)
+    elif kernel_set == "gru":
+        table, act, rh = np.zeros((V, 3 * H), f), np.zeros((T, B, 3 * H), f), np.zeros((T, B, H), f)
+        dz = np.zeros((T, B, 3 * H), f)
+        gru_forward_gates(0, np.zeros((B, 2 * H), f), table, rows, hs, act, rh)
+        gru_forward_state(0, np.zeros((B, H), f), table, rows, hs, act)
+        for dhs in (up, np.zeros((0, B, H), f)):
+            gru_backward_zn(0, dhs, dh, dh.copy(), act, hs, dz)
+        gru_backward_r(0, dh.copy(), dh, dh.copy(), act, hs, dz, rows, table)
+    elif kernel_set == "rnn":
+        table, dz = np.zeros((V, H), f), np.zeros((T, B, H), f)
+        rnn_forward_step(0, np.zeros((B, H), f), table, rows, hs)
+        for dhs in (up, np.zeros((0, B, H), f)):
+            rnn_backward_step(0, dhs, dh, hs, dz, rows, table)
+    elif kernel_set == "adam":
+        z = np.zeros(4, f)
+        adam_update(z, z.copy(), z.copy(), z.copy(), 0.9, 0.999, 1e-3, 1e-8)

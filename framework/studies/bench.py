@@ -288,9 +288,12 @@ def _reported_speed(output: str) -> float:
     raise RuntimeError(f"no 'done: ... chars/s' line in the CLI output:\n{output[-1000:]}")
 
 
-def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+def whole_program(threads: int, log: Callable[[str], None], use_numba: bool = False,
+                  use_torch: bool = False) -> dict[str, Any]:
     """CLI vs bare trainer loop (LSTM 128, batch 64), peak memory (LSTM 256, batch 64, seq
-    100) and start-up time of ``python -m framework --help``."""
+    100) and start-up time of ``python -m framework --help``.  ``use_numba`` adds the same CLI
+    run with ``cell.backend=numba`` and, with ``use_torch``, PyTorch eager on the same batches
+    (150 steps in this process), in the same rounds."""
     res: dict[str, Any] = {}
     thread_env = {"OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     os.environ.update(thread_env)  # the children read these; this process is already limited
@@ -301,7 +304,7 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
                 "train.batch_size=64", f"train.steps={steps}", "train.checkpoint_every=0",
                 "train.eval_every=0", "train.sample_every=0", "mlflow.log_model=false",
                 f"hydra.run.dir={cwd / 'run'}"]
-        bare, cli, walls = [], [], []
+        bare, cli, walls, fast, ref = [], [], [], [], []
         for _ in range(3):
             trainer = make_trainer("lstm", 128, 64, 25, out_dir=cwd / "bare")
             trainer.train_step()  # warm-up, as the CLI's first step is inside its own timing
@@ -312,8 +315,21 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
             cli.append(_reported_speed(out))
             walls.append(wall)
             log(f"  CLI vs bare: {cli[-1]:,.0f} vs {bare[-1]:,.0f} chars/s")
+            if use_numba:
+                fast.append(_reported_speed(_cli([*args, "cell.backend=numba"], cwd)[1]))
+                log(f"  CLI cell.backend=numba: {fast[-1]:,.0f} chars/s")
+            if use_numba and use_torch:
+                torch_loop = TorchLoop("lstm", trainer.vocab.size, 128, trainer.feed,
+                                       trainer.rc.optimizer.lr, trainer.rc.clip.max_norm)
+                torch_loop.step()
+                t0 = time.perf_counter()
+                chars = sum(torch_loop.step() for _ in range(steps))
+                ref.append(chars / (time.perf_counter() - t0))
+                log(f"  PyTorch eager: {ref[-1]:,.0f} chars/s")
         res["bare"], res["cli"] = statistics.median(bare), statistics.median(cli)
         res["cli_wall"] = statistics.median(walls)
+        res["cli_numba"] = statistics.median(fast) if fast else None
+        res["torch"] = statistics.median(ref) if ref else None
         _, _, rss = _cli(["cell=lstm", "cell.hidden_size=256", "dataset=tinyshakespeare",
                           "train.batch_size=64", "train.seq_len=100", "train.steps=20",
                           "train.checkpoint_every=0", "train.eval_every=0",
@@ -454,10 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_k(r['many'])}: {r['ratio']:.2f}x")
         if not args.quick:  # still inside the thread limit: the bare loop must match the CLI
             log("whole-program checks (subprocesses)")
-            w = whole_program(args.threads, log)
+            w = whole_program(args.threads, log, use_numba, use_torch)
             print(f"CLI (python -m framework, MLflow logging on) lstm H128 B64: {_k(w['cli'])} "
                   f"chars/s vs bare trainer loop {_k(w['bare'])}: {w['cli'] / w['bare']:.2f}x "
                   f"(wall {w['cli_wall']:.1f} s for 150 steps incl. start-up)")
+            if w["cli_numba"] is not None:
+                vs = "" if w["torch"] is None else (
+                    f"; PyTorch eager on the same batches {_k(w['torch'])}: "
+                    f"{w['cli_numba'] / w['torch']:.2f}x")
+                print(f"CLI with cell.backend=numba, lstm H128 B64: {_k(w['cli_numba'])} chars/s "
+                      f"({w['cli_numba'] / w['cli']:.2f}x the NumPy backend's CLI){vs}")
             print(f"peak RSS, CLI training lstm H256 B64 seq100: {w['peak_rss_mib']:.0f} MiB")
             print(f"start-up, python -m framework --help: {w['help_s']:.2f} s")
     return 0
