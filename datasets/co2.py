@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from framework.data import Source, github_raw
-from framework.data.published import PublishedSeries, PublishedSeriesConfig
+from framework.data.corpora.published import PublishedSeries, PublishedSeriesConfig
 from framework.registry import DATASETS
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from framework.data import check_common
-from framework.data.taskdata import SeriesDataset, check_missing
-from framework.data.taskfiles import read_series_csv, user_path
+from framework.data.corpora.series import SeriesDataset, check_missing
+from framework.data.files.readers import read_series_csv, user_path
 from framework.errors import ConfigError, DataError
 from framework.registry import DATASETS
 
@@ -35,7 +35,7 @@ class CSVSeriesConfig:
 class CSVSeries(SeriesDataset):
     schema = CSVSeriesConfig
     needs_path = True
-    contract_skip = "reads the user's CSV file: tests/test_taskdata.py writes one"
+    contract_skip = "reads the user's CSV file: tests/data/test_taskdata.py writes one"
 
     def __init__(self, cfg: object = None, /, **options: object) -> None:
         super().__init__(cfg, **options)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from framework.data import check_common
-from framework.data.taskdata import LabelledTextDataset
-from framework.data.taskfiles import read_label_folder, read_label_tsv, user_path
+from framework.data.corpora.labelled import LabelledTextDataset
+from framework.data.files.readers import read_label_folder, read_label_tsv, user_path
 from framework.registry import DATASETS
 
 
@@ -28,7 +28,7 @@ class LabelledTextFileConfig:
 class LabelledTextFile(LabelledTextDataset):
     schema = LabelledTextFileConfig
     needs_path = True
-    contract_skip = "reads the user's labelled files: tests/test_taskdata.py writes them"
+    contract_skip = "reads the user's labelled files: tests/data/test_taskdata.py writes them"
 
     def read(self) -> tuple[list[str], list[str], list[str] | None, str]:
         path = user_path(str(self.config.path))

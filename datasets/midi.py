@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from framework.data.files import sha256_of
+from framework.data.files.fetch import sha256_of
 from framework.errors import ConfigError, DataError
 from framework.music.dataset import MusicDataset, PieceSource, check_music_options
 from framework.music.encoding import EncodingOptions
@@ -45,7 +45,7 @@ class MidiConfig:
 class MidiFolder(MusicDataset):
     schema = MidiConfig
     order_by_pitch = True  # MIDI tracks come in any order
-    contract_skip = "reads a folder of the user's MIDI files: tests/test_music.py builds one"
+    contract_skip = "reads a folder of the user's MIDI files: tests/music/test_music.py builds one"
 
     def __init__(self, cfg: Any = None, /, **options: Any) -> None:
         super().__init__(cfg, **options)

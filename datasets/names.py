@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framework.data import Source, check_common, github_raw, locate
-from framework.data.taskdata import LabelledTextDataset
-from framework.data.taskfiles import read_label_folder, read_lines, user_path
+from framework.data.corpora.labelled import LabelledTextDataset
+from framework.data.files.readers import read_label_folder, read_lines, user_path
 from framework.errors import DataError
 from framework.registry import DATASETS
 

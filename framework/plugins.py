@@ -35,8 +35,9 @@ from framework.registry import ALL
 
 PATH_ENV = "RNNLAB_PLUGIN_PATH"
 BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
-                   "framework.nn.schedules", "framework.data.feeds", "framework.tasks.lm",
-                   "framework.tasks.classify", "framework.tasks.forecast")
+                   "framework.nn.schedules", "framework.data.feeds.text",
+                   "framework.data.feeds.labelled", "framework.data.feeds.series",
+                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
 _state = {"loaded": False, "loading": False}

@@ -46,7 +46,7 @@ def missing_data(filename: str) -> str | None:
         source = next((s for s in sources if s is not None and s.filename == filename), None)
         if source is None:
             raise ValueError(f"no registered dataset has the file {filename!r}")
-        from framework.data.files import locate
+        from framework.data.files.fetch import locate
 
         try:
             locate(source)

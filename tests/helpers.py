@@ -91,7 +91,7 @@ def model_checkpoint(*, cell: str = "gru", hidden_size: int = 4, num_layers: int
     import numpy as np
 
     from framework.data.vocab import Vocab
-    from framework.nn.stack import CharRNN
+    from framework.nn.models.language_model import CharRNN
     from framework.registry import OPTIMIZERS
     from framework.training.checkpoint import build_meta, pack_arrays
 
@@ -138,7 +138,7 @@ def data_file_reason(dataset) -> str | None:
     """Why a dataset plugin's default file cannot be used without downloading (None: it can)."""
     import importlib.util
 
-    from framework.data.files import DATA_DIR_ENV, cache_dir
+    from framework.data.files.fetch import DATA_DIR_ENV, cache_dir
 
     for package in getattr(dataset, "requires", ()):  # an optional extra, e.g. music21
         if importlib.util.find_spec(package) is None:

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from framework.data import files
-from framework.data.files import Source
+from framework.data.files import fetch as files
+from framework.data.files.fetch import Source
 from framework.errors import DataError
 from tests.conftest import REPO
 
@@ -116,9 +116,9 @@ def test_tests_that_need_data_skip_with_the_reason_on_a_clone_without_it(tmp_pat
     env.pop("RNNLAB_TEST_CACHE_DIR", None)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-         "tests/test_datasets.py::test_dinos_course_vocabulary_and_names",
-         "tests/test_trainer.py::test_metrics_are_logged_with_step_indices",
-         "tests/test_datasets.py::test_schema_range_checks"],
+         "tests/data/test_datasets.py::test_dinos_course_vocabulary_and_names",
+         "tests/training/test_trainer.py::test_metrics_are_logged_with_step_indices",
+         "tests/data/test_datasets.py::test_schema_range_checks"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "1 passed, 2 skipped" in proc.stdout
@@ -161,7 +161,7 @@ def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypa
 
 # --------------------------------------------------------------------------- sweep presets
 def test_a_sweep_preset_without_multirun_warns_in_one_line(capsys):
-    from framework.tracking.sweep import SweepCallback
+    from framework.sweeps.nested_runs import SweepCallback
 
     preset = OmegaConf.load(REPO / "experiments" / "rnn_vs_lstm_vs_gru.yaml")
     SweepCallback().on_run_start(OmegaConf.create({"hydra": preset.hydra}))

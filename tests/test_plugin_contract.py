@@ -26,8 +26,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from framework.cli.overrides import hydra_error_message, precheck_overrides
-from framework.data.corpus import lines_corpus, stream_corpus
-from framework.data.feeds import Batch
+from framework.data.corpora.labelled import labelled_corpus
+from framework.data.corpora.series import series_corpus
+from framework.data.corpora.text import lines_corpus, stream_corpus
+from framework.data.feeds.base import Batch
 from framework.errors import ConfigError, PluginError
 from framework.nn.clip import ClipStats, global_norm
 from framework.plugins import load_plugins
@@ -171,7 +173,14 @@ def exercise_optimizer(optimizer, dtypes=(np.float64, np.float32)) -> list[np.nd
 
 
 CORPORA = {"lines": lines_corpus("lines", TEXT, val_fraction=0.2),
-           "stream": stream_corpus("stream", TEXT, val_fraction=0.2)}
+           "stream": stream_corpus("stream", TEXT, val_fraction=0.2),
+           "labelled": labelled_corpus("labelled", TEXT.split(), [w[0] for w in TEXT.split()],
+                                       val_fraction=0.2),
+           "series": series_corpus("series", np.sin(np.arange(60.0))[:, None], columns=["y"])}
+
+
+def _arrays(batch) -> dict[str, np.ndarray]:
+    return {k: v for k, v in vars(batch).items() if isinstance(v, np.ndarray)}
 
 
 def _fitting_feed(build, corpus, refused: list[str]):
@@ -186,7 +195,8 @@ def _fitting_feed(build, corpus, refused: list[str]):
 
 
 def exercise_feed(build) -> list[np.ndarray]:
-    """Build on a corpus of lines and one of text; at least one must fit the feed."""
+    """Build on a corpus of every kind; at least one must fit the feed, the others are refused in
+    one line."""
     out, refused = [], []
     for corpus in CORPORA.values():
         feed = _fitting_feed(build, corpus, refused)
@@ -194,11 +204,14 @@ def exercise_feed(build) -> list[np.ndarray]:
             continue
         later = [feed.batch(s) for s in (7, 0, 3)]
         for step, batch in zip((7, 0, 3), later, strict=True):
-            assert isinstance(batch, Batch) and batch.inputs.shape == batch.targets.shape
-            assert batch.inputs.dtype == np.int64 and batch.n_tokens > 0
+            if isinstance(batch, Batch):  # token batches: a target for every input position
+                assert batch.inputs.shape == batch.targets.shape
+                assert batch.inputs.dtype == np.int64 and batch.n_tokens > 0
+            assert isinstance(batch.reset, bool) and len(batch.inputs) > 0
             again = feed.batch(step)  # a pure function of the step, in any order
-            np.testing.assert_array_equal(again.inputs, batch.inputs)
-            out += [batch.inputs, batch.targets]
+            for key, value in _arrays(batch).items():
+                np.testing.assert_array_equal(_arrays(again)[key], value)
+            out += list(_arrays(batch).values())
         assert sum(1 for _ in feed.val_batches()) >= 0
     assert out, f"the feed accepts neither corpus: {refused}"
     return out

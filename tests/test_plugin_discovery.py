@@ -59,8 +59,8 @@ class Floor(Sampler):
 EVERY_KIND = """
 from dataclasses import dataclass
 
-from framework.data.corpus import TextDataset
-from framework.data.feeds import StreamFeed
+from framework.data.corpora.text import TextDataset
+from framework.data.feeds.text import StreamFeed
 from framework.nn.clip import NoClip
 from framework.nn.optimizers import SGD
 from framework.nn.samplers import Greedy

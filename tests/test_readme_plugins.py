@@ -100,8 +100,8 @@ def test_the_printed_errors(plugin_dir, tmp_path, args, error):
 
 def test_the_cell_passes_the_checks_every_cell_gets(plugin_dir):
     """The checks the test suite runs on every cell of a plugin folder, on the README's."""
-    from tests import test_cells_gradcheck as gradcheck
-    from tests import test_model as model
+    from tests.nn import test_cells_gradcheck as gradcheck
+    from tests.nn import test_model as model
 
     with isolated_registries():
         load_folder(plugin_dir)

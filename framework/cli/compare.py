@@ -10,7 +10,7 @@ settings ``mlflow.*`` left out), then the final metrics of the runs' task (the t
 ``compare_metrics``: for the language model validation loss in nats/char, bits/char and chars/s;
 for classification accuracy, macro-F1 and loss; for forecasting RMSE, MAE and the baselines) and
 the throughput.  Runs are ranked by the first of those metrics, runs without it last.  The sweep
-summary that :mod:`framework.tracking.sweep` logs to a parent run is built by the same
+summary that :mod:`framework.sweeps.nested_runs` logs to a parent run is built by the same
 :func:`build_table`.
 """
 

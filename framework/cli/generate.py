@@ -57,7 +57,7 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
 
 def run(cfg: Any) -> tuple[list[str], Any, Any]:
     """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
-    from framework.nn.sampling import generate, start_ids
+    from framework.nn.generation import generate, start_ids
     from framework.registry import SAMPLERS
 
     args = validate_generate(cfg)  # every option's type and range, before any work

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from framework.errors import ConfigError
-from framework.nn.sampling import MAX_LENGTH, MAX_PROMPT, MAX_SAMPLES
+from framework.nn.generation import MAX_LENGTH, MAX_PROMPT, MAX_SAMPLES
 from framework.registry import describe_omegaconf_error
 
 MAX_SEED = 2**63 - 1

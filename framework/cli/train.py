@@ -112,9 +112,9 @@ def run(cfg: DictConfig) -> float:
     """Train one configuration; returns what a sweeper optimises (the task objective, or an
     Optuna trial's optuna.objective)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar is enough
+    from framework.sweeps.optuna_trial import PRUNED_TAG, open_trial
     from framework.tracking.run_info import run_record
     from framework.tracking.tracker_process import open_tracker
-    from framework.tracking.trial import PRUNED_TAG, open_trial
     from framework.tracking.ui_view import columns_of
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
@@ -209,7 +209,7 @@ def hydra_main(cfg: DictConfig) -> float:
     except RnnlabError as exc:
         print_error(exc)
         if _is_multirun():
-            from framework.tracking.sweep import mark_job_failed
+            from framework.sweeps.nested_runs import mark_job_failed
 
             mark_job_failed(str(exc))
             return math.nan  # one bad job must not abort the rest of the sweep
@@ -218,8 +218,8 @@ def hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     def body() -> None:
-        from framework.tracking.optuna_sweeper import register_plugin
-        from framework.tracking.ray_launcher import precheck_launcher
+        from framework.sweeps.optuna_sweeper import register_plugin
+        from framework.sweeps.ray_launcher import precheck_launcher
 
         precheck_overrides(sys.argv[1:])
         precheck_launcher(sys.argv[1:])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from framework.course.hotloop import CourseRNN, names_for
-from framework.nn.stack import CharRNN
+from framework.nn.models.language_model import CharRNN
 from framework.registry import CLIPS, OPTIMIZERS, SAMPLERS
 
 COURSE_KEYS = ("Wax", "Waa", "Wya", "b", "by")

@@ -19,7 +19,7 @@ NumPy call costs ~1 us whatever it computes, so the speed comes from making fewe
 
 The arithmetic is the course's (per-step softmax with its own max, sequential loss sum, clip
 then ``W -= lr * dW``); only the summation order inside the matmuls differs, and the printed
-output matches the course's golden text (tests/test_course_api.py) and the course-style loop
+output matches the course's golden text (tests/course/test_course_api.py) and the course-style loop
 (``framework.coursebench``).  Gradients are tested against the rnn plugin's backward pass.
 """
 
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from framework.errors import DataError
-from framework.nn.stack import CharRNN
+from framework.nn.models.language_model import CharRNN
 
 
 class Name:

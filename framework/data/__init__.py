@@ -5,7 +5,7 @@ What a dataset plugin needs is importable from here::
     from framework.data import Source, TextDataset, check_common
 """
 
-from framework.data.corpus import (
+from framework.data.corpora.text import (
     Corpus,
     TextDataset,
     check_common,
@@ -13,7 +13,7 @@ from framework.data.corpus import (
     stream_corpus,
     token_lines_corpus,
 )
-from framework.data.files import Source, github_raw, locate, read_text
+from framework.data.files.fetch import Source, github_raw, locate, read_text
 
 __all__ = ["Corpus", "Source", "TextDataset", "check_common", "github_raw", "lines_corpus",
            "locate", "read_text", "stream_corpus", "token_lines_corpus"]

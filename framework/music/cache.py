@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from framework.data.files import cache_dir
+from framework.data.files.fetch import cache_dir
 
 _FORMAT = "rnnlab-music-cache"
 _VERSION = 1

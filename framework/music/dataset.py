@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from framework.data.corpus import Corpus, token_lines_corpus
+from framework.data.corpora.text import Corpus, token_lines_corpus
 from framework.errors import ConfigError, DataError
 from framework.music import require_music21
 from framework.music.cache import PieceCache
@@ -135,7 +135,7 @@ class MusicDataset(Plugin):
 
 def check_music_options(val_fraction: float, split_seed: int, limit: int | None) -> None:
     """Range checks shared by the music dataset schemas (raise ValueError, as schemas must)."""
-    from framework.data.corpus import check_common
+    from framework.data.corpora.text import check_common
 
     check_common(val_fraction, split_seed)
     if limit is not None and limit < 1:

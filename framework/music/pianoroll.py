@@ -18,7 +18,7 @@ _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 def piano_roll_figure(piece: Piece, title: str | None = None) -> Figure:
     """Notes as horizontal bars (time in quarter notes, MIDI pitch), bar lines dotted."""
-    # A Figure without pyplot is not registered globally (see framework/plots.py).
+    # A Figure without pyplot is not registered globally (see framework/tracking/plots.py).
     res = piece.options.resolution
     width = min(16.0, max(6.0, piece.n_steps / res / 4.0))
     fig = Figure(figsize=(width, 4.0), dpi=100)

@@ -1,1 +1,1 @@
-"""Numerical core: cells, the recurrent stack, clipping, optimizers, samplers, schedules."""
+"""Numerical core: cells, the stack, heads and models, clipping, optimizers, samplers, schedules."""

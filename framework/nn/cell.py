@@ -204,7 +204,7 @@ def numba_cache_dir() -> Path | None:
     pycache = here / "__pycache__"
     if os.access(pycache if pycache.is_dir() else here, os.W_OK):
         return None
-    # The same default as the dataset cache (framework/data/files.py).
+    # The same default as the dataset cache (framework/data/files/fetch.py cache_dir).
     root = os.environ.get("RNNLAB_CACHE_DIR")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "rnnlab"
     return base / "numba"

@@ -1,4 +1,4 @@
-"""Next-character samplers (registry SAMPLERS): categorical, greedy, temperature, top_k, top_p.
+"""Next-token samplers (registry SAMPLERS): categorical, greedy, temperature, top_k, top_p.
 
 A sampler maps one row of logits (V,) float64 to a vocabulary index::
 
@@ -91,7 +91,7 @@ class Categorical(Sampler):
 
     @property
     def course_seed(self) -> int | None:
-        """Set: each sample is drawn on its own (framework.nn.sampling reads this)."""
+        """Set: each sample is drawn on its own (framework.nn.generation reads this)."""
         return self.cfg.course_seed
 
     def __call__(

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.data.feeds import Feed
+from framework.data.feeds.base import Feed
 from framework.registry import CELLS, CLIPS, OPTIMIZERS
 
 

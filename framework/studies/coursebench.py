@@ -20,7 +20,7 @@ import numpy as np
 from framework.cli.console import ArgumentParser, int_at_least, print_error
 from framework.course import get_initial_loss
 from framework.course import model as fast_model
-from framework.data.files import read_text
+from framework.data.files.fetch import read_text
 from framework.errors import RnnlabError
 from framework.registry import DATASETS
 from framework.studies.machine import machine_line

@@ -31,7 +31,7 @@ import numpy as np
 
 from framework.cli.console import print_error
 from framework.errors import ConfigError, RnnlabError
-from framework.nn.stack import CharRNN
+from framework.nn.models.language_model import CharRNN
 
 CELL_NAMES = ("rnn", "lstm", "gru")
 
@@ -130,7 +130,7 @@ def _study(overrides: list[str]) -> int:
         quote_free_text,
         store_plugin_configs,
     )
-    from framework.data.feeds import as_stream
+    from framework.data.feeds.text import as_stream
     from framework.tracking.run_info import run_params
     from framework.tracking.tracker import NullTracker, Tracker, flatten_config
     from framework.training.config import validate

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from framework.data.taskdata import LabelledCorpus, SeriesCorpus
+from framework.data.corpora.labelled import LabelledCorpus
+from framework.data.corpora.series import SeriesCorpus
 from framework.errors import ConfigError, DataError
 from framework.tasks.metrics import accuracy, macro_f1, mae, rmse
 

@@ -41,7 +41,7 @@ class ClassifyConfig:
 
 
 def build_classifier(rc: Any, input_size: int, num_classes: int) -> Any:
-    from framework.nn.many_to_one import SequenceClassifier
+    from framework.nn.models.many_to_one import SequenceClassifier
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
@@ -70,9 +70,10 @@ class ClassifyTask(Task):
         return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
-        from framework.data.taskfeeds import ClassifyFeed
+        from framework.registry import FEEDS
 
-        return ClassifyFeed(corpus, batch_size=rc.train.batch_size, seed=rc.seed)
+        return FEEDS.build({"name": "labelled"}, corpus=corpus, batch_size=rc.train.batch_size,
+                           seed=rc.seed)
 
     def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
                        dropout_rng: Any) -> tuple[float, float, dict, Any]:
@@ -161,8 +162,8 @@ class ClassifyTask(Task):
 def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: Any = None,
                   prepared: bool = False) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) per text; texts are normalised as at training time."""
-    from framework.data.taskdata import prepare_text
-    from framework.data.taskfeeds import pad_texts
+    from framework.data.corpora.labelled import prepare_text
+    from framework.data.feeds.labelled import pad_texts
     from framework.errors import DataError
 
     vocab = vocab if vocab is not None else meta.get("_vocab")

@@ -9,8 +9,8 @@ the whole validation span.  Persistence and a least-squares AR(``task.window``) 
 are logged before training (``baseline_persistence_rmse``, ``baseline_ar_rmse``).
 
 ``task.difference=1`` (or 2) trains the model on the series' differences instead of its levels
-(:mod:`framework.data.differencing`); its outputs are turned back into levels, anchored on the
-true last values, before ``val_rmse``, ``val_mae`` and ``val_recursive_rmse`` are computed, so
+(:mod:`framework.data.corpora.differencing`); its outputs are turned back into levels, anchored on
+the true last values, before ``val_rmse``, ``val_mae`` and ``val_recursive_rmse`` are computed, so
 they and the baselines (always on the undifferenced series) stay comparable.  ``val_loss`` stays
 the model's own loss, of standardised differences then.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.data.differencing import MAX_DIFFERENCE
+from framework.data.corpora.differencing import MAX_DIFFERENCE
 from framework.errors import ConfigError
 from framework.registry import TASKS
 from framework.tasks.base import Task
@@ -58,7 +58,7 @@ class ForecastConfig:
 
 
 def build_forecaster(rc: Any, input_size: int, horizon: int) -> Any:
-    from framework.nn.many_to_one import SequenceForecaster
+    from framework.nn.models.many_to_one import SequenceForecaster
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
@@ -98,7 +98,7 @@ def forecast_values(model: Any, task_meta: dict[str, Any], history: Any,
     """The next ``horizon`` values (horizon, D) in original units after ``history`` (past values,
     oldest first), or, when it is None, after the end of ``dataset`` (the training config's
     dataset section); ``task_meta`` is a checkpoint's validated task metadata."""
-    from framework.data.differencing import difference, integrate
+    from framework.data.corpora.differencing import difference, integrate
 
     mean, std = np.asarray(task_meta["mean"]), np.asarray(task_meta["std"])
     window, order = int(task_meta["window"]), int(task_meta.get("difference", 0))
@@ -134,11 +134,11 @@ class ForecastTask(Task):
         return build_forecaster(rc, corpus.dim, self.config.horizon)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
-        from framework.data.taskfeeds import ForecastFeed
+        from framework.registry import FEEDS
 
-        return ForecastFeed(corpus, window=self.config.window, horizon=self.config.horizon,
-                            batch_size=rc.train.batch_size, seed=rc.seed, dtype=rc.dtype,
-                            difference=self.config.difference)
+        return FEEDS.build({"name": "series"}, corpus=corpus, window=self.config.window,
+                           horizon=self.config.horizon, batch_size=rc.train.batch_size,
+                           seed=rc.seed, dtype=rc.dtype, difference=self.config.difference)
 
     def loss_and_grads(self, model: Any, batch: Any, state: Any, *, rc: Any,
                        dropout_rng: Any) -> tuple[float, float, dict, Any]:
@@ -162,7 +162,7 @@ class ForecastTask(Task):
     def recursive(self, model: Any, feed: Any) -> np.ndarray:
         """A forecast of the whole validation span from the training part's last window, each
         prediction fed back as history; original units, (N_val, D)."""
-        from framework.data.taskfeeds import recursive_forecast
+        from framework.data.feeds.series import recursive_forecast
 
         scaled = recursive_forecast(lambda h: forecast_next(model, h), feed.history(),
                                     feed.corpus.n_val)
@@ -230,7 +230,7 @@ class ForecastTask(Task):
                 f"{metrics.get('val_recursive_rmse', math.nan):.4f} (original units)")
 
     def meta(self, corpus: Any) -> dict[str, Any]:
-        from framework.data.differencing import scaling
+        from framework.data.corpora.differencing import scaling
 
         # The statistics the model's inputs were standardised with (of the differences when
         # task.difference > 0): what a prediction from raw past values needs.

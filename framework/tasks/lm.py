@@ -24,7 +24,7 @@ class LMConfig:
 
 def build_lm(rc: Any, vocab_size: int) -> Any:
     """The language model of a run config (also used to rebuild one from a checkpoint)."""
-    from framework.nn.stack import CharRNN
+    from framework.nn.models.language_model import CharRNN
 
     cell_options = rc.options("cell")
     hidden_size = cell_options.pop("hidden_size")
@@ -103,7 +103,7 @@ class LanguageModelTask(Task):
         return {"val_loss": loss, "val_bits_per_char": loss / math.log(2)}
 
     def sample_texts(self, trainer: Any) -> list[str]:
-        from framework.nn.sampling import generate, start_ids
+        from framework.nn.generation import generate, start_ids
 
         rc = trainer.rc
         return generate(trainer.model, trainer.vocab, trainer.sampler, prompt="",

@@ -1,1 +1,1 @@
-"""Tracking: MLflow runs, sweeps as nested runs, plots and the served pyfunc model."""
+"""Tracking: MLflow runs, their records and plots, and the served pyfunc model."""

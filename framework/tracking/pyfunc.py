@@ -114,7 +114,7 @@ class CharRNNTextModel(PythonModel):
             raise MlflowException.invalid_parameter_value(str(exc)) from None
 
     def generate_rows(self, frame: pd.DataFrame) -> list[str]:
-        from framework.nn.sampling import generate
+        from framework.nn.generation import generate
         from framework.registry import SAMPLERS
 
         if len(frame) > MAX_ROWS:

@@ -114,7 +114,7 @@ def _manifest_digest(files: Mapping[str, str]) -> str:
 
 def _hash_path(path: Path) -> str:
     """sha256 of a user's file, or the manifest digest of the files in a user's folder."""
-    from framework.data.files import sha256_of
+    from framework.data.files.fetch import sha256_of
 
     if path.is_dir():
         files = {str(p.relative_to(path)): sha256_of(p)

@@ -56,14 +56,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from framework.data.differencing import MAX_DIFFERENCE
+from framework.data.corpora.differencing import MAX_DIFFERENCE
 from framework.errors import CheckpointError, RnnlabError, StorageError
 from framework.training.safe_npz import Expect, NpzReader
 
 if TYPE_CHECKING:
     from framework.data.vocab import Vocab
     from framework.nn.cell import Cell
-    from framework.nn.stack import CharRNN
+    from framework.nn.models.language_model import CharRNN
     from framework.training.config import RunConfig
 
 FORMAT_VERSION = 1
@@ -652,7 +652,7 @@ def _parse_task(f: _Fields, raw: Any) -> dict[str, Any]:
 def task_param_shapes(task: Mapping[str, Any], cell: Any, vocab: Any,
                       num_layers: int) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the parameters of the task's model, in ``init_params`` order."""
-    from framework.nn.stack import param_shapes
+    from framework.nn.models.language_model import param_shapes
 
     name = task["name"]
     if name == "lm":
@@ -839,7 +839,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
 
 def build_model(checkpoint: Checkpoint) -> tuple[CharRNN, Vocab]:
     """The ``(CharRNN, Vocab)`` a checkpoint holds, with its trained parameters."""
-    from framework.nn.stack import CharRNN
+    from framework.nn.models.language_model import CharRNN
 
     spec = checkpoint.meta.model
     task, vocab = spec.task_meta, checkpoint.meta.vocab
@@ -847,12 +847,12 @@ def build_model(checkpoint: Checkpoint) -> tuple[CharRNN, Vocab]:
                   dropout=spec.dropout, init=spec.init, dtype=spec.dtype.name)
     try:
         if spec.task == "classify":
-            from framework.nn.many_to_one import SequenceClassifier
+            from framework.nn.models.many_to_one import SequenceClassifier
 
             model = SequenceClassifier(spec.cell, vocab.size, len(task["classes"]), **common,
                                        bidirectional=task["bidirectional"])
         elif spec.task == "forecast":
-            from framework.nn.many_to_one import SequenceForecaster
+            from framework.nn.models.many_to_one import SequenceForecaster
 
             model = SequenceForecaster(spec.cell, len(task["mean"]), task["horizon"], **common,
                                        bidirectional=task["bidirectional"])

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from framework.errors import ConfigError, PluginError
-from framework.nn.sampling import MAX_LENGTH, MAX_SAMPLES
+from framework.nn.generation import MAX_LENGTH, MAX_SAMPLES
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, describe_omegaconf_error
 
 LEGACY_SEEDS = 2**32  # np.random.RandomState takes seeds in [0, 2**32)
@@ -119,7 +119,7 @@ class MlflowConfig:
 # -- Optuna trial section (hparams_search=optuna): set per job by the sweeper ------------------
 @dataclass
 class OptunaTrialConfig:
-    """Where a job of an Optuna study reports its evals (framework/tracking/trial.py)."""
+    """Where a job of an Optuna study reports its evals (framework/sweeps/optuna_trial.py)."""
 
     storage: str | None = None
     study_name: str | None = None

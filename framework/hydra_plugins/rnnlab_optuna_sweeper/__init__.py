@@ -2,7 +2,7 @@
 
 Hydra instantiates sweepers only from the ``hydra_plugins`` namespace package and imports every
 module there at start-up; this one stays tiny and leaves the work (and the Optuna import) to
-framework/tracking/optuna_sweeper.py, loaded when a sweep starts.
+framework/sweeps/optuna_sweeper.py, loaded when a sweep starts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class RnnlabOptunaSweeper(Sweeper):
         self.impl: Any = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        from framework.tracking.optuna_sweeper import OptunaStudySweeper
+        from framework.sweeps.optuna_sweeper import OptunaStudySweeper
 
         self.hydra_context, self.config = hydra_context, config
         self.impl = OptunaStudySweeper(self.options, hydra_context=hydra_context,

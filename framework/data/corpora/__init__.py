@@ -1,0 +1,2 @@
+"""Corpora: what a dataset plugin loads (texts, labelled texts, series), split for
+training and validation."""

@@ -1,0 +1,1 @@
+"""Feeds (registry FEEDS): turn a corpus into training and validation batches."""

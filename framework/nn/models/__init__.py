@@ -1,0 +1,1 @@
+"""The models: the recurrent stack under a task head (language model, classifier, forecaster)."""

@@ -1,0 +1,2 @@
+"""Sweeps: nested MLflow runs of a Hydra multirun, the Optuna sweeper and its report, the
+Ray launcher."""
