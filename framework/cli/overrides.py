@@ -10,7 +10,6 @@ lr schedules (the ``train_options`` entry of conf/config.yaml's defaults).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import errno
 import os
 import re
@@ -117,10 +116,10 @@ def precheck_overrides(argv: list[str]) -> None:
             known = experiment_names()
             for name in _values(value):
                 if name not in known and name != "null":
-                    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-                    hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise PluginError(f"unknown experiment {name!r}{hint} available: "
-                                      f"{', '.join(known)}")
+                    from framework.training.config import did_you_mean
+
+                    raise PluginError(f"unknown experiment {name!r}{did_you_mean(name, known)} "
+                                      f"(available: {', '.join(known)})")
 
 
 def train_option_defaults() -> dict[str, Any]:
@@ -149,9 +148,9 @@ def store_plugin_configs() -> None:
 
 def known_keys() -> list[str]:
     """Every dotted config key rnnlab knows (sections, and the options of all plugins)."""
-    from framework.training.config import SECTIONS, train_plugin_fields
+    from framework.training.config import SCALARS, SECTIONS, train_plugin_fields
 
-    keys = ["seed", "dtype", "resume", "experiment", *SECTIONS, *REGISTRIES]
+    keys = [*SCALARS, "experiment", *SECTIONS, *REGISTRIES]
     for section, schema in SECTIONS.items():
         keys += [f"{section}.{f.name}" for f in dataclasses.fields(schema)]
     keys += [f"train.{key}" for key in train_plugin_fields()]
@@ -176,11 +175,11 @@ def unknown_key_message(key: str, parent: Any = None) -> str:
         candidates = [f"{section}.{k}" if section else str(k) for k in parent.keys()]
     else:
         candidates = known_keys()
-    candidates = [k for k in candidates if k != key]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6) or [
-        k for k in known_keys() if k != key and k.rpartition(".")[2] == key]
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown config key '{key}'{hint} (--cfg job lists the keys)"
+    from framework.training.config import did_you_mean, unknown_key_error
+
+    if not did_you_mean(key, candidates):  # the same option name in another section
+        candidates = [k for k in known_keys() if k.rpartition(".")[2] == key] or candidates
+    return str(unknown_key_error(key, candidates))
 
 
 def hydra_error_message(exc: BaseException) -> str:
