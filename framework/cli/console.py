@@ -54,6 +54,15 @@ def run_command(body: Callable[[], Any]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def command_name() -> str:
+    """How the user started this command: ``python -m framework.generate``, ``rnnlab``, ..."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", "") or ""
+    if name.startswith("framework"):
+        return "python -m " + name.removesuffix(".__main__")
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "rnnlab"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors are one ``rnnlab: error:`` line (exit 2), not usage + error."""
 

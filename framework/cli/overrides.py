@@ -19,7 +19,7 @@ from typing import Any
 
 from framework import ROOT
 from framework.cli import groups
-from framework.cli.console import FORCED_FULL_ERROR, debug_mode
+from framework.cli.console import FORCED_FULL_ERROR, command_name, debug_mode
 from framework.errors import ConfigError, PluginError, StorageError
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, Registry, field_default
 
@@ -239,6 +239,32 @@ def _os_error_in(exc: BaseException) -> OSError | None:
     return None
 
 
+# Hydra's command-line flags: those that take a value, and those that do not.
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn",
+                     "--config-name", "-cd", "--config-dir", "-sc", "--shell-completion",
+                     "--experimental-rerun"}
+_FLAGS = {"-h", "--help", "--hydra-help", "--version", "--resolve", "-m", "--multirun", "-r",
+          "--run", "-i", "--info"}
+
+
+def check_flags(argv: list[str], command: str) -> None:
+    """Refuse an option Hydra does not know (``--foo``) in one line, before Hydra prints its
+    usage; ``key=value`` overrides are not options."""
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            expect_value = False
+            continue
+        if not arg.startswith("-") or arg == "-":
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in _FLAGS_WITH_VALUE:
+            expect_value = "=" not in arg
+        elif flag not in _FLAGS:
+            raise ConfigError(f"{command}: unknown option {arg!r}; --help lists the options "
+                              f"(and --hydra-help Hydra's); settings are key=value")
+
+
 def run_hydra(entry: Callable[[], Any]) -> Any:
     """Call a ``@hydra.main`` function; Hydra's override/composition errors become ConfigError.
 
@@ -249,7 +275,10 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     argv = sys.argv
-    sys.argv = [argv[0], *quote_free_text(argv[1:])]  # hydra.main reads the overrides here
+    command = command_name()
+    check_flags(argv[1:], command)
+    # hydra.main reads the overrides here; the first item names the command in Hydra's usage line
+    sys.argv = [command, *quote_free_text(argv[1:])]
     if debug_mode():
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:

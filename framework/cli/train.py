@@ -104,7 +104,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
         metrics = "no validation (dataset.val_fraction=0)"
     else:
         metrics = "no validation (the validation split gave no batch)"
-    return (f"done: {result.steps} steps, {metrics}, {result.chars_per_sec:,.0f} "
+    steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
+    return (f"done: {steps}, {metrics}, {result.chars_per_sec:,.0f} "
             f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
 
 
