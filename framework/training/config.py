@@ -76,6 +76,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     report: str = "default"
     progress: str = "auto"
+    status_every: float = 30.0  # seconds between status lines when output is not a terminal
     divergence_loss: float = 100.0
 
     def __post_init__(self) -> None:
@@ -101,6 +102,9 @@ class TrainConfig:
                f"train.report must be 'default' or 'course', got {self.report!r}")
         _check(self.progress in ("auto", "always", "never"),
                f"train.progress must be auto, always or never, got {self.progress!r}")
+        _check(self.status_every >= 0,
+               f"train.status_every must be >= 0 seconds (0: no status lines), got "
+               f"{self.status_every}")
 
 
 @dataclass
