@@ -218,7 +218,7 @@ class Registry:
         close = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         # repr: a name with a newline or quote must not break the one-line message
-        return f"unknown {self.select} {str(name)!r}{hint} available: {available}"
+        return f"unknown {self.select} {str(name)!r}{hint} (available: {available})"
 
     def no_option_message(self, name: str, key: str) -> str:
         """Plugin ``name`` has no option ``key``: its options, the closest, who has ``key``."""

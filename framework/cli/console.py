@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 from framework.errors import RnnlabError
@@ -54,6 +56,15 @@ def run_command(body: Callable[[], Any]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def command_name() -> str:
+    """How the user started this command: ``python -m framework.generate``, ``rnnlab``, ..."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", "") or ""
+    if name.startswith("framework"):
+        return "python -m " + name.removesuffix(".__main__")
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "rnnlab"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose usage errors are one ``rnnlab: error:`` line (exit 2), not usage + error."""
 
@@ -79,3 +90,41 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 
 __all__ = ["ArgumentParser", "debug_mode", "int_at_least", "print_error", "run_command"]
+
+
+class _Tee:
+    """A text stream that also appends what it is given to a log file; progress-bar redraws
+    (text with a carriage return) stay on the console only."""
+
+    def __init__(self, stream: Any, log: Any) -> None:
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        if "\r" not in text:
+            try:
+                self._log.write(text)
+                self._log.flush()
+            except (OSError, ValueError):  # a full disk or a closed file: the console goes on
+                pass
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def console_copied_to(path: Path) -> Iterator[None]:
+    """Copy what the command prints (stdout and stderr) into ``path`` while the block runs, so
+    a run's folder keeps its console output (``train.log``)."""
+    try:
+        log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError:
+        yield  # an unwritable folder fails the run elsewhere, with its own message
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(saved[0], log), _Tee(saved[1], log)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        log.close()

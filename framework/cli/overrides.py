@@ -10,7 +10,6 @@ lr schedules (the ``train_options`` entry of conf/config.yaml's defaults).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import errno
 import os
 import re
@@ -20,7 +19,7 @@ from typing import Any
 
 from framework import ROOT
 from framework.cli import groups
-from framework.cli.console import FORCED_FULL_ERROR, debug_mode
+from framework.cli.console import FORCED_FULL_ERROR, command_name, debug_mode
 from framework.errors import ConfigError, PluginError, StorageError
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, Registry, field_default
 
@@ -117,10 +116,10 @@ def precheck_overrides(argv: list[str]) -> None:
             known = experiment_names()
             for name in _values(value):
                 if name not in known and name != "null":
-                    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-                    hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise PluginError(f"unknown experiment {name!r}{hint} available: "
-                                      f"{', '.join(known)}")
+                    from framework.training.config import did_you_mean
+
+                    raise PluginError(f"unknown experiment {name!r}{did_you_mean(name, known)} "
+                                      f"(available: {', '.join(known)})")
 
 
 def train_option_defaults() -> dict[str, Any]:
@@ -149,9 +148,9 @@ def store_plugin_configs() -> None:
 
 def known_keys() -> list[str]:
     """Every dotted config key rnnlab knows (sections, and the options of all plugins)."""
-    from framework.training.config import SECTIONS, train_plugin_fields
+    from framework.training.config import SCALARS, SECTIONS, train_plugin_fields
 
-    keys = ["seed", "dtype", "resume", "experiment", *SECTIONS, *REGISTRIES]
+    keys = [*SCALARS, "experiment", *SECTIONS, *REGISTRIES]
     for section, schema in SECTIONS.items():
         keys += [f"{section}.{f.name}" for f in dataclasses.fields(schema)]
     keys += [f"train.{key}" for key in train_plugin_fields()]
@@ -176,11 +175,11 @@ def unknown_key_message(key: str, parent: Any = None) -> str:
         candidates = [f"{section}.{k}" if section else str(k) for k in parent.keys()]
     else:
         candidates = known_keys()
-    candidates = [k for k in candidates if k != key]
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6) or [
-        k for k in known_keys() if k != key and k.rpartition(".")[2] == key]
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown config key '{key}'{hint} (--cfg job lists the keys)"
+    from framework.training.config import did_you_mean, unknown_key_error
+
+    if not did_you_mean(key, candidates):  # the same option name in another section
+        candidates = [k for k in known_keys() if k.rpartition(".")[2] == key] or candidates
+    return str(unknown_key_error(key, candidates))
 
 
 def hydra_error_message(exc: BaseException) -> str:
@@ -240,6 +239,32 @@ def _os_error_in(exc: BaseException) -> OSError | None:
     return None
 
 
+# Hydra's command-line flags: those that take a value, and those that do not.
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn",
+                     "--config-name", "-cd", "--config-dir", "-sc", "--shell-completion",
+                     "--experimental-rerun"}
+_FLAGS = {"-h", "--help", "--hydra-help", "--version", "--resolve", "-m", "--multirun", "-r",
+          "--run", "-i", "--info"}
+
+
+def check_flags(argv: list[str], command: str) -> None:
+    """Refuse an option Hydra does not know (``--foo``) in one line, before Hydra prints its
+    usage; ``key=value`` overrides are not options."""
+    expect_value = False
+    for arg in argv:
+        if expect_value:
+            expect_value = False
+            continue
+        if not arg.startswith("-") or arg == "-":
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in _FLAGS_WITH_VALUE:
+            expect_value = "=" not in arg
+        elif flag not in _FLAGS:
+            raise ConfigError(f"{command}: unknown option {arg!r}; --help lists the options "
+                              f"(and --hydra-help Hydra's); settings are key=value")
+
+
 def run_hydra(entry: Callable[[], Any]) -> Any:
     """Call a ``@hydra.main`` function; Hydra's override/composition errors become ConfigError.
 
@@ -250,7 +275,10 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     argv = sys.argv
-    sys.argv = [argv[0], *quote_free_text(argv[1:])]  # hydra.main reads the overrides here
+    command = command_name()
+    check_flags(argv[1:], command)
+    # hydra.main reads the overrides here; the first item names the command in Hydra's usage line
+    sys.argv = [command, *quote_free_text(argv[1:])]
     if debug_mode():
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:

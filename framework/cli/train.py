@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from framework.cli.console import print_error, run_command
+from framework.cli.console import console_copied_to, print_error, run_command
 from framework.cli.overrides import (
     CONF,
     precheck_overrides,
@@ -33,12 +33,9 @@ from framework.training.runtime import (
 
 
 def _progress(rc: RunConfig, initial: int) -> Any:
-    from tqdm import tqdm
+    from framework.training.progress import progress
 
-    mode = rc.train.progress
-    disable = {"auto": None, "always": False, "never": True}[mode]  # None: only on a terminal
-    return tqdm(total=rc.train.steps, initial=initial, disable=disable, unit="step",
-                dynamic_ncols=True, leave=False, file=sys.stderr)
+    return progress(rc.train.progress, rc.train.steps, initial, every=rc.train.status_every)
 
 
 def _output_dir() -> Path:
@@ -104,7 +101,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
         metrics = "no validation (dataset.val_fraction=0)"
     else:
         metrics = "no validation (the validation split gave no batch)"
-    return (f"done: {result.steps} steps, {metrics}, {result.chars_per_sec:,.0f} "
+    steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
+    return (f"done: {steps}, {metrics}, {result.chars_per_sec:,.0f} "
             f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
 
 
@@ -203,7 +201,12 @@ def hydra_main(cfg: DictConfig) -> float:
 
         if sweep_stopped():
             return math.nan
+    with console_copied_to(_output_dir() / "train.log"):  # the run folder keeps its console
+        return _job(cfg)
 
+
+def _job(cfg: DictConfig) -> float:
+    """One training job; a sweep's failed job returns NaN so that the others go on."""
     try:
         return run(cfg)
     except Interrupted as exc:

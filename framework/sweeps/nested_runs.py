@@ -37,6 +37,7 @@ from framework.sweeps.outcome import (
     JOB_FILE,
     Jobs,
     count_jobs,
+    progress_line,
     read_stop,
     shared_failure,
     write_stop,
@@ -119,6 +120,24 @@ def _preflight(config: DictConfig) -> None:
         from framework.sweeps.optuna_sweeper import preflight
 
         preflight(config, [str(o) for o in config.hydra.overrides.task])
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the sweep of this job launches: ``n_trials`` of an Optuna sweep (this
+    invocation's), else the size of the grid in the sweep's ``multirun.yaml``."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    trials = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    if trials is not None:
+        return int(trials)
+    try:
+        master = OmegaConf.load(Path(str(config.hydra.sweep.dir)) / "multirun.yaml")
+        overrides = [str(o) for o in master.hydra.overrides.task]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # another sweeper or an unreadable file: the count without a total
+        return None
 
 
 def sweep_keys(config: DictConfig) -> list[str]:
@@ -326,6 +345,9 @@ class SweepCallback(Callback):
                   "overrides": [str(o) for o in config.hydra.overrides.task]}
         out = Path(str(config.hydra.runtime.output_dir)) / JOB_FILE
         out.write_text(json.dumps(record, indent=2) + "\n")
+        if not skipped:
+            print(progress_line(Path(str(config.hydra.sweep.dir)), sweep_size(config)),
+                  flush=True)
 
 
 # ------------------------------------------------------------------------------------ summary

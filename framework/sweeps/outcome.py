@@ -84,6 +84,24 @@ def count_jobs(sweep_dir: Path) -> Jobs:
     return Jobs(total, failed, first[1] if first else None, skipped)
 
 
+def progress_line(sweep_dir: Path, total: int | None) -> str:
+    """``sweep: 3 of 6 jobs done (1 failed), 1 running, 2 left`` from the job dirs: a job dir
+    without a record is a job still running."""
+    started = done = failed = 0
+    for hydra_dir in Path(sweep_dir).rglob(".hydra"):
+        if not (hydra_dir / "overrides.yaml").is_file():
+            continue
+        started += 1
+        record = read_job_record(hydra_dir.parent / JOB_FILE)
+        if record is not None:
+            done += 1
+            failed += job_failed(record) and not record.get("skipped")
+    running = started - done
+    of = f" of {total}" if total else ""
+    left = f", {max(total - started, 0)} left" if total else ""
+    return f"sweep: {done}{of} jobs done ({failed} failed), {running} running{left}"
+
+
 def shared_failure(exc: BaseException, swept_keys: list[str]) -> bool:
     """Would every job of the sweep fail like this? True for a config, data or storage error
     whose message names none of the keys the sweep varies."""
@@ -124,5 +142,6 @@ def final_error(jobs: Jobs, sweep_dir: Path) -> RnnlabError | None:
 
 
 __all__ = ["JOB_FILE", "STOP_FILE", "Jobs", "SweepFailed", "count_jobs", "failed_message",
-           "final_error", "job_failed", "read_job_record", "read_stop", "shared_failure",
+           "final_error", "job_failed", "progress_line", "read_job_record", "read_stop",
+           "shared_failure",
            "write_stop"]

@@ -132,6 +132,8 @@ class ClassifyTask(Task):
 
     def final_artifacts(self, trainer: Any, out_dir: Path) -> list[Path]:
         from framework.tasks.metrics import (
+            MAX_CONFUSION_CLASSES,
+            class_counts,
             classification_table,
             confusion_matrix,
             save_confusion_png,
@@ -141,12 +143,15 @@ class ClassifyTask(Task):
         if not truth.size:
             return []
         classes = trainer.corpus.classes
-        cm = confusion_matrix(truth, pred, len(classes))
         out_dir.mkdir(parents=True, exist_ok=True)
-        png = out_dir / "confusion_matrix.png"
-        save_confusion_png(cm, classes, png, title=f"{trainer.corpus.name}: validation")
         table = out_dir / "per_class.txt"
-        table.write_text(classification_table(cm, classes), encoding="utf-8")
+        table.write_text(classification_table(class_counts(truth, pred, len(classes)), classes),
+                         encoding="utf-8")
+        if len(classes) > MAX_CONFUSION_CLASSES:  # unreadable, and (C, C) memory
+            return [table]
+        png = out_dir / "confusion_matrix.png"
+        save_confusion_png(confusion_matrix(truth, pred, len(classes)), classes, png,
+                           title=f"{trainer.corpus.name}: validation")
         return [png, table]
 
     def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:

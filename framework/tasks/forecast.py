@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from framework.data.corpora.differencing import MAX_DIFFERENCE
+from framework.data.corpora.series import MAX_MAGNITUDE, too_large
 from framework.errors import ConfigError
 from framework.registry import TASKS
 from framework.tasks.base import Task
@@ -83,7 +84,12 @@ def check_history(value: Any, window: int, difference: int = 0) -> np.ndarray:
     except (TypeError, ValueError):
         raise ConfigError(f"history must be a list of numbers, got {value!r}") from None
     if not np.isfinite(values).all():
-        raise ConfigError("history values must be finite numbers")
+        raise ConfigError("history values must be finite numbers (no NaN or infinity)")
+    largest = too_large(values)
+    if largest is not None:
+        raise ConfigError(f"history has a value as large as {largest:.3g}, beyond the "
+                          f"{MAX_MAGNITUDE:.0e} a series model takes; pass values in the units "
+                          f"the model was trained on")
     needed = window + difference
     if len(values) < needed:
         reads = f"task.window={window}" + (f" plus task.difference={difference}" if difference

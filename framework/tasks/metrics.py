@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -25,8 +25,12 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred))
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, C) int64 counts: row = true class, column = predicted class."""
+# The confusion matrix is (C, C): drawn (and allocated) only up to this many classes; the
+# per-class metrics need O(C) memory whatever C is.
+MAX_CONFUSION_CLASSES = 100
+
+
+def _labels(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape:
@@ -34,15 +38,42 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     for y in (y_true, y_pred):
         if y.size and (y.min() < 0 or y.max() >= n_classes):
             raise ValueError(f"labels must be in [0, {n_classes}), got {y.min()}..{y.max()}")
+    return y_true, y_pred
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, C) int64 counts: row = true class, column = predicted class."""
+    y_true, y_pred = _labels(y_true, y_pred, n_classes)
     return np.bincount(y_true * n_classes + y_pred,
                        minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 (0 where undefined) and support of each class, from a matrix."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+class ClassCounts(NamedTuple):
+    """Per class (C,) int64: true positives, predictions, true labels (the confusion matrix's
+    diagonal, column sums and row sums) in O(C) memory."""
+
+    hits: np.ndarray
+    predicted: np.ndarray
+    support: np.ndarray
+
+
+def class_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> ClassCounts:
+    y_true, y_pred = _labels(y_true, y_pred, n_classes)
+    hits = y_true[y_true == y_pred]
+    return ClassCounts(*(np.bincount(y, minlength=n_classes) for y in (hits, y_pred, y_true)))
+
+
+def _counts(cm: np.ndarray | ClassCounts) -> ClassCounts:
+    if isinstance(cm, ClassCounts):
+        return cm
+    cm = np.asarray(cm)
+    return ClassCounts(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1))
+
+
+def per_class(cm: np.ndarray | ClassCounts) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 (0 where undefined) and support of each class, from a confusion
+    matrix or :func:`class_counts`."""
+    tp, predicted, support = (np.asarray(a, dtype=np.float64) for a in _counts(cm))
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         recall = np.where(support > 0, tp / support, 0.0)
@@ -51,28 +82,30 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
             "support": support.astype(np.int64), "predicted": predicted.astype(np.int64)}
 
 
-def macro_f1_from_confusion(cm: np.ndarray) -> float:
+def macro_f1_from_confusion(cm: np.ndarray | ClassCounts) -> float:
     """Unweighted mean F1 over the classes that occur as a true or a predicted label (the
-    classes with neither carry no information and are left out, as scikit-learn does)."""
+    classes with neither carry no information and are left out, as scikit-learn does); ``cm``
+    is a confusion matrix or :func:`class_counts`."""
     stats = per_class(cm)
     present = (stats["support"] > 0) | (stats["predicted"] > 0)
     return float(stats["f1"][present].mean()) if present.any() else 0.0
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    return macro_f1_from_confusion(confusion_matrix(y_true, y_pred, n_classes))
+    return macro_f1_from_confusion(class_counts(y_true, y_pred, n_classes))
 
 
-def classification_table(cm: np.ndarray, classes: Sequence[str]) -> str:
-    """A plain-text per-class table (precision, recall, F1, support) with macro and overall rows."""
+def classification_table(cm: np.ndarray | ClassCounts, classes: Sequence[str]) -> str:
+    """A plain-text per-class table (precision, recall, F1, support) with macro and overall rows;
+    ``cm`` is a confusion matrix or :func:`class_counts`."""
     stats = per_class(cm)
     width = max([len(c) for c in classes] + [len("accuracy")])
     lines = [f"{'class':<{width}}  precision  recall     f1  support"]
     for i, name in enumerate(classes):
         lines.append(f"{name:<{width}}  {stats['precision'][i]:9.3f}  {stats['recall'][i]:6.3f}"
                      f"  {stats['f1'][i]:5.3f}  {stats['support'][i]:7d}")
-    total = int(np.asarray(cm).sum())
-    acc = float(np.trace(cm) / total) if total else 0.0
+    total = int(stats["support"].sum())
+    acc = float(_counts(cm).hits.sum() / total) if total else 0.0
     lines.append(f"{'macro F1':<{width}}  {'':9}  {'':6}  {macro_f1_from_confusion(cm):5.3f}"
                  f"  {total:7d}")
     lines.append(f"{'accuracy':<{width}}  {'':9}  {'':6}  {acc:5.3f}  {total:7d}")

@@ -10,6 +10,8 @@ problem becomes a one-line :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,22 @@ from framework.nn.generation import MAX_LENGTH, MAX_SAMPLES
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, describe_omegaconf_error
 
 LEGACY_SEEDS = 2**32  # np.random.RandomState takes seeds in [0, 2**32)
+
+
+# Top-level keys besides the plugin groups and the sections.
+SCALARS = ("seed", "dtype", "threads", "resume")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or "" when none is close."""
+    close = difflib.get_close_matches(word, [c for c in choices if c != word], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_key_error(key: str, choices: Iterable[str]) -> ConfigError:
+    """A key no schema knows (``+foo=bar``, ``train.stepz``), with the closest known one."""
+    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, choices)} "
+                       f"(--cfg job lists the keys)")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -58,6 +76,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     report: str = "default"
     progress: str = "auto"
+    status_every: float = 30.0  # seconds between status lines when output is not a terminal
     divergence_loss: float = 100.0
 
     def __post_init__(self) -> None:
@@ -83,6 +102,9 @@ class TrainConfig:
                f"train.report must be 'default' or 'course', got {self.report!r}")
         _check(self.progress in ("auto", "always", "never"),
                f"train.progress must be auto, always or never, got {self.progress!r}")
+        _check(self.status_every >= 0,
+               f"train.status_every must be >= 0 seconds (0: no status lines), got "
+               f"{self.status_every}")
 
 
 @dataclass
@@ -172,6 +194,11 @@ SECTIONS = {"model": ModelConfig, "train": TrainConfig, "generate": GenerateConf
 
 
 def _section(name: str, schema: type, node: Any) -> Any:
+    if isinstance(node, dict):
+        fields = [f"{name}.{f.name}" for f in dataclasses.fields(schema)]
+        for key in node:
+            if f"{name}.{key}" not in fields:
+                raise unknown_key_error(f"{name}.{key}", fields)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node or {})
         return OmegaConf.to_object(merged)
@@ -261,6 +288,10 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     else:
         raw = dict(cfg)
     raw.pop("hydra", None)
+    known = [*REGISTRIES, *SECTIONS, *SCALARS]
+    for key in raw:
+        if key not in known:  # +foo=bar: a key no schema reads would change nothing
+            raise unknown_key_error(str(key), known)
     plugins = {}
     for group, registry in REGISTRIES.items():
         node = raw.get(group)

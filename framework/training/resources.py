@@ -118,7 +118,10 @@ def training_estimate(rc: Any, corpus: Any, feed_kind: str) -> MemoryEstimate:
         steps = 1 + max((len(x) for x in corpus.train), default=0)
     else:
         steps = rc.train.seq_len
-    return estimate(vocab_size=corpus.vocab.size, hidden_size=rc.cell.hidden_size,
+    vocab = getattr(corpus, "vocab", None)
+    # Token inputs are one-hot rows of the vocabulary; real-valued series have `dim` features.
+    width = vocab.size if vocab is not None else int(getattr(corpus, "dim", 1))
+    return estimate(vocab_size=width, hidden_size=rc.cell.hidden_size,
                     num_layers=rc.model.num_layers, gates=int(getattr(cell_cls, "gates", 1)),
                     state_size=int(getattr(cell_cls, "state_size", 1)),
                     optimizer_slots=len(getattr(optim_cls, "slots", ("m", "v"))),

@@ -109,9 +109,8 @@ class Trainer:
         self.task.check(rc, self.corpus)
         self.vocab = getattr(self.corpus, "vocab", None)  # None for real-valued series
         self.feed = self.task.make_feed(rc, self.corpus)
-        if self.vocab is not None:
-            # Before any parameter exists: a config that cannot fit in memory fails in one line.
-            check_fits(training_estimate(rc, self.corpus, getattr(self.feed, "kind", "")))
+        # Before any parameter exists: a config that cannot fit in memory fails in one line.
+        check_fits(training_estimate(rc, self.corpus, getattr(self.feed, "kind", "")))
         self.model = self.task.build_model(rc, self.corpus)
         self.model.init_params(init_rng(rc, rc.cell.init))
         self.schedule = SCHEDULES.build(rc.lr_schedule)

@@ -96,8 +96,8 @@ def test_generate_from_run_id(main_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["cell=lstmm"], "unknown cell 'lstmm'; did you mean 'lstm'? available: "
-                     + ", ".join(CELLS.names())),
+    (["cell=lstmm"], "unknown cell 'lstmm'; did you mean 'lstm'? (available: "
+                     + ", ".join(CELLS.names()) + ")"),
     (["dataset=dino"], "unknown dataset 'dino'; did you mean 'dinos'?"),
     (["clip=nrom"], "unknown clip 'nrom'; did you mean 'norm'?"),
     (["sampler=topk"], "unknown sampler 'topk'; did you mean 'top_k'?"),

@@ -196,3 +196,13 @@ def test_continuing_a_study_with_other_settings_is_refused(tmp_path):
     assert again.returncode == 0, again.stderr
     assert len(optuna.load_study(study_name="rnnlab",
                                  storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials) == 2
+
+
+def test_the_sweep_progress_line_counts_done_failed_running_and_left(tmp_path):
+    from framework.sweeps.outcome import progress_line
+
+    _job_dir(tmp_path, 0, {"status": "COMPLETED", "return_value": 1.5, "failed": False})
+    _job_dir(tmp_path, 1, {"status": "COMPLETED", "return_value": None, "failed": True})
+    _job_dir(tmp_path, 2, None)  # started, no record yet: running
+    assert progress_line(tmp_path, 6) == "sweep: 2 of 6 jobs done (1 failed), 1 running, 3 left"
+    assert progress_line(tmp_path, None) == "sweep: 2 jobs done (1 failed), 1 running"

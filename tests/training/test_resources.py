@@ -57,6 +57,26 @@ def test_a_config_that_does_not_fit_is_refused_before_the_model_exists(monkeypat
     assert "parameters 6.0 GiB" in message and "lower cell.hidden_size" in message
 
 
+def test_a_forecaster_that_does_not_fit_is_refused_before_the_model_exists(monkeypatch,
+                                                                         tmp_path):
+    """Series models have no vocabulary; they are sized from their features."""
+    from framework.nn.models import many_to_one
+    from framework.training.trainer import Reporter, Trainer
+
+    built = []
+    monkeypatch.setattr(many_to_one.SequenceForecaster, "init_params",
+                        lambda self, rng: built.append(self) or {})
+    series = tmp_path / "series.csv"
+    series.write_text("value\n" + "".join(f"{i % 7}\n" for i in range(200)))
+    rc = run_config([*QUICK, "task=forecast", "dataset=csv_series", f"dataset.path={series}",
+                     "dataset.column=value", "cell.hidden_size=300000"])
+    with pytest.raises(ConfigError) as info:
+        Trainer(rc, out_dir=tmp_path, reporter=Reporter(None, print))
+    message = str(info.value)
+    assert "\n" not in message and not built
+    assert "needs about" in message and "lower cell.hidden_size" in message
+
+
 def test_the_estimate_counts_every_part_and_scales_with_the_batch():
     one = estimate(vocab_size=65, hidden_size=128, num_layers=2, gates=4, state_size=2,
                    optimizer_slots=2, steps=25, batch=32, itemsize=4)

@@ -103,6 +103,21 @@ def _held_out_texts(unique: Sequence[str], val_fraction: float, split_seed: int)
     return {unique[i] for i in picked.tolist()}
 
 
+def check_label(label: str, where: str = "") -> str:
+    """``label`` if it can be printed and served on one line, else a one-line DataError: class
+    labels are shown one per line (predict, the per-class table, the confusion matrix), so a
+    control character (a line break, a carriage return, a tab, ...) in one is refused."""
+    bad = next((c for c in label if unicodedata.category(c).startswith("C")), None)
+    if bad is not None or not label.strip():
+        named = {"\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\t": "TAB"}
+        what = (f"a control character ({named.get(bad) or unicodedata.name(bad, repr(bad))})"
+                if bad is not None
+                else "nothing but white space")
+        raise DataError(f"{where + ': ' if where else ''}class label {label!r} contains {what}; "
+                        f"labels are printed one per line: rename the label")
+    return label
+
+
 def labelled_corpus(name: str, texts: Sequence[str], labels: Sequence[str], *,
                     val_fraction: float, split_seed: int = 0,
                     classes: Sequence[str] | None = None, source: str = "",
@@ -115,6 +130,8 @@ def labelled_corpus(name: str, texts: Sequence[str], labels: Sequence[str], *,
     if len(texts) != len(labels):
         raise DataError(f"{len(texts)} texts but {len(labels)} labels")
     classes = tuple(sorted(set(labels))) if classes is None else tuple(classes)
+    for label in classes:
+        check_label(label, source or name)
     index = {c: i for i, c in enumerate(classes)}
     seen: set[tuple[str, str]] = set()
     pairs: list[tuple[str, str]] = []

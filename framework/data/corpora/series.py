@@ -18,6 +18,15 @@ from framework.data.files.readers import time_axis
 from framework.errors import ConfigError, DataError
 
 MISSING_POLICIES = ("interpolate", "drop", "error")
+# Series values are standardised and compared in float64 (means, squared errors, differences):
+# beyond this magnitude their squares overflow, so larger values are refused, not mis-scaled.
+MAX_MAGNITUDE = 1e150
+
+
+def too_large(values: np.ndarray) -> float | None:
+    """The largest magnitude in ``values`` when it exceeds :data:`MAX_MAGNITUDE`, else None."""
+    largest = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return largest if largest > MAX_MAGNITUDE else None
 
 
 
@@ -122,6 +131,12 @@ def series_corpus(name: str, values: np.ndarray, *, columns: Sequence[str],
         raise DataError(f"{where} has {n} usable row(s), too few for a series: it needs at "
                         f"least 2 training rows and {n_val} validation row(s) with "
                         f"val_fraction={val_fraction}; use a longer series")
+    for column, col in zip(columns, values.T, strict=True):
+        largest = too_large(col)
+        if largest is not None:
+            raise DataError(f"{where}: column {column} has values as large as {largest:.3g}, "
+                            f"beyond the {MAX_MAGNITUDE:.0e} a series model can scale in float64; "
+                            f"rescale the column (divide it by a power of ten)")
     mean = values[:n_train].mean(axis=0)
     std = values[:n_train].std(axis=0)
     if not np.all(std > 0):

@@ -159,7 +159,7 @@ class NamesFeed(Feed):
         n = len(corpus.train)
         if batch_size > n:
             raise ConfigError(f"train.batch_size={batch_size} is larger than the {n} training "
-                              f"names of '{corpus.name}'; lower train.batch_size")
+                              f"examples of '{corpus.name}'; lower train.batch_size")
         return cls(corpus, batch_size=batch_size, seed=seed)
 
     def __init__(self, corpus: Corpus, *, batch_size: int, seed: int) -> None:
