@@ -265,6 +265,38 @@ def check_flags(argv: list[str], command: str) -> None:
                               f"(and --hydra-help Hydra's); settings are key=value")
 
 
+def _lazy_help() -> None:
+    """Make ``--help`` compute only what its template shows.
+
+    Hydra's help fills every ``$NAME`` of the template before substituting, and two of them list
+    every option of every config group (one config composition per option: about 100 of them,
+    most of ``--help``'s time), although rnnlab's template (conf/hydra/help/rnnlab.yaml) uses
+    neither. The same text, with each ``$NAME`` computed when the template asks for it.
+    """
+    import string
+
+    from hydra._internal.hydra import Hydra
+    from omegaconf import OmegaConf
+
+    def get_help(self: Any, help_cfg: Any, cfg: Any, args_parser: Any, resolve: bool) -> str:
+        fill = {
+            "FLAGS_HELP": lambda: self.format_args_help(args_parser),
+            "HYDRA_CONFIG_GROUPS": lambda: self.format_config_groups(
+                lambda x: x.startswith("hydra/") or x == "hydra"),
+            "APP_CONFIG_GROUPS": lambda: self.format_config_groups(
+                lambda x: not (x.startswith("hydra/") or x == "hydra")),
+            "CONFIG": lambda: OmegaConf.to_yaml(cfg, resolve=resolve),
+        }
+
+        class OnDemand(dict):
+            def __missing__(self, key: str) -> str:
+                return fill[key]()
+
+        return string.Template(help_cfg.template).substitute(OnDemand())
+
+    Hydra.get_help = get_help
+
+
 def run_hydra(entry: Callable[[], Any]) -> Any:
     """Call a ``@hydra.main`` function; Hydra's override/composition errors become ConfigError.
 
@@ -277,6 +309,8 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
     argv = sys.argv
     command = command_name()
     check_flags(argv[1:], command)
+    if "--help" in argv[1:] or "-h" in argv[1:]:
+        _lazy_help()
     # hydra.main reads the overrides here; the first item names the command in Hydra's usage line
     sys.argv = [command, *quote_free_text(argv[1:])]
     if debug_mode():

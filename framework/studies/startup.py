@@ -1,0 +1,124 @@
+"""How fast the commands start: whole-process times of the everyday commands, as a table.
+
+    python -m framework.studies.startup [--repeats 5] [--markdown]
+
+Every command runs in a fresh process (start-up is mostly imports, so every repeat starts cold),
+interleaved round by round so that a busy machine slows all rows alike:
+
+* ``python -m framework --help``;
+* ``python -m framework.generate`` and ``python -m framework.predict`` from a local checkpoint
+  (a language model and a forecaster, trained once here for a step);
+* a one-step training run with tracking on (a sqlite store created beforehand) and off: their
+  difference is what tracking adds to a short job.
+
+The table gives the median and the fastest wall time of each row, and the median CPU time
+(user + system of the process and its children), which a loaded machine inflates much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from framework import ROOT
+
+QUIET = ["hydra.job_logging.root.level=WARNING", "train.progress=never", "train.sample_every=0"]
+ONE_STEP = ["cell=rnn", "dataset=dinos", "cell.hidden_size=16", "train.steps=1", *QUIET]
+
+
+def _run(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one command (CPU from the children's rusage)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"startup benchmark: {' '.join(args)} failed: "
+                         f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _checkpoint(cwd: Path, extra: list[str]) -> Path:
+    _run(["-m", "framework", *extra, "mlflow.enabled=false", f"hydra.run.dir={cwd / 'run'}"],
+         cwd)
+    path = cwd / "run" / "checkpoints" / "latest.npz"
+    if not path.is_file():
+        raise SystemExit(f"startup benchmark: no checkpoint at {path}")
+    return path
+
+
+def commands(work: Path) -> dict[str, list[str]]:
+    lm = _checkpoint(work / "lm", ONE_STEP)
+    forecaster = _checkpoint(work / "forecast", ["task=forecast", "dataset=sunspots",
+                                                 "cell.hidden_size=8", "train.steps=1", *QUIET])
+    store = work / "mlflow.db"
+    tracked = ["-m", "framework", *ONE_STEP, f"mlflow.tracking_uri=sqlite:///{store}"]
+    _run(tracked, work)  # creates the store: a first job on a fresh store pays that once
+    history = "history=[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]"
+    return {
+        "--help": ["-m", "framework", "--help"],
+        "generate (local checkpoint)": ["-m", "framework.generate", f"checkpoint={lm}",
+                                        "num_samples=3"],
+        "predict (forecaster checkpoint)": ["-m", "framework.predict",
+                                            f"checkpoint={forecaster}", history],
+        "1-step run, untracked": ["-m", "framework", *ONE_STEP, "mlflow.enabled=false"],
+        "1-step run, tracked (sqlite)": tracked,
+    }
+
+
+def measure(repeats: int) -> list[tuple[str, list[float], list[float]]]:
+    with tempfile.TemporaryDirectory(prefix="rnnlab-startup-") as tmp:
+        work = Path(tmp)
+        for sub in ("lm", "forecast"):
+            (work / sub).mkdir()
+        rows = commands(work)
+        walls: dict[str, list[float]] = {name: [] for name in rows}
+        cpus: dict[str, list[float]] = {name: [] for name in rows}
+        for _ in range(repeats):  # interleaved rounds
+            for name, args in rows.items():
+                wall, cpu = _run(args, work)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
+    return [(name, walls[name], cpus[name]) for name in rows]
+
+
+def table(results: list[tuple[str, list[float], list[float]]], markdown: bool) -> str:
+    head = ("command", "median wall s", "fastest wall s", "median CPU s")
+    rows = [(name, f"{statistics.median(w):.2f}", f"{min(w):.2f}", f"{statistics.median(c):.2f}")
+            for name, w, c in results]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                     for r in [head, *rows])
+
+
+def main(argv: list[str] | None = None) -> None:
+    from framework.cli.console import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m framework.studies.startup", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (default 5)")
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+          f"{args.repeats} interleaved rounds", flush=True)
+    print(table(measure(max(1, args.repeats)), args.markdown))
+
+
+if __name__ == "__main__":
+    main()
