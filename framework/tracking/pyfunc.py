@@ -1,4 +1,4 @@
-"""A trained checkpoint as an MLflow pyfunc model that generates text.
+"""A trained checkpoint as an MLflow pyfunc model whose answers come from its task.
 
 The model is saved with MLflow's "models from code": ``python_model`` is the path of
 ``framework/tracking/pyfunc_model.py``, a tiny file that calls ``mlflow.models.set_model(...)``; the

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 from framework.errors import CheckpointError
-from framework.training.checkpoint import memory as ckpt_memory
 from framework.training.checkpoint import (
     META_KEY,
     load_checkpoint,
@@ -31,6 +30,7 @@ from framework.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from framework.training.checkpoint import memory as ckpt_memory
 from tests.helpers import model_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
