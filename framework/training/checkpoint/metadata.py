@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import framework.training.checkpoint.memory as memory
 from framework.errors import CheckpointError, RnnlabError
-from framework.training.checkpoint import memory
 from framework.training.checkpoint.fields import Fields, depth, short
 from framework.training.checkpoint.files import FORMAT_VERSION
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+import framework.training.checkpoint.memory as memory
 from framework.errors import CheckpointError, RnnlabError
-from framework.training.checkpoint import memory
 from framework.training.checkpoint.arrays import (
     Checkpoint,
     check_members,
