@@ -75,3 +75,34 @@ def test_old_forecaster_predicts_as_it_did():
     assert input_example(meta, vocab) == {"history": [" ".join(["0.356098"] * 5)]}
     task = meta.model.task_meta
     assert (task["window"], task["horizon"], task["difference"]) == (4, 2, 1)
+
+
+TINY = ["cell.hidden_size=4", "train.batch_size=4", "train.log_every=1", "train.sample_every=0",
+        "mlflow.enabled=false", "train.num_samples=1", "train.steps=4", "train.eval_every=4",
+        "train.checkpoint_every=4", "train.eval_batches=1"]
+WRITTEN_WITH = {  # the overrides each fixture was trained with (README.md of the folder)
+    LM: ["task=lm", "dataset=dinos", "cell=gru", "train.seq_len=6"],
+    CLASSIFY: ["task=classify", "dataset=names", "cell=gru", "model.bidirectional=true",
+               "dataset.ascii=true"],
+    FORECAST: ["task=forecast", "dataset=sunspots", "cell=lstm", "task.window=4",
+               "task.horizon=2", "task.difference=1"],
+}
+
+
+@pytest.mark.parametrize("path", [LM, CLASSIFY, FORECAST], ids=lambda p: p.stem)
+def test_old_task_checkpoints_resume_with_the_config_they_were_written_with(path, tmp_path):
+    """Their saved config (the resolved config then) has no conflict with today's validated
+    config of the same overrides, and a trainer continues from them."""
+    from framework.training.trainer import Reporter, Trainer
+    from tests.helpers import run_config
+
+    class Quiet:
+        def log_metrics(self, values, step) -> None:
+            pass
+
+    rc = run_config([*WRITTEN_WITH[path], *TINY])
+    trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
+    trainer.restore(path)
+    assert trainer.step == 3
+    trainer.run()
+    assert trainer.step == 4 and trainer.last_checkpoint.is_file()
