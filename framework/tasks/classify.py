@@ -121,10 +121,6 @@ class ClassifyTask(Task):
 
         return classify_baselines(corpus) if corpus.n_val else {}
 
-    def predict_texts(self, model: Any, corpus_meta: dict, texts: list[str]) -> list[list]:
-        """Top-k ``[(class, probability), ...]`` for each text."""
-        return predict_top_k(model, corpus_meta, texts, self.config.top_k)
-
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         corpus = trainer.corpus
         pool = corpus.val_texts or corpus.train_texts

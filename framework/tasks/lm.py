@@ -1,8 +1,9 @@
 """The ``lm`` task: next-token prediction with a softmax over the vocabulary at every step.
 
-The model is :class:`~framework.nn.stack.CharRNN` (a cell stack and the output layer); the feed
-is chosen by ``train.feed`` (``auto``: one padded name batch per step for a lines corpus,
-truncated BPTT with the state carried for a stream); samples are generated text.
+The model is :class:`~framework.nn.models.language_model.CharRNN` (a cell stack and the output
+layer); the feed is chosen by ``train.feed`` (``auto``: one padded name batch per step for a
+lines corpus, truncated BPTT with the state carried for a stream); samples are generated text,
+and so are ``framework.generate``'s output and the served model's answers.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class LMConfig:
 
 
 def build_lm(rc: Any, vocab_size: int) -> Any:
-    """The language model of a run config (also used to rebuild one from a checkpoint)."""
+    """The language model of a run config (:meth:`LanguageModelTask.model_from_meta` rebuilds
+    one from a checkpoint's metadata)."""
     from framework.nn.models.language_model import CharRNN
 
     cell_options = rc.options("cell")
