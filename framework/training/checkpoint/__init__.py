@@ -22,6 +22,7 @@ from framework.training.checkpoint.files import (
     OPTIM_PREFIX,
     PARAM_PREFIX,
     STATE_PREFIX,
+    TMP_PREFIX,
     list_step_checkpoints,
     remove_stale_temp_files,
     save_checkpoint,
@@ -53,7 +54,7 @@ from framework.training.checkpoint.resume import (
 )
 
 __all__ = ["FORMAT_VERSION", "META_KEY", "MUST_MATCH", "OPTIM_PREFIX", "PARAM_PREFIX", "RUN_ID",
-           "STATE_PREFIX", "Checkpoint", "CheckpointMeta", "ModelSpec", "build_meta",
+           "STATE_PREFIX", "TMP_PREFIX", "Checkpoint", "CheckpointMeta", "ModelSpec", "build_meta",
            "build_model", "build_model_from_checkpoint", "check_resume", "conflicts",
            "expected_arrays", "list_step_checkpoints", "load_checkpoint", "load_model",
            "memory_limit", "must_match", "pack_arrays", "parse_meta", "read_checkpoint",
