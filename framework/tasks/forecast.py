@@ -32,7 +32,6 @@ from framework.tasks import requests
 from framework.tasks.base import Task, spec_options
 
 MAX_FEATURES = 1 << 12  # what a checkpoint may claim
-MAX_WINDOW = 1 << 31
 # What a sweep may optimise (reported at every eval), and which way each is better.
 OBJECTIVES = {"val_loss": "minimize", "val_rmse": "minimize", "val_mae": "minimize",
               "val_recursive_rmse": "minimize"}
@@ -255,6 +254,8 @@ class ForecastTask(Task):
     # -- checkpoints -----------------------------------------------------------------------
     @classmethod
     def read_meta(cls, fields: Any, raw: Any, options: Any) -> dict[str, Any]:
+        from framework.training.checkpoint.metadata import MAX_WINDOW
+
         f, m = fields, raw
         for key in ("mean", "std"):
             values = m.get(key)
