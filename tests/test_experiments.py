@@ -41,7 +41,7 @@ def test_preset_composes_and_trains_a_few_steps(name, tmp_path):
     if name in NEEDS:
         pytest.importorskip(NEEDS[name], reason=f"preset {name} needs {NEEDS[name]}")
     rc = run_config([f"experiment={name}", *FAST, *SMALL.get(name, [])])
-    assert rc.raw["mlflow"]["experiment_name"] == name  # each preset logs to its own experiment
+    assert rc.mlflow.experiment_name == name  # each preset logs to its own experiment
     trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
     result = trainer.run()
     assert result.steps == 3 and result.final_checkpoint is not None

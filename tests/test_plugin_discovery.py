@@ -267,7 +267,7 @@ def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
 
         overrides = [*QUICK, "dataset=tinyshakespeare", "train.feed=skipping"]
         rc = run_config([*overrides, "train.skip=3"])
-        assert rc.feed.skip == 3 and rc.raw["train"]["skip"] == 3
+        assert rc.feed.skip == 3 and rc.to_dict()["train"]["skip"] == 3
         assert run_config(overrides).feed.skip == 1  # the schema's default, composed
         with pytest.raises(ConfigError, match=r"^feed .skipping.: train.skip must be >= 1, got 0$"):
             run_config([*overrides, "train.skip=0"])

@@ -1,9 +1,11 @@
 """The README's plugin examples, run exactly as printed.
 
-Every ``python`` block of "Writing a cell", "Writing a dataset" and "Other plugins" whose first
-line names a file (``# leaky.py: ...``) is written to a folder named in RNNLAB_PLUGIN_PATH, and
-the section's printed command trains with all of them; the cell is gradient-checked, and its
-missing course hook and a bad option are the one-line errors the README prints.
+Every ``python`` block of "Writing a cell", "Writing a dataset", "Writing a task" and "Other
+plugins" whose first line names a file (``# leaky.py: ...``) is written to a folder named in
+RNNLAB_PLUGIN_PATH, and the section's printed command trains with all of them; the cell is
+gradient-checked, and its missing course hook and a bad option are the one-line errors the README
+prints.  The task's printed commands train, resume, predict and compare with it, and its
+checkpoint is served by the pyfunc model (in-process; ``mlflow models serve`` in a slow test).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from framework import ROOT
-from framework.plugins import PATH_ENV, load_folder
-from framework.registry import CELLS
+from framework.plugins import PATH_ENV, load_folder, package_name
+from framework.registry import CELLS, TASKS
 from tests.helpers import QUICK, cli, isolated_registries
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -52,6 +54,17 @@ def plugin_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def load_again(folder: Path) -> None:
+    """Load the plugin files of ``folder`` and register them, even when an earlier test loaded
+    them (inside ``isolated_registries``, whose end undid the registrations)."""
+    import sys
+
+    prefix = package_name(folder) + "."
+    for name in [m for m in sys.modules if m.startswith(prefix)]:
+        del sys.modules[name]
+    load_folder(folder)
+
+
 def the_command(plugin_dir: Path, text_file: Path) -> tuple[dict[str, str], list[str]]:
     """The README's `RNNLAB_PLUGIN_PATH=... python -m framework ...` line, pointed at the
     written files."""
@@ -65,7 +78,8 @@ def the_command(plugin_dir: Path, text_file: Path) -> tuple[dict[str, str], list
 
 
 def test_the_examples_are_one_file_per_kind():
-    assert sorted(plugin_files()) == ["leaky.py", "min_p.py", "mytext.py", "step_decay.py"]
+    assert sorted(plugin_files()) == ["leaky.py", "lengthclass.py", "min_p.py", "mytext.py",
+                                      "step_decay.py"]
     for name, code in plugin_files().items():  # each registers the plugin its file is named for
         assert re.search(rf"\.register\(\"{name[:-3]}\"", code), name
 
@@ -104,7 +118,7 @@ def test_the_cell_passes_the_checks_every_cell_gets(plugin_dir):
     from tests.nn import test_model as model
 
     with isolated_registries():
-        load_folder(plugin_dir)
+        load_again(plugin_dir)
         assert CELLS.get("leaky").name == "leaky"
         for shape in gradcheck.CELL_SHAPES:
             gradcheck.test_cell_backward_dense("leaky", shape)
@@ -114,3 +128,137 @@ def test_the_cell_passes_the_checks_every_cell_gets(plugin_dir):
         for dtype in ("float32", "float64"):
             model.test_dtype_is_preserved_end_to_end("leaky", dtype)
         model.test_state_carry_model_level("leaky")
+
+
+# ------------------------------------------------------------------------------ the task
+TASK_RUN = ["train.steps=12", "train.eval_every=6", "train.checkpoint_every=6",
+            "train.log_every=3", "train.batch_size=8"]
+
+
+def task_commands() -> dict[str, list[str]]:
+    """The "Writing a task" section's printed commands, by module."""
+    start = README.index("## Writing a task")
+    text = README[start:README.index("\n## ", start + 3)]
+    commands = {}
+    for code in re.findall(r"^```bash\n(.*?)^```$", text, re.S | re.M):
+        for line in code.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:2] == ["python", "-m"]:
+                commands[words[2]] = words[3:]
+    return commands
+
+
+@pytest.fixture(scope="module")
+def task_run(plugin_dir, tmp_path_factory) -> tuple[Path, str, str, Path]:
+    """The printed training command, shortened: (work dir, store URI, run id, checkpoint)."""
+    work = tmp_path_factory.mktemp("task")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    args = task_commands()["framework"]
+    assert {"task=lengthclass", "dataset=dinos"} <= set(args)
+    proc = cli("framework", [*args, *TASK_RUN, f"mlflow.tracking_uri={uri}"], work,
+               env={PATH_ENV: str(plugin_dir)})
+    assert proc.returncode == 0, proc.stderr
+    done = re.search(r"^done: 12 steps, val loss [0-9.]+, [0-9,]+ names/s; checkpoint (\S+)$",
+                     proc.stdout, re.M)
+    run_id = re.search(r"MLflow run ([0-9a-f]{32})", proc.stdout + proc.stderr)
+    assert done and run_id, proc.stdout + proc.stderr
+    return work, uri, run_id.group(1), Path(done.group(1))
+
+
+def test_the_task_example_resumes_predicts_and_is_compared(plugin_dir, task_run):
+    work, uri, run_id, checkpoint = task_run
+    env = {PATH_ENV: str(plugin_dir)}
+    resumed = cli("framework", [*task_commands()["framework"], *TASK_RUN, "train.steps=18",
+                                "mlflow.enabled=false", f"resume={checkpoint}"], work, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {checkpoint} at step 12" in resumed.stdout
+    assert "done: 18 steps" in resumed.stdout
+
+    args = [f"checkpoint={checkpoint}" if a.startswith("checkpoint=") else a
+            for a in task_commands()["framework.predict"]]
+    predicted = cli("framework.predict", args, work, env=env)
+    assert predicted.returncode == 0, predicted.stderr
+    lines = predicted.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["rex", "tyrannosaurus"]
+    assert all(re.fullmatch(r"\w+: (short|long) [01]\.\d{3}", line) for line in lines), lines
+    bad = cli("framework.predict", [f"checkpoint={checkpoint}", "text=Rex"], work, env=env)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "rnnlab: error: text contains 1 character(s) not in the vocabulary: 'R'; use only the "
+        "model's 27 characters"]
+
+    (experiment,) = task_commands()["framework.compare"]
+    compared = cli("framework.compare", [experiment, "--tracking-uri", uri], work, env=env)
+    assert compared.returncode == 0, compared.stderr
+    header = compared.stdout.splitlines()[1].split()
+    assert header[-3:] == ["val_accuracy", "val_loss", "names_per_sec"], compared.stdout
+    assert run_id in compared.stdout
+
+
+def test_the_task_example_is_served_by_the_pyfunc_model(plugin_dir, task_run, tmp_path):
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from framework.tracking.pyfunc import save_pyfunc_model
+
+    _, _, _, checkpoint = task_run
+    with isolated_registries():
+        load_again(plugin_dir)
+        assert TASKS.get("lengthclass").noun == "length classifier"
+        save_pyfunc_model(tmp_path / "model", checkpoint)
+        model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+        answers = model.predict(pd.DataFrame({"text": ["rex", "tyrannosaurus"]}))
+        assert all(re.fullmatch(r"(short|long) [01]\.\d{3}", a) for a in answers), answers
+        assert model.metadata.get_input_schema().input_names() == ["text"]
+        with pytest.raises(MlflowException, match="not in the vocabulary"):
+            model.predict(pd.DataFrame({"text": ["Rex"]}))
+
+
+@pytest.mark.slow
+def test_the_task_example_is_served_by_mlflow_models_serve(plugin_dir, task_run):
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    work, uri, run_id, _ = task_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, PATH_ENV: str(plugin_dir),
+           "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONPATH", None)  # the model carries its own copy of framework/
+    log_path = work / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [str(venv_bin / "mlflow"), "models", "serve", "-m", f"runs:/{run_id}/model",
+             "--env-manager", "local", "-p", str(port), "--host", "127.0.0.1"],
+            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            body = json.dumps({"dataframe_records": [{"text": "rex"}]}).encode()
+            answer, deadline = None, time.monotonic() + 240
+            while answer is None and time.monotonic() < deadline and proc.poll() is None:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                                 data=body,
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        answer = json.loads(response.read())
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.5)
+            assert answer is not None, log_path.read_text()[-3000:]
+            (prediction,) = answer["predictions"]
+            assert re.fullmatch(r"(short|long) [01]\.\d{3}", prediction), answer
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server's own session, started above
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -152,8 +152,9 @@ def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str]:
     before tasks existed are language models).  Runs of different tasks share ``val_loss``."""
     from framework.plugins import load_plugins
     from framework.registry import TASKS
+    from framework.tasks.base import DEFAULT_TASK, task_of_run
 
-    names = {getattr(run.data, "tags", {}).get("task", "lm") for run in runs} or {"lm"}
+    names = {task_of_run(getattr(run.data, "tags", {})) for run in runs} or {DEFAULT_TASK}
     if len(names) != 1:
         return ("val_loss",), "per_sec"
     (name,) = names

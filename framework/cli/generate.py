@@ -17,7 +17,6 @@ import tempfile
 from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from framework import ROOT
@@ -57,24 +56,15 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
 
 def run(cfg: Any) -> tuple[list[str], Any, Any]:
     """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
-    from framework.nn.generation import generate, start_ids
     from framework.registry import SAMPLERS
+    from framework.tasks.base import task_from_meta
 
     args = validate_generate(cfg)  # every option's type and range, before any work
     sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
         cfg.sampler, DictConfig) else dict(cfg.sampler)
     sampler = SAMPLERS.build(sampler_node)
     model, vocab, meta = load_for_generation(cfg)
-    window = args.window
-    if window is None:
-        window = meta.window
-    feed = (meta.config.get("train") or {}).get("feed")
-    if feed == "auto":
-        feed = "names" if meta.corpus_kind == "lines" else "stream"
-    texts = generate(model, vocab, sampler, prompt=args.prompt, length=args.length,
-                     num_samples=args.num_samples, window=window,
-                     rng=np.random.default_rng(args.seed),
-                     start=start_ids(vocab, meta.corpus_kind, feed))
+    texts = task_from_meta(meta.model.task_meta).generate(model, vocab, meta, args, sampler)
     return texts, vocab, meta
 
 

@@ -74,7 +74,7 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
         # The whole run's throughput (chars_per_sec is per logging window), read by sweep
         # summaries and `python -m framework.compare`.
         lambda: tracker.log_metrics({"run_chars_per_sec": result.chars_per_sec}, result.steps),
-        lambda: tracker.log_text(OmegaConf.to_yaml(OmegaConf.create(rc.raw)), "config.yaml"),
+        lambda: tracker.log_text(OmegaConf.to_yaml(OmegaConf.create(rc.to_dict())), "config.yaml"),
         lambda: hydra_dir.is_dir() and tracker.log_artifacts(str(hydra_dir), ".hydra"),
         lambda: tracker.log_text("\n".join(result.samples) + "\n", "samples.txt"),
         log_curve,

@@ -396,8 +396,10 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     from framework.sweeps.optuna_report import log_study
 
     metrics.update(log_study(tracker, sweep_dir, children))
-    tasks = {c.data.tags.get("task", "lm") for c in children}
-    view_key = save_ui_view(tracker, table, tasks.pop() if len(tasks) == 1 else "lm")
+    from framework.tasks.base import DEFAULT_TASK, task_of_run
+
+    tasks = {task_of_run(c.data.tags) for c in children}
+    view_key = save_ui_view(tracker, table, tasks.pop() if len(tasks) == 1 else DEFAULT_TASK)
     if view_key:
         tags["rnnlab.ui_view"] = view_key
     tracker.log_metrics(metrics, step=0)
@@ -408,13 +410,14 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
                            [r["run_id"] for r in table.rows])}
 
 
-def save_ui_view(tracker: Any, table: Any, task: str = "lm") -> str | None:
+def save_ui_view(tracker: Any, table: Any, task: str | None = None) -> str | None:
     """Store the sweep's shared view (:mod:`framework.tracking.ui_view`): its children only,
     ranked by val_loss, with the differing params and the task's metrics as columns."""
+    from framework.tasks.base import DEFAULT_TASK
     from framework.tracking.ui_view import metric_columns, save_view
 
     return save_view(tracker.client, tracker.experiment_id, f"sweep-{tracker.run_id[:8]}",
-                     params=table.params, metrics=metric_columns(task),
+                     params=table.params, metrics=metric_columns(task or DEFAULT_TASK),
                      search_filter=f"tags.`mlflow.parentRunId` = '{tracker.run_id}'",
                      order_by="metrics.`val_loss`", ascending=True)
 

@@ -125,8 +125,9 @@ def check_objective(config: DictConfig, direction: str) -> None:
     """The study's direction must be the natural one of what its jobs return (``optuna.objective``
     of the task they train): maximising a loss or minimising an accuracy is a config error."""
     from framework.registry import TASKS
+    from framework.tasks.base import DEFAULT_TASK
 
-    task = str(OmegaConf.select(config, "task.name", default="lm") or "lm")
+    task = str(OmegaConf.select(config, "task.name", default=DEFAULT_TASK) or DEFAULT_TASK)
     objective = str(OmegaConf.select(config, "optuna.objective", default="val_loss") or "val_loss")
     if task not in TASKS:
         return  # the job's own validation names the unknown task

@@ -10,8 +10,16 @@ A task is registered in ``TASKS`` with its schema (``task.<key>=`` options) and 
   optimise, each with its natural direction (``objectives``; :meth:`objective_direction` also
   takes their ``best_`` variants, the best eval so far);
 * what "sample" means during training (:meth:`sample_lines`) and the final artifacts;
-* what it stores in a checkpoint beyond the parameters (:meth:`meta`).
+* what it stores in a checkpoint beyond the parameters (:meth:`meta`), how that field is read
+  back from an untrusted file (:meth:`read_meta`) and how the model is rebuilt from it
+  (:meth:`model_from_meta`);
+* how a trained model is used: ``python -m framework.predict`` (:meth:`predict`), text
+  generation (:meth:`generate`), the served pyfunc model's columns, signature, input example and
+  answer (:meth:`signature`, :meth:`input_example`, :meth:`serve`);
+* how its runs are shown: the run description (``noun``, :meth:`describe_data`), the tags
+  (:meth:`tags`), the MLflow UI's key columns (``key_params``) and the compare metrics.
 
+Nothing outside ``framework/tasks/`` names a task: code that differs by task asks the task.
 Cells never know which task they serve.
 """
 
@@ -22,9 +30,40 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, DataError
 
 BEST_PREFIX = "best_"  # best_<metric>: the best value of <metric> over the evals so far
+# The config's default task, and the task of runs and checkpoints written before tasks existed
+# (they have no ``task`` tag or metadata field).
+DEFAULT_TASK = "lm"
+# The generic keys of a checkpoint's ``task`` field; a task adds its own (``meta_fields``).
+META_KEYS = ("name", "options", "bidirectional")
+
+
+def tasks_reading(kind: str) -> list[str]:
+    """The registered tasks that read corpora of ``kind``, in registration order."""
+    from framework.registry import TASKS
+
+    return [name for name in TASKS.names() if kind in TASKS.get(name).corpus_kinds]
+
+
+def task_from_meta(task_meta: Mapping[str, Any]) -> Task:
+    """The task of a checkpoint's validated ``task`` field, built from its saved options."""
+    from framework.registry import TASKS
+
+    name = str(task_meta.get("name") or DEFAULT_TASK)
+    return TASKS.get(name)(TASKS.validate({"name": name, **dict(task_meta.get("options") or {})}))
+
+
+def spec_options(spec: Any) -> dict[str, Any]:
+    """The model options every task's model takes, from a checkpoint's model spec."""
+    return dict(hidden_size=spec.hidden_size, num_layers=spec.num_layers, dropout=spec.dropout,
+                init=spec.init, dtype=spec.dtype.name)
+
+
+def task_of_run(tags: Mapping[str, str]) -> str:
+    """The task name of an MLflow run from its ``task`` tag (runs before tasks have none)."""
+    return str(tags.get("task") or DEFAULT_TASK)
 
 
 class Task:
@@ -39,6 +78,20 @@ class Task:
     # Metrics reported at every eval that a sweep may optimise, and which way each is better
     # ("minimize" or "maximize").
     objectives: ClassVar[Mapping[str, str]] = {"val_loss": "minimize"}
+    # The run description's noun: "LSTM (1x128) <noun> on dinos, ...".
+    noun: ClassVar[str] = "model"
+    # The params that tell this task's runs apart at a glance (the MLflow UI's key columns).
+    key_params: ClassVar[tuple[str, ...]] = ("cell.name", "cell.hidden_size", "model.num_layers",
+                                             "dataset.name", "optimizer.lr", "train.steps",
+                                             "seed")
+    # The served model's input columns; the first is the one a bare string or list fills.
+    input_columns: ClassVar[tuple[str, ...]] = ("text",)
+    # Does the model carry its hidden state across batches (resume then needs it)?
+    carries_state: ClassVar[bool] = False
+    # Does the model read token ids of a vocabulary (saved with the checkpoint)?
+    has_vocab: ClassVar[bool] = True
+    # The task-specific keys of the checkpoint's ``task`` field (what :meth:`meta` writes).
+    meta_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
@@ -68,16 +121,24 @@ class Task:
     def check(self, rc: Any, corpus: Any) -> None:
         """Refuse a config/dataset combination this task cannot train, in one line."""
         if corpus.kind not in self.corpus_kinds:
-            fits = {"lines": "lm", "stream": "lm", "labelled": "classify", "series": "forecast"}
-            hint = fits.get(corpus.kind)
-            fix = f"use task={hint}" if hint else "choose another dataset"
+            fits = tasks_reading(corpus.kind)
+            fix = ("use " + " or ".join(f"task={t}" for t in fits) if fits
+                   else "choose another dataset")
             raise ConfigError(
                 f"task '{self.name}' needs a dataset of kind {' or '.join(self.corpus_kinds)}, "
                 f"but '{corpus.name}' is {corpus.kind}; {fix}")
         if rc.model.bidirectional and not self.bidirectional:
             raise ConfigError(
                 f"model.bidirectional=true does not fit task '{self.name}': its predictions must "
-                f"not read the future; set model.bidirectional=false or use task=classify")
+                f"not read the future; set model.bidirectional=false or use "
+                f"{' or '.join(f'task={t}' for t in self.bidirectional_tasks())}")
+
+    @staticmethod
+    def bidirectional_tasks() -> list[str]:
+        """The registered tasks whose models may read a sequence in both directions."""
+        from framework.registry import TASKS
+
+        return [name for name in TASKS.names() if TASKS.get(name).bidirectional]
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         """Where the smoothed training loss starts: the loss of a uniform guess."""
@@ -126,8 +187,73 @@ class Task:
         return f"val loss {loss:.4f}"
 
     def meta(self, corpus: Any) -> dict[str, Any]:
-        """What a checkpoint needs beyond parameters to rebuild and use the model."""
+        """What a checkpoint needs beyond parameters to rebuild and use the model: the keys
+        ``meta_fields`` names, as JSON values."""
         return {}
 
+    # -- the run as MLflow shows it --------------------------------------------------------
+    def describe_data(self, rc: Any, corpus: Any = None) -> str:
+        """The data part of the run description ("dinos", "names (18 classes)")."""
+        return str(rc.dataset.name)
 
-__all__ = ["BEST_PREFIX", "Task"]
+    def tags(self, rc: Any) -> dict[str, str]:
+        """The run's tags that say what it trained."""
+        return {"task": self.name}
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint_field(self, rc: Any, corpus: Any) -> dict[str, Any] | None:
+        """The checkpoint's ``task`` metadata field: the task's name and options and
+        :meth:`meta` (None writes no field: the default task's checkpoints keep the format
+        they had before tasks existed)."""
+        return {"name": self.name, "options": rc.options("task"),
+                "bidirectional": bool(rc.model.bidirectional), **self.meta(corpus)}
+
+    @classmethod
+    def read_meta(cls, fields: Any, raw: Mapping[str, Any],
+                  options: Mapping[str, Any]) -> dict[str, Any]:
+        """The task-specific keys of an untrusted checkpoint's ``task`` field, validated
+        (bounded, typed); ``fields`` (:class:`framework.training.checkpoint.fields.Fields`)
+        makes each failure a one-line CheckpointError naming the field; ``options`` are the
+        field's task options, already validated against the task's schema."""
+        return {}
+
+    @classmethod
+    def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
+        """The model (without parameters) a checkpoint's validated metadata describes: ``spec``
+        is its :class:`~framework.training.checkpoint.metadata.ModelSpec` (``spec.cell`` the
+        built cell, ``spec.task_meta`` the validated ``task`` field), ``vocab`` its vocabulary
+        (None when the task has none). Its ``param_shapes()`` are what the file must hold."""
+        raise NotImplementedError
+
+    # -- using a trained model -------------------------------------------------------------
+    def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
+        """The lines ``python -m framework.predict`` prints for the request in ``cfg`` (its
+        composed config: ``text``, ``history``, ``top_k``, ...)."""
+        raise DataError(f"this checkpoint is a '{self.name}' model, which framework.predict "
+                        f"does not answer")
+
+    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, sampler: Any) -> list[str]:
+        """Samples ``python -m framework.generate`` prints (``args``: its checked options)."""
+        raise DataError(f"this checkpoint is a '{self.name}' model, which does not generate "
+                        f"text; use python -m framework.predict")
+
+    def signature(self) -> Any:
+        """The served model's MLflow signature: :attr:`input_columns` in, strings out."""
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import ColSpec, Schema
+
+        return ModelSignature(inputs=Schema([ColSpec("string", c) for c in self.input_columns]),
+                              outputs=Schema([ColSpec("string")]))
+
+    def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
+        """A small request saved with the served model (the UI shows it)."""
+        return {self.input_columns[0]: ["a"]}
+
+    def serve(self, served: Any, frame: Any) -> list[str]:
+        """The served model's answer to a request (a DataFrame with :attr:`input_columns`);
+        ``served`` holds ``model``, ``vocab``, ``meta`` and the sampling defaults."""
+        raise NotImplementedError
+
+
+__all__ = ["BEST_PREFIX", "DEFAULT_TASK", "META_KEYS", "Task", "spec_options", "task_from_meta",
+           "task_of_run", "tasks_reading"]

@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from framework.errors import RnnlabError
 from framework.registry import TASKS
-from framework.tasks.base import Task
+from framework.tasks import requests
+from framework.tasks.base import Task, spec_options
 
+MAX_CLASSES = 1 << 16  # what a checkpoint may claim
 # What a sweep may optimise (reported at every eval), and which way each is better.
 OBJECTIVES = {"val_loss": "minimize", "val_accuracy": "maximize", "val_macro_f1": "maximize"}
 
@@ -60,6 +63,11 @@ class ClassifyTask(Task):
     compare_metrics = ("val_accuracy", "val_macro_f1", "val_loss")
     objectives = OBJECTIVES
     bidirectional = True
+    noun = "classifier"
+    key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
+                  "dataset.name", "optimizer.lr", "train.steps", "seed")
+    input_columns = ("text",)
+    meta_fields = ("classes", "ascii", "lower")
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return math.log(corpus.n_classes)
@@ -113,10 +121,6 @@ class ClassifyTask(Task):
 
         return classify_baselines(corpus) if corpus.n_val else {}
 
-    def predict_texts(self, model: Any, corpus_meta: dict, texts: list[str]) -> list[list]:
-        """Top-k ``[(class, probability), ...]`` for each text."""
-        return predict_top_k(model, corpus_meta, texts, self.config.top_k)
-
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         corpus = trainer.corpus
         pool = corpus.val_texts or corpus.train_texts
@@ -163,6 +167,50 @@ class ClassifyTask(Task):
         return {"classes": list(corpus.classes), "ascii": bool(corpus.metadata.get("ascii")),
                 "lower": bool(corpus.metadata.get("lower"))}
 
+    def describe_data(self, rc: Any, corpus: Any = None) -> str:
+        classes = getattr(corpus, "classes", None)
+        return f"{rc.dataset.name} ({len(classes)} classes)" if classes else rc.dataset.name
+
+    # -- checkpoints -----------------------------------------------------------------------
+    @classmethod
+    def read_meta(cls, fields: Any, raw: Any, options: Any) -> dict[str, Any]:
+        classes = raw.get("classes")
+        if (not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES
+                or not all(isinstance(c, str) and c for c in classes)):
+            raise fields.fail("task.classes", f"a list of 2 to {MAX_CLASSES} class names",
+                              classes)
+        return {"classes": list(classes), "ascii": raw.get("ascii") is True,
+                "lower": raw.get("lower") is True}
+
+    @classmethod
+    def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
+        from framework.nn.models.many_to_one import SequenceClassifier
+
+        return SequenceClassifier(spec.cell, vocab.size, len(spec.task_meta["classes"]),
+                                  **spec_options(spec),
+                                  bidirectional=spec.task_meta["bidirectional"])
+
+    # -- using a trained model -------------------------------------------------------------
+    def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
+        """``text: class p, class p, ...`` (the ``top_k`` best classes) for each ``text``."""
+        top_k = requests.positive_int(cfg.get("top_k"), "top_k")
+        texts = requests.command_texts(cfg.get("text"))
+        rows = predict_top_k(model, meta.model.task_meta, texts, top_k, vocab=vocab)
+        return [f"{text}: " + ", ".join(f"{name} {p:.3f}" for name, p in top)
+                for text, top in zip(texts, rows, strict=True)]
+
+    def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
+        return {"text": [requests.example_letters(vocab) or "a"]}
+
+    def serve(self, served: Any, frame: Any) -> list[str]:
+        """``"class p, class p, ..."`` (the top ``task.top_k`` classes) for each ``text``."""
+        if "text" not in frame.columns:
+            raise RnnlabError("a classifier's input needs a 'text' column")
+        texts = requests.served_texts(frame)
+        rows = predict_top_k(served.model, served.meta.model.task_meta, texts,
+                             self.config.top_k, vocab=served.vocab)
+        return [", ".join(f"{name} {p:.4f}" for name, p in top) for top in rows]
+
 
 def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: Any = None,
                   prepared: bool = False) -> list[list[tuple[str, float]]]:
@@ -191,4 +239,4 @@ def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: An
     return out
 
 
-__all__ = ["ClassifyConfig", "ClassifyTask", "build_classifier", "predict_top_k"]
+__all__ = ["MAX_CLASSES", "ClassifyConfig", "ClassifyTask", "build_classifier", "predict_top_k"]

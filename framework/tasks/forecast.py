@@ -27,10 +27,12 @@ import numpy as np
 
 from framework.data.corpora.differencing import MAX_DIFFERENCE
 from framework.data.corpora.series import MAX_MAGNITUDE, too_large
-from framework.errors import ConfigError
+from framework.errors import ConfigError, RnnlabError
 from framework.registry import TASKS
-from framework.tasks.base import Task
+from framework.tasks import requests
+from framework.tasks.base import Task, spec_options
 
+MAX_FEATURES = 1 << 12  # what a checkpoint may claim
 # What a sweep may optimise (reported at every eval), and which way each is better.
 OBJECTIVES = {"val_loss": "minimize", "val_rmse": "minimize", "val_mae": "minimize",
               "val_recursive_rmse": "minimize"}
@@ -132,6 +134,12 @@ class ForecastTask(Task):
     compare_metrics = ("val_rmse", "val_mae", "val_recursive_rmse", "baseline_persistence_rmse",
                        "baseline_ar_rmse")
     objectives = OBJECTIVES
+    noun = "forecaster"
+    key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
+                  "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed")
+    input_columns = ("history",)
+    has_vocab = False
+    meta_fields = ("mean", "std", "columns", "window", "horizon", "difference")
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return 1.0  # predicting the training mean: unit variance after standardising
@@ -246,6 +254,84 @@ class ForecastTask(Task):
                 "columns": list(corpus.columns), "window": self.config.window,
                 "horizon": self.config.horizon, "difference": self.config.difference}
 
+    def describe_data(self, rc: Any, corpus: Any = None) -> str:
+        return f"{rc.dataset.name} (window {self.config.window}, horizon {self.config.horizon})"
 
-__all__ = ["OBJECTIVES", "ForecastConfig", "ForecastTask", "build_forecaster", "check_history",
-           "forecast_next", "forecast_values"]
+    # -- checkpoints -----------------------------------------------------------------------
+    @classmethod
+    def read_meta(cls, fields: Any, raw: Any, options: Any) -> dict[str, Any]:
+        from framework.training.checkpoint.metadata import MAX_WINDOW
+
+        f, m = fields, raw
+        for key in ("mean", "std"):
+            values = m.get(key)
+            if (not isinstance(values, list) or not 1 <= len(values) <= MAX_FEATURES or not all(
+                    type(v) in (int, float) and math.isfinite(v) for v in values)):
+                raise f.fail(f"task.{key}", f"a list of 1 to {MAX_FEATURES} finite numbers",
+                             values)
+        if len(m["std"]) != len(m["mean"]) or not all(v > 0 for v in m["std"]):
+            raise f.fail("task.std", "positive numbers, one per feature", m["std"])
+        columns = m.get("columns") or [f"x{i}" for i in range(len(m["mean"]))]
+        if not isinstance(columns, list) or len(columns) != len(m["mean"]):
+            raise f.fail("task.columns", "one name per feature", columns)
+        out = dict(mean=[float(v) for v in m["mean"]], std=[float(v) for v in m["std"]],
+                   columns=[str(c) for c in columns],
+                   window=f.integer(m.get("window"), "task.window", 1, MAX_WINDOW),
+                   horizon=f.integer(m.get("horizon"), "task.horizon", 1, MAX_WINDOW),
+                   # checkpoints written before task.difference existed model the levels
+                   difference=f.integer(m.get("difference", 0), "task.difference", 0,
+                                        MAX_DIFFERENCE))
+        if options.get("difference", out["difference"]) != out["difference"]:
+            raise f.fail("task.difference", f"the task options' difference "
+                         f"({options.get('difference')!r})", out["difference"])
+        return out
+
+    @classmethod
+    def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
+        from framework.nn.models.many_to_one import SequenceForecaster
+
+        task = spec.task_meta
+        return SequenceForecaster(spec.cell, len(task["mean"]), task["horizon"],
+                                  **spec_options(spec), bidirectional=task["bidirectional"])
+
+    # -- using a trained model -------------------------------------------------------------
+    def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
+        """The next ``task.horizon`` values after ``history`` (or after the end of the
+        training data), one line per step ahead."""
+        nxt = forecast_values(model, meta.model.task_meta, cfg.get("history"),
+                              meta.config.get("dataset"))
+        return [" ".join(f"{v:.6g}" for v in row) for row in nxt]
+
+    def signature(self) -> Any:
+        """``history`` (a list or a space- or comma-separated string), strings out."""
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import AnyType, ColSpec, Schema
+
+        return ModelSignature(inputs=Schema([ColSpec(AnyType(), "history")]),
+                              outputs=Schema([ColSpec("string")]))
+
+    def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
+        """As many past values as a forecast needs, at the scaler's mean."""
+        task_meta = meta.model.task_meta
+        mean = float(task_meta["mean"][0])
+        # A differenced model needs `difference` more values than its window.
+        length = int(task_meta["window"]) + int(task_meta.get("difference", 0))
+        return {"history": [" ".join(f"{mean:.6g}" for _ in range(length))]}
+
+    def serve(self, served: Any, frame: Any) -> list[str]:
+        """The next ``task.horizon`` values (space-separated) after each row's ``history``."""
+        if "history" not in frame.columns:
+            raise RnnlabError("a forecaster's input needs a 'history' column (past values)")
+        out = []
+        for history in frame["history"]:
+            if isinstance(history, str):
+                history = [v for v in history.replace(",", " ").split() if v]
+            if history is None or len(history) > requests.MAX_LENGTH:
+                raise RnnlabError(f"history must list at most {requests.MAX_LENGTH} past values")
+            nxt = forecast_values(served.model, served.meta.model.task_meta, list(history))
+            out.append(" ".join(f"{v:.6g}" for v in nxt[:, 0]))
+        return out
+
+
+__all__ = ["MAX_FEATURES", "OBJECTIVES", "ForecastConfig", "ForecastTask", "build_forecaster",
+           "check_history", "forecast_next", "forecast_values"]

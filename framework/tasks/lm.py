@@ -1,8 +1,9 @@
 """The ``lm`` task: next-token prediction with a softmax over the vocabulary at every step.
 
-The model is :class:`~framework.nn.stack.CharRNN` (a cell stack and the output layer); the feed
-is chosen by ``train.feed`` (``auto``: one padded name batch per step for a lines corpus,
-truncated BPTT with the state carried for a stream); samples are generated text.
+The model is :class:`~framework.nn.models.language_model.CharRNN` (a cell stack and the output
+layer); the feed is chosen by ``train.feed`` (``auto``: one padded name batch per step for a
+lines corpus, truncated BPTT with the state carried for a stream); samples are generated text,
+and so are ``framework.generate``'s output and the served model's answers.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from framework.errors import DataError, RnnlabError
 from framework.registry import TASKS
-from framework.tasks.base import Task
+from framework.tasks import requests
+from framework.tasks.base import Task, spec_options
 
 
 @dataclass
@@ -23,7 +26,8 @@ class LMConfig:
 
 
 def build_lm(rc: Any, vocab_size: int) -> Any:
-    """The language model of a run config (also used to rebuild one from a checkpoint)."""
+    """The language model of a run config (:meth:`LanguageModelTask.model_from_meta` rebuilds
+    one from a checkpoint's metadata)."""
     from framework.nn.models.language_model import CharRNN
 
     cell_options = rc.options("cell")
@@ -56,6 +60,11 @@ class LanguageModelTask(Task):
     unit = "chars"
     compare_metrics = ("val_loss", "bits_per_char")
     objectives = {"val_loss": "minimize", "val_bits_per_char": "minimize"}
+    noun = "language model"
+    key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
+                  "optimizer.name", "optimizer.lr", "train.steps", "seed")
+    input_columns = ("prompt", "num_samples", "length", "temperature", "seed")
+    carries_state = True
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         tokens = rc.train.smooth_init_tokens
@@ -131,6 +140,87 @@ class LanguageModelTask(Task):
 
     def throughput_unit(self, vocab: Any = None) -> str:
         return "chars" if vocab is None or vocab.is_chars else "tokens"
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint_field(self, rc: Any, corpus: Any) -> dict[str, Any] | None:
+        return None  # language-model checkpoints keep the format they had before tasks
+
+    @classmethod
+    def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
+        from framework.nn.models.language_model import CharRNN
+
+        return CharRNN(cell=spec.cell, vocab_size=vocab.size, **spec_options(spec))
+
+    # -- using a trained model -------------------------------------------------------------
+    def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
+        raise DataError("this checkpoint is a language model, which framework.predict does not "
+                        "answer; use python -m framework.generate")
+
+    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, sampler: Any) -> list[str]:
+        from framework.nn.generation import generate, start_ids
+
+        window = args.window if args.window is not None else meta.window
+        feed = (meta.config.get("train") or {}).get("feed")
+        if feed == "auto":
+            feed = "names" if meta.corpus_kind == "lines" else "stream"
+        return generate(model, vocab, sampler, prompt=args.prompt, length=args.length,
+                        num_samples=args.num_samples, window=window,
+                        rng=np.random.default_rng(args.seed),
+                        start=start_ids(vocab, meta.corpus_kind, feed))
+
+    def signature(self) -> Any:
+        """``prompt`` (a string) and the optional sampling columns, strings out."""
+        from mlflow.models.signature import ModelSignature
+        from mlflow.types.schema import AnyType, ColSpec, Schema
+
+        # Numbers are typed "any" (checked in serve): MLflow refuses int64 for a "double"
+        # column, and a "long" column turns float64 as soon as one record omits it (NaN).
+        inputs = Schema([ColSpec("string", "prompt"),
+                         *(ColSpec(AnyType(), name, required=False)
+                           for name in self.input_columns[1:])])
+        return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
+
+    def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
+        return {"prompt": [requests.example_letters(vocab)], "num_samples": [1], "length": [20],
+                "seed": [0]}
+
+    def serve(self, served: Any, frame: Any) -> list[str]:
+        """The samples of row 0, then those of row 1, ...; each starts with its prompt."""
+        from framework.nn.generation import generate
+        from framework.registry import SAMPLERS
+
+        if len(frame) > requests.MAX_ROWS:
+            raise RnnlabError(f"a request may have at most {requests.MAX_ROWS} rows, got "
+                              f"{len(frame)}")
+        # Every row is checked, and the whole request's work bounded, before anything runs.
+        rows = []
+        for row in frame.to_dict(orient="records"):
+            prompt = row.get("prompt")
+            prompt = "" if requests.missing(prompt) else str(prompt)
+            if len(prompt) > requests.MAX_PROMPT:
+                raise RnnlabError(f"prompt has {len(prompt):,} characters, more than "
+                                  f"{requests.MAX_PROMPT:,}")
+            num = requests.int_option(row, "num_samples", 1, 1, requests.MAX_SAMPLES)
+            length = requests.int_option(row, "length",
+                                         min(served.default_length, requests.MAX_LENGTH), 0,
+                                         requests.MAX_LENGTH)
+            seed = requests.int_option(row, "seed", None, 0, 2**63 - 1)
+            temperature = requests.number(row.get("temperature"))
+            sampler = served.sampler
+            if temperature is not None:
+                sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
+            rows.append((prompt, num, length, seed, sampler))
+        work = sum(num * (len(prompt) + length) for prompt, num, length, _, _ in rows)
+        if work > requests.MAX_REQUEST_CHARS:
+            raise RnnlabError(f"the request asks for {work:,} characters (rows x num_samples x "
+                              f"(prompt + length)), more than {requests.MAX_REQUEST_CHARS:,}; "
+                              f"send fewer rows or samples, or shorter ones")
+        texts: list[str] = []
+        for prompt, num, length, seed, sampler in rows:
+            texts += generate(served.model, served.vocab, sampler, prompt=prompt, length=length,
+                              num_samples=num, window=served.window,
+                              rng=np.random.default_rng(seed))
+        return texts
 
     def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         loss = metrics.get("val_loss", math.nan)

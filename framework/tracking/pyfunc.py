@@ -1,4 +1,4 @@
-"""A trained checkpoint as an MLflow pyfunc model that generates text.
+"""A trained checkpoint as an MLflow pyfunc model whose answers come from its task.
 
 The model is saved with MLflow's "models from code": ``python_model`` is the path of
 ``framework/tracking/pyfunc_model.py``, a tiny file that calls ``mlflow.models.set_model(...)``; the
@@ -7,17 +7,17 @@ checkpoint ``.npz`` is an artifact.  Nothing is pickled, so loading the model ne
 model (``code_paths``), so ``mlflow models serve`` works from any directory without installing
 rnnlab.
 
-Input: a pandas DataFrame with a ``prompt`` column and optional columns ``num_samples``,
-``length``, ``temperature`` and ``seed`` (missing or NaN means "default").  Output: a list of
-strings, the samples of row 0, then those of row 1, ...  Each sample starts with its prompt.
-Served: ``POST /invocations`` with ``{"dataframe_records": [{"prompt": "ab", "seed": 1}]}`` answers
-``{"predictions": ["ab…", …]}``.
+The input is a pandas DataFrame with the columns of the checkpoint's task (``Task.input_columns``:
+a language model's ``prompt`` and optional ``num_samples``, ``length``, ``temperature``,
+``seed``); the task answers it (``Task.serve``) with a list of strings.  Served: ``POST
+/invocations`` with ``{"dataframe_records": [{"prompt": "ab", "seed": 1}]}`` answers
+``{"predictions": ["ab…", …]}``.  The model-from-code entry loads the plugins first, so a task
+from a ``RNNLAB_PLUGIN_PATH`` folder is served too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import tempfile
@@ -27,66 +27,40 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from framework import ROOT
 from framework.errors import RnnlabError
+from framework.tasks.requests import (  # the request bounds, re-exported for callers
+    DEFAULT_LENGTH,
+    MAX_LENGTH,
+    MAX_PROMPT,
+    MAX_REQUEST_CHARS,
+    MAX_ROWS,
+    MAX_SAMPLES,
+)
 from framework.training.checkpoint import load_model, resolve_checkpoint
 
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 CHECKPOINT_ARTIFACT = "checkpoint"
-# A served model must not be asked for unbounded work: each row is bounded, and so is the whole
-# request (rows x samples x (prompt + length) characters); beyond them the answer is a 400.
-MAX_LENGTH = 10_000  # per sample
-MAX_SAMPLES = 100  # per row
-MAX_PROMPT = 10_000  # characters per prompt
-MAX_ROWS = 1_000
-MAX_REQUEST_CHARS = 1_000_000
-DEFAULT_LENGTH = 200
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return value is None or bool(pd.isna(value))
-    except (TypeError, ValueError):  # pd.isna of a list-like
-        return False
-
-
-def _number(value: Any) -> float | None:
-    if _missing(value):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise RnnlabError(f"expected a number, got {value!r}") from None
-    return None if math.isnan(out) else out
-
-
-def _int_option(row: dict[str, Any], key: str, default: int | None, lo: int,
-                hi: int | None) -> int | None:
-    value = _number(row.get(key))
-    if value is None:
-        return default
-    if value != int(value) or value < lo or (hi is not None and value > hi):
-        bound = f" and <= {hi}" if hi is not None else ""
-        raise RnnlabError(f"{key} must be an integer >= {lo}{bound}, got {row.get(key)!r}")
-    return int(value)
 
 
 class CharRNNTextModel(PythonModel):
-    """pyfunc wrapper: ``load_context`` rebuilds the model, ``predict`` generates text."""
+    """pyfunc wrapper: ``load_context`` rebuilds the model, ``predict`` asks its task to answer
+    (:meth:`framework.tasks.base.Task.serve`)."""
 
     def load_context(self, context: Any) -> None:
         self._load(context.artifacts[CHECKPOINT_ARTIFACT])
 
     def _load(self, checkpoint_path: str | os.PathLike[str]) -> None:
         from framework.registry import SAMPLERS
+        from framework.tasks.base import task_from_meta
+        from framework.tasks.requests import DEFAULT_LENGTH
 
         self.model, self.vocab, meta = load_model(resolve_checkpoint(checkpoint_path))
         self.meta = meta
-        self.task = meta.model.task
+        self.task = task_from_meta(meta.model.task_meta)
         self.window = meta.window
         self.default_length = int(meta.sample_length or DEFAULT_LENGTH)
         sampler_cfg = dict(meta.sampler or {"name": "categorical"})
@@ -101,125 +75,18 @@ class CharRNNTextModel(PythonModel):
                 params: dict[str, Any] | None = None) -> list[str]:
         from mlflow.exceptions import MlflowException
 
+        from framework.tasks.requests import as_frame
+
         try:
-            frame = _as_frame(model_input, "history" if self.task == "forecast" else
-                              "text" if self.task == "classify" else "prompt")
-            if self.task == "classify":
-                return self.classify_rows(frame)
-            if self.task == "forecast":
-                return self.forecast_rows(frame)
-            return self.generate_rows(frame)
+            return self.task.serve(self, as_frame(model_input, self.task.input_columns[0]))
         except RnnlabError as exc:
             # A bad request (unknown prompt characters, bad numbers) is a 400, not a crash.
             raise MlflowException.invalid_parameter_value(str(exc)) from None
 
-    def generate_rows(self, frame: pd.DataFrame) -> list[str]:
-        from framework.nn.generation import generate
-        from framework.registry import SAMPLERS
 
-        if len(frame) > MAX_ROWS:
-            raise RnnlabError(f"a request may have at most {MAX_ROWS} rows, got {len(frame)}")
-        # Every row is checked, and the whole request's work bounded, before anything runs.
-        requests = []
-        for row in frame.to_dict(orient="records"):
-            prompt = row.get("prompt")
-            prompt = "" if _missing(prompt) else str(prompt)
-            if len(prompt) > MAX_PROMPT:
-                raise RnnlabError(f"prompt has {len(prompt):,} characters, more than "
-                                  f"{MAX_PROMPT:,}")
-            num = _int_option(row, "num_samples", 1, 1, MAX_SAMPLES)
-            length = _int_option(row, "length", min(self.default_length, MAX_LENGTH), 0,
-                                 MAX_LENGTH)
-            seed = _int_option(row, "seed", None, 0, 2**63 - 1)
-            temperature = _number(row.get("temperature"))
-            sampler = self.sampler
-            if temperature is not None:
-                sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
-            requests.append((prompt, num, length, seed, sampler))
-        work = sum(num * (len(prompt) + length) for prompt, num, length, _, _ in requests)
-        if work > MAX_REQUEST_CHARS:
-            raise RnnlabError(f"the request asks for {work:,} characters (rows x num_samples x "
-                              f"(prompt + length)), more than {MAX_REQUEST_CHARS:,}; send "
-                              f"fewer rows or samples, or shorter ones")
-        texts: list[str] = []
-        for prompt, num, length, seed, sampler in requests:
-            texts += generate(self.model, self.vocab, sampler, prompt=prompt, length=length,
-                              num_samples=num, window=self.window,
-                              rng=np.random.default_rng(seed))
-        return texts
-
-
-    def classify_rows(self, frame: pd.DataFrame) -> list[str]:
-        """``"class p, class p, ..."`` (the top ``task.top_k`` classes) for each ``text``."""
-        from framework.tasks.classify import predict_top_k
-
-        if "text" not in frame.columns:
-            raise RnnlabError("a classifier's input needs a 'text' column")
-        texts = ["" if _missing(t) else str(t) for t in frame["text"]]
-        if len(texts) > MAX_SAMPLES * 100 or any(len(t) > MAX_LENGTH for t in texts):
-            raise RnnlabError(f"at most {MAX_SAMPLES * 100} texts of at most {MAX_LENGTH} "
-                              f"characters per request")
-        top_k = int(self.meta.model.task_meta["options"].get("top_k", 3))
-        rows = predict_top_k(self.model, self.meta.model.task_meta, texts, top_k,
-                             vocab=self.vocab)
-        return [", ".join(f"{name} {p:.4f}" for name, p in top) for top in rows]
-
-    def forecast_rows(self, frame: pd.DataFrame) -> list[str]:
-        """The next ``task.horizon`` values (space-separated) after each row's ``history``."""
-        from framework.tasks.forecast import forecast_values
-
-        if "history" not in frame.columns:
-            raise RnnlabError("a forecaster's input needs a 'history' column (past values)")
-        out = []
-        for history in frame["history"]:
-            if isinstance(history, str):
-                history = [v for v in history.replace(",", " ").split() if v]
-            if history is None or len(history) > MAX_LENGTH:
-                raise RnnlabError(f"history must list at most {MAX_LENGTH} past values")
-            try:
-                nxt = forecast_values(self.model, self.meta.model.task_meta, list(history))
-            except RnnlabError:
-                raise
-            out.append(" ".join(f"{v:.6g}" for v in nxt[:, 0]))
-        return out
-
-
-def _as_frame(model_input: Any, column: str = "prompt") -> pd.DataFrame:
-    if isinstance(model_input, pd.DataFrame):
-        return model_input
-    if isinstance(model_input, str):
-        return pd.DataFrame({column: [model_input]})
-    if isinstance(model_input, dict):
-        return pd.DataFrame([model_input])
-    if isinstance(model_input, (list, tuple)):
-        if all(isinstance(x, str) for x in model_input):
-            return pd.DataFrame({column: list(model_input)})
-        return pd.DataFrame(list(model_input))
-    raise RnnlabError(f"model input must be a DataFrame with a '{column}' column, got "
-                      f"{type(model_input).__name__}")
-
-
-def signature(task: str = "lm") -> Any:
-    """Input columns (for the language model all but ``prompt`` optional; a classifier's
-    ``text``; a forecaster's ``history``) and a string output."""
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
-    if task == "classify":
-        return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
-                              outputs=Schema([ColSpec("string")]))
-    if task == "forecast":
-        return ModelSignature(inputs=Schema([ColSpec(AnyType(), "history")]),
-                              outputs=Schema([ColSpec("string")]))
-
-    # Numbers are typed "any" (checked in predict): MLflow refuses int64 for a "double" column,
-    # and a "long" column turns float64 as soon as one record omits it (NaN).
-    inputs = Schema([
-        ColSpec("string", "prompt"),
-        *(ColSpec(AnyType(), name, required=False)
-          for name in ("num_samples", "length", "temperature", "seed")),
-    ])
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")]))
+def signature(task: Any) -> Any:
+    """The served model's signature: its task's input columns, a string output."""
+    return task.signature()
 
 
 def _requirements() -> list[str]:
@@ -281,19 +148,10 @@ def _stage_code(dst: Path) -> list[str]:
 
 def input_example(meta: Any, vocab: Any) -> dict[str, list[Any]]:
     """A small request of the model's task, saved with the model (the UI and
-    ``serving_input_example.json`` show it): a prompt of the vocabulary's first letters, a text
-    of them, or as many past values as a forecast needs, at the scaler's mean."""
-    task = meta.model.task
-    letters = "".join(c for c in getattr(vocab, "chars", ()) if len(c) == 1 and c.isalpha())[:2]
-    if task == "classify":
-        return {"text": [letters or "a"]}
-    if task == "forecast":
-        task_meta = meta.model.task_meta
-        mean = float(task_meta["mean"][0])
-        # A differenced model needs `difference` more values than its window.
-        length = int(task_meta["window"]) + int(task_meta.get("difference", 0))
-        return {"history": [" ".join(f"{mean:.6g}" for _ in range(length))]}
-    return {"prompt": [letters], "num_samples": [1], "length": [20], "seed": [0]}
+    ``serving_input_example.json`` show it)."""
+    from framework.tasks.base import task_from_meta
+
+    return task_from_meta(meta.model.task_meta).input_example(meta, vocab)
 
 
 def save_pyfunc_model(path: str | os.PathLike[str],
@@ -304,6 +162,8 @@ def save_pyfunc_model(path: str | os.PathLike[str],
     ``mlflow_model``: the ``mlflow.models.Model`` of a logged model (its id and run), or None.
     """
     import mlflow.pyfunc
+
+    from framework.tasks.base import task_from_meta
 
     _, vocab, meta = load_model(checkpoint_path)  # refuse a bad checkpoint before saving
     with tempfile.TemporaryDirectory(prefix="rnnlab-code-") as staging, \
@@ -316,7 +176,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
             python_model=str(MODEL_CODE),
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
             code_paths=_stage_code(Path(staging)),
-            signature=signature(meta.model.task),
+            signature=task_from_meta(meta.model.task_meta).signature(),
             input_example=pd.DataFrame(input_example(meta, vocab)),  # dataframe_split
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
             metadata={"rnnlab_cell": meta.model.cell_name, "rnnlab_step": meta.step,
@@ -361,5 +221,6 @@ def load_text_model(checkpoint_path: str | os.PathLike[str]) -> CharRNNTextModel
     return model
 
 
-__all__ = ["CharRNNTextModel", "input_example", "load_text_model", "log_pyfunc_model",
-           "save_pyfunc_model", "signature"]
+__all__ = ["DEFAULT_LENGTH", "MAX_LENGTH", "MAX_PROMPT", "MAX_REQUEST_CHARS", "MAX_ROWS",
+           "MAX_SAMPLES", "CharRNNTextModel", "input_example", "load_text_model",
+           "log_pyfunc_model", "save_pyfunc_model", "signature"]

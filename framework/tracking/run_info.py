@@ -69,27 +69,23 @@ def run_params(rc: Any) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ description
-_TASK_NOUN = {"lm": "language model", "classify": "classifier", "forecast": "forecaster"}
+def _task(rc: Any) -> Any:
+    from framework.registry import TASKS
+
+    return TASKS.get(rc.task.name)(rc.task)
 
 
 def describe(rc: Any, corpus: Any = None) -> str:
     """One line: what was trained on what, e.g. ``LSTM (2x256) language model on
-    tinyshakespeare, 5000 steps, adam lr 0.003, seed 0``."""
-    task = rc.task.name
+    tinyshakespeare, 5000 steps, adam lr 0.003, seed 0`` (the task says its noun and data)."""
+    task = _task(rc)
     shape = f"{rc.model.num_layers}x{getattr(rc.cell, 'hidden_size', '?')}"
     if getattr(rc.model, "bidirectional", False):
         shape += ", bidirectional"
-    data = rc.dataset.name
-    classes = getattr(corpus, "classes", None)
-    if task == "classify" and classes:
-        data += f" ({len(classes)} classes)"
-    if task == "forecast":
-        data += f" (window {rc.task.window}, horizon {rc.task.horizon})"
     lr = getattr(rc.optimizer, "lr", None)
     optimizer = rc.optimizer.name + (f" lr {param_value(float(lr))}" if lr is not None else "")
-    noun = _TASK_NOUN.get(task, f"{task} model")
-    line = (f"{rc.cell.name.upper()} ({shape}) {noun} on {data}, {rc.train.steps} steps, "
-            f"{optimizer}, seed {rc.seed}")
+    line = (f"{rc.cell.name.upper()} ({shape}) {task.noun} on {task.describe_data(rc, corpus)}, "
+            f"{rc.train.steps} steps, {optimizer}, seed {rc.seed}")
     if rc.resume:
         line += f" (resumed from {rc.resume})"
     return line
@@ -160,7 +156,7 @@ def run_record(rc: Any, dataset: Any = None,
     from framework.tracking.tracker import flatten_config
 
     params = flatten_config(run_params(rc))
-    tags = {"task": rc.task.name, "cell": rc.cell.name, "dataset": rc.dataset.name,
+    tags = {**_task(rc).tags(rc), "cell": rc.cell.name, "dataset": rc.dataset.name,
             "optimizer": rc.optimizer.name, NOTE_TAG: describe(rc, corpus)}
     if rc.resume:
         tags["rnnlab.resumed_from"] = rc.resume

@@ -18,17 +18,6 @@ from typing import Any
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 # What `mlflow ui` serves by default (README): where a link into a sqlite store's UI points.
 LOCAL_UI = "http://127.0.0.1:5000"
-# The options that tell runs of one task apart at a glance (all are params of every such run).
-KEY_PARAMS = {
-    "lm": ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
-           "optimizer.name", "optimizer.lr", "train.steps", "seed"),
-    "classify": ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
-                 "dataset.name", "optimizer.lr", "train.steps", "seed"),
-    "forecast": ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
-                 "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed"),
-}
-
-
 def columns_of(compare_metrics: Sequence[str]) -> list[str]:
     """A task's ``compare_metrics`` as the metrics MLflow has, with val_loss and throughput."""
     metrics = ["val_bits_per_char" if m == "bits_per_char" else m for m in compare_metrics]
@@ -37,13 +26,25 @@ def columns_of(compare_metrics: Sequence[str]) -> list[str]:
     return [*metrics, "run_chars_per_sec"]
 
 
-def metric_columns(task: str) -> list[str]:
-    """The metric columns of a task's views (loads the plugins to find the task)."""
+def _task(name: str) -> Any:
+    """The registered task class of that name (loads the plugins), or the base Task for a
+    name no plugin here defines."""
     from framework.plugins import load_plugins
     from framework.registry import TASKS
+    from framework.tasks.base import Task
 
     load_plugins()
-    return columns_of(TASKS.get(task).compare_metrics if task in TASKS else ("val_loss",))
+    return TASKS.get(name) if name in TASKS else Task
+
+
+def metric_columns(task: str) -> list[str]:
+    """The metric columns of a task's views."""
+    return columns_of(_task(task).compare_metrics)
+
+
+def key_params(task: str) -> tuple[str, ...]:
+    """The options that tell runs of a task apart at a glance (the task's ``key_params``)."""
+    return tuple(_task(task).key_params)
 
 
 def save_view(client: Any, experiment_id: str, key: str, *, params: Sequence[str],
@@ -65,7 +66,7 @@ def save_run_view(client: Any, experiment_id: str, task: str,
     """The view a single run links to: the experiment's runs of ``task``, newest first;
     ``metrics``: its metric columns (None: :func:`metric_columns` finds them)."""
     return save_view(client, experiment_id, f"rnnlab-{task}",
-                     params=KEY_PARAMS.get(task, KEY_PARAMS["lm"]),
+                     params=key_params(task),
                      metrics=list(metrics) if metrics else metric_columns(task),
                      search_filter=f"tags.task = '{task}'")
 
@@ -94,5 +95,5 @@ def ui_links(tracking_uri: str, experiment_id: str | None, view_key: str | None,
     return links
 
 
-__all__ = ["KEY_PARAMS", "LOCAL_UI", "VIEW_TAG_PREFIX", "columns_of", "metric_columns",
+__all__ = ["LOCAL_UI", "VIEW_TAG_PREFIX", "columns_of", "key_params", "metric_columns",
            "save_run_view", "save_view", "ui_base", "ui_links"]

@@ -177,9 +177,10 @@ class RunConfig:
     dtype: str = "float32"
     resume: str | None = None
     threads: int | None = 1
-    raw: dict = field(default_factory=dict)  # the resolved config as plain containers
     feed: Any = None  # the chosen train.feed's schema instance
     lr_schedule: Any = None  # the chosen train.lr_schedule's schema instance
+    # Every feed's and lr schedule's validated option (they share the train section's keys).
+    train_options: dict[str, Any] = field(default_factory=dict)
 
     def options(self, group: str) -> dict[str, Any]:
         """A plugin section's options as a dict (without ``name``)."""
@@ -187,6 +188,19 @@ class RunConfig:
         values = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else dict(section)
         values.pop("name", None)
         return values
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated config as plain containers, in the composed config's shape (plugin
+        groups with their ``name``, the feeds' and schedules' options inside ``train``): what
+        checkpoints store, resume compares and MLflow logs as ``config.yaml``."""
+        out: dict[str, Any] = {}
+        for group in REGISTRIES:
+            out[group] = {"name": getattr(self, group).name, **self.options(group)}
+        for name in SECTIONS:
+            out[name] = dataclasses.asdict(getattr(self, name))
+        out["train"].update(self.train_options)
+        out.update(seed=self.seed, dtype=self.dtype, resume=self.resume, threads=self.threads)
+        return out
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "generate": GenerateConfig,
@@ -233,12 +247,14 @@ def train_plugin_fields() -> dict[str, dataclasses.Field]:
     return {key: f for key, (f, _, _) in found.items()}
 
 
-def _train_plugins(node: dict[str, Any]) -> dict[str, Any]:
+def _train_plugins(node: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Validate every feed's and lr schedule's options from ``node`` (the train section, with
-    the plugin options popped out of it); returns the chosen plugins' schema instances."""
+    the plugin options popped out of it); returns the chosen plugins' schema instances and every
+    option's validated value."""
     options = train_plugin_fields()
     values = {k: node.pop(k) for k in list(node) if k in options}
-    chosen = {}
+    chosen: dict[str, Any] = {}
+    validated: dict[str, Any] = {}
     for key, registry in TRAIN_PLUGINS.items():
         selected = node.get(key, getattr(TrainConfig, key))
         if not isinstance(selected, str) or selected not in registry:
@@ -247,9 +263,11 @@ def _train_plugins(node: dict[str, Any]) -> dict[str, Any]:
         for name in registry.names():
             mine = {k: values[k] for k in registry.option_names(name) if k in values}
             cfg = registry.validate({"name": name, **mine})
+            validated.update({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                              if f.name != "name"})
             if name == selected:
                 chosen[key] = cfg
-    return chosen
+    return chosen, validated
 
 
 def _check_legacy_seeds(seed: int, cell: Any, train: TrainConfig, feed: Any = None) -> None:
@@ -301,9 +319,9 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     train_node = raw.get("train")
     if train_node is None or isinstance(train_node, dict):
         train_node = dict(train_node or {})  # the plugins' options are popped out of it
-        chosen = _train_plugins(train_node)
-    else:
-        chosen = {}  # not a mapping: the train section's own check below names the problem
+        chosen, train_options = _train_plugins(train_node)
+    else:  # not a mapping: the train section's own check below names the problem
+        chosen, train_options = {}, {}
     sections = {name: _section(name, schema, train_node if name == "train" else raw.get(name))
                 for name, schema in SECTIONS.items()}
     dtype = raw.get("dtype", "float32")
@@ -321,4 +339,4 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
                      resume=None if resume in (None, "") else str(resume), threads=threads,
-                     raw=raw, **chosen)
+                     train_options=train_options, **chosen)

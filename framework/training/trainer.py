@@ -147,7 +147,7 @@ class Trainer:
         # atomically, so a kill at any moment leaves the previous latest intact.
         meta = run_meta(self.rc, vocab=self.vocab, corpus_kind=self.corpus.kind, step=self.step,
                         smooth_loss=self.smooth_loss, best_val_loss=self.best_val,
-                        task=self.task.meta(self.corpus))
+                        task=self.task.checkpoint_field(self.rc, self.corpus))
         arrays = pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
         path = save_rolling(self.ckpt_dir, self.step, arrays, meta, best=best)
         self.last_checkpoint = self.ckpt_dir / "latest.npz"
@@ -158,7 +158,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         """Continue from ``path``: refused (one line) unless the config can continue it."""
-        saved = read_for_resume(path, config=self.rc.raw, vocab=self.vocab,
+        saved = read_for_resume(path, config=self.rc.to_dict(), vocab=self.vocab,
                                 params=self.model.params, steps=self.rc.train.steps)
         for name, value in saved.params.items():
             self.model.params[name][...] = value  # in place: the arrays keep their identity

@@ -21,6 +21,7 @@ import pytest
 
 from framework.errors import StorageError, TrackingError
 from framework.training import checkpoint as ckpt
+from framework.training.checkpoint import files as ckpt_files
 from tests.conftest import needs_data
 from tests.helpers import QUICK, compose_config, data_env
 
@@ -59,7 +60,7 @@ def _half_write_then_fail(code: int):
 def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, monkeypatch,
                                                                          code, cause):
     first = ckpt.save_rolling(tmp_path, 1, _arrays(1.0), _meta(1))
-    monkeypatch.setattr(ckpt.np, "savez", _half_write_then_fail(code))
+    monkeypatch.setattr(ckpt_files.np, "savez", _half_write_then_fail(code))
     with pytest.raises(StorageError) as info:
         ckpt.save_rolling(tmp_path, 2, _arrays(2.0), _meta(2))
     message = str(info.value)
@@ -73,23 +74,23 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_pa
 
 
 def test_a_read_only_checkpoint_folder_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(ckpt.tempfile, "mkstemp", _fail_with(errno.EROFS))
+    monkeypatch.setattr(ckpt_files.tempfile, "mkstemp", _fail_with(errno.EROFS))
     with pytest.raises(StorageError, match=r"Read-only file system \[EROFS\]"):
         ckpt.save_checkpoint(tmp_path / "c.npz", _arrays(1.0), _meta(1))
-    monkeypatch.setattr(ckpt.tempfile, "mkstemp", _fail_with(errno.EACCES))
+    monkeypatch.setattr(ckpt_files.tempfile, "mkstemp", _fail_with(errno.EACCES))
     with pytest.raises(StorageError, match=r"Permission denied \[EACCES\]"):
         ckpt.save_checkpoint(tmp_path / "c.npz", _arrays(1.0), _meta(1))
 
 
 def test_disk_full_while_relinking_latest_leaves_the_old_latest(tmp_path, monkeypatch):
     ckpt.save_rolling(tmp_path, 1, _arrays(1.0), _meta(1), best=True)
-    monkeypatch.setattr(ckpt.os, "link", _fail_with(errno.EXDEV))  # no hard links: a copy
+    monkeypatch.setattr(ckpt_files.os, "link", _fail_with(errno.EXDEV))  # no hard links: a copy
 
     def copy_half(src, dst):
         Path(dst).write_bytes(b"PK\x03\x04 half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt.shutil, "copyfile", copy_half)
+    monkeypatch.setattr(ckpt_files.shutil, "copyfile", copy_half)
     with pytest.raises(StorageError, match=r"cannot write checkpoint .*latest\.npz: .*ENOSPC"):
         ckpt.save_rolling(tmp_path, 2, _arrays(2.0), _meta(2))
     monkeypatch.undo()
@@ -111,7 +112,7 @@ def test_training_stops_on_a_full_disk_with_the_run_failed_and_latest_intact(tmp
             return _half_write_then_fail(errno.ENOSPC)(fh, **arrays)
         return real_savez(fh, **arrays)
 
-    monkeypatch.setattr(ckpt.np, "savez", savez_fills_the_disk)
+    monkeypatch.setattr(ckpt_files.np, "savez", savez_fills_the_disk)
     db = tmp_path / "m.db"
     cfg = compose_config([*QUICK, "cell=rnn", "train.eval_every=0", "train.checkpoint_every=2",
                           "mlflow.enabled=true", f"mlflow.tracking_uri=sqlite:///{db}"])

@@ -280,3 +280,19 @@ def test_latest_survives_sigkill_at_random_moments(tmp_path):
     assert last_step >= 1
     remove_stale_temp_files(d)
     assert not list(d.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("cell", CELLS.names())
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_many_to_one_param_shapes_match_init_params(cell, bidirectional):
+    """The classifier's and forecaster's shapes, which checkpoints are checked against, are the
+    ones init_params makes, in its order (one or two stacks, then the head)."""
+    from framework.nn.models.many_to_one import SequenceClassifier, SequenceForecaster
+
+    for model in (SequenceClassifier(cell, 7, 3, 5, num_layers=2, bidirectional=bidirectional),
+                  SequenceForecaster(cell, 2, 4, 5, num_layers=2, ids=False,
+                                     bidirectional=bidirectional)):
+        params = model.init_params(np.random.default_rng(0))
+        shapes = model.param_shapes()
+        assert list(shapes) == list(params)
+        assert shapes == {k: v.shape for k, v in params.items()}

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 from framework.errors import CheckpointError
-from framework.training import checkpoint as ckpt_module
 from framework.training.checkpoint import (
     META_KEY,
     load_checkpoint,
@@ -31,6 +30,7 @@ from framework.training.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from framework.training.checkpoint import memory as ckpt_memory
 from tests.helpers import model_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,10 +233,10 @@ def test_the_total_size_is_checked_against_the_memory_available(tmp_path, monkey
     arrays, meta = model_checkpoint(hidden_size=32)  # adam: the buffers double the parameters
     path = save_checkpoint(tmp_path / "c.npz", arrays, meta)
     param_bytes = sum(v.nbytes for k, v in arrays.items() if k.startswith("param/"))
-    monkeypatch.setattr(ckpt_module, "memory_limit", lambda: int(param_bytes * 1.5))
+    monkeypatch.setattr(ckpt_memory, "memory_limit", lambda: int(param_bytes * 1.5))
     assert "needs" in one_line(path) and "of memory, more than the" in one_line(path)
     load_model(path)  # generation reads the parameters only: they fit
-    monkeypatch.setattr(ckpt_module, "memory_limit", lambda: param_bytes // 2)
+    monkeypatch.setattr(ckpt_memory, "memory_limit", lambda: param_bytes // 2)
     assert "describes a model of" in one_line(path, load_model)
 
 

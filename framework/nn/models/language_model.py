@@ -15,6 +15,7 @@ import numpy as np
 from framework.errors import ConfigError, DataError
 from framework.nn.cell import Cell, as_dtype
 from framework.nn.heads import LMHead, check_reduction, softmax_xent
+from framework.nn.models.shapes import head_shapes, stack_shapes
 from framework.nn.stack import (
     RecurrentStack,
     State,
@@ -27,14 +28,7 @@ from framework.nn.stack import (
 
 def param_shapes(cell: Cell, vocab_size: int, num_layers: int) -> dict[str, tuple[int, ...]]:
     """Names and shapes of :meth:`CharRNN.init_params`'s arrays, in its order, unallocated."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(num_layers):
-        d_in = vocab_size if layer == 0 else cell.hidden_size
-        for key, shape in cell.param_shapes(d_in).items():
-            shapes[f"layers.{layer}.{key}"] = shape
-    shapes["out.W"] = (cell.hidden_size, vocab_size)
-    shapes["out.b"] = (vocab_size,)
-    return shapes
+    return CharRNN(cell, vocab_size, cell.hidden_size, num_layers).param_shapes()
 
 
 class CharRNN:
@@ -74,6 +68,10 @@ class CharRNN:
         params.update(self.head.init_params(rng, self.dtype))
         self.params = params
         return params
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of :meth:`init_params`'s arrays, in its order, unallocated."""
+        return {**stack_shapes([self.stack]), **head_shapes(self.head)}
 
     def zero_state(self, batch: int) -> State:
         return self.stack.zero_state(batch, self.dtype)

@@ -15,6 +15,7 @@ from framework.errors import ConfigError, DataError
 from framework.nn.cell import Cell, as_dtype
 from framework.nn.encoder import SequenceEncoder, check_inputs, check_lengths
 from framework.nn.heads import ClassifyHead, ForecastHead, HeadResult
+from framework.nn.models.shapes import head_shapes, stack_shapes
 from framework.nn.stack import build_cell
 
 
@@ -59,6 +60,10 @@ class _ManyToOne:
         params.update(self.head.init_params(rng, self.dtype))
         self.params = params
         return params
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of :meth:`init_params`'s arrays, in its order, unallocated."""
+        return {**stack_shapes(self.encoder.stacks), **head_shapes(self.head)}
 
     def _encode(
         self, inputs: Any, lengths: Any, dropout_rng: Any
