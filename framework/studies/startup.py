@@ -59,8 +59,8 @@ def _checkpoint(cwd: Path, extra: list[str]) -> Path:
 
 
 def commands(work: Path) -> dict[str, list[str]]:
-    lm = _checkpoint(work / "lm", ONE_STEP)
-    forecaster = _checkpoint(work / "forecast", ["task=forecast", "dataset=sunspots",
+    lm = _checkpoint(work / "text_model", ONE_STEP)
+    forecaster = _checkpoint(work / "series_model", ["task=forecast", "dataset=sunspots",
                                                  "cell.hidden_size=8", "train.steps=1", *QUIET])
     store = work / "mlflow.db"
     tracked = ["-m", "framework", *ONE_STEP, f"mlflow.tracking_uri=sqlite:///{store}"]
@@ -80,7 +80,7 @@ def commands(work: Path) -> dict[str, list[str]]:
 def measure(repeats: int) -> list[tuple[str, list[float], list[float]]]:
     with tempfile.TemporaryDirectory(prefix="rnnlab-startup-") as tmp:
         work = Path(tmp)
-        for sub in ("lm", "forecast"):
+        for sub in ("text_model", "series_model"):
             (work / sub).mkdir()
         rows = commands(work)
         walls: dict[str, list[float]] = {name: [] for name in rows}
