@@ -28,7 +28,8 @@ def make_registry() -> Registry:
 def test_unknown_name_lists_available_and_closest():
     with pytest.raises(PluginError) as info:
         make_registry().get("lstmm")
-    assert str(info.value) == "unknown cell 'lstmm'; did you mean 'lstm'? (available: gru, lstm, rnn)"
+    assert str(info.value) == ("unknown cell 'lstmm'; did you mean 'lstm'? (available: gru, "
+                               "lstm, rnn)")
 
 
 def test_unknown_name_without_close_match():

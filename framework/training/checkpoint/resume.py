@@ -133,4 +133,5 @@ def read_for_resume(path: str | os.PathLike[str], *, config: Mapping[str, Any], 
                                         steps=steps))
 
 
-__all__ = ["MUST_MATCH", "RUNTIME_ONLY", "check_resume", "conflicts", "must_match", "read_for_resume"]
+__all__ = ["MUST_MATCH", "RUNTIME_ONLY", "check_resume", "conflicts", "must_match",
+           "read_for_resume"]
