@@ -28,7 +28,7 @@ def test_glove_text_file_rows_coverage_and_lower_case_fallback(tmp_path) -> None
     np.testing.assert_array_equal(v.vectors[3], v.vectors[1])  # "The" takes "the"'s vector
     np.testing.assert_allclose(v.vectors[2], [-1, 2.5, 3])
     assert not v.vectors[4].any()
-    assert v.n_found == 4 and v.summary().endswith("covers 4 of 6 words (66.7%)")
+    assert v.n_found == 4 and v.summary().endswith("covers 4 of 5 words (80.0%)")  # unk skipped
 
 
 def test_word2vec_text_header(tmp_path) -> None:

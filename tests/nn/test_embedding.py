@@ -4,11 +4,15 @@ recurrent stack of every registered cell), by the method of tests/nn/test_cells_
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from framework.errors import ConfigError, DataError
 from framework.nn.embedding import Embedding
+from framework.nn.models.language_model import CharRNN, param_shapes
+from framework.nn.models.many_to_one import SequenceClassifier
 from framework.nn.optimizers import Adam
 from framework.nn.stack import RecurrentStack, build_cell
 from framework.plugins import load_plugins
@@ -157,3 +161,104 @@ def test_gradcheck_embedding_under_a_recurrent_stack(cell: str, layers: int) -> 
     for key, value in p_ld.items():
         err = rel_error(grads[key], numeric_grad(loss, value))
         assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
+
+
+# ------------------------------------------------------------------ inside the models
+LENGTHS = np.array([5, 2, 1])
+LABELS = np.array([2, 0, 1])
+
+
+def _perturb(params: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+    for value in params.values():
+        value += rng.normal(0.0, 0.3, value.shape)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS.names())
+def test_gradcheck_classifier_over_an_embedding(cell: str, layers: int,
+                                                bidirectional: bool) -> None:
+    """Embedding -> (bidirectional) encoder -> dense softmax: the sentiment model's shape."""
+    model = SequenceClassifier(cell, V, 3, H, num_layers=layers,
+                               dropout=0.3 if layers > 1 else 0.0, dtype="float64",
+                               bidirectional=bidirectional, embedding=Embedding(V, E))
+    rng = np.random.default_rng(60 + layers + 2 * bidirectional)
+    _perturb(model.init_params(rng), rng)
+    assert list(model.params)[0] == "embedding.W"
+    ids = _ids(rng)
+    ids[np.arange(T)[:, None] >= LENGTHS[None, :]] = -1
+    seed = 7 if layers > 1 else None
+
+    def drop():
+        return None if seed is None else np.random.default_rng(seed)
+
+    out = model.loss_and_grads(ids, LENGTHS, LABELS, reduction="sum", dropout_rng=drop())
+    assert list(out.grads) == list(model.params)
+    twin = copy.copy(model)
+    twin.params = {k: v.astype(LD) for k, v in model.params.items()}
+
+    def loss() -> LD:
+        feats, _ = twin._encode(ids, LENGTHS, drop())
+        z = feats @ twin.params["head.W"] + twin.params["head.b"]
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[np.arange(len(LABELS)), LABELS].sum()
+
+    np.testing.assert_allclose(out.loss, float(loss()), rtol=1e-12)
+    for key, value in twin.params.items():
+        err = rel_error(out.grads[key], numeric_grad(loss, value))
+        assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("cell", CELLS.names())
+def test_gradcheck_language_model_over_an_embedding(cell: str) -> None:
+    model = CharRNN(cell, V, H, num_layers=2, dropout=0.3, dtype="float64",
+                    embedding=Embedding(V, E))
+    rng = np.random.default_rng(70)
+    _perturb(model.init_params(rng), rng)
+    assert list(model.params) == list(param_shapes(model.cell, V, 2, embedding_size=E))
+    assert {k: v.shape for k, v in model.params.items()} == param_shapes(model.cell, V, 2, E)
+    ids = _ids(rng)
+    targets = rng.integers(0, V, (T, B))
+    _, n, grads, _ = model.loss_and_grads(ids, targets, None, reduction="mean",
+                                          dropout_rng=np.random.default_rng(3))
+    assert set(grads) == set(model.params) and n == T * B
+    twin = copy.copy(model)
+    twin.params = {k: v.astype(LD) for k, v in model.params.items()}
+    twin.dtype = np.dtype(LD)
+
+    def loss() -> LD:
+        top, _, _ = twin._forward(ids, twin.zero_state(B), np.random.default_rng(3))
+        z = twin._logits(top)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[np.arange(T * B), targets.reshape(-1)].sum() / (T * B)
+
+    for key, value in twin.params.items():
+        err = rel_error(grads[key], numeric_grad(loss, value))
+        assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
+
+
+def test_frozen_pretrained_embedding_in_a_classifier() -> None:
+    model = SequenceClassifier("gru", V, 3, H, dtype="float64",
+                               embedding=Embedding(V, E, trainable=False))
+    vectors = np.arange(V * E, dtype=np.float32).reshape(V, E) / 10
+    found = np.array([False, True, True, True, True, False])
+    model.init_params(np.random.default_rng(0), vectors=vectors, found=found)
+    np.testing.assert_array_equal(model.params["embedding.W"][found], vectors[found])
+    before = model.params["embedding.W"].copy()
+    out = model.loss_and_grads(_ids(np.random.default_rng(1)), None, LABELS)
+    assert "embedding.W" not in out.grads and list(out.grads) == list(model.params)[1:]
+    Adam(lr=0.1).step(model.params, out.grads)
+    np.testing.assert_array_equal(model.params["embedding.W"], before)
+
+
+def test_models_without_an_embedding_are_unchanged() -> None:
+    """No embedding: the same parameter names and the same draws as before it existed."""
+    model = SequenceClassifier("lstm", V, 3, H, dtype="float64")
+    params = model.init_params(np.random.default_rng(0))
+    assert "embedding.W" not in params and model.encoder.stacks[0].ids
+    lm = CharRNN("lstm", V, H, dtype="float64")
+    assert list(lm.init_params(np.random.default_rng(0))) == list(param_shapes(lm.cell, V, 1))
+    with pytest.raises(ConfigError, match="embedding reads token ids"):
+        SequenceClassifier("lstm", 4, 3, H, ids=False, embedding=Embedding(4, E))

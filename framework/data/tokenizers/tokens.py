@@ -1,4 +1,4 @@
-"""The ``tokens`` tokenizer: whitespace-separated tokens, e.g. the music event encoding."""
+"""The ``tokens`` tokenizer: whitespace-separated tokens, such as the music event encoding."""
 
 from __future__ import annotations
 
