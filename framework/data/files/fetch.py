@@ -23,7 +23,6 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -194,6 +193,8 @@ def _fetch(url: str, fd: int, *, hint: str, timeout: float) -> str:
 def _extract(archive: Path, source: Source, fd: int, *, hint: str) -> str:
     """Copy member ``source.member`` of the zip ``archive`` into the open file ``fd`` (closed
     after), at most MAX_DATA_BYTES whatever its header claims; returns its sha256."""
+    import zipfile  # only a download from an archive needs it (and the threading it imports)
+
     where = f"{source.url} (member {source.member})"
     digest = hashlib.sha256()
     size = 0
