@@ -86,7 +86,8 @@ def load_vectors(source: str, words: Sequence[str], *, dim: int | None = None,
     text file path); ``dim`` is the embedding size they must have (None: any); ``skip`` are
     words never looked up (the unknown and end tokens)."""
     words = list(words)
-    wanted = [w not in set(skip) for w in words]
+    skipped = set(skip)
+    wanted = [w not in skipped for w in words]
     if source in KNOWN:
         out = _glove_6b_50d(words, wanted)
     else:
