@@ -11,8 +11,9 @@ Plugins come from three places:
    shadowed by an installed package (Hugging Face's ``datasets``, or a file named like one).
 3. Installed packages with entry points in a registry's group (``rnnlab.cells``,
    ``rnnlab.datasets``, ``rnnlab.clip``, ``rnnlab.samplers``, ``rnnlab.optimizers``,
-   ``rnnlab.feeds``, ``rnnlab.lr_schedules``, ``rnnlab.tasks``). Loading one may register by
-   decorator; if it does not, the loaded object is registered under the entry point's name.
+   ``rnnlab.feeds``, ``rnnlab.lr_schedules``, ``rnnlab.tasks``, ``rnnlab.tokenizers``). Loading
+   one may register by decorator; if it does not, the loaded object is registered under the
+   entry point's name.
 
 Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
 folders and files added since (tests, notebooks).
@@ -37,6 +38,8 @@ PATH_ENV = "RNNLAB_PLUGIN_PATH"
 BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
                    "framework.nn.schedules", "framework.data.feeds.text",
                    "framework.data.feeds.labelled", "framework.data.feeds.series",
+                   "framework.data.feeds.sequences", "framework.data.tokenizers.chars",
+                   "framework.data.tokenizers.tokens", "framework.data.tokenizers.words",
                    "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from framework.cli.overrides import hydra_error_message, precheck_overrides
 from framework.data.corpora.labelled import labelled_corpus
+from framework.data.corpora.sequences import split_sequences
 from framework.data.corpora.series import series_corpus
 from framework.data.corpora.text import lines_corpus, stream_corpus
 from framework.data.feeds.base import Batch
@@ -96,6 +97,10 @@ def exercise_dataset(dataset) -> list[np.ndarray]:
     if corpus.kind == "series":
         assert corpus.n_train > 0 and np.isfinite(corpus.values).all()
         return [corpus.values]
+    if corpus.kind == "sequences":
+        assert corpus.n_train > 0 and corpus.n_classes >= 2 and np.all(corpus.std > 0)
+        assert {x.shape[1] for x in corpus.train + corpus.val} == {corpus.dim}
+        return [np.concatenate(corpus.train), corpus.train_labels, corpus.mean, corpus.std]
     assert corpus.kind in ("lines", "stream", "labelled") and corpus.vocab.size >= 2
     if corpus.kind == "stream":
         train = corpus.train
@@ -113,6 +118,19 @@ def exercise_task(task) -> list[np.ndarray]:
     assert "val_loss" in task.objectives and task.objective in task.objectives
     assert set(task.objectives.values()) <= {"minimize", "maximize"}
     return [np.array([task.objective, task.direction, *task.corpus_kinds])]
+
+
+def exercise_tokenizer(tokenizer) -> list[np.ndarray]:
+    """Fits a vocabulary of its kind on training texts; the vocabulary encodes by the same rule,
+    decodes back to the symbols it knows and survives its JSON."""
+    train = TEXT.split("\n")[:6]
+    vocab = tokenizer.check_vocab(tokenizer.fit(train))
+    again = type(vocab).from_json(vocab.to_json())
+    assert again == vocab and vocab.size >= 2
+    ids = vocab.encode(train[0])
+    assert ids.dtype == np.int64 and vocab.decode_symbols(ids) == tokenizer.split(train[0])
+    np.testing.assert_array_equal(again.encode(train[0]), ids)
+    return [ids, np.array([vocab.to_json()])]
 
 
 def exercise_clip(clip) -> list[np.ndarray]:
@@ -176,7 +194,11 @@ CORPORA = {"lines": lines_corpus("lines", TEXT, val_fraction=0.2),
            "stream": stream_corpus("stream", TEXT, val_fraction=0.2),
            "labelled": labelled_corpus("labelled", TEXT.split(), [w[0] for w in TEXT.split()],
                                        val_fraction=0.2),
-           "series": series_corpus("series", np.sin(np.arange(60.0))[:, None], columns=["y"])}
+           "series": series_corpus("series", np.sin(np.arange(60.0))[:, None], columns=["y"]),
+           "sequences": split_sequences(
+               "sequences", [np.random.default_rng(k).normal(size=(3 + k % 5, 2))
+                             for k in range(20)],
+               [str(k % 3) for k in range(20)], val_fraction=0.2)}
 
 
 def _arrays(batch) -> dict[str, np.ndarray]:
@@ -234,7 +256,8 @@ def build(kind: str, cfg) -> object:
 
 EXERCISE = {"cell": exercise_cell, "dataset": exercise_dataset, "clip": exercise_clip,
             "sampler": exercise_sampler, "optimizer": exercise_optimizer, "feed": exercise_feed,
-            "lr_schedule": exercise_schedule, "task": exercise_task}
+            "lr_schedule": exercise_schedule, "task": exercise_task,
+            "tokenizer": exercise_tokenizer}
 
 
 # --------------------------------------------------------------------------- the contract

@@ -61,12 +61,13 @@ from dataclasses import dataclass
 
 from framework.data.corpora.text import TextDataset
 from framework.data.feeds.text import StreamFeed
+from framework.data.tokenizers.chars import CharsTokenizer
 from framework.nn.clip import NoClip
 from framework.nn.optimizers import SGD
 from framework.nn.samplers import Greedy
 from framework.nn.schedules import Constant
 from framework.registry import (CELLS, CLIPS, DATASETS, FEEDS, OPTIMIZERS, SAMPLERS, SCHEDULES,
-                                TASKS)
+                                TASKS, TOKENIZERS)
 
 
 @dataclass
@@ -83,6 +84,7 @@ OPTIMIZERS.register("k_optimizer")(type("KOpt", (SGD,), {}))  # SGD's options, i
 FEEDS.register("k_feed")(type("KFeed", (StreamFeed,), {}))
 SCHEDULES.register("k_schedule")(type("KSchedule", (Constant,), {}))
 TASKS.register("k_task")(lambda cfg: cfg)
+TOKENIZERS.register("k_tokenizer")(type("KTokenizer", (CharsTokenizer,), {}))
 """
 
 

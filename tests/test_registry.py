@@ -194,8 +194,9 @@ def test_every_registry_is_importable_by_name():
         SAMPLERS,
         SCHEDULES,
         TASKS,
+        TOKENIZERS,
     )
 
     assert set(ALL) == {"cell", "dataset", "clip", "sampler", "optimizer", "feed",
-                        "lr_schedule", "task"}
+                        "lr_schedule", "task", "tokenizer"}
     assert all(r.entry_points and r.entry_points.startswith("rnnlab.") for r in ALL.values())

@@ -15,6 +15,7 @@ import numpy as np
 
 from framework.data.corpora.labelled import LabelledCorpus
 from framework.data.corpora.series import SeriesCorpus
+from framework.data.tokenizers.rules import split_words
 from framework.errors import ConfigError, DataError
 from framework.tasks.metrics import accuracy, macro_f1, mae, rmse
 
@@ -100,6 +101,52 @@ def classify_baselines(corpus: LabelledCorpus, *, n: int = 3, alpha: float = 1.0
     }
 
 
+class NaiveBayesWords(NaiveBayesNGrams):
+    """Naive Bayes over word unigrams and adjacent word pairs (the word tokenizer's rule).
+
+    A text's grams are its words (:func:`~framework.data.tokenizers.rules.split_words`,
+    lower-cased by default) and, with ``bigrams``, every adjacent pair ``"w1 w2"`` (a space never
+    occurs inside a word, so a pair cannot collide with a word).  With ``binary`` (the default)
+    each gram counts once per text, whatever its repeats: Bernoulli-style presence features in
+    the multinomial model, which suits short snippets.  Smoothing and priors are those of
+    :class:`NaiveBayesNGrams`.
+    """
+
+    def __init__(self, alpha: float = 1.0, lower: bool = True, *, bigrams: bool = True,
+                 binary: bool = True) -> None:
+        super().__init__(1, alpha, lower)
+        self.bigrams, self.binary = bool(bigrams), bool(binary)
+
+    def grams(self, text: str) -> list[str]:
+        words = split_words(text, lower=self.lower)
+        grams = words + ([f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+                         if self.bigrams else [])
+        return list(dict.fromkeys(grams)) if self.binary else grams
+
+
+def nb_baselines(corpus: LabelledCorpus, nb: NaiveBayesNGrams) -> dict[str, float]:
+    """Validation accuracy of the majority class and of the naive-Bayes model ``nb`` (fitted on
+    the training texts here), and its macro-F1: the keys of :func:`classify_baselines`."""
+    if corpus.n_val == 0:
+        raise DataError(f"'{corpus.name}' has no validation texts; set dataset.val_fraction > 0 "
+                        f"to compare with the baselines")
+    C = corpus.n_classes
+    major = majority_class(corpus.train_labels, C)
+    pred = nb.fit(corpus.train_texts, corpus.train_labels, C).predict(corpus.val_texts)
+    return {
+        "baseline_majority_accuracy": accuracy(corpus.val_labels, np.full(corpus.n_val, major)),
+        "baseline_nb_accuracy": accuracy(corpus.val_labels, pred),
+        "baseline_nb_macro_f1": macro_f1(corpus.val_labels, pred, C),
+    }
+
+
+def classify_word_baselines(corpus: LabelledCorpus, *, alpha: float = 1.0, lower: bool = True,
+                            bigrams: bool = True) -> dict[str, float]:
+    """:func:`classify_baselines` with naive Bayes on word unigrams (+ adjacent pairs): the
+    baseline of a classifier whose tokenizer is ``words``."""
+    return nb_baselines(corpus, NaiveBayesWords(alpha, lower, bigrams=bigrams))
+
+
 # ------------------------------------------------------------------------------ forecasting
 
 
@@ -166,5 +213,6 @@ def forecast_baselines(corpus: SeriesCorpus, window: int) -> dict[str, float]:
             "baseline_ar_rmse": rmse(truth, ar), "baseline_ar_mae": mae(truth, ar)}
 
 
-__all__ = ["ARModel", "NaiveBayesNGrams", "classify_baselines", "forecast_baselines",
-           "majority_class", "persistence"]
+__all__ = ["ARModel", "NaiveBayesNGrams", "NaiveBayesWords", "classify_baselines",
+           "classify_word_baselines", "forecast_baselines", "majority_class", "nb_baselines",
+           "persistence"]

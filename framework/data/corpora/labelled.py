@@ -46,22 +46,15 @@ def prepare_text(text: str, *, ascii: bool = False, lower: bool = False) -> str:
     return text.lower() if lower else text
 
 
-@dataclass
-class LabelledCorpus:
-    """Labelled texts, split.  ``train``/``val`` are int64 id arrays (no end symbol)."""
+class ClassLabels:
+    """What every labelled corpus (texts, sequences) answers about its classes; it needs
+    ``classes``, ``train``, ``val`` and ``train_labels``/``val_labels`` (int64 class indices)."""
 
-    name: str
-    vocab: Vocab
     classes: tuple[str, ...]
-    train_texts: list[str]
-    train_labels: np.ndarray  # (N_train,) int64 indices into classes
-    val_texts: list[str]
+    train: Any
+    val: Any
+    train_labels: np.ndarray
     val_labels: np.ndarray
-    train: list[np.ndarray]
-    val: list[np.ndarray]
-    source: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    kind: ClassVar[str] = "labelled"
 
     @property
     def n_classes(self) -> int:
@@ -92,6 +85,24 @@ class LabelledCorpus:
         with np.errstate(divide="ignore"):
             w = len(self.train_labels) / (self.n_classes * counts)
         return np.where(counts > 0, w, 0.0)
+
+
+@dataclass
+class LabelledCorpus(ClassLabels):
+    """Labelled texts, split.  ``train``/``val`` are int64 id arrays (no end symbol)."""
+
+    name: str
+    vocab: Vocab
+    classes: tuple[str, ...]
+    train_texts: list[str]
+    train_labels: np.ndarray  # (N_train,) int64 indices into classes
+    val_texts: list[str]
+    val_labels: np.ndarray
+    train: list[np.ndarray]
+    val: list[np.ndarray]
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "labelled"
 
 
 def _held_out_texts(unique: Sequence[str], val_fraction: float, split_seed: int) -> set[str]:

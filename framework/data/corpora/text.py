@@ -53,7 +53,7 @@ def _too_little(path: Path | str, what: str) -> DataError:
     return DataError(f"{path} has too little text to train on ({what}); use a longer file")
 
 
-def _held_out(n: int, val_fraction: float, split_seed: int) -> np.ndarray:
+def held_out(n: int, val_fraction: float, split_seed: int) -> np.ndarray:
     """Sorted indices of the validation examples: a fixed-seed subset, independent of the run."""
     n_val = int(round(n * val_fraction))
     if val_fraction > 0:
@@ -73,7 +73,7 @@ def lines_corpus(name: str, text: str, *, val_fraction: float, split_seed: int =
     vocab = Vocab.from_text(text, eos="\n")
     if vocab.size < 2:
         raise _too_little(source, "only one distinct character")
-    val_idx = _held_out(len(examples), val_fraction, split_seed)
+    val_idx = held_out(len(examples), val_fraction, split_seed)
     if len(val_idx) >= len(examples):
         raise _too_little(source, f"{len(examples)} line(s) leave nothing to train on with "
                                   f"val_fraction={val_fraction}; lower dataset.val_fraction")
@@ -123,7 +123,7 @@ def token_lines_corpus(name: str, examples: Sequence[Sequence[str]], *, eos: str
     vocab = Vocab.from_tokens((t for e in examples for t in e), eos=eos)
     if vocab.size < 2:
         raise _too_little(source, "only one distinct token")
-    val_idx = _held_out(len(examples), val_fraction, split_seed)
+    val_idx = held_out(len(examples), val_fraction, split_seed)
     if len(val_idx) >= len(examples):
         raise _too_little(source, f"{len(examples)} example(s) leave nothing to train on with "
                                   f"val_fraction={val_fraction}; lower dataset.val_fraction")

@@ -27,7 +27,7 @@ from framework.registry import FEEDS
 
 @dataclass(frozen=True, eq=False)
 class ClassifyBatch:
-    inputs: np.ndarray  # (T, B) int64 ids, -1 after each text's end
+    inputs: np.ndarray  # (T, B) int64 ids, -1 after each text's end; or (T, B, D) floats
     lengths: np.ndarray  # (B,) int64, >= 1
     labels: np.ndarray  # (B,) int64
     reset: bool = True
@@ -91,16 +91,20 @@ class ClassifyFeed(Feed):
         epoch, i = divmod(check_step(step), self.steps_per_epoch)
         return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
 
+    def pad(self, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(inputs, lengths)`` of a batch's examples (texts: :func:`pad_texts`)."""
+        return pad_texts(seqs)
+
     def batch(self, step: int) -> ClassifyBatch:  # type: ignore[override]
         idx = self.indices(step)
-        inputs, lengths = pad_texts([self._train[j] for j in idx])
+        inputs, lengths = self.pad([self._train[j] for j in idx])
         return ClassifyBatch(inputs, lengths, self._train_labels[idx].copy())
 
     def val_batches(self) -> Iterator[ClassifyBatch]:  # type: ignore[override]
-        """The validation texts once, in corpus order."""
+        """The validation examples once, in corpus order."""
         for start in range(0, len(self._val), self.batch_size):
             stop = start + self.batch_size
-            inputs, lengths = pad_texts(self._val[start:stop])
+            inputs, lengths = self.pad(self._val[start:stop])
             yield ClassifyBatch(inputs, lengths, self._val_labels[start:stop].copy())
 
 

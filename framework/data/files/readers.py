@@ -1,4 +1,5 @@
-"""Readers of labelled and series data files: label folders, ``text<TAB>label``, series CSVs.
+"""Readers of labelled and series data files: label folders, ``text<TAB>label``, labelled and
+series CSVs, and the sktime ``.ts`` format of labelled multivariate sequences.
 
 Every problem with a file is a one-line :class:`~framework.errors.DataError` naming the file, the
 line and the fix.
@@ -9,13 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from framework.data.files.fetch import read_text
+from framework.data.files.fetch import MAX_DATA_BYTES, check_regular_file, read_text, too_big
 from framework.errors import DataError
 
 # Field values read as "no value" (compared after strip() and lower()).
@@ -75,6 +77,201 @@ def read_label_tsv(path: Path) -> tuple[list[str], list[str]]:
     if not texts:
         raise DataError(f"{path} has no labelled lines; write text<TAB>label lines")
     return texts, labels
+
+
+def read_labelled_csv(path: Path, *, text_column: str, label_column: str,
+                      labels: Sequence[str] | None = None) -> tuple[list[str], list[str], int]:
+    """``(texts, labels, n_skipped)`` from a CSV with a header (``*.bz2`` decompressed); rows
+    whose label is not one of ``labels`` (when given) are skipped and counted."""
+    reader = csv.reader(io.StringIO(read_text(path)))
+    header = next(reader, None)
+    names = [h.strip() for h in header or []]
+    for wanted in (text_column, label_column):
+        if wanted not in names:
+            raise DataError(f"{path} has no column {wanted!r}; its columns are "
+                            f"{', '.join(repr(c) for c in names) or 'none'}")
+    ti, li = names.index(text_column), names.index(label_column)
+    keep = None if labels is None else set(labels)
+    texts: list[str] = []
+    out_labels: list[str] = []
+    skipped = 0
+    for row in reader:
+        if not any(f.strip() for f in row):
+            continue
+        if len(row) != len(names):
+            raise DataError(f"{path} line {reader.line_num} has {len(row)} field(s), the header "
+                            f"has {len(names)}; fix the line")
+        label = row[li].strip()
+        if keep is not None and label not in keep:
+            skipped += 1
+            continue
+        texts.append(row[ti])
+        out_labels.append(label)
+    if not texts:
+        raise DataError(f"{path} has no labelled rows; add rows with a {text_column!r} and a "
+                        f"{label_column!r}")
+    return texts, out_labels, skipped
+
+
+def _ts_value(raw: str, path: Path, n: int) -> float:
+    text = raw.strip()
+    if text == "?":
+        raise DataError(f"{path} line {n} has a missing value '?'; rnnlab reads complete "
+                        f"sequences only: fill or drop that example")
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{path} line {n}: {text!r} is not a number; fix the line") from None
+    if not math.isfinite(value):
+        raise DataError(f"{path} line {n} has a non-finite value {text!r}; fix or drop that "
+                        f"example")
+    return value
+
+
+def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str] | None]:
+    """``(examples, labels, classes)`` from an sktime ``.ts`` file of labelled sequences.
+
+    The format: ``#`` comment lines, ``@`` header lines (``@dimensions D``, ``@classLabel true
+    c1 c2 ...``, ...), then after ``@data`` one example a line: D channels separated by ``:``,
+    each a comma-separated series, and the class label last.  Channels of one example have one
+    length; examples may differ.  Each example is returned as a (timesteps, D) float64 array;
+    ``classes`` is the ``@classLabel`` list (None without one).  Missing values ``?``, NaN,
+    ragged channels, a wrong channel count, a label outside ``@classLabel`` and time stamps
+    (``(t, v)`` pairs) are one-line errors naming the line.
+    """
+    dims: int | None = None
+    classes: list[str] | None = None
+    examples: list[np.ndarray] = []
+    labels: list[str] = []
+    in_data = False
+    for n, line in enumerate(read_text(path).split("\n"), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            if not line.startswith("@"):
+                raise DataError(f"{path} line {n} is neither a # comment nor an @ header before "
+                                f"@data; is this an sktime .ts file?")
+            key, _, rest = line[1:].partition(" ")
+            key, words = key.lower(), rest.split()
+            if key == "data":
+                in_data = True
+            elif key == "dimensions" and words:
+                try:
+                    dims = int(words[0])
+                except ValueError:
+                    raise DataError(f"{path} line {n}: @dimensions {words[0]!r} is not an "
+                                    f"integer") from None
+            elif key == "classlabel" and words and words[0].lower() == "true":
+                classes = words[1:] or None
+            elif key == "timestamps" and words and words[0].lower() == "true":
+                raise DataError(f"{path} line {n}: time-stamped .ts files are not supported; "
+                                f"write the values without time stamps")
+            continue
+        if "(" in line:
+            raise DataError(f"{path} line {n}: time-stamped values are not supported; write the "
+                            f"values without time stamps")
+        *channels, label = line.split(":")
+        label = label.strip()
+        if not channels or not label:
+            raise DataError(f"{path} line {n} has no channel:label layout; each line must be "
+                            f"channel:channel:...:label")
+        if dims is not None and len(channels) != dims:
+            raise DataError(f"{path} line {n} has {len(channels)} channel(s), @dimensions says "
+                            f"{dims}; fix the line")
+        if classes is not None and label not in classes:
+            raise DataError(f"{path} line {n}: label {label!r} is not one of @classLabel "
+                            f"{' '.join(classes)}")
+        series = [[_ts_value(v, path, n) for v in c.split(",")] for c in channels]
+        lengths = {len(c) for c in series}
+        if len(lengths) != 1:
+            raise DataError(f"{path} line {n} has channels of different lengths "
+                            f"({', '.join(str(k) for k in sorted(lengths))}); every channel of "
+                            f"an example needs one value per time step")
+        if dims is None:
+            dims = len(channels)
+        examples.append(np.array(series, dtype=np.float64).T.copy())
+        labels.append(label)
+    if not in_data:
+        raise DataError(f"{path} has no @data line; is this an sktime .ts file?")
+    if not examples:
+        raise DataError(f"{path} has no examples after @data; add one example a line")
+    return examples, labels, classes
+
+
+def read_sequences_csv(path: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """``(examples, labels, feature names)`` from a CSV of frames, one row per time step.
+
+    The header names a ``sequence`` column (any id; rows of one id are its frames, in file
+    order), a ``label`` column (the same on every frame of a sequence) and the feature columns
+    (every other column, all numbers).  Missing or non-finite values are refused with the line.
+    """
+    reader = csv.reader(io.StringIO(read_text(path)))
+    names = [h.strip() for h in next(reader, None) or []]
+    for wanted in ("sequence", "label"):
+        if wanted not in names:
+            raise DataError(f"{path} has no column {wanted!r}; a sequences CSV has a header "
+                            f"sequence,label,<feature>,... with one row per time step")
+    si, li = names.index("sequence"), names.index("label")
+    cols = [i for i in range(len(names)) if i not in (si, li)]
+    if not cols:
+        raise DataError(f"{path} has no feature columns besides sequence and label")
+    frames: dict[str, list[list[float]]] = {}
+    labels: dict[str, str] = {}
+    for row in reader:
+        if not any(f.strip() for f in row):
+            continue
+        n = reader.line_num
+        if len(row) != len(names):
+            raise DataError(f"{path} line {n} has {len(row)} field(s), the header has "
+                            f"{len(names)}; fix the line")
+        key, label = row[si].strip(), row[li].strip()
+        if labels.setdefault(key, label) != label:
+            raise DataError(f"{path} line {n}: sequence {key!r} has label {label!r} here and "
+                            f"{labels[key]!r} before; give every frame of a sequence its label")
+        frames.setdefault(key, []).append([_ts_value(row[i], path, n) for i in cols])
+    if not frames:
+        raise DataError(f"{path} has a header but no frames; add one row per time step")
+    return ([np.array(f, dtype=np.float64) for f in frames.values()], list(labels.values()),
+            [names[i] for i in cols])
+
+
+def read_sequences_npz(path: Path) -> tuple[list[np.ndarray], list[str]]:
+    """``(examples, labels)`` from an ``.npz`` with ``x`` (N, T, D) numbers, ``labels`` (N,)
+    (strings or integers) and optionally ``lengths`` (N,): sequence i is ``x[i, :lengths[i]]``
+    (all T steps without ``lengths``).  Read without pickles, every member's size checked
+    before it is loaded."""
+    import zipfile
+
+    fix = "write the file with np.savez(path, x=..., labels=..., lengths=...)"
+    check_regular_file(path, fix)
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path} is not an .npz file ({exc}); {fix}") from None
+    if total > MAX_DATA_BYTES:
+        raise too_big(total, f"{path} uncompressed", fix)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x", "labels") if k not in data.files]
+            if missing:
+                raise DataError(f"{path} has no array {missing[0]!r} (it has "
+                                f"{', '.join(data.files) or 'none'}); {fix}")
+            x, labels = data["x"], data["labels"]
+            lengths = data["lengths"] if "lengths" in data.files else None
+    except ValueError as exc:  # an object array (it would need pickle) or a damaged member
+        raise DataError(f"{path} cannot be read without pickle ({exc}); {fix}") from None
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number) or labels.shape != (len(x),):
+        raise DataError(f"{path}: x must be (N, T, D) numbers and labels (N,), got x "
+                        f"{x.shape} {x.dtype} and labels {labels.shape}; {fix}")
+    if lengths is None:
+        lengths = np.full(len(x), x.shape[1])
+    if (lengths.shape != (len(x),) or not np.issubdtype(lengths.dtype, np.integer)
+            or (len(lengths) and (lengths.min() < 1 or lengths.max() > x.shape[1]))):
+        raise DataError(f"{path}: lengths must be (N,) integers in [1, {x.shape[1]}]; {fix}")
+    return ([np.asarray(x[i, : int(n)], dtype=np.float64) for i, n in enumerate(lengths)],
+            [str(y) for y in labels.tolist()])
 
 
 def time_axis(times: np.ndarray | None, n: int) -> np.ndarray:
@@ -167,5 +364,6 @@ def read_series_csv(path: Path, *, column: str, time_column: str | None = None,
     return np.array(values, dtype=np.float64), t_arr
 
 
-__all__ = ["MISSING_MARKERS", "read_label_folder", "read_label_tsv", "read_lines",
-           "read_series_csv", "user_path"]
+__all__ = ["MISSING_MARKERS", "read_label_folder", "read_label_tsv", "read_labelled_csv",
+           "read_lines", "read_sequences_csv", "read_sequences_npz", "read_series_csv", "read_ts",
+           "user_path"]

@@ -2,7 +2,9 @@
 
 The output layer is :class:`framework.nn.heads.LMHead`: one (T*B, H) @ (H, V) matmul over all
 positions with a row-max-stabilised softmax cross-entropy; target id -1 is ignored (no loss, no
-gradient).
+gradient).  With an :class:`~framework.nn.embedding.Embedding`, the ids are looked up in its table
+and the stack reads the (T, B, E) vectors; without one (the default, and every model before
+words) the first layer's input projection is the lookup.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from framework.errors import ConfigError, DataError
 from framework.nn.cell import Cell, as_dtype
+from framework.nn.embedding import Embedding
 from framework.nn.heads import LMHead, check_reduction, softmax_xent
 from framework.nn.models.shapes import head_shapes, stack_shapes
 from framework.nn.stack import (
@@ -26,9 +29,12 @@ from framework.nn.stack import (
 )
 
 
-def param_shapes(cell: Cell, vocab_size: int, num_layers: int) -> dict[str, tuple[int, ...]]:
+def param_shapes(cell: Cell, vocab_size: int, num_layers: int,
+                 embedding_size: int | None = None) -> dict[str, tuple[int, ...]]:
     """Names and shapes of :meth:`CharRNN.init_params`'s arrays, in its order, unallocated."""
-    return CharRNN(cell, vocab_size, cell.hidden_size, num_layers).param_shapes()
+    embedding = None if embedding_size is None else Embedding(vocab_size, embedding_size)
+    return CharRNN(cell, vocab_size, cell.hidden_size, num_layers,
+                   embedding=embedding).param_shapes()
 
 
 class CharRNN:
@@ -45,6 +51,7 @@ class CharRNN:
         init: str = "xavier",
         dtype: str = "float32",
         cell_options: dict | None = None,
+        embedding: Embedding | None = None,
     ) -> None:
         if int(vocab_size) < 1:
             raise ConfigError(f"vocab_size must be >= 1, got {vocab_size}")
@@ -57,21 +64,37 @@ class CharRNN:
         self.dtype = as_dtype(dtype)
         self.cell = build_cell(cell, self.hidden_size, init, cell_options)
         self.cell_name = self.cell.name
-        self.stack = RecurrentStack(self.cell, self.vocab_size, self.num_layers, self.dropout)
+        self.embedding = embedding
+        if embedding is not None and embedding.vocab_size != self.vocab_size:
+            raise ConfigError(f"the embedding has {embedding.vocab_size} rows but the vocabulary "
+                              f"{self.vocab_size} tokens")
+        if embedding is None:
+            self.stack = RecurrentStack(self.cell, self.vocab_size, self.num_layers, self.dropout)
+        else:
+            self.stack = RecurrentStack(self.cell, embedding.size, self.num_layers, self.dropout,
+                                        ids=False)
         self.head = LMHead(self.hidden_size, self.vocab_size, init)
         self.params: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ parameters and state
-    def init_params(self, rng: Any) -> dict[str, np.ndarray]:
-        """Cells in layer order, then the output layer (course: Wax, Waa, then Wya)."""
-        params = self.stack.init_params(rng, self.dtype)
+    def init_params(self, rng: Any, *, vectors: np.ndarray | None = None,
+                    found: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The embedding table if any (``vectors``/``found``: pretrained rows, see
+        :meth:`Embedding.init_params`), cells in layer order, then the output layer (course:
+        Wax, Waa, then Wya)."""
+        params: dict[str, np.ndarray] = {}
+        if self.embedding is not None:
+            params.update(self.embedding.init_params(rng, self.dtype, vectors=vectors,
+                                                     found=found))
+        params.update(self.stack.init_params(rng, self.dtype))
         params.update(self.head.init_params(rng, self.dtype))
         self.params = params
         return params
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names and shapes of :meth:`init_params`'s arrays, in its order, unallocated."""
-        return {**stack_shapes([self.stack]), **head_shapes(self.head)}
+        table = self.embedding.param_shapes() if self.embedding is not None else {}
+        return {**table, **stack_shapes([self.stack]), **head_shapes(self.head)}
 
     def zero_state(self, batch: int) -> State:
         return self.stack.zero_state(batch, self.dtype)
@@ -87,6 +110,8 @@ class CharRNN:
         self, inputs: np.ndarray, state0: State, dropout_rng: Any
     ) -> tuple[np.ndarray, State, Tape]:
         """Run every layer; returns (top layer output after dropout, final states, tape)."""
+        if self.embedding is not None:
+            inputs = self.embedding.forward(self.params, inputs)[0]
         return self.stack.forward(self.params, inputs, state0, dropout_rng)
 
     def _logits(self, top: np.ndarray) -> np.ndarray:
@@ -110,8 +135,10 @@ class CharRNN:
         loss_sum, n_tokens, grads, dtop = self.head.loss_and_grads(
             self.params, top, targets, reduction
         )
-        stack_grads, _, _ = self.stack.backward(tape, dtop)
+        stack_grads, dx, _ = self.stack.backward(tape, dtop)
         grads.update(stack_grads)
+        if self.embedding is not None:  # dx: the gradient of the looked-up vectors
+            grads.update(self.embedding.backward(self.params, dx, inputs))
         return loss_sum, n_tokens, grads, stateT
 
     def loss(self, inputs: Any, targets: Any, state0: State | None) -> tuple[float, int, State]:

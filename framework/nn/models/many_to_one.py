@@ -1,8 +1,10 @@
 """Sequence classifier and forecaster: a many-to-one encoder (optionally bidirectional) under a
 dense softmax head or a linear regression head.
 
-Parameter names: ``layers.{i}.{W_x,W_h,b}`` (or ``fwd.layers.{i}.*`` and ``bwd.layers.{i}.*``
-when bidirectional), then ``head.W`` and ``head.b``; :meth:`init_params` draws them in that order.
+Parameter names: ``embedding.W`` when the model has an :class:`~framework.nn.embedding.Embedding`
+(token ids are looked up in it and the encoder reads the vectors), ``layers.{i}.{W_x,W_h,b}`` (or
+``fwd.layers.{i}.*`` and ``bwd.layers.{i}.*`` when bidirectional), then ``head.W`` and
+``head.b``; :meth:`init_params` draws them in that order.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from framework.errors import ConfigError, DataError
 from framework.nn.cell import Cell, as_dtype
+from framework.nn.embedding import Embedding
 from framework.nn.encoder import SequenceEncoder, check_inputs, check_lengths
 from framework.nn.heads import ClassifyHead, ForecastHead, HeadResult
 from framework.nn.models.shapes import head_shapes, stack_shapes
@@ -36,6 +39,7 @@ class _ManyToOne:
         ids: bool,
         bidirectional: bool,
         cell_options: dict | None,
+        embedding: Embedding | None = None,
     ) -> None:
         if int(input_size) < 1:
             raise ConfigError(f"the input size (vocabulary or features) must be >= 1, got "
@@ -50,20 +54,36 @@ class _ManyToOne:
         self.bidirectional = bool(bidirectional)
         self.cell = build_cell(cell, self.hidden_size, init, cell_options)
         self.cell_name = self.cell.name
-        self.encoder = SequenceEncoder(self.cell, self.input_size, self.num_layers, self.dropout,
-                                       ids=self.ids, bidirectional=self.bidirectional)
+        self.embedding = embedding
+        if embedding is not None and (not self.ids or embedding.vocab_size != self.input_size):
+            raise ConfigError(f"an embedding reads token ids of a vocabulary of its "
+                              f"{embedding.vocab_size} rows; the model reads "
+                              f"{'ids' if self.ids else 'dense inputs'} of size {self.input_size}")
+        # With an embedding the encoder reads its (T, B, E) vectors, not the ids.
+        self.encoder = SequenceEncoder(
+            self.cell, self.input_size if embedding is None else embedding.size,
+            self.num_layers, self.dropout, ids=self.ids and embedding is None,
+            bidirectional=self.bidirectional)
         self.params: dict[str, np.ndarray] = {}
 
-    def init_params(self, rng: Any) -> dict[str, np.ndarray]:
-        """Encoder stacks (forward, then backward), then the head's weight matrix."""
-        params = self.encoder.init_params(rng, self.dtype)
+    def init_params(self, rng: Any, *, vectors: np.ndarray | None = None,
+                    found: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The embedding table if any (``vectors``/``found``: pretrained rows, see
+        :meth:`Embedding.init_params`), the encoder stacks (forward, then backward), then the
+        head's weight matrix."""
+        params: dict[str, np.ndarray] = {}
+        if self.embedding is not None:
+            params.update(self.embedding.init_params(rng, self.dtype, vectors=vectors,
+                                                     found=found))
+        params.update(self.encoder.init_params(rng, self.dtype))
         params.update(self.head.init_params(rng, self.dtype))
         self.params = params
         return params
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names and shapes of :meth:`init_params`'s arrays, in its order, unallocated."""
-        return {**stack_shapes(self.encoder.stacks), **head_shapes(self.head)}
+        table = self.embedding.param_shapes() if self.embedding is not None else {}
+        return {**table, **stack_shapes(self.encoder.stacks), **head_shapes(self.head)}
 
     def _encode(
         self, inputs: Any, lengths: Any, dropout_rng: Any
@@ -72,17 +92,27 @@ class _ManyToOne:
             raise ConfigError("the model has no parameters yet; call init_params(rng) first")
         x = check_inputs(inputs, self.ids, self.input_size)
         lengths = check_lengths(lengths, x.shape[0], x.shape[1])
-        return self.encoder.forward(self.params, x, lengths, dropout_rng)
+        if self.embedding is None:
+            return self.encoder.forward(self.params, x, lengths, dropout_rng)
+        vectors, ids = self.embedding.forward(self.params, x)
+        feats, tape = self.encoder.forward(self.params, vectors, lengths, dropout_rng)
+        return feats, (tape, ids)
 
     def features(self, inputs: Any, lengths: Any = None) -> np.ndarray:
         """Evaluation features (B, H or 2H): the last valid top hidden state(s)."""
         return self._encode(inputs, lengths, None)[0]
 
     def _finish(self, out: HeadResult, tape: Any) -> HeadResult:
-        """Backpropagate the head's feature gradient; all gradients in parameter order."""
-        grads, _ = self.encoder.backward(self.params, tape, out.dfeats)
+        """Backpropagate the head's feature gradient; all gradients in parameter order (a frozen
+        embedding has none)."""
+        if self.embedding is None:
+            grads, _ = self.encoder.backward(self.params, tape, out.dfeats)
+        else:
+            tape, ids = tape
+            grads, dx = self.encoder.backward(self.params, tape, out.dfeats)
+            grads.update(self.embedding.backward(self.params, dx, ids))
         grads.update(out.grads)
-        return out._replace(grads={k: grads[k] for k in self.params})
+        return out._replace(grads={k: grads[k] for k in self.params if k in grads})
 
 
 class SequenceClassifier(_ManyToOne):
@@ -103,9 +133,10 @@ class SequenceClassifier(_ManyToOne):
         ids: bool = True,
         bidirectional: bool = False,
         cell_options: dict | None = None,
+        embedding: Embedding | None = None,
     ) -> None:
         super().__init__(cell, input_size, hidden_size, num_layers, dropout, init, dtype, ids,
-                         bidirectional, cell_options)
+                         bidirectional, cell_options, embedding)
         self.num_classes = int(num_classes)
         self.head = ClassifyHead(self.encoder.feature_size, self.num_classes, init)
 
