@@ -131,8 +131,10 @@ def _study(overrides: list[str]) -> int:
         store_plugin_configs,
     )
     from framework.data.feeds.text import as_stream
+    from framework.tracking.params import flatten_config
+    from framework.tracking.protocol import NullTracker
     from framework.tracking.run_info import run_params
-    from framework.tracking.tracker import NullTracker, Tracker, flatten_config
+    from framework.tracking.tracker import MlflowTracker
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer, print_line
 
@@ -170,7 +172,7 @@ def _study(overrides: list[str]) -> int:
     fig = figure(curves, title)
     png = Path.cwd() / "vanishing_gradients.png"
     fig.savefig(png)
-    tracker = Tracker.from_config(rc.mlflow)
+    tracker = MlflowTracker.from_config(rc.mlflow)
     tracker.check_reachable()
     tracker.start(params=flatten_config({**run_params(rc), "cells": ",".join(CELL_NAMES)}),
                   tags={"analysis": "vanishing_gradients"})

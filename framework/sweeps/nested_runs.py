@@ -146,7 +146,7 @@ class SweepCallback(Callback):
             sys.exit(exc.exit_code)
 
     def _start_parent(self, config: DictConfig) -> None:
-        from framework.tracking.tracker import Tracker
+        from framework.tracking.tracker import MlflowTracker
 
         # Resolving the sweep dir here fixes its ${now:...} (cached on this config) before the
         # sweeper and launcher read the same node.
@@ -162,9 +162,10 @@ class SweepCallback(Callback):
         mlflow = config.mlflow
         # A parent given explicitly (or by an outer sweep) nests this whole sweep under it.
         outer_parent = OmegaConf.select(config, "mlflow.parent_run_id", default=None)
-        tracker = Tracker(tracking_uri=str(mlflow.tracking_uri),
-                          experiment_name=str(mlflow.experiment_name),
-                          run_name=name[:250], log_model=False, parent_run_id=outer_parent)
+        tracker = MlflowTracker(tracking_uri=str(mlflow.tracking_uri),
+                                experiment_name=str(mlflow.experiment_name),
+                                run_name=name[:250], log_model=False,
+                                parent_run_id=outer_parent)
         params = {"sweep.overrides": " ".join(overrides), "sweep.keys": ",".join(keys),
                   "sweep.sweeper": sweeper, "sweep.launcher": launcher,
                   "sweep.dir": str(sweep_dir)}
