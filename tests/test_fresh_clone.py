@@ -186,7 +186,7 @@ def _runs(n_params: int) -> list:
 
 
 def test_compare_fits_the_terminal_and_keeps_the_plugin_choices(capsys, monkeypatch):
-    from framework.cli.compare import build_table
+    from framework.tracking.run_table import build_table
 
     table = build_table(_runs(40), "wide")
     assert len(table.to_text().splitlines()[1]) > 500

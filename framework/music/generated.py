@@ -1,4 +1,4 @@
-"""``framework.generate ... out=piece.mid``: what a music checkpoint generates, as MIDI files.
+"""What a music checkpoint generates, as MIDI files: ``python -m framework.generate out=x.mid``.
 
 The encoding comes from the checkpoint's own dataset config, checked by the dataset's schema, so a
 checkpoint of any other dataset is refused in one line before anything is written.

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cli.console import print_error
-from framework.errors import ConfigError, RnnlabError
+from framework.errors import ConfigError, RnnlabError, print_error
 from framework.nn.models.language_model import CharRNN
 
 CELL_NAMES = ("rnn", "lstm", "gru")
@@ -86,11 +85,9 @@ def probe_batch(stream: np.ndarray, length: int, batch: int, seed: int) -> tuple
 
 def figure(curves: dict[str, dict[str, np.ndarray]], title: str) -> Any:
     """One panel per phase (init / trained), one log-scale line per cell."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from framework.figures import agg_figure
 
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(10, 4)
     phases = ("init", "trained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, phase in zip(axes, phases, strict=True):

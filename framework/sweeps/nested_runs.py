@@ -140,7 +140,7 @@ class SweepCallback(Callback):
         except RnnlabError as exc:
             import sys
 
-            from framework.cli.console import print_error
+            from framework.errors import print_error
 
             print_error(exc)
             sys.exit(exc.exit_code)
@@ -282,8 +282,9 @@ def _job_records(sweep_dir: Path) -> tuple[int, int]:
 
 def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     """Log the sweep's table (md+csv), val-loss plot and Optuna result to the parent run."""
-    from framework.cli.compare import build_table, child_runs
-    from framework.tracking.plots import loss_curve_figure, save_figure
+    from framework.figures import save_figure
+    from framework.tracking.plots import loss_curve_figure
+    from framework.tracking.run_table import build_table, child_runs
 
     client, parent_id = tracker.client, tracker.run_id
     jobs, failed_jobs = _job_records(sweep_dir)

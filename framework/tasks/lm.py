@@ -1,8 +1,8 @@
 """The ``lm`` task: next-token prediction with a softmax over the vocabulary at every step.
 
-The model is :class:`~framework.nn.stack.CharRNN` (a cell stack and the output layer); the feed
-is chosen by ``train.feed`` (``auto``: one padded name batch per step for a lines corpus,
-truncated BPTT with the state carried for a stream); samples are generated text.
+The model is :class:`~framework.nn.models.language_model.CharRNN` (a cell stack and the output
+layer); the feed is chosen by ``train.feed`` (``auto``: one padded name batch per step for a lines
+corpus, truncated BPTT with the state carried for a stream); samples are generated text.
 """
 
 from __future__ import annotations
