@@ -4,7 +4,9 @@ Every ``*.md``, ``*.py`` and ``*.yaml`` file of the repository is read for
 
 * paths ``framework/...`` (a ``.py`` file or a folder) and ``tests/....py``: the path must exist;
 * a test file named on its own (``test_checkpoint.py``, ``test_app.py::test_x``): some file of that
-  name must exist under ``tests/``;
+  name must exist under ``tests/``; in the docs and in ``framework/``, any other file named on its
+  own (``checkpoint.py``) must exist somewhere in the repository, or be an example file a doc
+  declares with a ``# name.py:`` first line;
 * dotted names ``framework.<package>.<module>``: the longest prefix that is a module or package
   must be followed by nothing or by a name that module defines or imports at its top level (a
   class, function, constant), so ``framework.nn.cell.course_normal`` passes and a moved module's
@@ -32,6 +34,8 @@ HYPOTHETICAL = {"framework/mine.py", "framework/nn/other.py"}
 PATH = re.compile(r"(?<![\w./-])(?:framework/(?:\w+/)*(?:\w+\.py\b|\w+/)|tests/(?:\w+/)*\w+\.py\b)")
 TEST_FILE = re.compile(r"(?<![\w./-])test_\w+\.py\b")
 DOTTED = re.compile(r"(?<![\w./-])framework(?:\.\w+)+")
+BARE = re.compile(r"(?<![\w./-])\w+\.py\b")
+EXAMPLE = re.compile(r"^#\s*(\w+\.py):", re.M)  # a doc's example plugin file: "# leaky.py: ..."
 
 
 def text_files() -> Iterator[Path]:
@@ -73,6 +77,15 @@ def known_test_files() -> frozenset[str]:
     return frozenset(p.name for p in (ROOT / "tests").rglob("test_*.py"))
 
 
+@functools.cache
+def known_file_names() -> frozenset[str]:
+    """Every Python file name of the repository, and the example files the docs declare."""
+    names = {p.name for p in text_files() if p.suffix == ".py"}
+    for doc in (p for p in text_files() if p.suffix == ".md"):
+        names.update(EXAMPLE.findall(doc.read_text(encoding="utf-8")))
+    return frozenset(names)
+
+
 def dotted_exists(ref: str) -> bool:
     parts = ref.split(".")
     for k in range(len(parts), 1, -1):
@@ -82,13 +95,21 @@ def dotted_exists(ref: str) -> bool:
     return False
 
 
-def stale(line: str) -> list[str]:
-    """The references in ``line`` to files or modules that do not exist."""
+def stale(line: str, *, bare: bool = False) -> list[str]:
+    """The references in ``line`` to files or modules that do not exist (``bare``: file names on
+    their own too; tests write files of made-up names, so not there)."""
     out = [m.group(0) for m in PATH.finditer(line)
            if m.group(0) not in HYPOTHETICAL and not (ROOT / m.group(0)).exists()]
     out += [m.group(0) for m in TEST_FILE.finditer(line) if m.group(0) not in known_test_files()]
     out += [m.group(0) for m in DOTTED.finditer(line) if not dotted_exists(m.group(0))]
+    if bare:
+        out += [m.group(0) for m in BARE.finditer(line)
+                if not m.group(0).startswith("test_") and m.group(0) not in known_file_names()]
     return out
+
+
+def checks_bare_names(path: Path) -> bool:
+    return path.suffix == ".md" or path.is_relative_to(ROOT / "framework")
 
 
 def test_a_stale_reference_is_found():
@@ -100,6 +121,9 @@ def test_a_stale_reference_is_found():
         old, moved + ".PARENT_ENV", module + ".NoSuchThing"]
     missing = "test_" + "nowhere.py"
     assert stale(f"{missing}::test_x") == [missing]
+    gone = "app" + ".py"
+    assert stale(f"{gone} ends it", bare=True) == [gone] and stale(f"{gone} ends it") == []
+    assert stale("trainer.py and leaky.py", bare=True) == []  # a module, a README example
 
 
 def test_docs_and_comments_name_only_what_exists():
@@ -107,5 +131,5 @@ def test_docs_and_comments_name_only_what_exists():
              for path in text_files()
              for number, line in enumerate(path.read_text(encoding="utf-8",
                                                           errors="replace").splitlines(), 1)
-             for ref in stale(line)]
+             for ref in stale(line, bare=checks_bare_names(path))]
     assert not found, "references to files or modules that do not exist:\n" + "\n".join(found)
