@@ -3,8 +3,10 @@
 Every module under ``framework/`` is parsed (nothing is imported, so this takes well under a
 second). An edge is any ``import`` or ``from ... import`` statement in the module, at module level,
 inside a function or under ``if TYPE_CHECKING`` alike; ``from package import name`` points at the
-module ``package.name`` when there is one, else at the package itself. Print the cycles and the
-upward imports with ``python tests/test_import_structure.py``.
+module ``package.name`` when there is one, else at the package itself. A module loaded by name at
+run time is not an edge: that is how plugin discovery, on the second floor, fills the registries
+with plugins from the floors above without importing them. Print the cycles and the upward
+imports with ``python tests/test_import_structure.py``.
 """
 
 from __future__ import annotations
