@@ -22,6 +22,7 @@ import numpy as np
 from framework.nn.cell import (
     Cell,
     CellConfig,
+    CompiledCache,
     backward_chunks,
     course_normal,
     fused,
@@ -144,6 +145,9 @@ class GRUCell(Cell):
         dt = W_h.dtype
         T, B = x.shape[:2]
         H = self.hidden_size
+        kernels = self.kernels_for(dt)
+        if kernels is not None:
+            return self._forward_compiled(kernels, params, x, state0, ids)
         (h0,) = self.initial_state(state0, B, dt)
         W_h3 = gate_major(W_h, 3)  # (3, H, H) blocks r, z, n
         W_h3[:2] *= 0.5  # PRESCALE: r, z take x/2 (gru_gates_forward(halved=True))
@@ -176,6 +180,8 @@ class GRUCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
+            return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs, G, RH = cache
         W_h = params["W_h"]
         dt = W_h.dtype
@@ -207,6 +213,72 @@ class GRUCell(Cell):
         dW_h = fused(blocks)
         dW_x, db, dx = self.input_grads(params, dZ, x, ids)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
+
+    # ------------------------------------------------------------------ cell.backend=numba
+    def _forward_compiled(
+        self, kernels: Any, params: dict[str, np.ndarray], x: np.ndarray, state0: tuple | None,
+        ids: bool,
+    ) -> tuple[np.ndarray, tuple, Any]:
+        """The forward pass with the compiled kernels (framework/nn/numba_kernels.py): per step
+        the r/z matmul, one kernel (r, z and r * h_prev), the candidate's matmul and a second
+        kernel (n and h).  Gate activations are kept fused, (T, B, 3H)."""
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B = x.shape[:2]
+        H = self.hidden_size
+        (h0,) = self.initial_state(state0, B, dt)
+        Hs = np.empty((T + 1, B, H), dtype=dt)
+        RH = np.empty((T, B, H), dtype=dt)
+        A = np.empty((T, B, 3 * H), dtype=dt)
+        Hs[0] = h0
+        table, rows = self.compiled_inputs(params, x, ids)
+        W_rz, rec_rz = self.padded_recurrent(W_h[:, : 2 * H], B, "rec_rz")
+        W_n, rec_n = self.padded_recurrent(W_h[:, 2 * H :], B, "rec_n")
+        out_rz, out_n = rec_rz[:, : 2 * H], rec_n[:, :H]
+        gates, state = kernels.gru_forward_gates, kernels.gru_forward_state
+        for t in range(T):
+            np.matmul(Hs[t], W_rz, out=out_rz)
+            gates(t, rec_rz, table, rows, Hs, A, RH)
+            np.matmul(RH[t], W_n, out=out_n)
+            state(t, rec_n, table, rows, Hs, A)
+        hs = Hs[1:]
+        hs.flags.writeable = False
+        hT = Hs[T]
+        hT.flags.writeable = False
+        return hs, (hT,), CompiledCache((x, ids, Hs, A, RH, rows, W_rz, W_n, kernels))
+
+    def _backward_compiled(
+        self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,
+        cache: Any,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        x, ids, Hs, A, RH, rows, W_rz, W_n, kernels = cache
+        dt = A.dtype
+        T, B, H = RH.shape
+        dZ = self._ws.get("dZ_fused", (T, B, 3 * H), dt)
+        drh = self._ws.get("drh", (B, H), dt)
+        carry = np.zeros((B, H), dtype=dt)  # the element-wise part of the gradient reaching h
+        dh = np.zeros((B, H), dtype=dt)  # its matmul part
+        if dstateT is not None and dstateT[0] is not None:
+            dh[...] = dstateT[0]
+        up = np.empty((0, B, H), dtype=dt) if dhs is None else np.ascontiguousarray(dhs, dtype=dt)
+        scattered = np.zeros((params["W_x"].shape[0] + 1 if ids else 0, 3 * H), dtype=dt)
+        W_rzT = self.padded_transpose(W_rz, "WT_rz")  # (2H, H)
+        W_nT = self.padded_transpose(W_n, "WT_n")  # (H, H)
+        zn, r = kernels.gru_backward_zn, kernels.gru_backward_r
+        for t in range(T - 1, -1, -1):
+            zn(t, up, dh, carry, A, Hs, dZ)
+            dz = dZ[t]
+            np.matmul(dz[:, 2 * H :], W_nT, out=drh)
+            r(t, drh, dh, carry, A, Hs, dZ, rows, scattered)
+            np.matmul(dz[:, : 2 * H], W_rzT, out=dh)
+        dh += carry
+        # Weight gradients in big matmuls over all steps: r, z see h_prev; n sees r * h_prev.
+        dZ2 = dZ.reshape(T * B, 3 * H)
+        dW_h = np.empty((H, 3 * H), dtype=dt)
+        np.matmul(Hs[:-1].reshape(T * B, H).T, dZ2[:, : 2 * H], out=dW_h[:, : 2 * H])
+        np.matmul(RH.reshape(T * B, H).T, dZ2[:, 2 * H :], out=dW_h[:, 2 * H :])
+        dW_x, db, dx = self.compiled_input_grads(params, dZ, x, ids, scattered)
+        return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh,)
 
 
 __all__ = [

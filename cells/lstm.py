@@ -26,6 +26,7 @@ import numpy as np
 from framework.nn.cell import (
     Cell,
     CellConfig,
+    CompiledCache,
     backward_chunks,
     course_normal,
     course_softmax,
@@ -178,6 +179,9 @@ class LSTMCell(Cell):
         x = self.prepare_input(params, x, ids)
         W_h = params["W_h"]
         dt = W_h.dtype
+        kernels = self.kernels_for(dt)
+        if kernels is not None:
+            return self._forward_compiled(kernels, params, x, state0, ids)
         T, B = x.shape[:2]
         H = self.hidden_size
         h0, c0 = self.initial_state(state0, B, dt)
@@ -209,6 +213,8 @@ class LSTMCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
+            return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs, C, G, TC = cache
         W_h = params["W_h"]
         dt = W_h.dtype
@@ -243,6 +249,69 @@ class LSTMCell(Cell):
         # All weight gradients in single big (stacked) matmuls over every step at once.
         dW_h = fused(np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(4, T * B, H)))
         dW_x, db, dx = self.input_grads(params, dZ, x, ids)
+        return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next, dc)
+
+    # ------------------------------------------------------------------ cell.backend=numba
+    def _forward_compiled(
+        self, kernels: Any, params: dict[str, np.ndarray], x: np.ndarray, state0: tuple | None,
+        ids: bool,
+    ) -> tuple[np.ndarray, tuple, Any]:
+        """The forward pass with the compiled step kernel (framework/nn/numba_kernels.py): per
+        step one BLAS matmul ``h @ W_h`` (B, 4H) (W_h with padded rows, see
+        :meth:`~framework.nn.cell.Cell.padded_recurrent`) and one kernel call for the gate maths,
+        the input gather included.  Gate activations are kept fused, (T, B, 4H)."""
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B = x.shape[:2]
+        H = self.hidden_size
+        h0, c0 = self.initial_state(state0, B, dt)
+        Hs = np.empty((T + 1, B, H), dtype=dt)
+        C = np.empty((T + 1, B, H), dtype=dt)
+        TC = np.empty((T, B, H), dtype=dt)
+        A = np.empty((T, B, 4 * H), dtype=dt)
+        Hs[0] = h0
+        C[0] = c0
+        table, rows = self.compiled_inputs(params, x, ids)
+        W_pad, rec_pad = self.padded_recurrent(W_h, B)
+        rec = rec_pad[:, : 4 * H]
+        step = kernels.lstm_forward_step
+        for t in range(T):
+            np.matmul(Hs[t], W_pad, out=rec)
+            step(t, rec_pad, table, rows, C, Hs, TC, A)
+        hs = Hs[1:]
+        hs.flags.writeable = False
+        hT, cT = Hs[T], C[T]
+        hT.flags.writeable = False
+        cT.flags.writeable = False
+        return hs, (hT, cT), CompiledCache((x, ids, Hs, C, A, TC, rows, W_pad, kernels))
+
+    def _backward_compiled(
+        self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,
+        cache: Any,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        x, ids, Hs, C, A, TC, rows, W_pad, kernels = cache
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B, H = TC.shape
+        dZ = self._ws.get("dZ_fused", (T, B, 4 * H), dt)
+        dh_next = np.zeros((B, H), dtype=dt)
+        dc = np.zeros((B, H), dtype=dt)
+        if dstateT is not None:
+            if dstateT[0] is not None:
+                dh_next[...] = dstateT[0]
+            if dstateT[1] is not None:
+                dc[...] = dstateT[1]
+        up = np.empty((0, B, H), dtype=dt) if dhs is None else np.ascontiguousarray(dhs, dtype=dt)
+        # The kernels sum dZ rows per token id into the rows of dW_x (and of the bias).
+        scattered = np.zeros((params["W_x"].shape[0] + 1 if ids else 0, 4 * H), dtype=dt)
+        W_hT = self.padded_transpose(W_pad)  # (4H, H)
+        step = kernels.lstm_backward_step
+        for t in range(T - 1, -1, -1):
+            step(t, up, dh_next, dc, A, C, TC, dZ, rows, scattered)
+            np.matmul(dZ[t], W_hT, out=dh_next)
+        dZ2 = dZ.reshape(T * B, 4 * H)
+        dW_h = np.matmul(Hs[:-1].reshape(T * B, H).T, dZ2)
+        dW_x, db, dx = self.compiled_input_grads(params, dZ, x, ids, scattered)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next, dc)
 
 

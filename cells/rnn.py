@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from framework.nn.cell import Cell, CellConfig, course_normal, course_softmax
+from framework.nn.cell import (
+    Cell,
+    CellConfig,
+    CompiledCache,
+    course_normal,
+    course_softmax,
+)
 from framework.registry import CELLS
 
 
@@ -64,6 +70,9 @@ class RNNCell(Cell):
         T, B = x.shape[:2]
         H = self.hidden_size
         (h0,) = self.initial_state(state0, B, dt)
+        kernels = self.kernels_for(dt)
+        if kernels is not None:
+            return self._forward_compiled(kernels, params, x, h0, ids)
         # Hs[0] is the initial state so that Hs[:-1] are the "previous" states of every step,
         # which the backward pass needs for its single dW_h matmul.
         Hs = np.empty((T + 1, B, H), dtype=dt)
@@ -88,6 +97,8 @@ class RNNCell(Cell):
         dstateT: tuple | None,
         cache: Any,
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        if isinstance(cache, CompiledCache):  # from _forward_compiled
+            return self._backward_compiled(params, dhs, dstateT, cache)
         x, ids, Hs = cache
         W_h = params["W_h"]
         dt = W_h.dtype
@@ -108,6 +119,54 @@ class RNNCell(Cell):
         dW_h = np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(T * B, H))
         dW_x, db, dx = self.input_grads(params, dZ[None], x, ids)
         return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh_next,)
+
+    # ------------------------------------------------------------------ cell.backend=numba
+    def _forward_compiled(
+        self, kernels: Any, params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray,
+        ids: bool,
+    ) -> tuple[np.ndarray, tuple, Any]:
+        """Per step one matmul and one kernel call (input gather, bias and tanh fused)."""
+        W_h = params["W_h"]
+        dt = W_h.dtype
+        T, B = x.shape[:2]
+        H = self.hidden_size
+        Hs = np.empty((T + 1, B, H), dtype=dt)
+        Hs[0] = h0
+        table, rows = self.compiled_inputs(params, x, ids)
+        W_pad, rec_pad = self.padded_recurrent(W_h, B)
+        rec = rec_pad[:, :H]
+        step = kernels.rnn_forward_step
+        for t in range(T):
+            np.matmul(Hs[t], W_pad, out=rec)
+            step(t, rec_pad, table, rows, Hs)
+        hs = Hs[1:]
+        hs.flags.writeable = False
+        hT = Hs[T]
+        hT.flags.writeable = False
+        return hs, (hT,), CompiledCache((x, ids, Hs, rows, W_pad, kernels))
+
+    def _backward_compiled(
+        self, params: dict[str, np.ndarray], dhs: np.ndarray | None, dstateT: tuple | None,
+        cache: Any,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None, tuple]:
+        x, ids, Hs, rows, W_pad, kernels = cache
+        dt = Hs.dtype
+        T1, B, H = Hs.shape
+        T = T1 - 1
+        dZ = self._ws.get("dZ", (T, B, H), dt)
+        dh = np.zeros((B, H), dtype=dt)
+        if dstateT is not None and dstateT[0] is not None:
+            dh[...] = dstateT[0]
+        up = np.empty((0, B, H), dtype=dt) if dhs is None else np.ascontiguousarray(dhs, dtype=dt)
+        scattered = np.zeros((params["W_x"].shape[0] + 1 if ids else 0, H), dtype=dt)
+        W_hT = self.padded_transpose(W_pad)
+        step = kernels.rnn_backward_step
+        for t in range(T - 1, -1, -1):
+            step(t, up, dh, Hs, dZ, rows, scattered)
+            np.matmul(dZ[t], W_hT, out=dh)
+        dW_h = np.matmul(Hs[:-1].reshape(T * B, H).T, dZ.reshape(T * B, H))
+        dW_x, db, dx = self.compiled_input_grads(params, dZ, x, ids, scattered)
+        return {"W_x": dW_x, "W_h": dW_h, "b": db}, dx, (dh,)
 
 
 # --------------------------------------------------------------------------- course API

@@ -198,6 +198,11 @@ def _is_multirun() -> bool:
 # An absolute config path: a relative one is read as a Python package when run with `-m`.
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
+    if _is_multirun():
+        from framework.sweeps.nested_runs import sweep_stopped
+
+        if sweep_stopped():
+            return math.nan
 
     try:
         return run(cfg)
@@ -207,13 +212,26 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"rnnlab: {exc}{where}", file=sys.stderr)
         sys.exit(128 + exc.signum)
     except RnnlabError as exc:
-        print_error(exc)
         if _is_multirun():
-            from framework.sweeps.nested_runs import mark_job_failed
+            from framework.sweeps.nested_runs import job_fails
 
-            mark_job_failed(str(exc))
+            # A failure every job would share stops the sweep; the command's last line says it.
+            if not job_fails(exc):
+                print_error(exc)
             return math.nan  # one bad job must not abort the rest of the sweep
+        print_error(exc)
         sys.exit(exc.exit_code)
+
+
+def _fail_if_jobs_failed() -> None:
+    """A sweep with failed jobs is a failed command: its exit status and last line say so."""
+    from framework.sweeps.nested_runs import finished_sweeps
+    from framework.sweeps.outcome import final_error
+
+    for jobs, sweep_dir in finished_sweeps:
+        error = final_error(jobs, sweep_dir)
+        if error is not None:
+            raise error
 
 
 def main() -> None:
@@ -226,6 +244,7 @@ def main() -> None:
         store_plugin_configs()
         register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
         run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
+        _fail_if_jobs_failed()
 
     code = run_command(body)
     if code:

@@ -22,8 +22,12 @@ file, so each formula exists once; only the layout differs.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +36,9 @@ from framework.errors import ConfigError
 from framework.registry import Plugin
 
 INIT_SCHEMES = ("course", "xavier")
+BACKENDS = ("numpy", "numba")
+ROW_PAD = 16  # elements added to rows of the compiled backend's GEMM operands (padded_recurrent)
+FAST_EXTRA = 'pip install -e ".[fast]"'
 State = tuple  # (h,) for rnn/gru, (h, c) for lstm; each (B, H)
 
 
@@ -155,12 +162,14 @@ def scatter_add_rows(ids: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- base class
-def check_cell_config(hidden_size: int, init: str) -> None:
+def check_cell_config(hidden_size: int, init: str, backend: str = "numpy") -> None:
     """Range checks of the options every cell has (ValueError, as schemas raise)."""
     if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size <= 0:
         raise ValueError(f"hidden_size must be > 0, got {hidden_size}")
     if init not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {init!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 @dataclass
@@ -169,9 +178,52 @@ class CellConfig:
 
     hidden_size: int = 128
     init: str = "xavier"  # xavier | course (the course's randn * 0.01; needs course_blocks)
+    # numpy (bit-identical reference) | numba (compiled gate kernels, the "fast" extra; results
+    # within float32 rounding of numpy's).  Parameters, gradients and checkpoints are the same.
+    backend: str = "numpy"
 
     def __post_init__(self) -> None:
-        check_cell_config(self.hidden_size, self.init)
+        check_cell_config(self.hidden_size, self.init, self.backend)
+
+
+# --------------------------------------------------------------------------- compiled backend
+class CompiledCache(tuple):
+    """A forward pass's cache on the compiled backend; ``backward`` dispatches on this type (the
+    two backends keep different arrays: fused (T, B, G*H) gates there, gate-major here)."""
+
+    __slots__ = ()
+
+
+def numba_cache_dir() -> Path | None:
+    """Where numba keeps its compiled kernels: None (numba's own choice, ``__pycache__`` beside
+    the module) when that folder is writable, else ``$RNNLAB_CACHE_DIR/numba`` (default
+    ``~/.cache/rnnlab/numba``).  ``NUMBA_CACHE_DIR``, when set, wins (numba reads it itself)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    here = Path(__file__).resolve().parent
+    pycache = here / "__pycache__"
+    if os.access(pycache if pycache.is_dir() else here, os.W_OK):
+        return None
+    # The same default as the dataset cache (framework/data/files/fetch.py cache_dir).
+    root = os.environ.get("RNNLAB_CACHE_DIR")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "rnnlab"
+    return base / "numba"
+
+
+def load_kernels() -> ModuleType:
+    """The compiled kernels (framework/nn/numba_kernels.py), importing numba on first use only.
+
+    A missing numba is a configuration error naming the extra that installs it."""
+    if importlib.util.find_spec("numba") is None:
+        raise ConfigError(f"cell.backend=numba needs numba, which is not installed: {FAST_EXTRA}")
+    cache = numba_cache_dir()
+    if cache is not None:
+        # numba reads NUMBA_CACHE_DIR when it is first imported, which is just below.
+        cache.mkdir(parents=True, exist_ok=True)
+        os.environ["NUMBA_CACHE_DIR"] = str(cache)
+    from framework.nn import numba_kernels
+
+    return numba_kernels
 
 
 class Cell(Plugin):
@@ -192,6 +244,11 @@ class Cell(Plugin):
         self.init = self.cfg.init
         if self.init == "course" and not self.has_course_init():
             raise ConfigError(self._no_course_init())
+        self.backend = getattr(self.cfg, "backend", "numpy")
+        # The kernels module when backend == "numba" (see kernels_for), else None.
+        self._kernels = load_kernels() if self.backend == "numba" else None
+        if self._kernels is not None:
+            self._kernels.warm_up(self.name)  # built-in cells' float32 kernels, once a process
         self._ws = Workspace()
 
     @classmethod
@@ -204,7 +261,16 @@ class Cell(Plugin):
                 f"optional hook course_blocks(input_size, rng); use cell.init=xavier")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(hidden_size={self.hidden_size}, init={self.init!r})"
+        backend = "" if self.backend == "numpy" else f", backend={self.backend!r}"
+        return f"{type(self).__name__}(hidden_size={self.hidden_size}, init={self.init!r}{backend})"
+
+    def kernels_for(self, dtype: np.dtype) -> ModuleType | None:
+        """The compiled kernels when this cell runs them for arrays of ``dtype`` (float32 and
+        float64 only; other dtypes, e.g. a test's extended-precision twin, take the NumPy
+        path), else None."""
+        if self._kernels is not None and dtype in (np.float32, np.float64):
+            return self._kernels
+        return None
 
     # ------------------------------------------------------------------ parameters
     def init_params(self, input_size: int, rng: Any, dtype: Any = "float32") -> dict[str, Any]:
@@ -316,6 +382,70 @@ class Cell(Plugin):
         dx = np.matmul(dZ3, gate_major(W_x, G).transpose(0, 2, 1)).sum(axis=0)
         return dW_x, db, dx.reshape(T, B, D)
 
+    def compiled_inputs(
+        self, params: dict[str, np.ndarray], x: np.ndarray, ids: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The compiled backend's input projection: (table (R, G*H), rows (T, B)) such that
+        step t, batch element b adds ``table[rows[t, b]]`` (the kernels read it in place).
+
+        Token ids: the table is ``[W_x + b; b]`` (V + 1 rows; id -1, a zero input, reads the
+        bias row), gathered inside the kernel, never materialised per step.  Dense input: one
+        (T*B, D) @ (D, G*H) matmul plus the bias, and rows numbering its T*B rows."""
+        W_x, b = params["W_x"], params["b"]
+        T, B = x.shape[:2]
+        if ids:
+            V = W_x.shape[0]
+            table = np.empty((V + 1, W_x.shape[1]), dtype=W_x.dtype)
+            np.add(W_x, b, out=table[:V])
+            table[V] = b
+            return table, np.where(x < 0, V, x)
+        table = np.matmul(x.reshape(T * B, x.shape[2]), W_x)
+        table += b
+        return table, np.arange(T * B, dtype=np.intp).reshape(T, B)
+
+    def padded_recurrent(
+        self, W: np.ndarray, batch: int, key: str = "rec_pad"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(a copy of W with padded rows, the (batch, cols + ROW_PAD) output buffer of ``h @ W``).
+
+        A fused (H, G*H) weight has rows of a power-of-two size for most hidden sizes (4 KiB at
+        LSTM H256), and OpenBLAS's sgemm then runs ~30% slower at B32 (cache-set conflicts,
+        measured: 267 vs 188 us); padding every row by ROW_PAD elements avoids it.  The copy is
+        a new array (the forward pass keeps it for :meth:`padded_transpose`; workspaces are
+        shared by the layers of a stack).  The output buffer is padded alike and handed to the
+        kernels whole, so that their rows are contiguous."""
+        D, N = W.shape
+        W_pad = np.empty((D, N + ROW_PAD), dtype=W.dtype)[:, :N]
+        W_pad[...] = W
+        return W_pad, self._ws.get(key, (batch, N + ROW_PAD), W.dtype)
+
+    def padded_transpose(self, W_pad: np.ndarray, key: str = "WT_pad") -> np.ndarray:
+        """W_pad.T as a row-padded copy (a workspace buffer) for the backward ``dz @ W.T``.
+
+        A contiguous transposed copy makes that GEMM ~1.5x faster than the transposed view at
+        H256 (204 vs 332 us at B32), and copying from the padded rows costs 130 us against
+        750 us for ``np.ascontiguousarray(W.T)`` (4 KiB row stride: cache-set conflicts)."""
+        D, N = W_pad.shape
+        out = self._ws.get(key, (N, D + ROW_PAD), W_pad.dtype)[:, :D]
+        np.copyto(out, W_pad.T)
+        return out
+
+    def compiled_input_grads(
+        self, params: dict[str, np.ndarray], dZ: np.ndarray, x: np.ndarray, ids: bool,
+        scattered: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(dW_x, db, dx) of the compiled backend from dZ (T, B, G*H).  For token ids the
+        kernels have already summed each step's rows into ``scattered`` (V + 1, G*H): rows
+        0..V-1 are dW_x, and all rows together (the bias row of id -1 included) are db."""
+        if ids:
+            V = params["W_x"].shape[0]
+            return scattered[:V].copy(), scattered.sum(axis=0), None
+        T, B, GH = dZ.shape
+        dZ2 = dZ.reshape(T * B, GH)
+        x2 = x.reshape(T * B, x.shape[2])
+        dx = np.matmul(dZ2, params["W_x"].T)
+        return np.matmul(x2.T, dZ2), dZ2.sum(axis=0), dx.reshape(T, B, x.shape[2])
+
     @staticmethod
     def prepare_input(
         params: dict[str, np.ndarray], x: np.ndarray, ids: bool
@@ -367,9 +497,12 @@ class Cell(Plugin):
 
 
 __all__ = [
+    "BACKENDS",
+    "FAST_EXTRA",
     "INIT_SCHEMES",
     "Cell",
     "CellConfig",
+    "CompiledCache",
     "FACTOR_CHUNK_BYTES",
     "State",
     "Workspace",
@@ -380,6 +513,8 @@ __all__ = [
     "course_softmax",
     "fused",
     "gate_major",
+    "load_kernels",
+    "numba_cache_dir",
     "orthogonal",
     "scatter_add_rows",
     "sigmoid",

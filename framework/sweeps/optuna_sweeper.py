@@ -24,6 +24,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from framework.errors import ConfigError
+from framework.sweeps.optuna_study_check import (
+    check_settings,
+    check_space,
+    fixed_settings,
+    record_settings,
+)
 
 log = logging.getLogger("rnnlab.optuna")
 STORAGE_FILE = "optuna.db"
@@ -42,6 +48,7 @@ class SweeperOptions:
     sampler: dict[str, Any] = field(default_factory=dict)
     pruner: Any = field(default_factory=lambda: {"name": "none"})  # or a name
     params: dict[str, str] = field(default_factory=dict)
+    allow_changed_settings: bool = False  # continue a study whose fixed settings differ
 
     @classmethod
     def from_config(cls, options: dict[str, Any]) -> SweeperOptions:
@@ -78,6 +85,9 @@ class SweeperOptions:
         if not isinstance(self.pruner, (dict, str)):
             raise ConfigError("hydra.sweeper.pruner must be a pruner's name or its options "
                               "(hydra/sweeper/pruner=median hydra.sweeper.pruner.<key>=...)")
+        if not isinstance(self.allow_changed_settings, bool):
+            raise ConfigError(f"hydra.sweeper.allow_changed_settings must be true or false, got "
+                              f"{self.allow_changed_settings!r}")
         if not isinstance(self.params, dict):
             raise ConfigError("hydra.sweeper.params must map config keys to search spaces, e.g. "
                               "optimizer.lr: tag(log, interval(1e-4, 1e-1))")
@@ -129,6 +139,54 @@ def check_objective(config: DictConfig, direction: str) -> None:
         raise ConfigError(f"optuna.objective={objective} of task={task} is better {better}, but "
                           f"hydra.sweeper.direction={direction}; set "
                           f"hydra.sweeper.direction={natural}")
+
+
+def preflight(config: DictConfig, arguments: list[str]) -> tuple[SweeperOptions, dict, list]:
+    """Everything that can be checked before a sweep creates anything: the sweeper's options,
+    the objective's direction, the search space and, for an existing study, its direction, its
+    space and its fixed settings. Returns ``(options, search space, fixed overrides)``."""
+    from framework.sweeps.optuna_space import parse_search_space
+
+    node = config.hydra.sweeper
+    options = SweeperOptions.from_config({k: node[k] for k in node if not str(k).startswith("_")})
+    if isinstance(options.pruner, str):  # hydra.sweeper.pruner=median
+        options.pruner = pruner_by_name(options.pruner, config)
+    params = [f"{key}={value}" for key, value in options.params.items()]
+    space, fixed = parse_search_space([*params, *arguments])
+    check_objective(config, options.direction)
+    study = _existing_study(config, options)
+    if study is not None:
+        check_study(study, options, space, fixed_settings(config, list(space)))
+    return options, space, fixed
+
+
+def _existing_study(config: DictConfig, options: SweeperOptions) -> Any:
+    """The study this sweep would continue, or None (nothing is created to find out)."""
+    from framework.sweeps.optuna_trial import _sqlite_file, absolute_storage, open_storage
+
+    if options.study_name is None:
+        return None  # a new study with a generated name
+    storage = absolute_storage(str(options.storage or default_storage(config)))
+    db = _sqlite_file(storage)
+    if db is not None and not db.is_file():
+        return None
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=options.study_name, storage=open_storage(storage))
+    except KeyError:  # no study of that name yet
+        return None
+
+
+def check_study(study: Any, options: SweeperOptions, space: dict, settings: dict) -> None:
+    """May this sweep continue ``study``? Its direction, space and settings must match."""
+    direction = study.direction.name.lower()
+    if direction != options.direction:
+        raise ConfigError(f"Optuna study {study.study_name!r} was created to {direction}, not "
+                          f"{options.direction}; use the same hydra.sweeper.direction or another "
+                          f"study_name")
+    check_space(study, space)
+    check_settings(study, settings, allow_changed=options.allow_changed_settings)
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -234,10 +292,6 @@ class OptunaStudySweeper:
         study = optuna.create_study(storage=open_storage(storage), study_name=opts.study_name,
                                     sampler=sampler, pruner=pruner, direction=opts.direction,
                                     load_if_exists=True)
-        if study.direction.name.lower() != opts.direction:
-            raise ConfigError(f"Optuna study {study.study_name!r} was created to "
-                              f"{study.direction.name.lower()}, not {opts.direction}; use the "
-                              f"same hydra.sweeper.direction or another study_name")
         return study, storage
 
     def _job_overrides(self, trial: Any, fixed: list[str], storage: str, study: Any) -> list[str]:
@@ -256,19 +310,20 @@ class OptunaStudySweeper:
         from optuna.trial import TrialState
 
         from framework.sweeps.optuna_report import write_study_files
-        from framework.sweeps.optuna_space import parse_search_space
         from framework.sweeps.optuna_trial import describe_storage
+        from framework.sweeps.outcome import read_stop
 
         # The sweeper reports every trial itself, in one line (below).
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         opts = self.options
-        params = [f"{key}={value}" for key, value in opts.params.items()]
-        space, fixed = parse_search_space([*params, *arguments])
-        check_objective(self.config, opts.direction)  # before the study exists
+        _, space, fixed = preflight(self.config, arguments)  # before the study exists
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         study, storage = self.open_study()
+        settings = fixed_settings(self.config, list(space))
+        check_study(study, opts, space, settings)  # another worker may have created it since
+        record_settings(study, settings)
         shown = describe_storage(storage)
         before = len(study.trials)
         best = (f", best #{study.best_trial.number} = {study.best_value:.6g}"
@@ -298,6 +353,8 @@ class OptunaStudySweeper:
                         study.tell(trial, state=state, skip_if_finished=True)
                     log.info(f"trial {trial.number}: {state.name}{note}")
                 pending = []
+                if read_stop(sweep_dir) is not None:  # every trial would fail the same way
+                    break
                 returns.append(results)
                 remaining -= batch
         finally:
@@ -365,6 +422,5 @@ def register_plugin() -> None:
         plugins.register(RnnlabOptunaSweeper)
 
 
-__all__ = ["OptunaStudySweeper", "SweeperOptions", "check_objective", "default_storage",
-           "make_sampler",
-           "register_plugin", "trial_seed"]
+__all__ = ["OptunaStudySweeper", "SweeperOptions", "check_objective", "check_study",
+           "default_storage", "make_sampler", "preflight", "register_plugin", "trial_seed"]

@@ -107,6 +107,11 @@ MUST_MATCH = ("task", "cell", "dataset", "optimizer", "clip", "model", "seed", "
               "train.batch_size", "train.seq_len", "train.feed", "train.loss", "train.smoothing")
 
 
+# Settings under a MUST_MATCH key that only choose how the same model is computed: a checkpoint
+# moves freely between them (cell.backend: numpy or the compiled kernels, same parameters).
+RUNTIME_ONLY = ("cell.backend",)
+
+
 def must_match() -> tuple[str, ...]:
     """MUST_MATCH and every feed's train.* options: batches are a function of them."""
     from framework.registry import FEEDS
@@ -322,7 +327,8 @@ def run_meta(rc: RunConfig, *, vocab: Vocab | None, corpus_kind: str, step: int,
     meta = build_meta(
         cell=rc.cell.name, hidden_size=rc.cell.hidden_size, num_layers=rc.model.num_layers,
         dropout=rc.model.dropout, init=rc.cell.init, dtype=rc.dtype,
-        cell_options={k: v for k, v in options.items() if k not in ("hidden_size", "init")},
+        cell_options={k: v for k, v in options.items()
+                      if k not in ("hidden_size", "init", "backend")},  # backend: RUNTIME_ONLY
         vocab_json=vocab.to_json() if vocab is not None else None, step=step,
         dataset=rc.dataset.name,
         optimizer=rc.optimizer.name, config=rc.raw, corpus_kind=corpus_kind,
@@ -939,7 +945,7 @@ def conflicts(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]
     must = must_match()
     out = []
     for key in sorted(set(old) | set(new)):
-        if any(key == m or key.startswith(m + ".") for m in must):
+        if key not in RUNTIME_ONLY and any(key == m or key.startswith(m + ".") for m in must):
             if old.get(key) != new.get(key):
                 out.append(f"{key}={old.get(key)!r} in the checkpoint, {new.get(key)!r} now")
     return out

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from framework.errors import DivergenceError
+from framework.nn.cell import load_kernels
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
 from framework.training.checkpoint import pack_arrays, read_for_resume, run_meta, save_rolling
 from framework.training.config import RunConfig
@@ -116,6 +117,8 @@ class Trainer:
         self.schedule = SCHEDULES.build(rc.lr_schedule)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)
+        if getattr(rc.cell, "backend", "numpy") == "numba":  # the optimizer's compiled update too
+            self.optimizer.use_compiled(load_kernels())
         self.sampler = SAMPLERS.build(rc.sampler)
         self.step = 0
         self.state = self.task.zero_state(self.model, self.feed, rc)

@@ -203,14 +203,14 @@ def _job(tmp_path, num: int, value: float, error: str | None):
 
 
 def test_a_sweep_does_not_count_jobs_without_validation_as_failed(tmp_path):
-    from framework.sweeps.nested_runs import _job_records
+    from framework.sweeps.outcome import Jobs, count_jobs
 
     assert _job(tmp_path, 0, math.nan, None)["failed"] is False  # val_fraction=0 / steps=0
     assert _job(tmp_path, 1, 1.5, None)["failed"] is False
     failed = _job(tmp_path, 2, math.nan, "cell.hidden_size must be > 0")
     assert failed["failed"] is True and failed["error"] == "cell.hidden_size must be > 0"
     assert _job(tmp_path, 3, math.nan, None)["failed"] is False  # the mark does not leak
-    assert _job_records(tmp_path) == (4, 1)
+    assert count_jobs(tmp_path) == Jobs(4, 1, "cell.hidden_size must be > 0")
 
 
 def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):

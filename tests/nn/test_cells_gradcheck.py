@@ -9,6 +9,8 @@ divided by eps), which makes a 1e-7 relative check meaningless for small gradien
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,10 @@ from tests.helpers import LD, TOL, numeric_grad, rel_error
 
 load_plugins()
 CELL_NAMES = CELLS.names()
+# Every cell is checked on both backends (cell.backend): the *_numba tests repeat each check
+# with the compiled kernels, which need the "fast" extra.
+needs_numba = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                 reason='cell.backend=numba needs numba: pip install -e ".[fast]"')
 
 # (vocab, hidden, T, batch)
 SHAPES = {
@@ -37,9 +43,11 @@ def _record(cell: str, err: float) -> None:
     WORST[cell] = max(WORST.get(cell, 0.0), err)
 
 
-def _make_model(cell: str, V: int, H: int, layers: int, seed: int) -> CharRNN:
+def _make_model(cell: str, V: int, H: int, layers: int, seed: int,
+                backend: str = "numpy") -> CharRNN:
+    options = {} if backend == "numpy" else {"backend": backend}
     model = CharRNN(cell, V, H, num_layers=layers, dropout=0.3 if layers > 1 else 0.0,
-                    dtype="float64")
+                    dtype="float64", cell_options=options)
     rng = np.random.default_rng(seed)
     model.init_params(rng)
     for value in model.params.values():  # nonzero biases, less symmetric weights
@@ -71,8 +79,20 @@ def _exact_loss(model: CharRNN, inputs, targets, state0, seed: int, mean: bool) 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_charrnn_loss_grads(cell: str, layers: int, shape: str) -> None:
+    _check_charrnn_loss_grads(cell, layers, shape, "numpy")
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_charrnn_loss_grads_numba(cell: str, layers: int, shape: str) -> None:
+    _check_charrnn_loss_grads(cell, layers, shape, "numba")
+
+
+def _check_charrnn_loss_grads(cell: str, layers: int, shape: str, backend: str) -> None:
     V, H, T, B = SHAPES[shape]
-    model = _make_model(cell, V, H, layers, seed=T * 7 + H)
+    model = _make_model(cell, V, H, layers, seed=T * 7 + H, backend=backend)
     rng = np.random.default_rng(1)
     inputs = rng.integers(-1, V, (T, B))
     targets = rng.integers(0, V, (T, B))
@@ -94,7 +114,7 @@ def test_charrnn_loss_grads(cell: str, layers: int, shape: str) -> None:
         err = rel_error(grads[key], num)
         assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
         worst = max(worst, err)
-    _record(cell, worst)
+    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
 
 CELL_SHAPES = {"base": (4, 3, 5, 3), "hidden1": (3, 1, 4, 2), "one_step": (2, 3, 1, 2)}
@@ -104,8 +124,21 @@ CELL_SHAPES = {"base": (4, 3, 5, 3), "hidden1": (3, 1, 4, 2), "one_step": (2, 3,
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_cell_backward_dense(cell: str, shape: str) -> None:
     """Cell-level check with dense input: param grads, dx, dstate0 and a nonzero dstateT."""
+    _check_cell_backward_dense(cell, shape, "numpy")
+
+
+@needs_numba
+@pytest.mark.parametrize("shape", list(CELL_SHAPES), ids=list(CELL_SHAPES))
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_cell_backward_dense_numba(cell: str, shape: str) -> None:
+    """The same with the compiled kernels (the extended-precision reference runs the NumPy
+    path: the kernels are float32/float64 only)."""
+    _check_cell_backward_dense(cell, shape, "numba")
+
+
+def _check_cell_backward_dense(cell: str, shape: str, backend: str) -> None:
     D, H, T, B = CELL_SHAPES[shape]
-    obj = CELLS.build({"name": cell, "hidden_size": H})
+    obj = CELLS.build({"name": cell, "hidden_size": H, "backend": backend})
     rng = np.random.default_rng(3)
     params = {k: v + rng.normal(0, 0.3, v.shape)
               for k, v in obj.init_params(D, rng, "float64").items()}
@@ -132,7 +165,7 @@ def test_cell_backward_dense(cell: str, shape: str) -> None:
     for ds, s in zip(dstate0, s_ld, strict=True):
         worst = max(worst, rel_error(ds, numeric_grad(loss, s)))
     assert worst < TOL, f"{cell}: relative error {worst:.2e}"
-    _record(cell, worst)
+    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
 
 def test_report_worst(capsys: pytest.CaptureFixture) -> None:

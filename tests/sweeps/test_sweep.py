@@ -21,11 +21,12 @@ TINY = ["train.steps=5", "cell.hidden_size=16", "train.batch_size=8", "train.eva
         "hydra.job_logging.root.level=WARNING"]
 
 
-def sweep(cwd: Path, args: list[str], env: dict | None = None, timeout: float = 240):
+def sweep(cwd: Path, args: list[str], env: dict | None = None, timeout: float = 240,
+          status: int = 0):
     uri = f"sqlite:///{cwd / 'mlflow.db'}"
     proc = cli("framework", ["-m", *TINY, f"mlflow.tracking_uri={uri}", *args], cwd,
                timeout=timeout, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == status, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
@@ -125,7 +126,10 @@ def test_submitit_local_sweep_ignores_mlflow_run_id(grid):
 def test_failed_job_fails_the_parent(grid):
     """A job stopped by a one-line config error (it never reaches MLflow) fails the parent."""
     cwd, _ = grid
-    sweep(cwd, ["cell=rnn", "optimizer.lr=0.01,-1", "mlflow.experiment_name=bad"])
+    proc = sweep(cwd, ["cell=rnn", "optimizer.lr=0.01,-1", "mlflow.experiment_name=bad"],
+                 status=1)  # a sweep with a failed job is a failed command
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "rnnlab: error: 1 of 2 jobs of the sweep failed (first: optimizer 'adam': ")
     parent, children = parent_and_children(client_for(cwd), "bad")
     assert [c.info.status for c in children] == ["FINISHED"]
     assert parent.info.status == "FAILED"
