@@ -194,7 +194,7 @@ class SweepCallback(Callback):
         except RnnlabError as exc:
             import sys
 
-            from framework.cli.console import print_error
+            from framework.errors import print_error
 
             print_error(exc)
             sys.exit(exc.exit_code)
