@@ -96,7 +96,8 @@ def no_checkpoints(root: Path) -> bool:
     (["cell.hidden_sizee=3"], ["cell 'lstm' has no option 'hidden_sizee'",
                                "did you mean 'cell.hidden_size'?"]),
     (["cell=rnn", "cell.forget_bias=1"], ["cell 'rnn' has no option 'forget_bias' (its options: "
-                                          "hidden_size, init); forget_bias is an option of lstm"]),
+                                          "hidden_size, init, backend); forget_bias is an option "
+                                          "of lstm"]),
     (["trian.steps=3"], ["unknown config key 'trian'", "did you mean 'train'?"]),
     (["+train.stepz=5"], ["train.stepz", "not in 'TrainConfig'"]),
     (["foo"], ["Error parsing override 'foo'"]),
