@@ -16,7 +16,9 @@ Plugins come from three places:
    entry point's name.
 
 Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
-folders and files added since (tests, notebooks).
+folders and files added since (tests, notebooks). Discovery sits below the registries: each
+registry that fills itself this way hands itself to :func:`watch` when it is created, so this module
+never imports :mod:`framework.registry` (the built-in modules it imports by name do).
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import sys
 import types
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, Protocol
 
 from framework import ROOT
 from framework.errors import PluginError
-from framework.registry import ALL
 
 PATH_ENV = "RNNLAB_PLUGIN_PATH"
 BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
@@ -44,6 +46,26 @@ BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.o
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
 _state = {"loaded": False, "loading": False}
+
+
+class Discovered(Protocol):
+    """What discovery needs of a registry: its entry-point group and a way to add to it."""
+
+    entry_points: str | None
+
+    def registered(self, name: str) -> bool:
+        """Whether ``name`` is registered already (without running discovery)."""
+        ...
+
+    def add(self, name: str, obj: Any) -> None: ...
+
+
+_watched: list[Discovered] = []  # every registry discovery fills, in creation order
+
+
+def watch(registry: Discovered) -> None:
+    """Have discovery fill ``registry`` from its entry-point group too."""
+    _watched.append(registry)
 
 
 def ensure_loaded() -> None:
@@ -133,11 +155,12 @@ def load_folder(folder: Path) -> list[str]:
 
 
 def load_entry_points() -> None:
-    for registry in ALL.values():
+    """Load the entry points of every watched registry's group not registered yet."""
+    for registry in _watched:
         if not registry.entry_points:
             continue
         for ep in entry_points(group=registry.entry_points):
-            if ep.name in registry._entries:
+            if registry.registered(ep.name):
                 continue
             try:
                 obj = ep.load()
@@ -146,5 +169,5 @@ def load_entry_points() -> None:
                     f"entry point '{ep.name}' ({ep.value}) in group {registry.entry_points} "
                     f"failed to load: {type(exc).__name__}: {exc}"
                 ) from exc
-            if ep.name not in registry._entries and not isinstance(obj, types.ModuleType):
+            if not registry.registered(ep.name) and not isinstance(obj, types.ModuleType):
                 registry.add(ep.name, obj)

@@ -32,6 +32,7 @@ import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from framework import plugins
 from framework.errors import ConfigError, PluginError
 
 
@@ -93,6 +94,8 @@ class Registry:
         self.entry_points = entry_points
         self._discover = discover  # read access runs plugin discovery once (the global registries)
         self._entries: dict[str, Entry] = {}
+        if discover:
+            plugins.watch(self)
 
     # -- registering ----------------------------------------------------------------------------
     def register(
@@ -164,10 +167,12 @@ class Registry:
     # -- reading --------------------------------------------------------------------------------
     def _read(self) -> dict[str, Entry]:
         if self._discover:
-            from framework import plugins
-
             plugins.ensure_loaded()
         return self._entries
+
+    def registered(self, name: str) -> bool:
+        """Whether ``name`` is registered, without running discovery (discovery asks this)."""
+        return name in self._entries
 
     def names(self) -> list[str]:
         return sorted(self._read())

@@ -129,12 +129,12 @@ def test_tests_that_need_data_skip_with_the_reason_on_a_clone_without_it(tmp_pat
 def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypatch):
     import tempfile
 
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    source = Tracker(uri)
+    source = MlflowTracker(uri)
     run_id = source.start()
     checkpoint = tmp_path / "latest.npz"
     checkpoint.write_bytes(b"PK\x05\x06" + bytes(18))
@@ -144,14 +144,14 @@ def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypa
     def downloads() -> list[str]:
         return [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("rnnlab-resume-")]
 
-    resumer = Tracker(uri)
+    resumer = MlflowTracker(uri)
     local = resumer.download_checkpoint(run_id)
     assert local.read_bytes() == checkpoint.read_bytes() and downloads()
     resumer.start()
     resumer.end()
     assert downloads() == []
     # A run that stops before it starts (bad checkpoint) still leaves nothing at exit/GC.
-    other = Tracker(uri)
+    other = MlflowTracker(uri)
     other.download_checkpoint(run_id)
     assert downloads()
     del other
@@ -186,7 +186,7 @@ def _runs(n_params: int) -> list:
 
 
 def test_compare_fits_the_terminal_and_keeps_the_plugin_choices(capsys, monkeypatch):
-    from framework.cli.compare import build_table
+    from framework.tracking.run_table import build_table
 
     table = build_table(_runs(40), "wide")
     assert len(table.to_text().splitlines()[1]) > 500

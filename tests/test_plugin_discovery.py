@@ -242,7 +242,8 @@ def test_shell_completion_offers_the_registered_plugin_names(tmp_path):
 
 def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
     """A feed in one file: its option is a train.* key (composed, validated, must match on
-    resume) without an edit to config.py, trainer.py, resume.py or conf/config.yaml."""
+    resume) without an edit to the config schemas, the trainer, the resume check or
+    conf/config.yaml."""
     from dataclasses import dataclass
 
     from framework.registry import FEEDS

@@ -1,6 +1,7 @@
 """How every command reports a problem: one line on stderr and an exit status, never a traceback.
 
-``RNNLAB_DEBUG=1`` (or Hydra's ``HYDRA_FULL_ERROR=1``) prints the traceback as well.
+The line itself is :func:`framework.errors.print_error` (``RNNLAB_DEBUG=1`` or Hydra's
+``HYDRA_FULL_ERROR=1`` prints the traceback as well).
 """
 
 from __future__ import annotations
@@ -9,32 +10,13 @@ import argparse
 import contextlib
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from framework.errors import RnnlabError
+from framework.errors import RnnlabError, debug_mode, print_error
 
-DEBUG_ENV = ("RNNLAB_DEBUG", "HYDRA_FULL_ERROR")
-# Set while run_hydra forces HYDRA_FULL_ERROR (inherited by sweep workers): not the user's wish.
-FORCED_FULL_ERROR = "RNNLAB_FORCED_HYDRA_FULL_ERROR"
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-
-
-def debug_mode() -> bool:
-    """RNNLAB_DEBUG=1 or HYDRA_FULL_ERROR=1: show tracebacks instead of one-line errors."""
-    names = DEBUG_ENV[:1] if os.environ.get(FORCED_FULL_ERROR) else DEBUG_ENV
-    return any(os.environ.get(name, "") not in ("", "0") for name in names)
-
-
-def print_error(exc: BaseException | str) -> None:
-    """The one-line report of an error (after its traceback in debug mode)."""
-    if isinstance(exc, BaseException) and debug_mode():
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
-    # One line even when the message quotes user text with a line break in it.
-    text = str(exc).replace("\r", "\\r").replace("\n", "\\n")
-    print(f"rnnlab: error: {text}", file=sys.stderr, flush=True)
 
 
 def run_command(body: Callable[[], Any]) -> int:

@@ -82,7 +82,7 @@ def hydra_main(cfg: DictConfig) -> None:
     try:
         texts, vocab, meta = run(cfg)
         if cfg.get("out"):  # music models: each sample as a MIDI file
-            from framework.music.render import write_generated
+            from framework.music.generated import write_generated
 
             lines = write_generated(texts, meta.raw, str(cfg.out))
     except RnnlabError as exc:

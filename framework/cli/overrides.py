@@ -19,8 +19,8 @@ from typing import Any
 
 from framework import ROOT
 from framework.cli import groups
-from framework.cli.console import FORCED_FULL_ERROR, command_name, debug_mode
-from framework.errors import ConfigError, PluginError, StorageError
+from framework.cli.console import command_name
+from framework.errors import FORCED_FULL_ERROR, ConfigError, PluginError, StorageError, debug_mode
 from framework.registry import REGISTRIES, TRAIN_PLUGINS, Registry, field_default
 
 CONF = ROOT / "conf"

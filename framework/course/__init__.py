@@ -1,11 +1,11 @@
 """The course's Dinosaurus Island API with the course's exact names, signatures and printing.
 
 The graded functions are thin adapters around the registered plugins -- the ``rnn`` cell inside
-:class:`~framework.nn.stack.CharRNN` (row gathers instead of one-hot matmuls, the output layer and
-its gradients as one matmul over the whole name), the ``value`` clip, the course-seeded
-``categorical`` sampler and the ``sgd`` optimizer.  ``model``'s training loop, which runs
-``optimize`` 35000 times on tiny arrays, uses :class:`framework.course.hotloop.CourseRNN` instead:
-the same math with one flat parameter buffer and ~5 NumPy calls per character, because at
+:class:`~framework.nn.models.language_model.CharRNN` (row gathers instead of one-hot matmuls, the
+output layer and its gradients as one matmul over the whole name), the ``value`` clip, the
+course-seeded ``categorical`` sampler and the ``sgd`` optimizer. ``model``'s training loop, which
+runs ``optimize`` 35000 times on tiny arrays, uses :class:`framework.course.hotloop.CourseRNN`
+instead: the same math with one flat parameter buffer and ~5 NumPy calls per character, because at
 n_a = 50 the cost is the number of calls, not the arithmetic (``python -m
 framework.studies.coursebench``).
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from framework.figures import agg_figure, save_figure
 from framework.music.encoding import Piece, pitch_token
 
 SATB = ("soprano", "alto", "tenor", "bass")
@@ -18,11 +18,9 @@ _COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 def piano_roll_figure(piece: Piece, title: str | None = None) -> Figure:
     """Notes as horizontal bars (time in quarter notes, MIDI pitch), bar lines dotted."""
-    # A Figure without pyplot is not registered globally (see framework/tracking/plots.py).
     res = piece.options.resolution
     width = min(16.0, max(6.0, piece.n_steps / res / 4.0))
-    fig = Figure(figsize=(width, 4.0), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(width, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     for v in range(piece.options.voices):
         bars = [(n.start / res, (n.end - n.start) / res) for n in piece.voice(v)]
@@ -56,10 +54,7 @@ def piano_roll_figure(piece: Piece, title: str | None = None) -> Figure:
 
 def save_piano_roll(piece: Piece, path: str | os.PathLike[str], title: str | None = None) -> Path:
     """Write the piano roll of ``piece`` as a PNG; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    piano_roll_figure(piece, title).savefig(path, format="png")
-    return path
+    return save_figure(piano_roll_figure(piece, title), path)
 
 
 __all__ = ["piano_roll_figure", "save_piano_roll"]

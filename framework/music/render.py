@@ -1,19 +1,15 @@
-"""Generated token texts -> MIDI files (and piano-roll PNGs): for training samples and generate."""
+"""Training samples as music: generated token texts -> MIDI files and piano-roll PNGs."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from framework.errors import ConfigError
 from framework.music.encoding import EncodingOptions, split_tokens, tokens_to_piece
 from framework.music.midi import DEFAULT_TEMPO, write_midi
 from framework.music.pianoroll import save_piano_roll
 from framework.music.summary import describe
-
-MIDI_SUFFIXES = (".mid", ".midi")
 
 
 def render_samples(texts: Sequence[str], folder: str | os.PathLike[str],
@@ -32,45 +28,4 @@ def render_samples(texts: Sequence[str], folder: str | os.PathLike[str],
     return lines
 
 
-def encoding_of_checkpoint(meta: Mapping[str, Any]) -> EncodingOptions:
-    """The encoding a checkpoint's model was trained with; ConfigError if it is not music."""
-    from framework.music.dataset import MusicDataset
-    from framework.plugins import load_plugins
-    from framework.registry import DATASETS
-
-    load_plugins()
-    dataset = dict((meta.get("config") or {}).get("dataset") or {})
-    name = str(dataset.get("name", meta.get("dataset")))
-    plugin = DATASETS.get(name) if name in DATASETS else None
-    if not (isinstance(plugin, type) and issubclass(plugin, MusicDataset)):
-        raise ConfigError(f"out=<file>.mid needs a model trained on a music dataset "
-                          f"(bach_chorales, midi); this one was trained on '{name}'; drop out=")
-    try:
-        return EncodingOptions.from_config(DATASETS.validate(dataset))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"the checkpoint's music encoding is invalid ({exc})") from None
-
-
-def output_paths(out: str | os.PathLike[str], n: int) -> list[Path]:
-    """``out`` for one sample; ``<stem>_1<suffix>`` ... ``<stem>_<n><suffix>`` for several."""
-    out = Path(out).expanduser()
-    if out.suffix.lower() not in MIDI_SUFFIXES:
-        raise ConfigError(f"out={out} must name a .mid file, e.g. out=piece.mid")
-    if n == 1:
-        return [out]
-    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, n + 1)]
-
-
-def write_generated(texts: Sequence[str], meta: Mapping[str, Any], out: str | os.PathLike[str],
-                    *, tempo: int = DEFAULT_TEMPO) -> list[str]:
-    """Write each generated text of a music checkpoint as a MIDI file; returns one line each."""
-    options = encoding_of_checkpoint(meta)
-    lines = []
-    for path, text in zip(output_paths(out, len(texts)), texts, strict=True):
-        piece = tokens_to_piece(split_tokens(text), options)
-        write_midi(piece, path, tempo=tempo)
-        lines.append(f"{path}: {describe(piece)}")
-    return lines
-
-
-__all__ = ["encoding_of_checkpoint", "output_paths", "render_samples", "write_generated"]
+__all__ = ["render_samples"]

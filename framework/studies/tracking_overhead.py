@@ -36,9 +36,6 @@ from typing import Any
 
 from framework import ROOT
 
-# The tracker's methods as a job calls them; each becomes a row of the phase table.
-TRACKER_METHODS = ("check_reachable", "start", "log_metrics", "flush", "set_tags", "log_text",
-                   "log_dict", "log_artifact", "log_artifacts", "log_figure", "log_model", "end")
 QUIET = ["hydra.job_logging.root.level=WARNING", "train.progress=never"]
 NOT_TRACKING = ("loss-curve figure",)  # drawn whether or not tracking is on
 
@@ -130,9 +127,10 @@ def _instrument(timers: Timers) -> None:
 
     from framework.tracking import plots, pyfunc
     from framework.tracking import tracker as tracking
+    from framework.tracking.protocol import tracker_calls
 
-    tracker_cls = tracking.Tracker
-    for method in TRACKER_METHODS:
+    tracker_cls = tracking.MlflowTracker
+    for method in tracker_calls():  # each call the job makes becomes a row of the phase table
         setattr(tracker_cls, method, timers.wrap(method, getattr(tracker_cls, method)))
     tracking.make_client = timers.wrap("open store (make_client)", tracking.make_client)
     tracking.git_commit = timers.wrap("git commit (start)", tracking.git_commit)

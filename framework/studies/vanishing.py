@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.cli.console import print_error
-from framework.errors import ConfigError, RnnlabError
+from framework.errors import ConfigError, RnnlabError, print_error
 from framework.nn.models.language_model import CharRNN
 
 CELL_NAMES = ("rnn", "lstm", "gru")
@@ -86,11 +85,9 @@ def probe_batch(stream: np.ndarray, length: int, batch: int, seed: int) -> tuple
 
 def figure(curves: dict[str, dict[str, np.ndarray]], title: str) -> Any:
     """One panel per phase (init / trained), one log-scale line per cell."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from framework.figures import agg_figure
 
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(10, 4)
     phases = ("init", "trained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, phase in zip(axes, phases, strict=True):
@@ -132,8 +129,10 @@ def _study(overrides: list[str]) -> int:
         store_plugin_configs,
     )
     from framework.data.feeds.text import as_stream
+    from framework.tracking.params import flatten_config
+    from framework.tracking.protocol import NullTracker
     from framework.tracking.run_info import run_params
-    from framework.tracking.tracker import NullTracker, Tracker, flatten_config
+    from framework.tracking.tracker import MlflowTracker
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer, print_line
 
@@ -172,7 +171,7 @@ def _study(overrides: list[str]) -> int:
     fig = figure(curves, title)
     png = Path.cwd() / "vanishing_gradients.png"
     fig.savefig(png)
-    tracker = Tracker.from_config(rc.mlflow)
+    tracker = MlflowTracker.from_config(rc.mlflow)
     tracker.check_reachable()
     tracker.start(params=flatten_config({**run_params(rc), "cells": ",".join(CELL_NAMES)}),
                   tags={"analysis": "vanishing_gradients"})

@@ -213,7 +213,7 @@ class SweepCallback(Callback):
         except RnnlabError as exc:
             import sys
 
-            from framework.cli.console import print_error
+            from framework.errors import print_error
 
             print_error(exc)
             sys.exit(exc.exit_code)
@@ -225,13 +225,13 @@ class SweepCallback(Callback):
         except RnnlabError as exc:
             import sys
 
-            from framework.cli.console import print_error
+            from framework.errors import print_error
 
             print_error(exc)
             sys.exit(exc.exit_code)
 
     def _start_parent(self, config: DictConfig) -> None:
-        from framework.tracking.tracker import Tracker
+        from framework.tracking.tracker import MlflowTracker
 
         # Resolving the sweep dir here fixes its ${now:...} (cached on this config) before the
         # sweeper and launcher read the same node.
@@ -247,9 +247,10 @@ class SweepCallback(Callback):
         mlflow = config.mlflow
         # A parent given explicitly (or by an outer sweep) nests this whole sweep under it.
         outer_parent = OmegaConf.select(config, "mlflow.parent_run_id", default=None)
-        tracker = Tracker(tracking_uri=str(mlflow.tracking_uri),
-                          experiment_name=str(mlflow.experiment_name),
-                          run_name=name[:250], log_model=False, parent_run_id=outer_parent)
+        tracker = MlflowTracker(tracking_uri=str(mlflow.tracking_uri),
+                                experiment_name=str(mlflow.experiment_name),
+                                run_name=name[:250], log_model=False,
+                                parent_run_id=outer_parent)
         params = {"sweep.overrides": " ".join(overrides), "sweep.keys": ",".join(keys),
                   "sweep.sweeper": sweeper, "sweep.launcher": launcher,
                   "sweep.dir": str(sweep_dir)}
@@ -353,8 +354,9 @@ class SweepCallback(Callback):
 # ------------------------------------------------------------------------------------ summary
 def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     """Log the sweep's table (md+csv), val-loss plot and Optuna result to the parent run."""
-    from framework.cli.compare import build_table, child_runs
-    from framework.tracking.plots import loss_curve_figure, save_figure
+    from framework.figures import save_figure
+    from framework.tracking.plots import loss_curve_figure
+    from framework.tracking.run_table import build_table, child_runs
 
     client, parent_id = tracker.client, tracker.run_id
     counted = count_jobs(sweep_dir)

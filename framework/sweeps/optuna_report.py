@@ -147,8 +147,8 @@ def write_study_files(study: Any, sweep_dir: Path, *, storage: str, pruner: dict
 def _trial_runs(tracker: Any, study_name: str, children: list[Any]) -> dict[int, str]:
     """Trial number -> MLflow run id: this sweep's children, then other runs of the study in
     the same experiment (earlier invocations, other workers)."""
-    from framework.cli.compare import search_all
     from framework.tracking.run_info import OPTUNA_STUDY_TAG, OPTUNA_TRIAL_TAG
+    from framework.tracking.run_table import search_all
 
     runs: dict[int, str] = {}
     name = study_name.replace(chr(39), '')

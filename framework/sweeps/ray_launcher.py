@@ -24,7 +24,7 @@ import warnings
 from framework.errors import ConfigError
 
 LAUNCH_DIR_ENV = "RNNLAB_LAUNCH_DIR"
-PARENT_ENV = "RNNLAB_PARENT_RUN_ID"  # the same name as framework.sweep.PARENT_ENV
+PARENT_ENV = "RNNLAB_PARENT_RUN_ID"  # the same name as framework.sweeps.nested_runs.PARENT_ENV
 PLUGIN_MODULE = "hydra_plugins.hydra_ray_launcher"
 _LAUNCHER_ARGS = ("hydra/launcher=ray", "hydra/launcher=ray_aws")
 

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from framework.tracking.plots import save_figure
+from framework.figures import agg_figure, save_figure
 
 # ------------------------------------------------------------------------------ classification
 
@@ -120,8 +119,7 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str | None =
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(support > 0, cm / support, 0.0)
     size = max(4.0, 0.42 * C + 2.0)
-    fig = Figure(figsize=(size + 1.0, size), dpi=100)
-    FigureCanvasAgg(fig)  # explicit Agg canvas: headless, and no process-wide backend switch
+    fig = agg_figure(size + 1.0, size)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
@@ -185,8 +183,7 @@ def forecast_figure(times: np.ndarray | None, values: np.ndarray, n_train: int,
     v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)[:, 0]
     x: Any = np.arange(len(v)) if times is None else np.asarray(times)
     start = 0 if history is None else max(0, n_train - history)
-    fig = Figure(figsize=(9, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(9, 4)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(x[start : n_train + 1], v[start : n_train + 1], color="0.35", linewidth=1.0,
             label="history")

@@ -1,1 +1,1 @@
-"""Tracking: MLflow runs, their records and plots, and the served pyfunc model."""
+"""Tracking: the tracker protocol, MLflow runs and their records, tables, plots and served model."""

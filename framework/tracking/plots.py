@@ -7,8 +7,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from framework.figures import agg_figure, save_figure
 
 # history key -> (label, style); other keys are drawn too, with default styles.
 _STYLES: dict[str, tuple[str, dict]] = {
@@ -25,11 +26,7 @@ def loss_curve_figure(history: Mapping[str, Sequence[tuple[int, float]]],
     ``history`` maps a name (``train_loss``, ``smooth_loss``, ``val_loss``, …) to ``(step, value)``
     pairs; non-finite values are skipped so a diverged run still plots.
     """
-    # A Figure without pyplot is not registered globally: nothing to close, thread-safe.
-    # The Agg canvas is attached explicitly (headless servers, CI) without switching the
-    # process-wide backend, which would disturb a notebook that imports this module.
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure(7, 4)
     ax = fig.add_subplot(1, 1, 1)
     ordered = [k for k in _STYLES if k in history] + [k for k in history if k not in _STYLES]
     drawn = 0
@@ -52,17 +49,9 @@ def loss_curve_figure(history: Mapping[str, Sequence[tuple[int, float]]],
     return fig
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``fig`` as a PNG (creating parent directories); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
-
-
 def save_loss_curve(history: Mapping[str, Sequence[tuple[int, float]]],
                     path: str | os.PathLike[str]) -> Path:
     return save_figure(loss_curve_figure(history), path)
 
 
-__all__ = ["loss_curve_figure", "save_figure", "save_loss_curve"]
+__all__ = ["loss_curve_figure", "save_loss_curve"]

@@ -16,25 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from framework.tracking.params import flatten_config, param_value
 
 NOTE_TAG = "mlflow.note.content"
 DIGEST_TAG = "rnnlab.dataset_sha256"
 # The run's own sections, besides the plugin groups (whose options come from their schemas).
 RUN_SECTIONS = ("model", "generate")
 RUN_SCALARS = ("seed", "dtype", "threads", "resume")
-SIGNIFICANT_DIGITS = 6
-
-
-def param_value(value: Any) -> str:
-    """A param as MLflow shows it: floats to 6 significant digits, everything else exact."""
-    if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value):
-        return repr(float(f"{value:.{SIGNIFICANT_DIGITS}g}"))
-    return str(value)
 
 
 def _options(section: Any) -> dict[str, Any]:
@@ -45,7 +38,7 @@ def _options(section: Any) -> dict[str, Any]:
 
 def run_params(rc: Any) -> dict[str, Any]:
     """The params of a run: ``{"cell.name": "lstm", "cell.hidden_size": 128, ...}`` (values
-    not yet stringified; :func:`framework.tracking.tracker.flatten_config` does that)."""
+    not yet stringified; :func:`framework.tracking.params.flatten_config` does that)."""
     from framework.registry import REGISTRIES
 
     out: dict[str, Any] = {}
@@ -153,8 +146,6 @@ def run_record(rc: Any, dataset: Any = None,
                corpus: Any = None) -> tuple[dict[str, str], dict[str, str], DatasetRecord | None]:
     """``(params, tags, dataset record)`` of a run, for :meth:`Tracker.start` and
     :meth:`Tracker.log_dataset`."""
-    from framework.tracking.tracker import flatten_config
-
     params = flatten_config(run_params(rc))
     tags = {**_task(rc).tags(rc), "cell": rc.cell.name, "dataset": rc.dataset.name,
             "optimizer": rc.optimizer.name, NOTE_TAG: describe(rc, corpus)}

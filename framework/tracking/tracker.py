@@ -19,6 +19,7 @@ Other traps handled here:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import getpass
 import hashlib
@@ -34,17 +35,21 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from framework import ROOT
 from framework.errors import CheckpointError, TrackingError
+from framework.tracking.protocol import NullTracker, Tracker
 from framework.tracking.store_errors import (
     describe,
     first_line,
     quiet_store_tracebacks,
     store_fault,
 )
+
+if TYPE_CHECKING:
+    from framework.tracking.run_info import DatasetRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
@@ -66,34 +71,8 @@ _KNOWN_SCHEMES = {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "da
 
 log = logging.getLogger("rnnlab.tracking")
 
-# -- layout bridge: this module also serves as the package of framework/tracking/*.py (the Optuna
-# sweeper and trial reporting) until it moves to framework/tracking/tracker.py. A module with a
-# __path__ is importable as a package; a directory without __init__.py would be shadowed by it.
-__path__ = [str(Path(__file__).with_suffix(""))]
-# -- end of layout bridge
-
 
 # ------------------------------------------------------------------------------------- helpers
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> ``{"train.steps": "2000", ...}`` with every value as a string (floats
-    rounded to 6 significant digits: :func:`framework.tracking.run_info.param_value`)."""
-    from framework.tracking.run_info import param_value
-
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            if value:
-                out.update(flatten_config(value, f"{name}."))
-            else:
-                out[name] = "{}"
-        elif isinstance(value, (list, tuple)):
-            out[name] = json.dumps(list(value), default=str)
-        else:
-            out[name] = param_value(value)
-    return out
-
-
 _CREDENTIALS = re.compile(r"(//[^/@:\s]*):[^/\s]*@")
 
 
@@ -104,10 +83,6 @@ def redact_url(text: str) -> str:
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _first_line(exc: BaseException) -> str:
-    return first_line(exc)
 
 
 def _store_name(uri: str) -> str:
@@ -186,6 +161,29 @@ def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return default if value is None and default is not None else value
 
 
+def check_listening(tracking_uri: str, timeout: float) -> None:
+    """A plain TCP connect to an http(s) tracking server (other stores: nothing to do), the fast
+    part of :meth:`MlflowTracker.check_reachable`: nothing listening fails within ``timeout``."""
+    import socket
+    import urllib.request
+
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    if urllib.request.getproxies().get(parsed.scheme) and not urllib.request.proxy_bypass(
+            parsed.hostname):
+        return  # reached through a proxy: only MLflow's own request can tell
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise TrackingError(
+            f"MLflow tracking server {tracking_uri!r} is not reachable ({detail}); "
+            f"start it, fix mlflow.tracking_uri, or set mlflow.enabled=false") from None
+
+
 def make_client(tracking_uri: str) -> Any:
     """An ``MlflowClient`` for ``tracking_uri`` whose store is fully initialised.
 
@@ -212,7 +210,7 @@ def make_client(tracking_uri: str) -> Any:
     except Exception as exc:
         fault = store_fault(exc, _store_name(uri))
         raise TrackingError(fault or f"cannot open MLflow tracking store {uri!r}: "
-                            f"{_first_line(exc)}; check mlflow.tracking_uri") from None
+                            f"{first_line(exc)}; check mlflow.tracking_uri") from None
     return client
 
 
@@ -228,7 +226,7 @@ def download_checkpoint(client: Any, run_id: str, artifact: str | None = None,
         client.get_run(run_id)
     except Exception as exc:
         raise CheckpointError(f"MLflow run '{run_id}' not found in {client.tracking_uri} "
-                              f"({_first_line(exc)}); check run_id and mlflow.tracking_uri"
+                              f"({first_line(exc)}); check run_id and mlflow.tracking_uri"
                               ) from None
     if artifact is None:
         artifact = _pick_checkpoint_artifact(client, run_id)
@@ -242,7 +240,7 @@ def download_checkpoint(client: Any, run_id: str, artifact: str | None = None,
             local = client.download_artifacts(run_id, artifact, str(dst))
     except Exception as exc:
         raise CheckpointError(f"cannot download '{artifact}' of MLflow run '{run_id}': "
-                              f"{_first_line(exc)}") from None
+                              f"{first_line(exc)}") from None
     return Path(local)
 
 
@@ -265,74 +263,9 @@ def _pick_checkpoint_artifact(client: Any, run_id: str) -> str | None:
     return model_ckpts[0] if model_ckpts else None
 
 
-# ------------------------------------------------------------------------------------- trackers
-class NullTracker:
-    """``mlflow.enabled=false``: the same methods as :class:`Tracker`, doing nothing."""
-
-    run_id: str | None = None
-    enabled = False
-
-    def check_reachable(self) -> None:
-        return None
-
-    def start(self, params: Mapping[str, Any] | None = None,
-              tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str | None:
-        return None
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        return None
-
-    def flush(self, *, final: bool = False) -> bool:
-        return True
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        return None
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        return None
-
-    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
-        return None
-
-    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
-        return None
-
-    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
-        return None
-
-    def log_figure(self, figure: Any, artifact_file: str) -> None:
-        return None
-
-    def log_checkpoint(self, local_path: str) -> None:
-        return None
-
-    def log_model(self, checkpoint_path: str) -> str | None:
-        return None
-
-    def log_dataset(self, record: Any, context: str = "training") -> None:
-        return None
-
-    def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
-        return None
-
-    def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
-        raise CheckpointError(f"resume from MLflow run '{run_id}' needs mlflow.enabled=true")
-
-    def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        return None
-
-    def __enter__(self) -> NullTracker:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        return None
-
-
-class Tracker(NullTracker):
-    """One MLflow run, logged through an explicit client."""
-
-    enabled = True
+# ------------------------------------------------------------------------------------- tracker
+class MlflowTracker:
+    """One MLflow run, logged through an explicit client (the :class:`Tracker` protocol)."""
 
     def __init__(self, tracking_uri: str = DEFAULT_TRACKING_URI, experiment_name: str = "rnnlab",
                  run_name: str | None = None, *, log_model: bool = True,
@@ -363,7 +296,7 @@ class Tracker(NullTracker):
         self._cleanups: list[weakref.finalize] = []
 
     @classmethod
-    def from_config(cls, cfg: Any) -> NullTracker:
+    def from_config(cls, cfg: Any) -> Tracker:
         """From an ``mlflow`` config node (mapping or dataclass); disabled -> NullTracker."""
         if not _cfg_get(cfg, "enabled", True):
             return NullTracker()
@@ -390,7 +323,7 @@ class Tracker(NullTracker):
         Nothing listening, or no route, fails within ``timeout``; a server that accepts the
         connection but answers slowly (busy with a sweep's parallel jobs) gets longer to answer.
         """
-        self._check_connect(timeout)
+        check_listening(self.tracking_uri, timeout)
         with http_limits(max_retries=1, timeout=max(timeout, 30.0)):
             client = self.client
             try:
@@ -399,29 +332,8 @@ class Tracker(NullTracker):
                 self._client = None
                 raise TrackingError(
                     f"MLflow tracking server {self.tracking_uri!r} is not reachable "
-                    f"({_first_line(exc)}); start it, fix mlflow.tracking_uri, or set "
+                    f"({first_line(exc)}); start it, fix mlflow.tracking_uri, or set "
                     f"mlflow.enabled=false") from None
-
-    def _check_connect(self, timeout: float) -> None:
-        """A plain TCP connect to an http(s) tracking server: the fast part of the probe."""
-        import socket
-        import urllib.request
-
-        parsed = urlparse(self.tracking_uri)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            return
-        if urllib.request.getproxies().get(parsed.scheme) and not urllib.request.proxy_bypass(
-                parsed.hostname):
-            return  # reached through a proxy: only MLflow's own request can tell
-        try:
-            port = parsed.port or (443 if parsed.scheme == "https" else 80)
-            with socket.create_connection((parsed.hostname, port), timeout=timeout):
-                pass
-        except (OSError, ValueError) as exc:
-            detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise TrackingError(
-                f"MLflow tracking server {self.tracking_uri!r} is not reachable ({detail}); "
-                f"start it, fix mlflow.tracking_uri, or set mlflow.enabled=false") from None
 
     def _experiment(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -455,7 +367,7 @@ class Tracker(NullTracker):
     # -- the run ------------------------------------------------------------------------------
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str:
+              on_start: Callable[[str], None] | None = None) -> str | None:
         """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id
         (and calls ``on_start`` with it)."""
         from mlflow.entities import Param
@@ -491,7 +403,7 @@ class Tracker(NullTracker):
         except Exception as exc:
             fault = store_fault(exc, _store_name(self.tracking_uri))
             raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
-                                f"{_first_line(exc)}") from None
+                                f"{first_line(exc)}") from None
         self._last_flush = time.monotonic()
         if self.system_metrics:
             self._start_system_metrics()
@@ -510,35 +422,34 @@ class Tracker(NullTracker):
             self._monitor.start()
         except Exception as exc:  # psutil missing or broken: the run itself goes on
             self._monitor = None
-            log.warning("MLflow system metrics are off: %s", _first_line(exc))
+            log.warning("MLflow system metrics are off: %s", first_line(exc))
 
-    def log_dataset(self, record: Any, context: str = "training") -> None:
+    def log_dataset(self, record: DatasetRecord | Mapping[str, str] | None,
+                    context: str = "training") -> None:
         """The run's dataset as an MLflow input (name, source, digest; ``context`` tag).
 
         ``record`` is a :class:`framework.tracking.run_info.DatasetRecord`, or its fields as a
         mapping (from the helper process's pipe); None: nothing."""
         if self.run_id is None or record is None:
             return
-        if isinstance(record, Mapping):
-            from framework.tracking.run_info import DatasetRecord
-
-            record = DatasetRecord(**record)
+        fields = dict(record) if isinstance(record, Mapping) else dataclasses.asdict(record)
         # Bounded retries, as for metrics: MLflow's default (7 retries, growing back-off) would
         # hold every later call for minutes while a server is away.
         with http_limits(max_retries=1, timeout=10):
-            self._safely("log_input", self._log_dataset, record, context)
+            self._safely("log_input", self._log_dataset, fields, context)
 
-    def _log_dataset(self, record: Any, context: str) -> None:
+    def _log_dataset(self, fields: Mapping[str, str], context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
+        name, source, digest = str(fields["name"]), str(fields["source"]), str(fields["digest"])
         # MLflow keeps at most 36 characters of a digest: the sha256's first 36 hex digits
         # there, the whole sha256 in the profile and in an input tag.
-        profile = json.dumps({"sha256": record.digest})
-        entity = Dataset(name=_truncate(record.name, 500), digest=record.digest[:DIGEST_CHARS],
-                         source_type=_source_type(record.source),
-                         source=_source_json(record.source), profile=profile)
+        profile = json.dumps({"sha256": digest})
+        entity = Dataset(name=_truncate(name, 500), digest=digest[:DIGEST_CHARS],
+                         source_type=_source_type(source), source=_source_json(source),
+                         profile=profile)
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
-            InputTag("mlflow.data.context", context), InputTag(SHA256_INPUT_TAG, record.digest)])])
+            InputTag("mlflow.data.context", context), InputTag(SHA256_INPUT_TAG, digest)])])
 
     def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         """Save the experiment's view for ``task`` (``metrics``: its metric columns) and return
@@ -713,17 +624,6 @@ class Tracker(NullTracker):
             self._safely("set_terminated", self.client.set_terminated, self.run_id, status)
         self._ended = True
 
-    def __enter__(self) -> Tracker:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.end("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end("KILLED", "KeyboardInterrupt")
-        else:
-            self.end("FAILED", f"{exc_type.__name__}: {exc}")
-
 
 def _source_type(where: str) -> str:
     """MLflow's dataset source type of a URL (``http``) or a local path (``local``)."""
@@ -749,5 +649,5 @@ def _source_name() -> str:
     return _truncate(argv0, 500)
 
 
-__all__ = ["DEFAULT_TRACKING_URI", "NullTracker", "Tracker", "download_checkpoint",
-           "flatten_config", "git_commit", "make_client", "redact_url"]
+__all__ = ["DEFAULT_TRACKING_URI", "MlflowTracker", "check_listening", "download_checkpoint",
+           "git_commit", "http_limits", "make_client", "redact_url"]

@@ -6,10 +6,13 @@ FastAPI, its GenAI modules, SQLAlchemy and alembic), more than a short job's who
 single job started from the command line therefore starts this helper first thing
 (:func:`prestart`, before Hydra composes the config): it imports MLflow on another core while the
 job composes its config, loads data and trains. The job talks to it through a pipe of JSON lines,
-one :class:`~framework.tracking.tracker.Tracker` call per line, run in order by a real tracker in
-the helper. Nothing is pickled. The helper answers on its stdout: the run id once the run exists,
-a downloaded checkpoint's path, or a tracking error (raised in the job at its next call; a
-tracking server with nothing listening is found before training, by a plain TCP connect).
+one call of the :class:`~framework.tracking.protocol.Tracker` protocol per line, run in order by an
+:class:`~framework.tracking.tracker.MlflowTracker` in the helper. Nothing is pickled. The calls
+that need nothing but sending are forwarded as the protocol declares them (no list of them here);
+the few that do more in the job (wait for an answer, keep a callback, save a figure) are written
+out. The helper answers on its stdout: the run id once the run exists, a downloaded checkpoint's
+path, or a tracking error (raised in the job at its next call; a tracking server with nothing
+listening is found before training, by a plain TCP connect).
 
 Signals: the helper runs in its own session (a Ctrl-C or a closed terminal reaches the job only)
 and ignores SIGINT, SIGTERM and SIGHUP sent to it; the job decides how the run ends and says so
@@ -24,6 +27,8 @@ imported once per worker) and already use every core.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import inspect
 import json
 import os
 import select
@@ -38,16 +43,14 @@ from typing import Any
 
 from framework import errors
 from framework.errors import TrackingError
-from framework.tracking.tracker import NullTracker, Tracker
+from framework.tracking.protocol import NullTracker, Tracker, tracker_calls
+from framework.tracking.store_errors import sqlite_read_only
+from framework.tracking.tracker import MlflowTracker, _sqlite_path, _store_name, check_listening
 
 # Command lines that never train exactly one job here: help and config printing, sweeps.
 _NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i",
                   "--info", "-sc", "--shell-completion", "-p", "--package")
 _NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
-# The Tracker calls a job may send; anything else is refused by the helper.
-CALLS = ("check_reachable", "start", "log_metrics", "flush", "set_tags", "log_text", "log_dict",
-         "log_artifact", "log_artifacts", "log_checkpoint", "log_model", "download_checkpoint",
-         "log_dataset", "ui_link", "end")
 ORPHANED = "the training process exited without ending the run"
 
 _prestarted: subprocess.Popen | None = None
@@ -80,29 +83,43 @@ def discard_prestarted() -> None:
         proc.wait()
 
 
-def open_tracker(cfg: Any, *, multirun: bool) -> NullTracker:
+def open_tracker(cfg: Any, *, multirun: bool) -> Tracker:
     """The tracker a job logs through: none, the prestarted helper, or MLflow in this process."""
     global _prestarted
     helper_wanted = bool(getattr(cfg, "helper_process", True)) and not multirun
     if not getattr(cfg, "enabled", True) or not helper_wanted or _prestarted is None:
         discard_prestarted()
-        return Tracker.from_config(cfg)
+        return MlflowTracker.from_config(cfg)
     proc, _prestarted = _prestarted, None
     return TrackerProcess(proc, _settings(cfg))
 
 
 def _settings(cfg: Any) -> dict[str, Any]:
-    import dataclasses
-
     if dataclasses.is_dataclass(cfg):
         return dataclasses.asdict(cfg)
     return dict(cfg)
 
 
-class TrackerProcess(NullTracker):
-    """The :class:`Tracker` API, forwarded to a helper process (see the module docstring)."""
+def _jsonable(value: Any) -> Any:
+    """A call's argument as JSON can carry it: mappings with string keys, lists, a dataclass's
+    fields, paths and NumPy scalars as plain values, anything else as its string."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if getattr(value, "shape", None) == ():  # a NumPy scalar or 0-d array
+        return _jsonable(value.item())
+    return str(value)
 
-    enabled = True
+
+class TrackerProcess:
+    """The :class:`Tracker` protocol, forwarded to a helper process (see the module docstring)."""
 
     def __init__(self, proc: subprocess.Popen, settings: Mapping[str, Any]) -> None:
         self._proc = proc
@@ -115,7 +132,7 @@ class TrackerProcess(NullTracker):
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.tracking_uri = str(settings.get("tracking_uri", ""))
-        self._send("init", settings)
+        self._send("init", _jsonable(settings))
 
     # -- the pipe -----------------------------------------------------------------------------
     def _send(self, op: str, *args: Any, **kwargs: Any) -> None:
@@ -178,20 +195,17 @@ class TrackerProcess(NullTracker):
         self._raise_pending()
         self._send(op, *args, **kwargs)
 
-    # -- the Tracker API ----------------------------------------------------------------------
+    # -- the calls that do more than send ------------------------------------------------------
     def check_reachable(self, timeout: float = 3.0) -> None:
         """What needs no MLflow fails here, before training: a server with nothing listening
         (a TCP connect), a sqlite store that cannot be written; the helper then checks the
         store itself."""
-        from framework.tracking.store_errors import sqlite_read_only
-        from framework.tracking.tracker import _sqlite_path, _store_name
-
-        Tracker(tracking_uri=self.tracking_uri)._check_connect(timeout)
+        check_listening(self.tracking_uri, timeout)
         db = _sqlite_path(self.tracking_uri)
         fault = sqlite_read_only(db, _store_name(self.tracking_uri)) if db else None
         if fault:
             raise TrackingError(fault)
-        self._call("check_reachable")
+        self._call("check_reachable", timeout)
 
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
@@ -202,27 +216,10 @@ class TrackerProcess(NullTracker):
                    tags={str(k): str(v) for k, v in (tags or {}).items()})
         return None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._call("log_metrics", {str(k): float(v) for k, v in metrics.items()}, int(step))
-
     def flush(self, *, final: bool = False) -> bool:
+        """Sent without waiting: True (a failed flush is the helper's warning)."""
         self._call("flush", final=final)
         return True
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._call("set_tags", {str(k): str(v) for k, v in tags.items()})
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self._call("log_text", text, artifact_file)
-
-    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
-        self._call("log_dict", dict(dictionary), artifact_file)
-
-    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
-        self._call("log_artifact", str(local_path), artifact_path)
-
-    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
-        self._call("log_artifacts", str(local_dir), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Saved here as a PNG (figures stay in this process), logged there as a file."""
@@ -233,21 +230,8 @@ class TrackerProcess(NullTracker):
         figure.savefig(path)
         self.log_artifact(str(path), folder or None)
 
-    def log_checkpoint(self, local_path: str) -> None:
-        self._call("log_checkpoint", str(local_path))
-
-    def log_model(self, checkpoint_path: str) -> str | None:
-        self._call("log_model", str(checkpoint_path))
-        return None
-
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
         return Path(self._ask("download_checkpoint", run_id, artifact))
-
-    def log_dataset(self, record: Any, context: str = "training") -> None:
-        if record is not None:
-            import dataclasses
-
-            self._call("log_dataset", dataclasses.asdict(record), context)
 
     def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         """Waits for the helper (it has then logged everything sent before)."""
@@ -258,7 +242,7 @@ class TrackerProcess(NullTracker):
 
     def _ask(self, op: str, *args: Any) -> str:
         """Send a call and wait for its answer (the value as a string)."""
-        self._call(op, *args, reply=True)
+        self._call(op, *map(_jsonable, args), reply=True)
         while True:
             for message in self._read(None):
                 if message.get("reply"):
@@ -291,6 +275,26 @@ class TrackerProcess(NullTracker):
             shutil.rmtree(self._figures, ignore_errors=True)
 
 
+def _forwarded(name: str, signature: inspect.Signature) -> Callable[..., None]:
+    """A method that checks a call against the protocol's ``signature`` (a wrong call is a
+    TypeError here, as on any tracker) and sends it to the helper without waiting."""
+
+    def forward(self: TrackerProcess, *args: Any, **kwargs: Any) -> None:
+        signature.bind(self, *args, **kwargs)
+        self._call(name, *map(_jsonable, args), **{k: _jsonable(v) for k, v in kwargs.items()})
+
+    forward.__name__ = forward.__qualname__ = name
+    forward.__signature__ = signature  # type: ignore[attr-defined]
+    forward.__doc__ = f"Sent to the helper's tracker: :meth:`Tracker.{name}`."
+    return forward
+
+
+# Every protocol call the class does not write out is forwarded as it is declared.
+for _name, _signature in tracker_calls().items():
+    if _name not in vars(TrackerProcess):
+        setattr(TrackerProcess, _name, _forwarded(_name, _signature))
+
+
 # ------------------------------------------------------------------------- the helper's side
 def serve() -> None:
     """The helper's loop: import MLflow, then run each call it reads until end-of-file."""
@@ -314,7 +318,8 @@ def serve() -> None:
 
     import mlflow  # noqa: F401  (the slow part, while the job composes and trains)
 
-    tracker: NullTracker = NullTracker()
+    calls = set(tracker_calls())
+    tracker: Tracker = NullTracker()
     ended = False
     for line in sys.stdin.buffer:
         message = json.loads(line)
@@ -322,9 +327,9 @@ def serve() -> None:
         wants_reply = bool(kwargs.pop("reply", False))
         try:
             if op == "init":
-                tracker = Tracker.from_config(args[0])
+                tracker = MlflowTracker.from_config(args[0])
                 continue
-            if op not in CALLS:
+            if op not in calls:
                 raise TrackingError(f"the MLflow helper got an unknown call {op!r}")
             value = getattr(tracker, op)(*args, **kwargs)
             if op == "start":
@@ -351,4 +356,4 @@ if __name__ == "__main__":
     serve()
 
 
-__all__ = ["CALLS", "TrackerProcess", "discard_prestarted", "open_tracker", "prestart", "serve"]
+__all__ = ["TrackerProcess", "discard_prestarted", "open_tracker", "prestart", "serve"]

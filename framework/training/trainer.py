@@ -40,7 +40,7 @@ class StepStats:
     fraction_clipped: float
 
 
-# -- pruning (Optuna trials): an eval hook may stop the run; app.py ends it as KILLED ----------
+# -- pruning (Optuna trials): an eval hook may stop the run; cli/train.py ends it as KILLED -----
 class Pruned(Exception):
     """Raised at an eval when the eval hook (an Optuna trial's pruner) stops the run."""
 

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from framework.cli.compare import build_table, main
+from framework.cli.compare import main
+from framework.tracking.run_table import build_table
 from tests.helpers import cli
 
 

@@ -178,7 +178,7 @@ def test_data_dir_copies_are_checksummed(tmp_path, monkeypatch):
     corpus = load("dinos", path=str(tmp_path / "dinos.txt"), val_fraction=0.0)
     assert len(corpus.train) == 2
     # A data directory that does not exist falls through to the cache and the download (see
-    # test_reliability_fresh.py); the error, if the download fails too, names both places.
+    # tests/test_fresh_clone.py); the error, if the download fails too, names both places.
     monkeypatch.setenv("RNNLAB_DATA_DIR", str(tmp_path / "missing-dir"))
     monkeypatch.setenv("RNNLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("urllib.request.urlopen", _offline)

@@ -159,7 +159,7 @@ def test_without_music21_the_music_datasets_name_the_extra(monkeypatch):
 
 
 def test_only_music_checkpoints_write_midi():
-    from framework.music.render import encoding_of_checkpoint, output_paths
+    from framework.music.generated import encoding_of_checkpoint, output_paths
 
     meta = {"config": {"dataset": {"name": "dinos"}}, "vocab": Vocab.from_text("ab").to_json()}
     with pytest.raises(ConfigError, match="needs a model trained on a music dataset.*'dinos'"):

@@ -91,12 +91,12 @@ def test_served_model_loads_through_the_same_checked_path(tmp_path):
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory):
     """A run on a tmp sqlite store with a checkpoint artifact and a logged pyfunc model."""
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
     tmp_path = tmp_path_factory.mktemp("logged-run")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ckpt = make_checkpoint(tmp_path / "ckpt" / "latest.npz")
-    tracker = Tracker(uri, "pyfunc-test")
+    tracker = MlflowTracker(uri, "pyfunc-test")
     run_id = tracker.start({"cell.name": "gru"}, {})
     tracker.log_checkpoint(str(ckpt))
     model_uri = tracker.log_model(str(ckpt))

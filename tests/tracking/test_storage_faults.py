@@ -212,9 +212,9 @@ def test_store_faults_are_named_behind_sqlalchemys_autoflush_message(sqlite_mess
 
 
 def test_a_failed_start_on_a_locked_store_is_one_line(tmp_path, monkeypatch):
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
-    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'm.db'}")
     tracker.check_reachable()
 
     def locked(*args, **kwargs):
@@ -230,9 +230,9 @@ def test_a_failed_start_on_a_locked_store_is_one_line(tmp_path, monkeypatch):
 
 def test_a_locked_store_mid_run_warns_in_one_line_and_keeps_the_metrics(tmp_path, monkeypatch,
                                                                         caplog):
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
-    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", flush_every_metrics=10**6)
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'm.db'}", flush_every_metrics=10**6)
     run_id = tracker.start()
     tracker.log_metrics({"loss": 1.0}, 0)
     real = tracker.client.log_batch

@@ -13,7 +13,8 @@ import pytest
 
 from framework.errors import TrackingError
 from framework.tracking import tracker_process
-from framework.tracking.tracker import NullTracker, Tracker
+from framework.tracking.protocol import NullTracker
+from framework.tracking.tracker import MlflowTracker
 from framework.tracking.tracker_process import ORPHANED, TrackerProcess, open_tracker, prestart
 from framework.training.config import MlflowConfig
 
@@ -160,8 +161,8 @@ def test_no_helper_is_started_for_what_is_not_one_tracked_job(argv, monkeypatch)
 
 @pytest.mark.parametrize("cfg, multirun, kind", [
     (MlflowConfig(enabled=False), False, NullTracker),
-    (MlflowConfig(helper_process=False), False, Tracker),
-    (MlflowConfig(), True, Tracker),  # sweep jobs keep MLflow in their (reused) process
+    (MlflowConfig(helper_process=False), False, MlflowTracker),
+    (MlflowConfig(), True, MlflowTracker),  # sweep jobs keep MLflow in their (reused) process
 ])
 def test_an_unused_helper_is_stopped(cfg, multirun, kind):
     prestart(["cell=rnn"])

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from framework.errors import CheckpointError, TrackingError
+from framework.tracking.params import flatten_config
 from framework.tracking.plots import loss_curve_figure, save_loss_curve
-from framework.tracking.tracker import NullTracker, Tracker, download_checkpoint, flatten_config
+from framework.tracking.protocol import NullTracker
+from framework.tracking.tracker import MlflowTracker, download_checkpoint
 from framework.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +51,8 @@ def test_flatten_config():
 
 
 def test_disabled_gives_null_tracker(tmp_path):
-    tracker = Tracker.from_config({"enabled": False, "tracking_uri": "http://nowhere:1"})
-    assert isinstance(tracker, NullTracker) and not isinstance(tracker, Tracker)
+    tracker = MlflowTracker.from_config({"enabled": False, "tracking_uri": "http://nowhere:1"})
+    assert isinstance(tracker, NullTracker) and not isinstance(tracker, MlflowTracker)
     tracker.check_reachable()
     assert tracker.start({"a": 1}, {}) is None
     tracker.log_metrics({"loss": 1.0}, 0)
@@ -63,7 +65,7 @@ def test_disabled_gives_null_tracker(tmp_path):
 def test_run_params_tags_metrics_and_end(uri, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    tracker = Tracker.from_config({"tracking_uri": uri, "experiment_name": "exp",
+    tracker = MlflowTracker.from_config({"tracking_uri": uri, "experiment_name": "exp",
                                    "run_name": "r1", "enabled": True, "log_model": False})
     tracker.flush_every_seconds = 3600  # only the size trigger and end() flush in this test
     tracker.flush_every_metrics = 50  # (default 500; smaller keeps the sqlite test quick)
@@ -97,7 +99,7 @@ def test_run_params_tags_metrics_and_end(uri, tmp_path, monkeypatch):
 
 
 def test_time_triggered_flush(uri, monkeypatch):
-    tracker = Tracker(uri, "exp", flush_every_seconds=0.0)
+    tracker = MlflowTracker(uri, "exp", flush_every_seconds=0.0)
     run_id = tracker.start({}, {})
     tracker.log_metrics({"a": 1.0}, 0)
     assert not tracker._buffer
@@ -108,7 +110,7 @@ def test_time_triggered_flush(uri, monkeypatch):
 
 
 def test_flush_failure_keeps_metrics_and_warns(uri, monkeypatch, caplog):
-    tracker = Tracker(uri, "exp", flush_every_seconds=0.0)
+    tracker = MlflowTracker(uri, "exp", flush_every_seconds=0.0)
     run_id = tracker.start({}, {})
     real = tracker.client.log_batch
 
@@ -132,12 +134,12 @@ def test_flush_failure_keeps_metrics_and_warns(uri, monkeypatch, caplog):
 @pytest.mark.parametrize("bad", ["sqlite:/relative-missing-slashes", "foo://bar", "./mlruns"])
 def test_malformed_uri_is_one_line_error(bad):
     with pytest.raises(TrackingError) as info:
-        Tracker(bad, "exp").check_reachable()
+        MlflowTracker(bad, "exp").check_reachable()
     assert "\n" not in str(info.value)
 
 
 def test_unreachable_server_fails_fast():
-    tracker = Tracker(f"http://127.0.0.1:{_free_port()}", "exp")
+    tracker = MlflowTracker(f"http://127.0.0.1:{_free_port()}", "exp")
     t0 = time.monotonic()
     with pytest.raises(TrackingError, match="not reachable") as info:
         tracker.check_reachable()
@@ -147,9 +149,9 @@ def test_unreachable_server_fails_fast():
 
 
 def test_artifacts_figure_and_checkpoint_download(uri, tmp_path):
-    tracker = Tracker(uri, "exp", parent_run_id=None)
+    tracker = MlflowTracker(uri, "exp", parent_run_id=None)
     parent = tracker.start({}, {})
-    child = Tracker(uri, "exp", parent_run_id=parent)
+    child = MlflowTracker(uri, "exp", parent_run_id=parent)
     run_id = child.start({}, {})
     ckpt = save_checkpoint(tmp_path / "latest.npz", {"param/x": np.arange(3.0)},
                            {"format_version": 1, "step": 5})
@@ -182,8 +184,8 @@ def test_artifacts_figure_and_checkpoint_download(uri, tmp_path):
 _PARALLEL = textwrap.dedent(
     """
     import sys
-    from framework.tracking.tracker import Tracker
-    t = Tracker(sys.argv[1], "sweep")
+    from framework.tracking.tracker import MlflowTracker
+    t = MlflowTracker(sys.argv[1], "sweep")
     t.start({"job": sys.argv[2]}, {})
     t.log_metrics({"loss": 1.0}, 0)
     t.end()

@@ -144,7 +144,7 @@ def test_params_of_other_tasks_and_plugins():
 
 
 def test_param_values_round_floats_only():
-    from framework.tracking.tracker import flatten_config
+    from framework.tracking.params import flatten_config
 
     flat = flatten_config({"a": 0.016942852273718636, "b": 3, "c": "x", "d": 1e-08, "e": 5.0,
                            "f": None, "g": True, "h": 12345678.9})
@@ -159,13 +159,13 @@ def _checkpoint(tmp_path: Path) -> Path:
 
 
 def test_register_model_adds_a_version_of_the_logged_model(tmp_path):
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ckpt = _checkpoint(tmp_path)
     versions = []
     for _ in range(2):
-        tracker = Tracker(uri, "reg", register_model="dino-namer")
+        tracker = MlflowTracker(uri, "reg", register_model="dino-namer")
         tracker.start({"cell.name": "gru"}, {})
         model_uri = tracker.log_model(str(ckpt))
         tracker.end()
@@ -191,11 +191,11 @@ def test_register_model_needs_log_model():
 def test_system_metrics_are_sampled_when_asked(tmp_path, monkeypatch):
     import time
 
-    from framework.tracking.tracker import Tracker
+    from framework.tracking.tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "sys", system_metrics=True)
+    tracker = MlflowTracker(uri, "sys", system_metrics=True)
     tracker.start({}, {})
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

@@ -90,10 +90,11 @@ def test_sigterm_during_final_logging_names_the_checkpoint(tmp_path, monkeypatch
     skips the rest, ends the run KILLED and names that checkpoint (not "no checkpoint")."""
     from framework.cli import train as app
     from framework.tracking import tracker as tracking
+    from framework.tracking.protocol import NullTracker
 
     ended = []
 
-    class Recording(tracking.NullTracker):
+    class Recording(NullTracker):
         def start(self, params=None, tags=None, on_start=None) -> str:
             return "run"
 
@@ -103,7 +104,8 @@ def test_sigterm_during_final_logging_names_the_checkpoint(tmp_path, monkeypatch
         def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
             ended.append((status, reason))
 
-    monkeypatch.setattr(tracking.Tracker, "from_config", classmethod(lambda cls, cfg: Recording()))
+    monkeypatch.setattr(tracking.MlflowTracker, "from_config",
+                        classmethod(lambda cls, cfg: Recording()))
     monkeypatch.chdir(tmp_path)
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Interrupted) as info:
