@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from framework.errors import ConfigError, DataError
 
+MAX_WINDOW = 1 << 31  # the longest window (past values, generation context) a checkpoint may claim
 BEST_PREFIX = "best_"  # best_<metric>: the best value of <metric> over the evals so far
 # The config's default task, and the task of runs and checkpoints written before tasks existed
 # (they have no ``task`` tag or metadata field).

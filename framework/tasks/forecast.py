@@ -30,7 +30,7 @@ from framework.data.corpora.series import MAX_MAGNITUDE, too_large
 from framework.errors import ConfigError, RnnlabError
 from framework.registry import TASKS
 from framework.tasks import requests
-from framework.tasks.base import Task, spec_options
+from framework.tasks.base import MAX_WINDOW, Task, spec_options
 
 MAX_FEATURES = 1 << 12  # what a checkpoint may claim
 # What a sweep may optimise (reported at every eval), and which way each is better.
@@ -260,8 +260,6 @@ class ForecastTask(Task):
     # -- checkpoints -----------------------------------------------------------------------
     @classmethod
     def read_meta(cls, fields: Any, raw: Any, options: Any) -> dict[str, Any]:
-        from framework.training.checkpoint.metadata import MAX_WINDOW
-
         f, m = fields, raw
         for key in ("mean", "std"):
             values = m.get(key)

@@ -34,6 +34,7 @@ import numpy as np
 
 import framework.training.checkpoint.memory as memory
 from framework.errors import CheckpointError, RnnlabError
+from framework.tasks.base import MAX_WINDOW
 from framework.training.checkpoint.fields import Fields, depth, short
 from framework.training.checkpoint.files import FORMAT_VERSION
 
@@ -48,7 +49,6 @@ MAX_HIDDEN = 1 << 20
 MAX_LAYERS = 1024
 MAX_BATCH = 1 << 24
 MAX_STEP = 1 << 62
-MAX_WINDOW = 1 << 31
 MAX_META_BYTES = 4 << 20
 MAX_META_DEPTH = 32
 
