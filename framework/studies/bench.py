@@ -81,6 +81,7 @@ def make_trainer(cell: str, hidden: int, batch: int, seq: int, extra: list[str] 
     from hydra import compose, initialize_config_dir
 
     from framework.cli.overrides import store_plugin_configs
+    from framework.tracking.protocol import NullTracker
     from framework.training.config import validate
     from framework.training.trainer import Reporter, Trainer
 
@@ -91,12 +92,7 @@ def make_trainer(cell: str, hidden: int, batch: int, seq: int, extra: list[str] 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         rc = validate(compose(config_name="config", overrides=overrides))
     out = out_dir or Path(tempfile.mkdtemp(prefix="rnnlab-bench-"))
-    return Trainer(rc, out_dir=out, reporter=Reporter(_NullTracker(), lambda _: None))
-
-
-class _NullTracker:
-    def log_metrics(self, values: dict, step: int) -> None:
-        pass
+    return Trainer(rc, out_dir=out, reporter=Reporter(NullTracker(), lambda _: None))
 
 
 # --------------------------------------------------------------------------- threads and BLAS

@@ -24,13 +24,14 @@ import warnings
 from framework.errors import ConfigError
 
 LAUNCH_DIR_ENV = "RNNLAB_LAUNCH_DIR"
-PARENT_ENV = "RNNLAB_PARENT_RUN_ID"  # the same name as framework.sweeps.nested_runs.PARENT_ENV
 PLUGIN_MODULE = "hydra_plugins.hydra_ray_launcher"
 _LAUNCHER_ARGS = ("hydra/launcher=ray", "hydra/launcher=ray_aws")
 
 
 def setup() -> None:
     """Ray worker process setup hook: start in the launch directory when this node has it."""
+    from framework.sweeps.nested_runs import PARENT_ENV
+
     if not os.environ.get(PARENT_ENV):
         # The config passes "" when the sweep has no parent run (mlflow.enabled=false).
         os.environ.pop(PARENT_ENV, None)

@@ -77,9 +77,8 @@ class Reporter:
 
     def artifacts(self, folder: Path, artifact_path: str) -> None:
         """Log the files of ``folder`` (e.g. samples as MIDI files) under ``artifact_path``."""
-        log = getattr(self.tracker, "log_artifacts", None)
-        if log is not None and folder.is_dir():
-            log(str(folder), artifact_path)
+        if folder.is_dir():
+            self.tracker.log_artifacts(str(folder), artifact_path)
 
     def samples(self, header: str, texts: list[str], lines: list[str]) -> None:
         for line in lines:
