@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from framework.errors import TrackingError
+from framework.errors import RnnlabError, TrackingError
 from framework.tracking.tracker import _sqlite_path, make_client
 
 FORMATS = ("table", "markdown", "csv")
@@ -135,22 +135,28 @@ def differing_params(runs: Sequence[Any]) -> list[str]:
     return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
 
 
-def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str]:
+def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str, str]:
     """The metric columns and throughput column of the runs' task (``task`` tag; runs logged
-    before tasks existed are language models).  Runs of different tasks share ``val_loss``."""
+    before tasks existed are language models), and which way the first (the ranking) is better,
+    as the task declares it.  Runs of different tasks share ``val_loss``."""
     from framework.plugins import load_plugins
     from framework.registry import TASKS
     from framework.tasks.base import DEFAULT_TASK, task_of_run
 
     names = {task_of_run(getattr(run.data, "tags", {})) for run in runs} or {DEFAULT_TASK}
     if len(names) != 1:
-        return ("val_loss",), "per_sec"
+        return ("val_loss",), "per_sec", "minimize"
     (name,) = names
     load_plugins()
     if name not in TASKS:
-        return ("val_loss",), "per_sec"
+        return ("val_loss",), "per_sec", "minimize"
     task = TASKS.get(name)
-    return tuple(task.compare_metrics), f"{task.unit}_per_sec"
+    columns = tuple(task.compare_metrics)
+    try:
+        better = task.objective_direction(columns[0])
+    except RnnlabError:  # a ranking metric that is not an eval objective: lower is better
+        better = "minimize"
+    return columns, f"{task.unit}_per_sec", better
 
 
 def _metric(metrics: dict[str, float], key: str) -> float:
@@ -165,7 +171,7 @@ def build_table(runs: Sequence[Any], title: str = "runs",
     """Rank MLflow ``Run`` objects by their task's first metric (the one implementation); the
     param columns are ``params``, by default those whose values differ between the runs."""
     params = list(params) if params else differing_params(runs)
-    columns, speed_col = task_columns(runs)
+    columns, speed_col, better = task_columns(runs)
     rows = []
     for run in runs:
         metrics = run.data.metrics
@@ -181,7 +187,7 @@ def build_table(runs: Sequence[Any], title: str = "runs",
         row.update({k: run.data.params.get(k) for k in params})
         rows.append(row)
     rank_by = columns[0]
-    sign = 1.0 if rank_by.endswith(("loss", "rmse", "mae", "bits_per_char")) else -1.0
+    sign = 1.0 if better == "minimize" else -1.0
     rows.sort(key=lambda r: (not math.isfinite(r[rank_by]),
                              sign * r[rank_by] if math.isfinite(r[rank_by]) else 0.0,
                              r["_start"]))
