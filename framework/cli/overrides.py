@@ -100,7 +100,8 @@ def unknown_plugin(registry: Registry, name: str) -> PluginError:
 
 
 def precheck_overrides(argv: list[str]) -> None:
-    """Reject unknown plugin and experiment names with a one-line error."""
+    """Reject unknown options, plugin and experiment names with a one-line error."""
+    check_flags(argv, command_name())
     choosers = selectors()
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -308,7 +309,6 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
 
     argv = sys.argv
     command = command_name()
-    check_flags(argv[1:], command)
     if "--help" in argv[1:] or "-h" in argv[1:]:
         _lazy_help()
     # hydra.main reads the overrides here; the first item names the command in Hydra's usage line

@@ -46,9 +46,14 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> int:
-    from framework.cli.overrides import run_hydra
+    from framework.cli.console import command_name
+    from framework.cli.overrides import check_flags, run_hydra
 
-    code = run_command(lambda: run_hydra(hydra_main))
+    def body() -> None:
+        check_flags(sys.argv[1:], command_name())
+        run_hydra(hydra_main)
+
+    code = run_command(body)
     if code:
         sys.exit(code)
     return 0

@@ -118,7 +118,6 @@ def _probe_sizes(cfg: Any) -> tuple[int, int]:
 def _study(overrides: list[str]) -> int:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from framework.cli.overrides import (
@@ -149,9 +148,8 @@ def _study(overrides: list[str]) -> int:
                               ["experiment=vanishing_gradients", *overrides, f"cell={cell}"])
         except (HydraException, OmegaConfBaseException) as exc:
             raise ConfigError(hydra_error_message(exc)) from None
+        rc = validate(cfg)
         length, n_probe = _probe_sizes(cfg)
-        # The study's own `probe` section is not a run setting: the run config is the rest.
-        rc = validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "probe"]))
         with tempfile.TemporaryDirectory() as out:
             trainer = Trainer(rc, out_dir=Path(out), reporter=Reporter(NullTracker(), print_line))
             inputs, targets = probe_batch(as_stream(trainer.corpus, "val"), length, n_probe,

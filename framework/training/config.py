@@ -27,6 +27,9 @@ LEGACY_SEEDS = 2**32  # np.random.RandomState takes seeds in [0, 2**32)
 
 # Top-level keys besides the plugin groups and the sections.
 SCALARS = ("seed", "dtype", "threads", "resume")
+# Sections a study reads beside the run's own (the vanishing study's probe windows, kept in its
+# preset experiments/vanishing_gradients.yaml); a training run leaves them alone.
+STUDY_SECTIONS = ("probe",)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -306,7 +309,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     else:
         raw = dict(cfg)
     raw.pop("hydra", None)
-    known = [*REGISTRIES, *SECTIONS, *SCALARS]
+    known = [*REGISTRIES, *SECTIONS, *SCALARS, *STUDY_SECTIONS]
     for key in raw:
         if key not in known:  # +foo=bar: a key no schema reads would change nothing
             raise unknown_key_error(str(key), known)

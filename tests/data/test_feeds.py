@@ -211,7 +211,7 @@ def test_impossible_combinations(dinos, sonnets):
     cases = [
         (("names", sonnets), {}, "one example per line"),
         (("example", sonnets), {"batch_size": 1}, "one example per line"),
-        (("names", names), {"batch_size": 4}, "larger than the 3 training names"),
+        (("names", names), {"batch_size": 4}, "larger than the 3 training examples"),
         (("stream", tiny), {"batch_size": 2, "seq_len": 5}, "lower train.batch_size"),
         (("windows", tiny), {"seq_len": 10}, "not shorter"),
         (("windows", tiny), {"batch_size": 4, "seq_len": 2}, "larger than the 3 windows"),

@@ -128,7 +128,7 @@ def test_bad_config_value_is_one_line(in_tmp, capsys, args, needles):
 
 @pytest.mark.parametrize("args, needles", [
     (["dataset=dinos", "train.batch_size=5000"],
-     ["train.batch_size=5000 is larger than the", "training names"]),
+     ["train.batch_size=5000 is larger than the", "training examples"]),
     (["dataset=tinyshakespeare", "train.batch_size=100000"], ["lower train.batch_size"]),
     (["dataset=tinyshakespeare", "train.seq_len=5000000"], ["train.seq_len"]),
     (["dataset=dinos", "train.feed=example", "train.batch_size=3"], ["train.batch_size=1"]),
