@@ -106,6 +106,40 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
             f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
 
 
+RUN_FILE = "mlflow_run.json"  # in a run's output folder: which MLflow run its checkpoints feed
+
+
+def remember_run(out_dir: Path, run_id: str, tracking_uri: str) -> None:
+    """Note the run's id beside its checkpoints, so that ``resume=`` continues the same run."""
+    import json
+
+    try:
+        (out_dir / RUN_FILE).write_text(json.dumps({"run_id": run_id,
+                                                    "tracking_uri": tracking_uri}) + "\n")
+    except OSError:  # a read-only folder fails the checkpoints with its own message
+        pass
+
+
+def run_of_checkpoint(target: str, checkpoint: Path, tracking_uri: str) -> str | None:
+    """The MLflow run a resumed job continues: the run id given as ``resume=``, else the run
+    noted in the checkpoint's output folder (same tracking store only), else None."""
+    import json
+
+    from framework.training.checkpoint import RUN_ID
+
+    if RUN_ID.match(str(target)):
+        return str(target)
+    for folder in (Path(checkpoint).parent.parent, Path(checkpoint).parent):
+        try:
+            noted = json.loads((folder / RUN_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(noted, dict) and noted.get("tracking_uri") == tracking_uri and \
+                RUN_ID.match(str(noted.get("run_id", ""))):
+            return str(noted["run_id"])
+    return None
+
+
 def run(cfg: DictConfig) -> float:
     """Train one configuration; returns what a sweeper optimises (the task objective, or an
     Optuna trial's optuna.objective)."""
@@ -126,10 +160,12 @@ def run(cfg: DictConfig) -> float:
             # behind), then the tracking store, both before the first training step.
             trainer = Trainer(rc, out_dir=out_dir, reporter=Reporter(tracker, print_line))
             tracker.check_reachable()
+            continue_run = None
             if rc.resume:
                 checkpoint = resolve_checkpoint(rc.resume, download=tracker.download_checkpoint)
                 trainer.restore(checkpoint)
                 print_line(f"resumed from {checkpoint} at step {trainer.step}")
+                continue_run = run_of_checkpoint(rc.resume, checkpoint, rc.mlflow.tracking_uri)
             lock = claim_output_dir(out_dir)  # before the run: a refused job leaves none behind
             # An Optuna trial (hparams_search=optuna) reports every eval; its pruner may stop it.
             trial = open_trial(rc.optuna, trainer.task)
@@ -141,10 +177,12 @@ def run(cfg: DictConfig) -> float:
             params, tags, dataset = run_record(rc, trainer.dataset, trainer.corpus)
 
             def announce(run_id: str) -> None:  # now, or once a helper process has the run
-                print_line(f"MLflow run {run_id} (experiment '{rc.mlflow.experiment_name}', "
-                           f"{rc.mlflow.tracking_uri})")
+                how = " continued" if run_id == continue_run else ""
+                print_line(f"MLflow run {run_id}{how} (experiment "
+                           f"'{rc.mlflow.experiment_name}', {rc.mlflow.tracking_uri})")
+                remember_run(out_dir, run_id, rc.mlflow.tracking_uri)
 
-            tracker.start(params=params, tags=tags, on_start=announce)
+            tracker.start(params=params, tags=tags, on_start=announce, continue_run=continue_run)
             tracker.log_dataset(dataset)  # after start, in order (also through the helper)
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)

@@ -33,9 +33,12 @@ class Tracker(Protocol):
 
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str | None:
+              on_start: Callable[[str], None] | None = None,
+              continue_run: str | None = None) -> str | None:
         """Create the run with its params and tags; ``on_start(run_id)`` is called once it
-        exists. Returns the run id, or None when it is not known yet (or never will be)."""
+        exists. Returns the run id, or None when it is not known yet (or never will be).
+        ``continue_run``: a run to continue instead (a resumed job), back to RUNNING, its metric
+        histories going on; a run that is gone from the store gets a new one, with a warning."""
         ...
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -116,7 +119,8 @@ class NullTracker:
 
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str | None:
+              on_start: Callable[[str], None] | None = None,
+              continue_run: str | None = None) -> str | None:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

@@ -367,10 +367,12 @@ class MlflowTracker:
     # -- the run ------------------------------------------------------------------------------
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str | None:
+              on_start: Callable[[str], None] | None = None,
+              continue_run: str | None = None) -> str | None:
         """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id
-        (and calls ``on_start`` with it)."""
-        from mlflow.entities import Param
+        (and calls ``on_start`` with it). ``continue_run``: continue that run instead (see
+        :meth:`_continue`)."""
+        from mlflow.entities import Param, RunTag
 
         params = {str(k): v for k, v in (params or {}).items()}
         all_tags: dict[str, str] = {"mlflow.user": _user(), "mlflow.source.type": "LOCAL",
@@ -389,12 +391,21 @@ class MlflowTracker:
         all_tags = {_truncate(k, MAX_KEY): _truncate(v, MAX_TAG_VALUE) for k, v in all_tags.items()}
         try:
             self.experiment_id = self._experiment()
-            run = self.client.create_run(self.experiment_id, tags=all_tags,
-                                         run_name=all_tags.get("mlflow.runName"))
+            kept = self._continue(continue_run) if continue_run else None
+            if kept is None:
+                run = self.client.create_run(self.experiment_id, tags=all_tags,
+                                             run_name=all_tags.get("mlflow.runName"))
+                kept = {}
+            else:
+                run = kept.pop("")
+                all_tags.pop("mlflow.runName", None)  # the run keeps its name
+                self.client.log_batch(run.info.run_id, tags=[
+                    RunTag(k, v) for k, v in all_tags.items() if not k.startswith("mlflow.")])
             self.run_id = run.info.run_id
             # redact_url: a database URL in the config (optuna.storage) may carry a password.
+            # A continued run keeps the params it has (MLflow never changes a param's value).
             items = [Param(_truncate(k, MAX_KEY), _truncate(redact_url(str(v)), MAX_PARAM_VALUE))
-                     for k, v in params.items()]
+                     for k, v in params.items() if _truncate(k, MAX_KEY) not in kept]
             self._params = {p.key: p.value for p in items}
             for i in range(0, len(items), PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
@@ -601,6 +612,29 @@ class MlflowTracker:
         tmp = tempfile.mkdtemp(prefix="rnnlab-resume-")
         self._cleanups.append(weakref.finalize(self, shutil.rmtree, tmp, ignore_errors=True))
         return download_checkpoint(self.client, run_id, artifact, tmp)
+
+    def _continue(self, run_id: str) -> dict[str, Any] | None:
+        """The run ``run_id`` back to RUNNING, as ``{"": run, **its params}``; None (with a
+        warning saying why) when it cannot be continued: a new run is made instead."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            run = None
+        why = None
+        if run is None or run.info.lifecycle_stage != "active":
+            why = "is gone from the store (deleted, or another store)"
+        elif run.info.experiment_id != self.experiment_id:
+            why = "belongs to another experiment"
+        if why is not None:
+            log.warning("MLflow run %s of the resumed checkpoint %s: this job records a new run",
+                        run_id, why)
+            return None
+        self.client.update_run(run_id, status="RUNNING")
+        if "rnnlab.failure_reason" in run.data.tags:  # the reason it stopped no longer holds
+            self.client.delete_tag(run_id, "rnnlab.failure_reason")
+        return {"": run, **run.data.params}
 
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush metrics, record ``reason`` (tag rnnlab.failure_reason) and close the run."""

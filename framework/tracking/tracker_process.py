@@ -209,11 +209,13 @@ class TrackerProcess:
 
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
-              on_start: Callable[[str], None] | None = None) -> str | None:
+              on_start: Callable[[str], None] | None = None,
+              continue_run: str | None = None) -> str | None:
         """Ask for the run; ``on_start(run_id)`` is called once it exists (returns None)."""
         self._on_start = on_start
         self._call("start", params={str(k): str(v) for k, v in (params or {}).items()},
-                   tags={str(k): str(v) for k, v in (tags or {}).items()})
+                   tags={str(k): str(v) for k, v in (tags or {}).items()},
+                   continue_run=continue_run)
         return None
 
     def flush(self, *, final: bool = False) -> bool:
