@@ -295,18 +295,23 @@ class ForecastTask(Task):
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
         """The next ``task.horizon`` values after ``history`` (or after the end of the
-        training data), one line per step ahead."""
+        training data), labelled: ``next 2 values: 62.8788 66.7633`` (one line; a series of
+        several features gets one line per step ahead, ``t+1: ...``)."""
         nxt = forecast_values(model, meta.model.task_meta, cfg.get("history"),
                               meta.config.get("dataset"))
-        return [" ".join(f"{v:.6g}" for v in row) for row in nxt]
+        if nxt.shape[1] == 1:
+            what = "next value" if len(nxt) == 1 else f"next {len(nxt)} values"
+            return [f"{what}: " + " ".join(f"{v:.6g}" for v in nxt[:, 0])]
+        return [f"t+{k}: " + " ".join(f"{v:.6g}" for v in row) for k, row in enumerate(nxt, 1)]
 
     def signature(self) -> Any:
-        """``history`` (a list or a space- or comma-separated string), strings out."""
+        """``history`` (a list or a space- or comma-separated string) in, the next values out as
+        a list of numbers per row."""
         from mlflow.models.signature import ModelSignature
-        from mlflow.types.schema import AnyType, ColSpec, Schema
+        from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
         return ModelSignature(inputs=Schema([ColSpec(AnyType(), "history")]),
-                              outputs=Schema([ColSpec("string")]))
+                              outputs=Schema([ColSpec(Array("double"))]))
 
     def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
         """As many past values as a forecast needs, at the scaler's mean."""
@@ -316,8 +321,8 @@ class ForecastTask(Task):
         length = int(task_meta["window"]) + int(task_meta.get("difference", 0))
         return {"history": [" ".join(f"{mean:.6g}" for _ in range(length))]}
 
-    def serve(self, served: Any, frame: Any) -> list[str]:
-        """The next ``task.horizon`` values (space-separated) after each row's ``history``."""
+    def serve(self, served: Any, frame: Any) -> list[list[float]]:
+        """The next ``task.horizon`` values after each row's ``history``, as numbers."""
         if "history" not in frame.columns:
             raise RnnlabError("a forecaster's input needs a 'history' column (past values)")
         out = []
@@ -327,7 +332,7 @@ class ForecastTask(Task):
             if history is None or len(history) > requests.MAX_LENGTH:
                 raise RnnlabError(f"history must list at most {requests.MAX_LENGTH} past values")
             nxt = forecast_values(served.model, served.meta.model.task_meta, list(history))
-            out.append(" ".join(f"{v:.6g}" for v in nxt[:, 0]))
+            out.append([float(v) for v in nxt[:, 0]])
         return out
 
 

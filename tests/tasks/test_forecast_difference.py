@@ -96,7 +96,8 @@ def test_the_checkpoint_predict_and_the_served_model_answer_in_levels(difference
     proc = cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
                                      "history=[" + ",".join(map(str, HISTORY)) + "]"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert float(proc.stdout.strip()) == pytest.approx(expected, rel=1e-5)
+    label, value = proc.stdout.strip().split(": ")
+    assert label == "next value" and float(value) == pytest.approx(expected, rel=1e-5)
     short = cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
                                       "history=[1,2,3,4,5,6,7,8,9]"], tmp_path)
     assert short.returncode == 2 and "task.window=9 plus task.difference=1" in short.stderr
@@ -105,7 +106,7 @@ def test_the_checkpoint_predict_and_the_served_model_answer_in_levels(difference
 
     served = load_text_model(differenced.last_checkpoint).predict(
         None, pd.DataFrame({"history": [HISTORY]}))
-    assert float(served[0]) == pytest.approx(expected, rel=1e-5)
+    assert served[0][0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_checkpoint_without_the_field_is_order_zero(forecaster_checkpoint, tmp_path):

@@ -67,9 +67,11 @@ def test_old_classifier_predicts_as_it_did():
 
 
 def test_old_forecaster_predicts_as_it_did():
-    assert _predict(FORECAST, history=[5, 11, 16, 23, 36, 58]) == ["62.8788", "66.7633"]
+    assert _predict(FORECAST, history=[5, 11, 16, 23, 36, 58]) == ["next 2 values: 62.8788 "
+                                                                   "66.7633"]
     served = load_text_model(FORECAST)
-    assert served.predict(None, {"history": "5 11 16 23 36 58"}) == ["62.8788 66.7633"]
+    (answer,) = served.predict(None, {"history": "5 11 16 23 36 58"})
+    assert answer == pytest.approx([62.8788, 66.7633], abs=5e-5)  # numbers, not text
     _, vocab, meta = load_model(FORECAST)
     assert vocab is None
     assert input_example(meta, vocab) == {"history": [" ".join(["0.356098"] * 5)]}
