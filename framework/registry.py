@@ -332,6 +332,8 @@ FEEDS = Registry("feed", select="train.feed", options="train", entry_points="rnn
 SCHEDULES = Registry("lr_schedule", select="train.lr_schedule", options="train",
                      entry_points="rnnlab.lr_schedules", discover=True)
 TASKS = Registry("task", entry_points="rnnlab.tasks", discover=True)
+ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions", discover=True)
+DECODERS = Registry("decoder", entry_points="rnnlab.decoders", discover=True)
 
 # Config group -> registry: `cell=lstm` picks a plugin, `cell.<key>=` sets its options. The group
 # names are the public command-line interface.
@@ -348,7 +350,7 @@ REGISTRIES: dict[str, Registry] = {
 TRAIN_PLUGINS: dict[str, Registry] = {"feed": FEEDS, "lr_schedule": SCHEDULES}
 # Every registry by kind (what discovery fills and the plugin contract test covers).
 ALL: dict[str, Registry] = {r.kind: r for r in (CELLS, DATASETS, CLIPS, SAMPLERS, OPTIMIZERS,
-                                               FEEDS, SCHEDULES, TASKS)}
+                                               FEEDS, SCHEDULES, TASKS, ATTENTIONS, DECODERS)}
 
-__all__ = ["ALL", "CELLS", "CLIPS", "DATASETS", "FEEDS", "OPTIMIZERS", "REGISTRIES", "SAMPLERS",
-           "SCHEDULES", "TASKS", "TRAIN_PLUGINS", "Plugin", "Registry"]
+__all__ = ["ALL", "ATTENTIONS", "CELLS", "CLIPS", "DATASETS", "DECODERS", "FEEDS", "OPTIMIZERS",
+           "REGISTRIES", "SAMPLERS", "SCHEDULES", "TASKS", "TRAIN_PLUGINS", "Plugin", "Registry"]

@@ -185,9 +185,11 @@ def test_invalid_names_rejected():
 
 def test_every_registry_is_importable_by_name():
     from framework.registry import (  # noqa: F401
+        ATTENTIONS,
         CELLS,
         CLIPS,
         DATASETS,
+        DECODERS,
         FEEDS,
         OPTIMIZERS,
         SAMPLERS,
@@ -196,5 +198,5 @@ def test_every_registry_is_importable_by_name():
     )
 
     assert set(ALL) == {"cell", "dataset", "clip", "sampler", "optimizer", "feed",
-                        "lr_schedule", "task"}
+                        "lr_schedule", "task", "attention", "decoder"}
     assert all(r.entry_points and r.entry_points.startswith("rnnlab.") for r in ALL.values())
