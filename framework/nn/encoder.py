@@ -12,6 +12,9 @@ backward stack, unlike PyTorch's multi-layer bidirectional RNN, which feeds both
 concatenation to the next layer).  The backward stack reads each sequence reversed *within its
 length*, x[len-1], ..., x[0], followed by the padding, so the padding never comes first and its
 state at step ``length - 1`` has just read x[0].  The features are [forward; backward] (B, 2H).
+
+:meth:`SequenceEncoder.forward_steps` also returns the top layer's output at every step (what an
+attention reads), the backward stack's realigned to source order.
 """
 
 from __future__ import annotations

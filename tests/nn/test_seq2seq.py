@@ -61,3 +61,11 @@ def test_bad_input_is_one_line():
         model.decoder_step(np.array([-1]), None, memory)
     with pytest.raises(ConfigError, match="attention.general=true"):
         Seq2Seq(4, 5, encoder_hidden=3, decoder_hidden=5, attention="dot")
+
+
+def test_the_attention_is_a_name_a_mapping_or_a_validated_config():
+    for attention in ("additive", {"name": "additive", "units": 4},
+                      ATTENTIONS.validate({"name": "additive", "units": 4})):
+        model = Seq2Seq(4, 5, encoder_hidden=3, decoder_hidden=6, attention=attention)
+        units = 10 if attention == "additive" else 4
+        assert model.param_shapes()["attn.W_k"] == (6, units)

@@ -85,7 +85,7 @@ class Seq2Seq:
         decoder_cell: str | Cell = "lstm",
         decoder_hidden: int = 64,
         decoder_layers: int = 1,
-        attention: str | Mapping[str, Any] = "additive",
+        attention: str | Mapping[str, Any] | Any = "additive",
         embed_size: int | None = None,
         dropout: float = 0.0,
         init: str = "xavier",
@@ -111,7 +111,9 @@ class Seq2Seq:
                                        float(dropout), ids=True, bidirectional=bidirectional)
         self.decoder_hidden = dec_cell.hidden_size
         self.decoder_layers = int(decoder_layers)
-        node = {"name": attention} if isinstance(attention, str) else dict(attention)
+        # A plugin name, a config mapping, or an already validated schema instance.
+        node = {"name": attention} if isinstance(attention, str) else (
+            dict(attention) if isinstance(attention, Mapping) else attention)
         self.attention = ATTENTIONS.build(node, memory_size=self.encoder.feature_size,
                                           query_size=self.decoder_hidden)
         self.embed_size = None if embed_size is None else int(embed_size)
