@@ -25,13 +25,16 @@ MAX_SOURCE, TARGET = 30, 10  # characters of a human date (at most) and of an IS
 MAX_PAIRS = 1_000_000
 
 
-def require(module: str) -> Any:
-    """``faker`` or ``babel.dates``, or a one-line ConfigError naming the extra to install."""
+def require() -> tuple[Any, Any]:
+    """The ``faker`` module and Babel's ``format_date``, or a one-line ConfigError naming the
+    extra to install."""
     try:
-        return __import__(module, fromlist=["_"])
+        import faker
+        from babel.dates import format_date
     except ImportError:
         raise ConfigError(f"dataset 'dates' needs the optional packages faker and babel; "
                           f"install them with {EXTRA_HINT}") from None
+    return faker, format_date
 
 
 def human(date: datetime.date, fmt: str, format_date: Any, week_year: bool) -> str:
@@ -67,8 +70,7 @@ class Dates(ParallelDataset):
 
     def pairs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         cfg = self.cfg
-        faker = require("faker")
-        format_date = require("babel.dates").format_date
+        faker, format_date = require()
         fake = faker.Faker("en_US")
         fake.seed_instance(cfg.seed)
         choice = np.random.default_rng(cfg.seed)
