@@ -2,7 +2,8 @@
 
 Plugins come from three places:
 
-1. The framework's built-in modules (clipping, samplers, optimizers, lr schedules, feeds).
+1. The framework's built-in modules (clipping, samplers, optimizers, lr schedules, attentions,
+   decoders, feeds).
 2. Plugin folders: ``cells/`` and ``datasets/`` next to ``framework/``, then every folder named in
    ``RNNLAB_PLUGIN_PATH`` (separated by ``os.pathsep``). Every ``*.py`` file there not starting
    with ``_`` is loaded by path, and may register into any registry. Files are loaded under
@@ -11,9 +12,9 @@ Plugins come from three places:
    shadowed by an installed package (Hugging Face's ``datasets``, or a file named like one).
 3. Installed packages with entry points in a registry's group (``rnnlab.cells``,
    ``rnnlab.datasets``, ``rnnlab.clip``, ``rnnlab.samplers``, ``rnnlab.optimizers``,
-   ``rnnlab.feeds``, ``rnnlab.lr_schedules``, ``rnnlab.tasks``, ``rnnlab.tokenizers``). Loading
-   one may register by decorator; if it does not, the loaded object is registered under the
-   entry point's name.
+   ``rnnlab.feeds``, ``rnnlab.lr_schedules``, ``rnnlab.tasks``, ``rnnlab.tokenizers``,
+   ``rnnlab.attentions``, ``rnnlab.decoders``). Loading one may register by decorator; if it
+   does not, the loaded object is registered under the entry point's name.
 
 Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
 folders and files added since (tests, notebooks). Discovery sits below the registries: each
@@ -38,9 +39,10 @@ from framework.errors import PluginError
 
 PATH_ENV = "RNNLAB_PLUGIN_PATH"
 BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
-                   "framework.nn.schedules", "framework.data.feeds.text",
-                   "framework.data.feeds.labelled", "framework.data.feeds.series",
-                   "framework.data.feeds.sequences", "framework.data.tokenizers.chars",
+                   "framework.nn.schedules", "framework.nn.attention", "framework.nn.decoding",
+                   "framework.data.feeds.text", "framework.data.feeds.labelled",
+                   "framework.data.feeds.series", "framework.data.feeds.sequences",
+                   "framework.data.feeds.parallel", "framework.data.tokenizers.chars",
                    "framework.data.tokenizers.tokens", "framework.data.tokenizers.words",
                    "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders

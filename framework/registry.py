@@ -338,6 +338,8 @@ SCHEDULES = Registry("lr_schedule", select="train.lr_schedule", options="train",
                      entry_points="rnnlab.lr_schedules", discover=True)
 TASKS = Registry("task", entry_points="rnnlab.tasks", discover=True)
 TOKENIZERS = Registry("tokenizer", entry_points="rnnlab.tokenizers", discover=True)
+ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions", discover=True)
+DECODERS = Registry("decoder", entry_points="rnnlab.decoders", discover=True)
 
 # Config group -> registry: `cell=lstm` picks a plugin, `cell.<key>=` sets its options. The group
 # names are the public command-line interface.
@@ -354,7 +356,9 @@ REGISTRIES: dict[str, Registry] = {
 TRAIN_PLUGINS: dict[str, Registry] = {"feed": FEEDS, "lr_schedule": SCHEDULES}
 # Every registry by kind (what discovery fills and the plugin contract test covers).
 ALL: dict[str, Registry] = {r.kind: r for r in (CELLS, DATASETS, CLIPS, SAMPLERS, OPTIMIZERS,
-                                               FEEDS, SCHEDULES, TASKS, TOKENIZERS)}
+                                               FEEDS, SCHEDULES, TASKS, TOKENIZERS, ATTENTIONS,
+                                               DECODERS)}
 
-__all__ = ["ALL", "CELLS", "CLIPS", "DATASETS", "FEEDS", "OPTIMIZERS", "REGISTRIES", "SAMPLERS",
-           "SCHEDULES", "TASKS", "TOKENIZERS", "TRAIN_PLUGINS", "Plugin", "Registry"]
+__all__ = ["ALL", "ATTENTIONS", "CELLS", "CLIPS", "DATASETS", "DECODERS", "FEEDS", "OPTIMIZERS",
+           "REGISTRIES", "SAMPLERS", "SCHEDULES", "TASKS", "TOKENIZERS", "TRAIN_PLUGINS", "Plugin",
+           "Registry"]

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from framework.cli.overrides import hydra_error_message, precheck_overrides
 from framework.data.corpora.labelled import labelled_corpus
+from framework.data.corpora.parallel import parallel_corpus, split_pairs
 from framework.data.corpora.sequences import split_sequences
 from framework.data.corpora.series import series_corpus
 from framework.data.corpora.text import lines_corpus, stream_corpus
@@ -101,9 +102,12 @@ def exercise_dataset(dataset) -> list[np.ndarray]:
         assert corpus.n_train > 0 and corpus.n_classes >= 2 and np.all(corpus.std > 0)
         assert {x.shape[1] for x in corpus.train + corpus.val} == {corpus.dim}
         return [np.concatenate(corpus.train), corpus.train_labels, corpus.mean, corpus.std]
-    assert corpus.kind in ("lines", "stream", "labelled") and corpus.vocab.size >= 2
+    assert corpus.kind in ("lines", "stream", "labelled", "parallel") and corpus.vocab.size >= 2
     if corpus.kind == "stream":
         train = corpus.train
+    elif corpus.kind == "parallel":
+        assert corpus.tgt_vocab.eos is not None and corpus.n_val > 0
+        train = np.concatenate([part for pair in corpus.train for part in pair])
     else:
         train = np.concatenate(list(corpus.train))
     assert train.size > 0
@@ -131,6 +135,56 @@ def exercise_tokenizer(tokenizer) -> list[np.ndarray]:
     assert ids.dtype == np.int64 and vocab.decode_symbols(ids) == tokenizer.split(train[0])
     np.testing.assert_array_equal(again.encode(train[0]), ids)
     return [ids, np.array([vocab.to_json()])]
+
+
+def exercise_attention(attention) -> list[np.ndarray]:
+    """Forward and backward on a padded batch: weights are a distribution over the valid
+    positions, the context their weighted sum, and padding gets no weight and no gradient."""
+    rng = np.random.default_rng(0)
+    S, B, size = 4, 3, ATTENTION_SIZE
+    params = attention.init_params(rng, "float64")
+    assert set(params) == set(attention.param_shapes())
+    assert all(params[k].shape == shape for k, shape in attention.param_shapes().items())
+    memory = rng.normal(size=(S, B, size))
+    mask = np.arange(S)[:, None] < np.array([4, 2, 1])[None, :]
+    query = rng.normal(size=(B, size))
+    keys = attention.keys(params, memory)
+    context, weights, cache = attention.forward(params, memory, keys, mask, query)
+    assert context.shape == (B, attention.context_size) and weights.shape == (S, B)
+    assert np.all(weights[~mask] == 0)
+    grads, dmemory, dkeys, dquery = attention.backward(params, cache, np.ones_like(context))
+    more, dmemory2 = attention.keys_backward(params, memory, dkeys)
+    assert set(grads) | set(more) == set(params) and dquery.shape == query.shape
+    assert np.all((dmemory + dmemory2)[~mask] == 0)
+    if attention.context_size:
+        np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+        np.testing.assert_allclose(context, np.einsum("sb,sbh->bh", weights, memory))
+    return [context, weights, dmemory + dmemory2, dquery, *grads.values(), *more.values()]
+
+
+class MarkovModel:
+    """A step model whose next-id logits depend on the previous id only (id -1 starts)."""
+
+    def __init__(self, vocab: int = 6) -> None:
+        self.table = np.random.default_rng(3).normal(size=(vocab + 1, vocab)) * 2
+
+    def zero_state(self, batch: int) -> np.ndarray:
+        return np.zeros(batch, dtype=np.int64)
+
+    def step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.table[np.asarray(ids) + 1].copy(), np.asarray(ids)
+
+
+def exercise_decoder(decoder) -> list[np.ndarray]:
+    """Decodes a batch of 3 rows of a tiny model: ids in the vocabulary, at most max_length of
+    them, a finite total log-probability <= 0."""
+    hyps = decoder.decode(MarkovModel(), 3, max_length=7, eos_id=0,
+                          rng=np.random.default_rng(4))
+    assert len(hyps) == 3
+    for h in hyps:
+        assert all(0 < i < 6 for i in h.ids) and len(h.ids) <= 7
+        assert np.isfinite(h.score) and h.score <= 0 and isinstance(h.finished, bool)
+    return [np.array([i for h in hyps for i in [*h.ids, -1]]), np.array([h.score for h in hyps])]
 
 
 def exercise_clip(clip) -> list[np.ndarray]:
@@ -198,7 +252,10 @@ CORPORA = {"lines": lines_corpus("lines", TEXT, val_fraction=0.2),
            "sequences": split_sequences(
                "sequences", [np.random.default_rng(k).normal(size=(3 + k % 5, 2))
                              for k in range(20)],
-               [str(k % 3) for k in range(20)], val_fraction=0.2)}
+               [str(k % 3) for k in range(20)], val_fraction=0.2),
+           "parallel": parallel_corpus("parallel", *split_pairs(
+               [(w, w[::-1]) for w in sorted(set(TEXT.split()))], 0.2))}
+ATTENTION_SIZE = 4  # the encoder output and decoder state sizes an attention is built with
 
 
 def _arrays(batch) -> dict[str, np.ndarray]:
@@ -251,13 +308,16 @@ def build(kind: str, cfg) -> object:
     registry = ALL[kind]
     if kind == "feed":
         return lambda **run: registry.build(cfg, **run)
+    if kind == "attention":
+        return registry.build(cfg, memory_size=ATTENTION_SIZE, query_size=ATTENTION_SIZE)
     return registry.build(cfg)
 
 
 EXERCISE = {"cell": exercise_cell, "dataset": exercise_dataset, "clip": exercise_clip,
             "sampler": exercise_sampler, "optimizer": exercise_optimizer, "feed": exercise_feed,
             "lr_schedule": exercise_schedule, "task": exercise_task,
-            "tokenizer": exercise_tokenizer}
+            "tokenizer": exercise_tokenizer, "attention": exercise_attention,
+            "decoder": exercise_decoder}
 
 
 # --------------------------------------------------------------------------- the contract

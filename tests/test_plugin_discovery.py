@@ -62,12 +62,14 @@ from dataclasses import dataclass
 from framework.data.corpora.text import TextDataset
 from framework.data.feeds.text import StreamFeed
 from framework.data.tokenizers.chars import CharsTokenizer
+from framework.nn.attention import Additive
 from framework.nn.clip import NoClip
+from framework.nn.decoding import Beam
 from framework.nn.optimizers import SGD
 from framework.nn.samplers import Greedy
 from framework.nn.schedules import Constant
-from framework.registry import (CELLS, CLIPS, DATASETS, FEEDS, OPTIMIZERS, SAMPLERS, SCHEDULES,
-                                TASKS, TOKENIZERS)
+from framework.registry import (ATTENTIONS, CELLS, CLIPS, DATASETS, DECODERS, FEEDS, OPTIMIZERS,
+                                SAMPLERS, SCHEDULES, TASKS, TOKENIZERS)
 
 
 @dataclass
@@ -85,6 +87,8 @@ FEEDS.register("k_feed")(type("KFeed", (StreamFeed,), {}))
 SCHEDULES.register("k_schedule")(type("KSchedule", (Constant,), {}))
 TASKS.register("k_task")(lambda cfg: cfg)
 TOKENIZERS.register("k_tokenizer")(type("KTokenizer", (CharsTokenizer,), {}))
+ATTENTIONS.register("k_attention")(type("KAttention", (Additive,), {}))
+DECODERS.register("k_decoder")(type("KDecoder", (Beam,), {}))
 """
 
 

@@ -186,9 +186,11 @@ def test_invalid_names_rejected():
 
 def test_every_registry_is_importable_by_name():
     from framework.registry import (  # noqa: F401
+        ATTENTIONS,
         CELLS,
         CLIPS,
         DATASETS,
+        DECODERS,
         FEEDS,
         OPTIMIZERS,
         SAMPLERS,
@@ -198,5 +200,5 @@ def test_every_registry_is_importable_by_name():
     )
 
     assert set(ALL) == {"cell", "dataset", "clip", "sampler", "optimizer", "feed",
-                        "lr_schedule", "task", "tokenizer"}
+                        "lr_schedule", "task", "tokenizer", "attention", "decoder"}
     assert all(r.entry_points and r.entry_points.startswith("rnnlab.") for r in ALL.values())

@@ -12,6 +12,9 @@ backward stack, unlike PyTorch's multi-layer bidirectional RNN, which feeds both
 concatenation to the next layer).  The backward stack reads each sequence reversed *within its
 length*, x[len-1], ..., x[0], followed by the padding, so the padding never comes first and its
 state at step ``length - 1`` has just read x[0].  The features are [forward; backward] (B, 2H).
+
+:meth:`SequenceEncoder.forward_steps` also returns the top layer's output at every step (what an
+attention reads), the backward stack's realigned to source order.
 """
 
 from __future__ import annotations
@@ -119,30 +122,68 @@ class SequenceEncoder:
         """Features (B, feature_size) of checked ``inputs`` and ``lengths`` (see
         :func:`check_inputs`, :func:`check_lengths`), and the tape for :meth:`backward`.
         Zero initial states; dropout masks are drawn forward stack first."""
+        _, feats, tape = self.forward_steps(params, inputs, lengths, dropout_rng, outputs=False)
+        return feats, tape
+
+    def forward_steps(
+        self,
+        params: dict[str, np.ndarray],
+        inputs: np.ndarray,
+        lengths: np.ndarray,
+        dropout_rng: Any = None,
+        *,
+        outputs: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray, Any]:
+        """As :meth:`forward`, plus the top layer's output at every step (T, B, feature_size)
+        in source order (the backward stack's realigned: row t has read x[t:len]), which an
+        attention reads; padded steps hold values that a mask must exclude.  ``outputs=False``
+        skips building them (None)."""
         T, B = inputs.shape[:2]
         last = (lengths - 1, np.arange(B, dtype=np.intp))
         rev = reverse_index(lengths, T) if self.bidirectional else None
-        feats, tapes = [], []
+        feats, tapes, tops = [], [], []
         for k, stack in enumerate(self.stacks):
             x = inputs if k == 0 else take_steps(inputs, rev)
             top, _, tape = stack.forward(params, x, None, dropout_rng)
             feats.append(top[last])
             tapes.append((tape, top.shape))
+            if outputs:
+                tops.append(top if k == 0 else take_steps(top, rev))
         out = feats[0] if len(feats) == 1 else np.concatenate(feats, axis=1)
-        return out, (tapes, last, rev)
+        steps = None
+        if outputs:
+            steps = tops[0] if len(tops) == 1 else np.concatenate(tops, axis=2)
+        return steps, out, (tapes, last, rev)
 
     def backward(
         self, params: dict[str, np.ndarray], tape: Any, dfeats: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """(parameter gradients, d loss / d inputs or None for token ids) from the gradient
         ``dfeats`` (B, feature_size) of the features."""
+        return self.backward_steps(params, tape, dfeats, None)
+
+    def backward_steps(
+        self,
+        params: dict[str, np.ndarray],
+        tape: Any,
+        dfeats: np.ndarray | None,
+        doutputs: np.ndarray | None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """As :meth:`backward`, from the gradients of the features (B, F) and of the per-step
+        outputs (T, B, F) of :meth:`forward_steps`; either may be None."""
         tapes, last, rev = tape
         H = self.cell.hidden_size
         grads: dict[str, np.ndarray] = {}
         dx_total = None
         for k, (stack, (stack_tape, shape)) in enumerate(zip(self.stacks, tapes, strict=True)):
-            dtop = np.zeros(shape, dtype=dfeats.dtype)
-            dtop[last] = dfeats[:, k * H : (k + 1) * H]
+            part = slice(k * H, (k + 1) * H)
+            if doutputs is None:
+                dtop = np.zeros(shape, dtype=dfeats.dtype)
+            else:
+                own = doutputs[:, :, part]
+                dtop = np.array(own if k == 0 else take_steps(own, rev))
+            if dfeats is not None:
+                dtop[last] += dfeats[:, part]
             stack_grads, dx, _ = stack.backward(stack_tape, dtop)
             grads.update(stack_grads)
             if dx is not None:
