@@ -24,12 +24,16 @@ never imports :mod:`framework.registry` (the built-in modules it imports by name
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import types
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,6 +126,37 @@ def package_name(folder: Path) -> str:
     return f"{_PACKAGE}.{safe}_{digest}"  # two folders of the same name never collide
 
 
+LOAD_SECONDS = 60  # a plugin file or entry point that takes longer to import is reported
+
+
+@contextlib.contextmanager
+def _loading(what: str) -> Iterator[None]:
+    """Load one plugin: an exit, an error or a hang while it imports is a one-line PluginError
+    naming it (a plugin that calls sys.exit must not end the command as if it had succeeded)."""
+    def hung(signum: int, frame: Any) -> None:
+        raise PluginError(f"{what} took over {LOAD_SECONDS} s to import and was stopped; fix or "
+                          f"remove it")
+
+    alarm = (threading.current_thread() is threading.main_thread()
+             and hasattr(signal, "SIGALRM") and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    previous = signal.signal(signal.SIGALRM, hung) if alarm else None
+    if alarm:
+        signal.setitimer(signal.ITIMER_REAL, LOAD_SECONDS)
+    try:
+        yield
+    except PluginError:
+        raise
+    except SystemExit as exc:
+        raise PluginError(f"{what} called sys.exit({exc.code!r}) while importing; a plugin must "
+                          f"not end the command") from None
+    except Exception as exc:
+        raise PluginError(f"{what} failed to import: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
 def load_folder(folder: Path) -> list[str]:
     """Load every ``*.py`` plugin file of ``folder``; returns the module names loaded now."""
     loaded: list[str] = []
@@ -143,33 +178,26 @@ def load_folder(folder: Path) -> list[str]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            with _loading(f"plugin file {path}"):
+                spec.loader.exec_module(module)
         except PluginError:
             del sys.modules[module_name]
             raise
-        except Exception as exc:
-            del sys.modules[module_name]
-            raise PluginError(
-                f"plugin file {path} failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
         loaded.append(module_name)
     return loaded
 
 
 def load_entry_points() -> None:
     """Load the entry points of every watched registry's group not registered yet."""
+    installed = entry_points()  # one scan of the installed packages for every group
     for registry in _watched:
         if not registry.entry_points:
             continue
-        for ep in entry_points(group=registry.entry_points):
+        for ep in installed.select(group=registry.entry_points):
             if registry.registered(ep.name):
                 continue
-            try:
+            with _loading(f"entry point '{ep.name}' ({ep.value}) in group "
+                          f"{registry.entry_points}"):
                 obj = ep.load()
-            except Exception as exc:
-                raise PluginError(
-                    f"entry point '{ep.name}' ({ep.value}) in group {registry.entry_points} "
-                    f"failed to load: {type(exc).__name__}: {exc}"
-                ) from exc
             if not registry.registered(ep.name) and not isinstance(obj, types.ModuleType):
                 registry.add(ep.name, obj)
