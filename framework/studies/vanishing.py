@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,11 @@ def _study(overrides: list[str]) -> int:
     title = (f"{rc.dataset.name}, hidden {rc.cell.hidden_size}, {rc.train.steps} steps "
              f"({rc.optimizer.name}, lr {rc.optimizer.lr})")
     fig = figure(curves, title)
-    png = Path.cwd() / "vanishing_gradients.png"
+    # A run folder like the training command's (outputs/<date>/<time>-vanishing), not the
+    # launch directory: nothing but the documented stores lands there.
+    out = Path("outputs") / time.strftime("%Y-%m-%d") / (time.strftime("%H-%M-%S") + "-vanishing")
+    out.mkdir(parents=True, exist_ok=True)
+    png = (out / "vanishing_gradients.png").resolve()
     fig.savefig(png)
     tracker = MlflowTracker.from_config(rc.mlflow)
     tracker.check_reachable()
