@@ -106,6 +106,15 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
             f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
 
 
+def files_line(out_dir: Path) -> str:
+    """Every file the run wrote into its folder (checkpoints, plots, tables, MIDI files, its
+    log), once: ``files in outputs/...: checkpoints/latest.npz, ..., train.log``."""
+    skip = {".rnnlab.lock"}
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
+                   if p.is_file() and p.name not in skip and ".hydra" not in p.parts)
+    return f"files in {out_dir}: {', '.join(files) or 'none'} (and its config in .hydra/)"
+
+
 RUN_FILE = "mlflow_run.json"  # in a run's output folder: which MLflow run its checkpoints feed
 
 
@@ -147,7 +156,7 @@ def run(cfg: DictConfig) -> float:
     from framework.sweeps.optuna_trial import PRUNED_TAG, open_trial
     from framework.tracking.run_info import run_record
     from framework.tracking.tracker_process import open_tracker
-    from framework.tracking.ui_view import columns_of
+    from framework.tracking.ui_view import columns_of, ui_base
     from framework.training.checkpoint import resolve_checkpoint
     from framework.training.trainer import Pruned, Reporter, Trainer, print_line
 
@@ -178,8 +187,11 @@ def run(cfg: DictConfig) -> float:
 
             def announce(run_id: str) -> None:  # now, or once a helper process has the run
                 how = " continued" if run_id == continue_run else ""
+                experiment = getattr(tracker, "experiment_id", None)
+                page = (f": {ui_base(rc.mlflow.tracking_uri)}/#/experiments/{experiment}/runs/"
+                        f"{run_id}" if experiment else "")
                 print_line(f"MLflow run {run_id}{how} (experiment "
-                           f"'{rc.mlflow.experiment_name}', {rc.mlflow.tracking_uri})")
+                           f"'{rc.mlflow.experiment_name}', {rc.mlflow.tracking_uri}){page}")
                 remember_run(out_dir, run_id, rc.mlflow.tracking_uri)
 
             tracker.start(params=params, tags=tags, on_start=announce, continue_run=continue_run)
@@ -188,6 +200,7 @@ def run(cfg: DictConfig) -> float:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
+            print_line(files_line(out_dir))
             link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
             if link:
                 print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
