@@ -91,7 +91,8 @@ def test_predict_forecasts_after_a_given_history(forecaster, tmp_path):
     proc = cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
                                      f"history={history}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert np.isfinite(float(proc.stdout.strip()))
+    label, value = proc.stdout.strip().split(": ")
+    assert label == "next value" and np.isfinite(float(value))
     short = cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
                                       "history=[1,2]"], tmp_path)
     assert short.returncode == 2 and "task.window=9" in short.stderr, short.stderr
@@ -106,7 +107,7 @@ def test_the_pyfunc_model_answers_per_task(classifier, forecaster):
 
     nxt = load_text_model(forecaster.last_checkpoint).predict(
         None, pd.DataFrame({"history": [[5, 11, 16, 23, 36, 58, 29, 20, 10, 8]]}))
-    assert len(nxt) == 1 and np.isfinite(float(nxt[0]))
+    assert len(nxt) == 1 and len(nxt[0]) == 1 and np.isfinite(nxt[0][0])  # numbers
 
 
 @pytest.mark.parametrize("overrides, message", [
