@@ -3,7 +3,9 @@
 Tests that read a dataset file carry ``@needs_data("dinos.txt")`` (or ``pytestmark = ...``): on
 a clone without the data files and without network they skip and say which file is missing and
 where it was looked for, instead of failing.  The file is looked for the way rnnlab looks for it
-(``RNNLAB_DATA_DIR``, the cache, the pinned download), once per session.
+(``RNNLAB_DATA_DIR``, the cache, the pinned download), once per session.  With
+``RNNLAB_REQUIRE_DATA=1`` (CI sets it) a missing file fails the test instead, with the same
+reason: there, a skipped test would hide a broken data setup.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if (REPO.parent / "shared" / "data").is_dir():
 _CACHE = os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="rnnlab-test-cache-")
 os.environ["RNNLAB_TEST_CACHE_DIR"] = os.environ["RNNLAB_CACHE_DIR"] = _CACHE
 _available: dict[str, str | None] = {}
+REQUIRE_DATA_ENV = "RNNLAB_REQUIRE_DATA"
 
 
 def needs_data(*filenames: str) -> pytest.MarkDecorator:
@@ -57,11 +60,16 @@ def missing_data(filename: str) -> str | None:
 
 
 def require_data(*filenames: str) -> None:
-    """Skip the calling test (or fixture) when a dataset file cannot be had."""
+    """Skip the calling test (or fixture) when a dataset file cannot be had; fail it instead
+    when ``RNNLAB_REQUIRE_DATA`` is set (CI)."""
     for filename in filenames:
         reason = missing_data(filename)
-        if reason is not None:
-            pytest.skip(f"needs {filename}: {reason}")
+        if reason is None:
+            continue
+        message = f"needs {filename}: {reason}"
+        if os.environ.get(REQUIRE_DATA_ENV, "") not in ("", "0"):
+            pytest.fail(f"{message} ({REQUIRE_DATA_ENV} is set)", pytrace=False)
+        pytest.skip(message)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -77,6 +85,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The worst relative error each gradient check saw (a report, not a test: the checks
+    themselves assert the tolerance)."""
+    import sys
+
+    helpers = sys.modules.get("tests.helpers")  # not imported: no gradient check ran
+    worst = getattr(helpers, "GRADCHECK_WORST", None)
+    if not worst:
+        return
+    terminalreporter.section("gradient checks: worst relative error")
+    for label, err in sorted(worst.items()):
+        terminalreporter.write_line(f"{label}: {err:.2e}")
 
 
 def load_dataset(name: str, **options):

@@ -1,5 +1,5 @@
-"""Shared test helpers: composing configs in-process, running the CLI in a subprocess, and the
-finite-difference reference of the gradient checks."""
+"""Shared test helpers: composing configs and running the CLI in-process or in a subprocess, and
+the finite-difference reference of the gradient checks."""
 
 from __future__ import annotations
 
@@ -40,6 +40,63 @@ def cli(module: str, args: list[str], cwd: Path, timeout: float = 300,
                           capture_output=True, text=True, timeout=timeout)
 
 
+# The command behind each ``python -m`` module, for running it in this process.
+_MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.cli.generate",
+          "framework.predict": "framework.cli.predict",
+          "framework.compare": "framework.cli.compare"}
+
+
+def run_cli(module: str, args: list[str], cwd: Path,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m module args`` in this process: the same ``main()`` and the same exit status,
+    stdout and stderr as :func:`cli`, without starting Python and importing MLflow again.
+
+    Only for tests that are not about the process itself: no helper process is started (a
+    tracked run logs to MLflow from this process, as ``mlflow.helper_process=false`` does), and
+    warnings go to pytest's warning capture rather than to ``stderr``.
+    """
+    import importlib
+    import io
+
+    main = importlib.import_module(_MAINS[module]).main
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    os.environ.update(env or {})
+    sys.argv = [module, *args]
+    os.chdir(cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                result = main(args) if module == "framework.compare" else main()
+                code = result if isinstance(result, int) else 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _close_log_files()
+    return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+def _close_log_files() -> None:
+    """Close the log file handlers Hydra's job logging opened in a run's output folder (a
+    process would close them at exit)."""
+    import logging
+
+    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in
+                                          list(logging.root.manager.loggerDict))):
+        for handler in list(getattr(logger, "handlers", ())):
+            if isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+                handler.close()
+
+
 def data_env() -> dict[str, str]:
     """The environment for a CLI subprocess: this checkout importable, the data directory set."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -56,6 +113,14 @@ LD = np.longdouble
 EPS = 1e-4  # fourth-order stencil: truncation ~eps^4, rounding ~1e-19/eps
 TINY = 1e-7  # entries with |a|+|n| below this are compared absolutely (|a-n| < 1e-14)
 TOL = 1e-7
+# The worst relative error seen per checked model (e.g. "lstm", "gru x classify"), printed by
+# conftest.py's terminal summary after the run.
+GRADCHECK_WORST: dict[str, float] = {}
+
+
+def record_gradcheck(label: str, err: float) -> None:
+    """Keep the worst relative error a gradient check of ``label`` saw, for the run's summary."""
+    GRADCHECK_WORST[label] = max(GRADCHECK_WORST.get(label, 0.0), err)
 
 
 def rel_error(a: np.ndarray, n: np.ndarray) -> float:
