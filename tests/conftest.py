@@ -45,7 +45,8 @@ def missing_data(filename: str) -> str | None:
         from framework.registry import DATASETS
 
         load_plugins()
-        sources = [getattr(DATASETS.get(n), "source", None) for n in DATASETS.names()]
+        sources = [s for n in DATASETS.names() for s in (getattr(DATASETS.get(n), "source", None),
+                                                         *getattr(DATASETS.get(n), "sources", ()))]
         source = next((s for s in sources if s is not None and s.filename == filename), None)
         if source is None:
             raise ValueError(f"no registered dataset has the file {filename!r}")
@@ -66,10 +67,15 @@ def require_data(*filenames: str) -> None:
         reason = missing_data(filename)
         if reason is None:
             continue
-        message = f"needs {filename}: {reason}"
-        if os.environ.get(REQUIRE_DATA_ENV, "") not in ("", "0"):
-            pytest.fail(f"{message} ({REQUIRE_DATA_ENV} is set)", pytrace=False)
-        pytest.skip(message)
+        skip_or_fail(f"needs {filename}: {reason}")
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip the calling test for a missing data file, or fail it when ``RNNLAB_REQUIRE_DATA``
+    is set (CI)."""
+    if os.environ.get(REQUIRE_DATA_ENV, "") not in ("", "0"):
+        pytest.fail(f"{message} ({REQUIRE_DATA_ENV} is set)", pytrace=False)
+    pytest.skip(message)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,6 +107,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{label}: {err:.2e}")
 
 
+def dataset_files(name: str) -> list[str]:
+    """The data files a registered dataset reads by default (none for one of the user's files)."""
+    from framework.plugins import load_folder
+    from framework.registry import DATASETS
+
+    load_folder(REPO / "datasets")
+    dataset = DATASETS.get(name)
+    sources = (getattr(dataset, "source", None), *getattr(dataset, "sources", ()))
+    return [s.filename for s in sources if s is not None]
+
+
 def load_dataset(name: str, **options):
     """Build a registered dataset from its options and load its corpus (skips the test when its
     default file is needed and cannot be had)."""
@@ -108,9 +125,8 @@ def load_dataset(name: str, **options):
     from framework.registry import DATASETS
 
     load_folder(REPO / "datasets")
-    source = getattr(DATASETS.get(name), "source", None)
-    if source is not None and not options.get("path"):
-        require_data(source.filename)
+    if not options.get("path"):
+        require_data(*dataset_files(name))
     return DATASETS.build({"name": name, **options}).load()
 
 
