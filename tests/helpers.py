@@ -55,6 +55,7 @@ def run_cli(module: str, args: list[str], cwd: Path,
     tracked run logs to MLflow from this process, as ``mlflow.helper_process=false`` does), and
     warnings go to pytest's warning capture rather than to ``stderr``.
     """
+    import atexit
     import importlib
     import io
 
@@ -64,6 +65,11 @@ def run_cli(module: str, args: list[str], cwd: Path,
     os.environ.update(env or {})
     sys.argv = [module, *args]
     os.chdir(cwd)
+    # What the command registers to run at its exit (e.g. ending a sweep's parent run) runs when
+    # it returns, as the process would run it, not when pytest exits.
+    at_exit: list = []
+    register = atexit.register
+    atexit.register = lambda func, *a, **kw: at_exit.append((func, a, kw)) or func
     code = 0
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -74,7 +80,12 @@ def run_cli(module: str, args: list[str], cwd: Path,
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
                 if isinstance(exc.code, str):
                     print(exc.code, file=sys.stderr)
+            finally:
+                atexit.register = register
+                for func, a, kw in reversed(at_exit):
+                    func(*a, **kw)
     finally:
+        atexit.register = register
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()
