@@ -23,6 +23,7 @@ from framework.data.files import fetch as files
 from framework.data.files.fetch import Source
 from framework.errors import DataError
 from tests.conftest import REPO, REQUIRE_DATA_ENV
+from tests.helpers import sqlite_store
 
 PAYLOAD = b"aachenosaurus\naardonyx\nzuul\n"
 SOURCE = Source("names.txt", "https://example.invalid/names.txt",
@@ -150,7 +151,7 @@ def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypa
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_store(tmp_path / "m.db")
     source = Tracker(uri)
     run_id = source.start()
     checkpoint = tmp_path / "latest.npz"
@@ -223,7 +224,7 @@ def test_compare_command_shows_varying_params_that_fit_or_the_ones_asked_for(tmp
 
     from framework.cli.compare import main
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_store(tmp_path / "m.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("wide", artifact_location=(tmp_path / "a").as_uri())
     for run in _runs(40):

@@ -226,9 +226,9 @@ def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):
     ("framework.predict", "what a trained classifier or forecaster says"),
 ])
 def test_generate_and_predict_help_say_what_the_command_does(tmp_path, module, needle):
-    from tests.helpers import cli
+    from tests.helpers import run_cli
 
-    proc = cli(module, ["--help"], tmp_path, timeout=120)
+    proc = run_cli(module, ["--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert needle in proc.stdout and f"Usage: python -m {module}" in proc.stdout
     assert "powered by Hydra" not in proc.stdout

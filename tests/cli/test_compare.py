@@ -9,7 +9,7 @@ import math
 import pytest
 
 from framework.cli.compare import build_table, main
-from tests.helpers import cli
+from tests.helpers import cli, sqlite_store
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def store(tmp_path_factory):
     from mlflow.entities import Metric, Param
 
     root = tmp_path_factory.mktemp("compare")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = sqlite_store(root / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("exp", artifact_location=(root / "art").as_uri())
 

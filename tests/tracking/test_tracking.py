@@ -18,14 +18,15 @@ from framework.errors import CheckpointError, TrackingError
 from framework.tracking.plots import loss_curve_figure, save_loss_curve
 from framework.tracking.tracker import NullTracker, Tracker, download_checkpoint, flatten_config
 from framework.training.checkpoint import save_checkpoint
+from tests.helpers import sqlite_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    # One store for the module: creating a fresh sqlite schema costs about a second.
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    # One store for the module, copied from the session's (creating a schema costs a second).
+    return sqlite_store(tmp_path_factory.mktemp('store') / 'mlflow.db')
 
 
 @pytest.fixture
