@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ _MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.c
           "framework.compare": "framework.cli.compare"}
 
 
-def run_cli(module: str, args: list[str], cwd: Path,
+def run_cli(module: str, args: list[str], cwd: Path | None = None,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m module args`` in this process: the same ``main()`` and the same exit status,
     stdout and stderr as :func:`cli`, without starting Python and importing MLflow again.
@@ -64,7 +65,7 @@ def run_cli(module: str, args: list[str], cwd: Path,
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     os.environ.update(env or {})
     sys.argv = [module, *args]
-    os.chdir(cwd)
+    os.chdir(cwd or saved_cwd)
     # What the command registers to run at its exit (e.g. ending a sweep's parent run) runs when
     # it returns, as the process would run it, not when pytest exits.
     at_exit: list = []
@@ -72,7 +73,8 @@ def run_cli(module: str, args: list[str], cwd: Path,
     atexit.register = lambda func, *a, **kw: at_exit.append((func, a, kw)) or func
     code = 0
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                preserved_logging():
             try:
                 result = main(args) if module == "framework.compare" else main()
                 code = result if isinstance(result, int) else 0
@@ -90,22 +92,29 @@ def run_cli(module: str, args: list[str], cwd: Path,
         sys.argv = saved_argv
         os.environ.clear()
         os.environ.update(saved_env)
-        _close_log_files()
     return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
                                        stderr.getvalue())
 
 
-def _close_log_files() -> None:
-    """Close the log file handlers Hydra's job logging opened in a run's output folder (a
-    process would close them at exit)."""
+@contextlib.contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Undo what Hydra's logging setup does to this process (generate's config disables every
+    existing logger; a run's job logging adds a file handler in its output folder), so later
+    tests still see rnnlab's warnings and no log file stays open."""
     import logging
 
-    for logger in (logging.getLogger(), *(logging.getLogger(n) for n in
-                                          list(logging.root.manager.loggerDict))):
-        for handler in list(getattr(logger, "handlers", ())):
-            if isinstance(handler, logging.FileHandler):
-                logger.removeHandler(handler)
-                handler.close()
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    saved = [(lg, lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, disabled, level, handlers, propagate in saved:
+            for handler in lg.handlers:
+                if handler not in handlers and isinstance(handler, logging.FileHandler):
+                    handler.close()
+            lg.disabled, lg.level, lg.propagate = disabled, level, propagate
+            lg.handlers[:] = handlers
 
 
 def sqlite_store(path: Path) -> str:

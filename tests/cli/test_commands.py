@@ -19,7 +19,7 @@ from tests.tracking.test_pyfunc import make_checkpoint
 
 def _run(main, argv: list[str], capsys, prog: str = "prog") -> tuple[int, list[str], str]:
     """Run a command's main in-process: (exit status, stderr lines, stdout)."""
-    from tests.reliability.test_reliability_input import preserved_logging
+    from tests.helpers import preserved_logging
 
     old = sys.argv
     sys.argv = [prog, *argv]

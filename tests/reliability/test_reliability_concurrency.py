@@ -101,7 +101,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
     import fcntl
 
     from framework.cli.train import main
-    from tests.reliability.test_reliability_input import preserved_logging
+    from tests.helpers import preserved_logging
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

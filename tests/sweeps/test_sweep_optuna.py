@@ -20,7 +20,7 @@ import yaml
 
 from framework import ROOT
 from framework.errors import ConfigError, TrackingError
-from tests.helpers import run_cli
+from tests.helpers import run_cli, sqlite_store
 from tests.sweeps.test_sweep import client_for
 
 optuna = pytest.importorskip("optuna")
@@ -391,6 +391,7 @@ def test_credentials_in_logged_urls_are_masked():
 def resumed_study(tmp_path_factory):
     """One study run twice with the same command: 3 trials, then 2 more."""
     cwd = tmp_path_factory.mktemp("study")
+    sqlite_store(cwd / "mlflow.db")
     args = [*THRESHOLD, "mlflow.experiment_name=study"]
     first = study_cli(cwd, [*args, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=multirun/1"],
                       in_process=True)
