@@ -74,7 +74,7 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
     code = 0
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
-                preserved_logging():
+                preserved_logging(), preserved_hydra_state():
             try:
                 result = main(args) if module == "framework.compare" else main()
                 code = result if isinstance(result, int) else 0
@@ -115,6 +115,21 @@ def preserved_logging() -> Iterator[None]:
                     handler.close()
             lg.disabled, lg.level, lg.propagate = disabled, level, propagate
             lg.handlers[:] = handlers
+
+
+@contextlib.contextmanager
+def preserved_hydra_state() -> Iterator[None]:
+    """Undo what a ``@hydra.main`` run leaves in this process (its config as ``HydraConfig``,
+    read by code that asks for the run's output folder): later tests run outside Hydra."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    config, hydra = HydraConfig.instance().cfg, GlobalHydra.instance().hydra
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = config
+        GlobalHydra.instance().hydra = hydra
 
 
 def sqlite_store(path: Path) -> str:

@@ -140,6 +140,7 @@ def test_a_plugin_file_that_fails_to_import_is_one_line(tmp_path):
     assert not any(name.endswith(".broken") for name in sys.modules)  # retried next time
 
 
+@needs_data("dinos.txt")
 def test_a_one_file_sampler_on_the_plugin_path_is_usable_with_its_options(tmp_path):
     folder = tmp_path / "my plugins"
     write(folder, "floor.py", FLOOR_SAMPLER.format(name="floor"))

@@ -19,12 +19,12 @@ from tests.tracking.test_pyfunc import make_checkpoint
 
 def _run(main, argv: list[str], capsys, prog: str = "prog") -> tuple[int, list[str], str]:
     """Run a command's main in-process: (exit status, stderr lines, stdout)."""
-    from tests.helpers import preserved_logging
+    from tests.helpers import preserved_hydra_state, preserved_logging
 
     old = sys.argv
     sys.argv = [prog, *argv]
     try:
-        with preserved_logging():  # Hydra's logging setup must not leak into later tests
+        with preserved_logging(), preserved_hydra_state():  # nothing of Hydra's leaks
             result = main() if prog != "argv" else main(argv)
         code = result if isinstance(result, int) else 0
     except SystemExit as exc:
