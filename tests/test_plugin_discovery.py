@@ -239,6 +239,7 @@ def test_shell_completion_offers_the_registered_plugin_names(tmp_path):
     assert "complete -o nospace -o default -F hydra_bash_completion rnnlab" in install.stdout
 
 
+@needs_data("dinos.txt")
 def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
     """A feed in one file: its option is a train.* key (composed, validated, must match on
     resume) without an edit to config.py, trainer.py, resume.py or conf/config.yaml."""

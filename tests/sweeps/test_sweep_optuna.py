@@ -20,6 +20,7 @@ import yaml
 
 from framework import ROOT
 from framework.errors import ConfigError, TrackingError
+from tests.conftest import needs_data, require_data
 from tests.helpers import run_cli, sqlite_store
 from tests.sweeps.test_sweep import client_for
 
@@ -337,6 +338,7 @@ def test_a_pruner_given_by_name_gets_rnnlab_defaults():
         pruner_by_name("mediam", config)
 
 
+@needs_data("dinos.txt")
 def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
     from framework.training.trainer import Pruned
     from tests.training.test_trainer import make_trainer
@@ -390,6 +392,7 @@ def test_credentials_in_logged_urls_are_masked():
 @pytest.fixture(scope="module")
 def resumed_study(tmp_path_factory):
     """One study run twice with the same command: 3 trials, then 2 more."""
+    require_data("dinos.txt")
     cwd = tmp_path_factory.mktemp("study")
     sqlite_store(cwd / "mlflow.db")
     args = [*THRESHOLD, "mlflow.experiment_name=study"]
