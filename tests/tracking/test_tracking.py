@@ -192,6 +192,9 @@ _PARALLEL = textwrap.dedent(
 )
 
 
+# Slow stage: three processes importing MLflow. The default suite keeps the same race covered by
+# tests/sweeps/test_sweep.py's joblib grid (parallel jobs on a fresh store, nothing in Default).
+@pytest.mark.slow
 def test_parallel_jobs_on_fresh_sqlite_store(tmp_path):
     """Concurrent first use of a fresh store: no schema race, no runs misfiled into Default."""
     from mlflow import MlflowClient
