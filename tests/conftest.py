@@ -3,7 +3,9 @@
 Tests that read a dataset file carry ``@needs_data("dinos.txt")`` (or ``pytestmark = ...``): on
 a clone without the data files and without network they skip and say which file is missing and
 where it was looked for, instead of failing.  The file is looked for the way rnnlab looks for it
-(``RNNLAB_DATA_DIR``, the cache, the pinned download), once per session.
+(``RNNLAB_DATA_DIR``, the cache, the pinned download), once per session.  With
+``RNNLAB_REQUIRE_DATA=1`` (CI sets it) a missing file fails the test instead, with the same
+reason: there, a skipped test would hide a broken data setup.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if (REPO.parent / "shared" / "data").is_dir():
 _CACHE = os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="rnnlab-test-cache-")
 os.environ["RNNLAB_TEST_CACHE_DIR"] = os.environ["RNNLAB_CACHE_DIR"] = _CACHE
 _available: dict[str, str | None] = {}
+REQUIRE_DATA_ENV = "RNNLAB_REQUIRE_DATA"
 
 
 def needs_data(*filenames: str) -> pytest.MarkDecorator:
@@ -42,7 +45,8 @@ def missing_data(filename: str) -> str | None:
         from framework.registry import DATASETS
 
         load_plugins()
-        sources = [getattr(DATASETS.get(n), "source", None) for n in DATASETS.names()]
+        sources = [s for n in DATASETS.names() for s in (getattr(DATASETS.get(n), "source", None),
+                                                         *getattr(DATASETS.get(n), "sources", ()))]
         source = next((s for s in sources if s is not None and s.filename == filename), None)
         if source is None:
             raise ValueError(f"no registered dataset has the file {filename!r}")
@@ -57,11 +61,21 @@ def missing_data(filename: str) -> str | None:
 
 
 def require_data(*filenames: str) -> None:
-    """Skip the calling test (or fixture) when a dataset file cannot be had."""
+    """Skip the calling test (or fixture) when a dataset file cannot be had; fail it instead
+    when ``RNNLAB_REQUIRE_DATA`` is set (CI)."""
     for filename in filenames:
         reason = missing_data(filename)
-        if reason is not None:
-            pytest.skip(f"needs {filename}: {reason}")
+        if reason is None:
+            continue
+        skip_or_fail(f"needs {filename}: {reason}")
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip the calling test for a missing data file, or fail it when ``RNNLAB_REQUIRE_DATA``
+    is set (CI)."""
+    if os.environ.get(REQUIRE_DATA_ENV, "") not in ("", "0"):
+        pytest.fail(f"{message} ({REQUIRE_DATA_ENV} is set)", pytrace=False)
+    pytest.skip(message)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,6 +93,31 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The worst relative error each gradient check saw (a report, not a test: the checks
+    themselves assert the tolerance)."""
+    import sys
+
+    helpers = sys.modules.get("tests.helpers")  # not imported: no gradient check ran
+    worst = getattr(helpers, "GRADCHECK_WORST", None)
+    if not worst:
+        return
+    terminalreporter.section("gradient checks: worst relative error")
+    for label, err in sorted(worst.items()):
+        terminalreporter.write_line(f"{label}: {err:.2e}")
+
+
+def dataset_files(name: str) -> list[str]:
+    """The data files a registered dataset reads by default (none for one of the user's files)."""
+    from framework.plugins import load_folder
+    from framework.registry import DATASETS
+
+    load_folder(REPO / "datasets")
+    dataset = DATASETS.get(name)
+    sources = (getattr(dataset, "source", None), *getattr(dataset, "sources", ()))
+    return [s.filename for s in sources if s is not None]
+
+
 def load_dataset(name: str, **options):
     """Build a registered dataset from its options and load its corpus (skips the test when its
     default file is needed and cannot be had)."""
@@ -86,9 +125,8 @@ def load_dataset(name: str, **options):
     from framework.registry import DATASETS
 
     load_folder(REPO / "datasets")
-    source = getattr(DATASETS.get(name), "source", None)
-    if source is not None and not options.get("path"):
-        require_data(source.filename)
+    if not options.get("path"):
+        require_data(*dataset_files(name))
     return DATASETS.build({"name": name, **options}).load()
 
 

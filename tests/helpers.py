@@ -1,5 +1,5 @@
-"""Shared test helpers: composing configs in-process, running the CLI in a subprocess, and the
-finite-difference reference of the gradient checks."""
+"""Shared test helpers: composing configs and running the CLI in-process or in a subprocess, and
+the finite-difference reference of the gradient checks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,122 @@ def cli(module: str, args: list[str], cwd: Path, timeout: float = 300,
                           capture_output=True, text=True, timeout=timeout)
 
 
+# The command behind each ``python -m`` module, for running it in this process.
+_MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.cli.generate",
+          "framework.predict": "framework.cli.predict",
+          "framework.compare": "framework.cli.compare"}
+
+
+def run_cli(module: str, args: list[str], cwd: Path | None = None,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m module args`` in this process: the same ``main()`` and the same exit status,
+    stdout and stderr as :func:`cli`, without starting Python and importing MLflow again.
+
+    Only for tests that are not about the process itself: no helper process is started (a
+    tracked run logs to MLflow from this process, as ``mlflow.helper_process=false`` does), and
+    warnings go to pytest's warning capture rather than to ``stderr``.
+    """
+    import atexit
+    import importlib
+    import io
+
+    main = importlib.import_module(_MAINS[module]).main
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    os.environ.update(env or {})
+    sys.argv = [module, *args]
+    os.chdir(cwd or saved_cwd)
+    # What the command registers to run at its exit (e.g. ending a sweep's parent run) runs when
+    # it returns, as the process would run it, not when pytest exits.
+    at_exit: list = []
+    register = atexit.register
+    atexit.register = lambda func, *a, **kw: at_exit.append((func, a, kw)) or func
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+                preserved_logging(), preserved_hydra_state():
+            try:
+                result = main(args) if module == "framework.compare" else main()
+                code = result if isinstance(result, int) else 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if isinstance(exc.code, str):
+                    print(exc.code, file=sys.stderr)
+            finally:
+                atexit.register = register
+                for func, a, kw in reversed(at_exit):
+                    func(*a, **kw)
+    finally:
+        atexit.register = register
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([module, *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
+
+
+@contextlib.contextmanager
+def preserved_logging() -> Iterator[None]:
+    """Undo what Hydra's logging setup does to this process (generate's config disables every
+    existing logger; a run's job logging adds a file handler in its output folder), so later
+    tests still see rnnlab's warnings and no log file stays open."""
+    import logging
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    saved = [(lg, lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    try:
+        yield
+    finally:
+        for lg, disabled, level, handlers, propagate in saved:
+            for handler in lg.handlers:
+                if handler not in handlers and isinstance(handler, logging.FileHandler):
+                    handler.close()
+            lg.disabled, lg.level, lg.propagate = disabled, level, propagate
+            lg.handlers[:] = handlers
+
+
+@contextlib.contextmanager
+def preserved_hydra_state() -> Iterator[None]:
+    """Undo what a ``@hydra.main`` run leaves in this process (its config as ``HydraConfig``,
+    read by code that asks for the run's output folder): later tests run outside Hydra."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    config, hydra = HydraConfig.instance().cfg, GlobalHydra.instance().hydra
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = config
+        GlobalHydra.instance().hydra = hydra
+
+
+def sqlite_store(path: Path) -> str:
+    """The URI of a new, empty MLflow sqlite store at ``path``: a copy of one store whose schema
+    was created once per test session (creating it costs about 1.5 s of CPU, a copy 0.05 s).
+
+    Not for tests about a fresh store's first use (the schema race of parallel jobs).
+    """
+    import shutil
+    import sqlite3
+    import tempfile
+
+    template = Path(os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.gettempdir(),
+                    "mlflow-store-template", "mlflow.db")
+    if not template.is_file():
+        from framework.tracking.tracker import make_client
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        make_client(f"sqlite:///{template}")
+    shutil.copyfile(template, path)
+    # The Default experiment's artifact folder, as a store created beside ``path`` has it.
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("update experiments set artifact_location = ? where experiment_id = '0'",
+                   (str(path.parent / "mlruns" / "0"),))
+    return f"sqlite:///{path}"
+
+
 def data_env() -> dict[str, str]:
     """The environment for a CLI subprocess: this checkout importable, the data directory set."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -56,6 +173,14 @@ LD = np.longdouble
 EPS = 1e-4  # fourth-order stencil: truncation ~eps^4, rounding ~1e-19/eps
 TINY = 1e-7  # entries with |a|+|n| below this are compared absolutely (|a-n| < 1e-14)
 TOL = 1e-7
+# The worst relative error seen per checked model (e.g. "lstm", "gru x classify"), printed by
+# conftest.py's terminal summary after the run.
+GRADCHECK_WORST: dict[str, float] = {}
+
+
+def record_gradcheck(label: str, err: float) -> None:
+    """Keep the worst relative error a gradient check of ``label`` saw, for the run's summary."""
+    GRADCHECK_WORST[label] = max(GRADCHECK_WORST.get(label, 0.0), err)
 
 
 def rel_error(a: np.ndarray, n: np.ndarray) -> float:

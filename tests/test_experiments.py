@@ -9,19 +9,36 @@ from omegaconf import OmegaConf
 
 from framework.tracking.protocol import NullTracker
 from framework.training.trainer import Reporter, Trainer
-from tests.conftest import needs_data
+from tests.conftest import dataset_files, needs_data
 from tests.helpers import run_config
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+
+
+def preset_dataset(name: str) -> str:
+    """The dataset a preset trains on (its ``override /dataset``, else the default, dinos)."""
+    defaults = OmegaConf.load(EXPERIMENTS / f"{name}.yaml").get("defaults", [])
+    overrides = [d["override /dataset"] for d in defaults
+                 if isinstance(d, dict) and "override /dataset" in d]
+    return overrides[0] if overrides else "dinos"
+
+
+def with_data(name: str):
+    """The preset's name as a test parameter that needs the preset's data files."""
+    return pytest.param(name, marks=needs_data(*dataset_files(preset_dataset(name))))
 # Shrink the slow parts only; the preset's model, feed, loss and plugins stay as they are.
 FAST = ["train.steps=3", "mlflow.enabled=false", "train.log_every=1", "train.eval_every=0",
         "train.sample_every=2", "train.sample_length=20", "train.checkpoint_every=0",
         "train.eval_batches=2"]
 
 
-# Presets on data that is slow to prepare train on a part of it here.
-SMALL = {"bach_chorales": ["dataset.limit=6", "train.batch_size=2"]}
+# Presets on data that is slow to prepare train on a part of it here, and the big models on small
+# batches (the model, feed and loss stay the preset's: only how much each step computes shrinks).
+SMALL = {"bach_chorales": ["dataset.limit=6", "train.batch_size=2"],
+         "char_rnn": ["train.batch_size=2", "train.seq_len=20"],
+         "names_classify": ["train.batch_size=4"],
+         "shakespeare_sonnets": ["train.batch_size=4"]}
 NEEDS = {"bach_chorales": "music21"}  # optional packages: the preset is skipped without them
 
 
@@ -35,8 +52,7 @@ def test_the_presets_are_there():
             "sunspots_forecast", "co2_forecast"} <= set(PRESETS)
 
 
-@pytest.mark.parametrize("name", PRESETS)
-@needs_data("dinos.txt", "sonnets.txt", "tinyshakespeare.txt")
+@pytest.mark.parametrize("name", [with_data(name) for name in PRESETS])
 def test_preset_composes_and_trains_a_few_steps(name, tmp_path):
     if name in NEEDS:
         pytest.importorskip(NEEDS[name], reason=f"preset {name} needs {NEEDS[name]}")
@@ -66,12 +82,12 @@ def test_course_preset_is_the_course_recipe():
 
 
 @pytest.mark.parametrize(("name", "task", "dataset"), [
-    ("names_classify", "classify", "names"),
-    ("sunspots_forecast", "forecast", "sunspots"),
-    ("co2_forecast", "forecast", "co2"),
-])
+    pytest.param(name, task, dataset, marks=needs_data(*dataset_files(dataset)))
+    for name, task, dataset in [("names_classify", "classify", "names"),
+                                ("sunspots_forecast", "forecast", "sunspots"),
+                                ("co2_forecast", "forecast", "co2")]])
 def test_task_presets_pick_their_task_and_dataset(name, task, dataset, tmp_path):
-    rc = run_config([f"experiment={name}", *FAST])
+    rc = run_config([f"experiment={name}", *FAST, *SMALL.get(name, [])])
     assert (rc.task.name, rc.dataset.name) == (task, dataset)
     trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
     trainer.run()

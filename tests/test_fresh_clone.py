@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 from framework.data.files import fetch as files
 from framework.data.files.fetch import Source
 from framework.errors import DataError
-from tests.conftest import REPO
+from tests.conftest import REPO, REQUIRE_DATA_ENV
+from tests.helpers import sqlite_store
 
 PAYLOAD = b"aachenosaurus\naardonyx\nzuul\n"
 SOURCE = Source("names.txt", "https://example.invalid/names.txt",
@@ -114,6 +115,7 @@ def test_tests_that_need_data_skip_with_the_reason_on_a_clone_without_it(tmp_pat
     empty.mkdir()
     env = {**os.environ, **OFFLINE, "RNNLAB_DATA_DIR": str(empty)}
     env.pop("RNNLAB_TEST_CACHE_DIR", None)
+    env.pop(REQUIRE_DATA_ENV, None)  # CI sets it; this test is about a clone outside CI
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
          "tests/data/test_datasets.py::test_dinos_course_vocabulary_and_names",
@@ -125,6 +127,22 @@ def test_tests_that_need_data_skip_with_the_reason_on_a_clone_without_it(tmp_pat
     assert f"needs dinos.txt: dinos.txt was not found in {empty / 'dinos.txt'}" in proc.stdout
 
 
+def test_in_ci_a_missing_data_file_fails_the_test_and_names_it(tmp_path, monkeypatch):
+    import tests.conftest as setup
+
+    for name, value in {**OFFLINE, "RNNLAB_DATA_DIR": str(tmp_path),
+                        "RNNLAB_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(setup, "_available", {})  # look again, in the empty folder
+    monkeypatch.delenv(REQUIRE_DATA_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs dinos.txt: dinos.txt was not found"):
+        setup.require_data("dinos.txt")
+    monkeypatch.setenv(REQUIRE_DATA_ENV, "1")
+    with pytest.raises(pytest.fail.Exception,
+                       match=f"needs dinos.txt: dinos.txt was not found.*{REQUIRE_DATA_ENV}"):
+        setup.require_data("dinos.txt")
+
+
 # --------------------------------------------------------------------------- resume=<run id>
 def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypatch):
     import tempfile
@@ -133,7 +151,7 @@ def test_a_downloaded_checkpoint_is_removed_when_the_run_ends(tmp_path, monkeypa
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_store(tmp_path / "m.db")
     source = MlflowTracker(uri)
     run_id = source.start()
     checkpoint = tmp_path / "latest.npz"
@@ -206,7 +224,7 @@ def test_compare_command_shows_varying_params_that_fit_or_the_ones_asked_for(tmp
 
     from framework.cli.compare import main
 
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    uri = sqlite_store(tmp_path / "m.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("wide", artifact_location=(tmp_path / "a").as_uri())
     for run in _runs(40):

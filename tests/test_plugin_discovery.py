@@ -146,6 +146,7 @@ def test_a_plugin_file_that_fails_to_import_is_one_line(tmp_path):
     assert not any(name.endswith(".broken") for name in sys.modules)  # retried next time
 
 
+@needs_data("dinos.txt")
 def test_a_one_file_sampler_on_the_plugin_path_is_usable_with_its_options(tmp_path):
     folder = tmp_path / "my plugins"
     write(folder, "floor.py", FLOOR_SAMPLER.format(name="floor"))
@@ -244,6 +245,7 @@ def test_shell_completion_offers_the_registered_plugin_names(tmp_path):
     assert "complete -o nospace -o default -F hydra_bash_completion rnnlab" in install.stdout
 
 
+@needs_data("dinos.txt")
 def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
     """A feed in one file: its option is a train.* key (composed, validated, must match on
     resume) without an edit to the config schemas, the trainer, the resume check or

@@ -12,7 +12,7 @@ import pytest
 from framework.registry import CELLS, FEEDS, REGISTRIES, SCHEDULES
 from framework.training.checkpoint import load_checkpoint
 from tests.conftest import needs_data
-from tests.helpers import QUICK, cli
+from tests.helpers import QUICK, cli, run_cli
 
 MAIN_JOB = ["cell=lstm", "dataset=dinos", "train.steps=30", "train.eval_every=10",
             "train.sample_every=10", "train.checkpoint_every=10", "cell.hidden_size=16",
@@ -23,7 +23,7 @@ MAIN_JOB = ["cell=lstm", "dataset=dinos", "train.steps=30", "train.eval_every=10
 def main_run(tmp_path_factory):
     """One real run of the main job (shortened) on a fresh embedded MLflow store."""
     cwd = tmp_path_factory.mktemp("main_job")
-    proc = cli("framework", MAIN_JOB, cwd)
+    proc = cli("framework", MAIN_JOB, cwd)  # a real process: its helper process logs the run
     assert proc.returncode == 0, proc.stderr
     return cwd, proc
 
@@ -77,7 +77,8 @@ def test_main_job_leaves_a_finished_mlflow_run_with_everything(main_run):
 def test_generate_prints_samples_from_the_run_checkpoint(main_run):
     cwd, _ = main_run
     latest = sorted(cwd.glob("outputs/*/*/checkpoints/latest.npz"))[-1]
-    proc = cli("framework.generate", [f"checkpoint={latest}", "num_samples=4", "length=30"], cwd)
+    proc = run_cli("framework.generate", [f"checkpoint={latest}", "num_samples=4", "length=30"],
+                   cwd)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 4  # one name per line (an untrained model may emit "")
     assert proc.stdout.strip()
@@ -90,7 +91,7 @@ def test_generate_prints_samples_from_the_run_checkpoint(main_run):
 def test_generate_from_run_id(main_run):
     cwd, _ = main_run
     (run_id, _, _), = _runs(cwd / "mlflow.db")
-    proc = cli("framework.generate", [f"run_id={run_id}", "num_samples=2", "length=20"], cwd)
+    proc = run_cli("framework.generate", [f"run_id={run_id}", "num_samples=2", "length=20"], cwd)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 2
 
@@ -113,7 +114,7 @@ def test_generate_from_run_id(main_run):
     (["train.steps=-1"], "train.steps must be >= 0"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, args, message):
-    proc = cli("framework", [*args, "mlflow.enabled=false"], tmp_path, timeout=120)
+    proc = run_cli("framework", [*args, "mlflow.enabled=false"], tmp_path)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -123,7 +124,7 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
 
 
 def test_help_lists_groups_options_and_experiments(tmp_path):
-    proc = cli("framework", ["--help"], tmp_path, timeout=60)
+    proc = run_cli("framework", ["--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     for group, registry in REGISTRIES.items():  # the registries' names, nothing else
@@ -134,15 +135,14 @@ def test_help_lists_groups_options_and_experiments(tmp_path):
 
 
 def test_cfg_job_prints_resolved_config(tmp_path):
-    proc = cli("framework", ["--cfg", "job", "cell=gru", "cell.hidden_size=7"], tmp_path,
-               timeout=60)
+    proc = run_cli("framework", ["--cfg", "job", "cell=gru", "cell.hidden_size=7"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "name: gru" in proc.stdout and "hidden_size: 7" in proc.stdout
 
 
 @needs_data("tinyshakespeare.txt")
 def test_quick_training_writes_checkpoint_json_meta(tmp_path):
-    proc = cli("framework", [*QUICK, "cell=gru", "dataset=tinyshakespeare"], tmp_path)
+    proc = run_cli("framework", [*QUICK, "cell=gru", "dataset=tinyshakespeare"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     latest = sorted(tmp_path.glob("outputs/*/*/checkpoints/latest.npz"))[-1]
     arrays, meta = load_checkpoint(latest)
@@ -156,6 +156,6 @@ def test_quick_training_writes_checkpoint_json_meta(tmp_path):
 def test_progress_bar_is_quiet_off_a_terminal_and_shows_when_asked(main_run, tmp_path):
     _, proc = main_run  # stderr is a pipe there: no bar
     assert "step/s" not in proc.stderr and "steps/s" not in proc.stderr
-    forced = cli("framework", [*QUICK, "cell=rnn", "train.progress=always"], tmp_path)
+    forced = run_cli("framework", [*QUICK, "cell=rnn", "train.progress=always"], tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert "step/s" in forced.stderr and "chars_s=" in forced.stderr and "loss=" in forced.stderr

@@ -19,12 +19,12 @@ from tests.tracking.test_pyfunc import make_checkpoint
 
 def _run(main, argv: list[str], capsys, prog: str = "prog") -> tuple[int, list[str], str]:
     """Run a command's main in-process: (exit status, stderr lines, stdout)."""
-    from tests.reliability.test_reliability_input import preserved_logging
+    from tests.helpers import preserved_hydra_state, preserved_logging
 
     old = sys.argv
     sys.argv = [prog, *argv]
     try:
-        with preserved_logging():  # Hydra's logging setup must not leak into later tests
+        with preserved_logging(), preserved_hydra_state():  # nothing of Hydra's leaks
             result = main() if prog != "argv" else main(argv)
         code = result if isinstance(result, int) else 0
     except SystemExit as exc:
@@ -226,9 +226,9 @@ def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):
     ("framework.predict", "what a trained classifier or forecaster says"),
 ])
 def test_generate_and_predict_help_say_what_the_command_does(tmp_path, module, needle):
-    from tests.helpers import cli
+    from tests.helpers import run_cli
 
-    proc = cli(module, ["--help"], tmp_path, timeout=120)
+    proc = run_cli(module, ["--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert needle in proc.stdout and f"Usage: python -m {module}" in proc.stdout
     assert "powered by Hydra" not in proc.stdout

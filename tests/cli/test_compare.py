@@ -10,7 +10,7 @@ import pytest
 
 from framework.cli.compare import main
 from framework.tracking.run_table import build_table
-from tests.helpers import cli
+from tests.helpers import cli, sqlite_store
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def store(tmp_path_factory):
     from mlflow.entities import Metric, Param
 
     root = tmp_path_factory.mktemp("compare")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = sqlite_store(root / "mlflow.db")
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("exp", artifact_location=(root / "art").as_uri())
 

@@ -21,7 +21,7 @@ from framework.data.vocab import Vocab
 from framework.errors import ConfigError
 from tests.cli.test_commands import _one_line, _run
 from tests.conftest import needs_data
-from tests.helpers import QUICK, data_env, run_config
+from tests.helpers import QUICK, data_env, run_config, sqlite_store
 from tests.tracking.test_pyfunc import make_checkpoint
 
 PROMPTS = ["forsooth, this maketh no sense", "it's (not) fine", "恐竜", "a=b", "[x]", "{a: 1}",
@@ -118,7 +118,7 @@ def test_real_process_run_and_experiment_names_are_free_text(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "framework", *QUICK[:-1], "train.steps=2", "mlflow.log_model=false",
          "mlflow.run_name=恐竜", "mlflow.experiment_name=it's (not) fine, ok",
-         f"mlflow.tracking_uri=sqlite:///{db}", "hydra.run.dir=run"],
+         f"mlflow.tracking_uri={sqlite_store(db)}", "hydra.run.dir=run"],
         cwd=tmp_path, env=data_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     with sqlite3.connect(db) as conn:

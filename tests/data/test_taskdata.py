@@ -23,7 +23,7 @@ from framework.data.files.fetch import cache_dir
 from framework.errors import ConfigError, DataError
 from framework.plugins import load_folder
 from framework.registry import DATASETS
-from tests.conftest import load_dataset
+from tests.conftest import load_dataset, skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 load_folder(REPO / "datasets")
@@ -31,11 +31,12 @@ TASK_DATASETS = ["names", "labelled_textfile", "sunspots", "co2", "csv_series"]
 
 
 def data_file(name: str) -> Path:
-    """A file of the shared data directory, or skip the test (saying why)."""
+    """A file of the shared data directory, or skip the test naming it (fail it in CI)."""
     d = os.environ.get("RNNLAB_DATA_DIR")
     path = Path(d) / name if d else None
     if path is None or not path.is_file():
-        pytest.skip(f"{name} is not in RNNLAB_DATA_DIR={d!r}; set it to the shared data folder")
+        skip_or_fail(f"needs {name}: it is not in RNNLAB_DATA_DIR={d!r}; set it to the shared "
+                     f"data folder")
     return path
 
 

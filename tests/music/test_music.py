@@ -32,7 +32,7 @@ from framework.music.encoding import (
 from framework.nn.generation import generate
 from framework.plugins import ROOT, load_plugins
 from framework.registry import DATASETS, SAMPLERS
-from tests.helpers import cli, run_config
+from tests.helpers import cli, run_cli, run_config
 
 HAS_MUSIC21 = importlib.util.find_spec("music21") is not None
 needs_music21 = pytest.mark.skipif(not HAS_MUSIC21, reason='music21 is not installed: '
@@ -360,9 +360,9 @@ def test_generate_writes_each_sample_as_a_midi_file(tmp_path):
     rc = run_config([*FEW, "train.steps=2", "train.sample_every=0"])
     trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
     checkpoint = trainer.run().final_checkpoint
-    proc = cli("framework.generate", [f"checkpoint={checkpoint}", "num_samples=2", "length=40",
-                                      "seed=1", "prompt='| C5 G4 E4 C3'",
-                                      f"out={tmp_path / 'piece.mid'}"], cwd=tmp_path)
+    proc = run_cli("framework.generate", [f"checkpoint={checkpoint}", "num_samples=2",
+                                          "length=40", "seed=1", "prompt='| C5 G4 E4 C3'",
+                                          f"out={tmp_path / 'piece.mid'}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     paths = [tmp_path / "piece_1.mid", tmp_path / "piece_2.mid"]
     assert proc.stdout.splitlines()[0].startswith(f"{paths[0]}: ")
@@ -370,7 +370,8 @@ def test_generate_writes_each_sample_as_a_midi_file(tmp_path):
         parts = midi_notes(path)
         assert len(parts) == 4 and [p[2] for p in parts[0][:1]] == [72]  # the prompt's C5
     # out= names a MIDI file; anything else is one line saying so.
-    proc = cli("framework.generate", [f"checkpoint={checkpoint}", "out=piece.txt"], cwd=tmp_path)
+    proc = run_cli("framework.generate", [f"checkpoint={checkpoint}", "out=piece.txt"],
+                   cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and ".mid" in proc.stderr
 
 

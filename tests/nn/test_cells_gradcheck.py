@@ -17,7 +17,7 @@ import pytest
 from framework.nn.models.language_model import CharRNN
 from framework.plugins import load_plugins
 from framework.registry import CELLS
-from tests.helpers import LD, TOL, numeric_grad, rel_error
+from tests.helpers import LD, TOL, numeric_grad, record_gradcheck, rel_error
 
 load_plugins()
 CELL_NAMES = CELLS.names()
@@ -35,13 +35,6 @@ SHAPES = {
     "steps37": (4, 3, 37, 2),
     "vocab2": (2, 3, 5, 2),
 }
-
-WORST: dict[str, float] = {}
-
-
-def _record(cell: str, err: float) -> None:
-    WORST[cell] = max(WORST.get(cell, 0.0), err)
-
 
 def _make_model(cell: str, V: int, H: int, layers: int, seed: int,
                 backend: str = "numpy") -> CharRNN:
@@ -114,7 +107,7 @@ def _check_charrnn_loss_grads(cell: str, layers: int, shape: str, backend: str) 
         err = rel_error(grads[key], num)
         assert err < TOL, f"{cell} {key}: relative error {err:.2e}"
         worst = max(worst, err)
-    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
+    record_gradcheck(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
 
 CELL_SHAPES = {"base": (4, 3, 5, 3), "hidden1": (3, 1, 4, 2), "one_step": (2, 3, 1, 2)}
@@ -165,11 +158,5 @@ def _check_cell_backward_dense(cell: str, shape: str, backend: str) -> None:
     for ds, s in zip(dstate0, s_ld, strict=True):
         worst = max(worst, rel_error(ds, numeric_grad(loss, s)))
     assert worst < TOL, f"{cell}: relative error {worst:.2e}"
-    _record(cell if backend == "numpy" else f"{cell} ({backend})", worst)
+    record_gradcheck(cell if backend == "numpy" else f"{cell} ({backend})", worst)
 
-
-def test_report_worst(capsys: pytest.CaptureFixture) -> None:
-    """Prints the worst relative error per cell seen by the checks above (run with -s)."""
-    with capsys.disabled():
-        for cell, err in sorted(WORST.items()):
-            print(f"\n[gradcheck] {cell}: worst relative error {err:.2e}")

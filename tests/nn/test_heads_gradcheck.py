@@ -19,7 +19,7 @@ from framework.nn.models.many_to_one import SequenceClassifier, SequenceForecast
 from framework.nn.stack import RecurrentStack, build_cell
 from framework.plugins import load_plugins
 from framework.registry import CELLS
-from tests.helpers import LD, TOL, numeric_grad, rel_error
+from tests.helpers import LD, TOL, numeric_grad, record_gradcheck, rel_error
 
 load_plugins()
 CELL_NAMES = CELLS.names()
@@ -32,11 +32,6 @@ HORIZON, D = 2, 2  # forecast: horizon steps of D values, dense inputs (T, B, D)
 
 HEAD_CASES = [("lm", False), ("classify", False), ("classify", True), ("forecast", False),
               ("forecast", True)]
-WORST: dict[tuple[str, str], float] = {}
-
-
-def _record(cell: str, head: str, err: float) -> None:
-    WORST[(cell, head)] = max(WORST.get((cell, head), 0.0), err)
 
 
 def _perturb(params: dict[str, np.ndarray], rng: np.random.Generator) -> None:
@@ -216,7 +211,7 @@ def test_head_loss_grads(cell: str, head: str, bidirectional: bool, layers: int)
         worst = _check_classify(cell, layers, bidirectional)
     else:
         worst = _check_forecast(cell, layers, bidirectional)
-    _record(cell, f"{head}-bi" if bidirectional else head, worst)
+    record_gradcheck(f"{cell} x {head}-bi" if bidirectional else f"{cell} x {head}", worst)
 
 
 # ------------------------------------------------------------------ the stack's own backward
@@ -266,11 +261,5 @@ def test_stack_backward_from_top_and_final_states(cell: str, layers: int, upstre
         for ds, s in zip(layer_ds, layer_s, strict=True):
             worst = max(worst, rel_error(ds, numeric_grad(loss, s)))
     assert worst < TOL, f"{cell} stack ({upstream}): relative error {worst:.2e}"
-    _record(cell, f"stack-{upstream}", worst)
+    record_gradcheck(f"{cell} x stack-{upstream}", worst)
 
-
-def test_report_worst(capsys: pytest.CaptureFixture) -> None:
-    """Prints the worst relative error per (cell, head) seen by the checks above (run with -s)."""
-    with capsys.disabled():
-        for (cell, head), err in sorted(WORST.items()):
-            print(f"\n[gradcheck] {cell} x {head}: worst relative error {err:.2e}")

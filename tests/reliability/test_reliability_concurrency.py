@@ -101,7 +101,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
     import fcntl
 
     from framework.cli.train import main
-    from tests.reliability.test_reliability_input import preserved_logging
+    from tests.helpers import preserved_hydra_state, preserved_logging
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -110,7 +110,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         monkeypatch.setattr(sys, "argv", ["framework", *TINY, "mlflow.enabled=false",
                                           f"hydra.run.dir={run_dir}"])
-        with pytest.raises(SystemExit) as info, preserved_logging():
+        with pytest.raises(SystemExit) as info, preserved_logging(), preserved_hydra_state():
             main()
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -121,7 +121,7 @@ def test_a_second_live_job_in_the_same_output_dir_is_refused(tmp_path, monkeypat
     # directory can be used again, e.g. to resume in place.
     monkeypatch.setattr(sys, "argv", ["framework", *TINY, "mlflow.enabled=false",
                                       f"hydra.run.dir={run_dir}", "train.steps=2"])
-    with preserved_logging():
+    with preserved_logging(), preserved_hydra_state():
         main()  # success: main returns (a failure exits with its status, as above)
     assert (run_dir / "checkpoints" / "latest.npz").is_file()
 

@@ -25,7 +25,7 @@ from framework.errors import DivergenceError
 from framework.training.checkpoint import load_checkpoint, step_path
 from framework.training.trainer import Reporter, Trainer
 from tests.conftest import needs_data
-from tests.helpers import QUICK, cli, run_config
+from tests.helpers import QUICK, run_cli, run_config, sqlite_store
 
 TINY = ["cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8", "train.eval_every=0",
         "train.sample_every=0", "train.log_every=5", "mlflow.log_model=false"]
@@ -65,10 +65,10 @@ def _params(path: Path) -> dict[str, np.ndarray]:
 def test_divergence_stops_fails_the_run_and_names_the_last_good_checkpoint(tmp_path, args, step,
                                                                          good, tracked):
     db = tmp_path / "m.db"
-    tracking = f"mlflow.tracking_uri=sqlite:///{db}" if tracked else "mlflow.enabled=false"
-    proc = cli("framework", ["cell=rnn", "clip=none", *TINY, *args, "train.steps=40",
-                             "train.checkpoint_every=1", "hydra.run.dir=run", tracking],
-               tmp_path, timeout=300)
+    tracking = f"mlflow.tracking_uri={sqlite_store(db)}" if tracked else "mlflow.enabled=false"
+    proc = run_cli("framework", ["cell=rnn", "clip=none", *TINY, *args, "train.steps=40",
+                                 "train.checkpoint_every=1", "hydra.run.dir=run", tracking],
+                   tmp_path)
     assert proc.returncode == 3, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rnnlab:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -203,12 +203,13 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
 
     total = stopped_at + 9
     off = "mlflow.enabled=false"
-    resumed = cli("framework", [*base, f"train.steps={total}", f"resume={saved}",
-                                "hydra.run.dir=resumed", off], tmp_path)
+    # The signal needed a real process; resuming and the reference run do not.
+    resumed = run_cli("framework", [*base, f"train.steps={total}", f"resume={saved}",
+                                    "hydra.run.dir=resumed", off], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {saved} at step {stopped_at}" in resumed.stdout
-    reference = cli("framework", [*base, f"train.steps={total}", "hydra.run.dir=reference", off],
-                    tmp_path)
+    reference = run_cli("framework", [*base, f"train.steps={total}", "hydra.run.dir=reference",
+                                      off], tmp_path)
     assert reference.returncode == 0, reference.stderr
     a = _params(tmp_path / "resumed" / "checkpoints" / "latest.npz")
     b = _params(tmp_path / "reference" / "checkpoints" / "latest.npz")

@@ -9,14 +9,10 @@ of the start-up cost.  A few cases run real subprocesses to pin down what a shel
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import pickle
-import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,7 @@ from framework.data.vocab import Vocab
 from framework.training.checkpoint import META_KEY, load_checkpoint, save_checkpoint
 from framework.training.trainer import Reporter, Trainer
 from tests.conftest import needs_data
-from tests.helpers import QUICK, cli, run_config
+from tests.helpers import QUICK, cli, run_cli, run_config
 
 OFF = "mlflow.enabled=false"
 
@@ -36,40 +32,11 @@ class _NoTracker:
         pass
 
 
-@contextlib.contextmanager
-def preserved_logging() -> Iterator[None]:
-    """Undo what Hydra's logging setup does to this process (generate's config disables every
-    existing logger), so later tests still see rnnlab's warnings."""
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    saved = [(lg, lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
-    try:
-        yield
-    finally:
-        for lg, disabled, level, handlers, propagate in saved:
-            lg.disabled, lg.level, lg.propagate = disabled, level, propagate
-            lg.handlers[:] = handlers
-
-
-def call_main(module: str, args: list[str], capsys) -> tuple[int, list[str]]:
+def call_main(module: str, args: list[str]) -> tuple[int, list[str]]:
     """Run ``python -m <module> <args>`` in-process; returns (exit status, stderr lines)."""
-    if module == "framework":
-        from framework.cli.train import main
-    else:
-        from framework.cli.generate import main
-    old = sys.argv
-    sys.argv = [module, *args]
-    try:
-        with preserved_logging():
-            result = main()  # generate's main returns its status, train's main exits with it
-        code = result if isinstance(result, int) else 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return code, [line for line in err.splitlines() if line.strip()]
+    proc = run_cli(module, args)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 def assert_one_line_error(code: int, lines: list[str], *needles: str) -> None:
@@ -120,7 +87,7 @@ def no_checkpoints(root: Path) -> bool:
     (["-m", "optimizer=choice(adam,adamw)"], ["unknown optimizer 'adamw'"]),
 ])
 def test_bad_config_value_is_one_line(in_tmp, capsys, args, needles):
-    code, lines = call_main("framework", [*args, OFF], capsys)
+    code, lines = call_main("framework", [*args, OFF])
     assert_one_line_error(code, lines, *needles)
     assert code == 2
     assert no_checkpoints(in_tmp)
@@ -135,7 +102,7 @@ def test_bad_config_value_is_one_line(in_tmp, capsys, args, needles):
 ])
 @needs_data("dinos.txt", "tinyshakespeare.txt")
 def test_batch_larger_than_the_data_is_refused(in_tmp, capsys, args, needles):
-    code, lines = call_main("framework", [*args, OFF, "cell.hidden_size=8"], capsys)
+    code, lines = call_main("framework", [*args, OFF, "cell.hidden_size=8"])
     assert_one_line_error(code, lines, *needles)
     assert no_checkpoints(in_tmp)
 
@@ -164,14 +131,13 @@ def _directory(d: Path) -> Path:
 ], ids=["missing", "directory", "empty", "latin1", "binary", "single-char", "one-symbol"])
 def test_bad_dataset_file_is_one_line(in_tmp, capsys, make, needles):
     path = make(in_tmp)
-    code, lines = call_main("framework", ["dataset=textfile", f"dataset.path={path}", OFF],
-                            capsys)
+    code, lines = call_main("framework", ["dataset=textfile", f"dataset.path={path}", OFF])
     assert_one_line_error(code, lines, *needles)
     assert no_checkpoints(in_tmp)
 
 
 def test_textfile_without_path_is_one_line(in_tmp, capsys):
-    code, lines = call_main("framework", ["dataset=textfile", OFF], capsys)
+    code, lines = call_main("framework", ["dataset=textfile", OFF])
     assert_one_line_error(code, lines, "set dataset.path")
 
 
@@ -185,7 +151,7 @@ def test_textfile_without_path_is_one_line(in_tmp, capsys):
 def test_bad_tracking_uri_fails_fast_before_training(in_tmp, capsys, uri, needles):
     t0 = time.monotonic()
     code, lines = call_main("framework", [f"mlflow.tracking_uri={uri}", "cell.hidden_size=8",
-                                          "train.steps=3"], capsys)
+                                          "train.steps=3"])
     assert time.monotonic() - t0 < 10, "an unusable tracking store must fail within seconds"
     assert_one_line_error(code, lines, *needles)
     assert no_checkpoints(in_tmp)  # refused before the first training step
@@ -262,7 +228,7 @@ def test_bad_resume_checkpoint_is_one_line(trained, bad_checkpoints, in_tmp, cap
     path = bad_checkpoints / name
     if name == "missing.npz":  # resume= also takes run ids, and says so
         needles = ["is neither a checkpoint file nor an MLflow run id"]
-    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"], capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"])
     assert_one_line_error(code, lines, *needles)
 
 
@@ -270,7 +236,7 @@ def test_bad_resume_checkpoint_is_one_line(trained, bad_checkpoints, in_tmp, cap
 def test_bad_generate_checkpoint_is_one_line(bad_checkpoints, in_tmp, capsys, no_pickle, name,
                                              needles):
     path = bad_checkpoints / name
-    code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+    code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"])
     assert_one_line_error(code, lines, *needles)
 
 
@@ -281,7 +247,7 @@ def test_resume_from_another_cell_or_config_is_refused(trained, in_tmp, capsys):
                           (["train.batch_size=5"], "train.batch_size=4 in the checkpoint, 5 now"),
                           (["optimizer=sgd"], "optimizer.name='adam' in the checkpoint"),
                           (["seed=7"], "seed=0 in the checkpoint, 7 now")):
-        code, lines = call_main("framework", [*overrides, *extra, f"resume={good}"], capsys)
+        code, lines = call_main("framework", [*overrides, *extra, f"resume={good}"])
         assert_one_line_error(code, lines, "resume: the config conflicts", needle,
                               "drop those overrides or start a new run")
 
@@ -294,12 +260,12 @@ def test_resume_on_a_changed_vocabulary_is_refused(trained, in_tmp, capsys):
              for o in overrides]
     # dataset.path is part of the must-match dataset section: both messages are fine, but the
     # run must be refused before training either way.
-    code, lines = call_main("framework", [*moved, f"resume={good}"], capsys)
+    code, lines = call_main("framework", [*moved, f"resume={good}"])
     assert_one_line_error(code, lines, "resume:")
     text_backup = text.read_text()
     try:
         text.write_text(text_backup.upper())
-        code, lines = call_main("framework", [*overrides, f"resume={good}"], capsys)
+        code, lines = call_main("framework", [*overrides, f"resume={good}"])
         assert_one_line_error(code, lines, "vocabulary differs from the checkpoint's")
     finally:
         text.write_text(text_backup)
@@ -315,10 +281,10 @@ def test_generate_checkpoint_from_another_model_is_refused(trained, in_tmp, caps
     }
     for name, (update, needle) in cases.items():
         path = _tampered(good, in_tmp / name, meta_update=update)
-        code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+        code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"])
         assert_one_line_error(code, lines, "checkpoint", needle)
     path = _tampered(good, in_tmp / "missing-param.npz", drop=["param/out.W"])
-    code, lines = call_main("framework.generate", [f"checkpoint={path}"], capsys)
+    code, lines = call_main("framework.generate", [f"checkpoint={path}"])
     assert_one_line_error(code, lines, "do not match the model")
 
 
@@ -391,10 +357,9 @@ def test_hostile_checkpoint_is_one_line_for_resume_and_generate(trained, in_tmp,
         change = {"members": {"param/out.b.npy": _terabyte_header(good)}}
     path = _rewritten(good, in_tmp / f"{case}.npz", **change)
     if entry == "resume":
-        code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"],
-                                capsys)
+        code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"])
     else:
-        code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+        code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"])
     assert_one_line_error(code, lines, needle)
     assert not list(in_tmp.rglob("step_*.npz"))  # nothing trained
 
@@ -402,10 +367,10 @@ def test_hostile_checkpoint_is_one_line_for_resume_and_generate(trained, in_tmp,
 def test_resume_needs_a_training_checkpoint(trained, in_tmp, capsys):
     good, overrides, _ = trained
     path = _rewritten(good, in_tmp / "no-loss.npz", meta_change=lambda m: m.pop("smooth_loss"))
-    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"], capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={path}"])
     assert_one_line_error(code, lines, "no smooth_loss; resume needs a checkpoint written by a "
                                        "training run")
-    code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"], capsys)
+    code, lines = call_main("framework.generate", [f"checkpoint={path}", "length=5"])
     assert code == 0 and lines == []  # generation does not need it
     with zipfile.ZipFile(good) as zf:
         state = [n for n in zf.namelist() if n.startswith("state/")]
@@ -414,21 +379,19 @@ def test_resume_needs_a_training_checkpoint(trained, in_tmp, capsys):
         for name in zf.namelist():
             if name not in state:
                 out.writestr(name, zf.read(name))
-    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={stateless}"],
-                            capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={stateless}"])
     assert_one_line_error(code, lines, "holds no hidden state")
 
 
 def test_resume_of_a_finished_run_says_there_is_nothing_to_train(trained, in_tmp, capsys):
     good, overrides, _ = trained  # trained for train.steps=4; latest.npz is at step 4
-    code, lines = call_main("framework", [*overrides, f"resume={good}"], capsys)
+    code, lines = call_main("framework", [*overrides, f"resume={good}"])
     assert_one_line_error(code, lines, f"checkpoint {good} is at step 4 = train.steps; nothing to "
                                        f"train: raise train.steps to continue")
-    code, lines = call_main("framework", [*overrides, "train.steps=3", f"resume={good}"], capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=3", f"resume={good}"])
     assert_one_line_error(code, lines, "is at step 4 > train.steps=3; nothing to train")
     assert not list(in_tmp.rglob("*.npz"))
-    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={good.parent}"],
-                            capsys)
+    code, lines = call_main("framework", [*overrides, "train.steps=6", f"resume={good.parent}"])
     assert code == 0 and lines == []
     (latest,) = in_tmp.rglob("latest.npz")
     assert load_checkpoint(latest)[1]["step"] == 6
@@ -437,19 +400,19 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(trained, in_tmp
 def test_generate_prompt_outside_vocabulary(trained, in_tmp, capsys):
     good, _, _ = trained
     code, lines = call_main("framework.generate",
-                            [f"checkpoint={good}", "prompt=QZ", "length=5"], capsys)
+                            [f"checkpoint={good}", "prompt=QZ", "length=5"])
     assert_one_line_error(code, lines, "not in the vocabulary", "'Q'", "'Z'",
                           "lower-case the prompt")
     code, lines = call_main("framework.generate",
-                            [f"checkpoint={good}", "prompt=the", "length=5", "seed=1"], capsys)
+                            [f"checkpoint={good}", "prompt=the", "length=5", "seed=1"])
     assert code == 0 and lines == []
 
 
 def test_generate_unknown_key_and_sampler(trained, in_tmp, capsys):
     good, _, _ = trained
-    code, lines = call_main("framework.generate", [f"checkpoint={good}", "lenght=5"], capsys)
+    code, lines = call_main("framework.generate", [f"checkpoint={good}", "lenght=5"])
     assert_one_line_error(code, lines, "unknown config key 'lenght'", "did you mean 'length'?")
-    code, lines = call_main("framework.generate", [f"checkpoint={good}", "sampler=topp"], capsys)
+    code, lines = call_main("framework.generate", [f"checkpoint={good}", "sampler=topp"])
     assert_one_line_error(code, lines, "unknown sampler 'topp'", "did you mean 'top_p'?")
 
 

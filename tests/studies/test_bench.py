@@ -8,7 +8,7 @@ import pytest
 
 from framework.studies import bench
 from framework.studies.bench_refs import CourseLoop, course_clip_and_adam, gemm_step
-from tests.conftest import needs_data
+from tests.conftest import dataset_files, needs_data
 
 
 @pytest.mark.parametrize("cell", bench.CELL_ORDER)
@@ -37,6 +37,7 @@ def test_quick_grid_prints_a_table(capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
+@needs_data(*dataset_files("names"))
 def test_classify_trainer_steps_on_padded_names(bidirectional: bool) -> None:
     trainer = bench.make_classify_trainer("gru", 8, 3, bidirectional)
     assert (trainer.rc.task.name, trainer.rc.dataset.name) == ("classify", "names")
@@ -67,6 +68,7 @@ def test_torch_classifier_reads_each_names_last_valid_state(cell: str) -> None:
     assert all(not torch.equal(w, p) for w, p in zip(weights, ref.params, strict=True))
 
 
+@needs_data(*dataset_files("names"))
 def test_quick_classify_rows_print_a_table(capsys: pytest.CaptureFixture) -> None:
     assert bench.main(["--quick", "--no-grid", "--no-torch", "--cells", "gru",
                        "--classify-hidden", "8", "--classify-batch", "2", "--rounds", "1",

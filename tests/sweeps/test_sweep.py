@@ -14,18 +14,17 @@ import pytest
 
 from framework.sweeps.nested_runs import HANDOFF_FILE, PLOT_FILE, job_label
 from tests.conftest import needs_data
-from tests.helpers import cli
+from tests.helpers import run_cli
 
 TINY = ["train.steps=5", "cell.hidden_size=16", "train.batch_size=8", "train.eval_every=0",
         "train.sample_every=0", "train.checkpoint_every=0", "mlflow.log_model=false",
         "hydra.job_logging.root.level=WARNING"]
 
 
-def sweep(cwd: Path, args: list[str], env: dict | None = None, timeout: float = 240,
-          status: int = 0):
+def sweep(cwd: Path, args: list[str], env: dict | None = None, status: int = 0):
+    """``python -m framework -m ...`` run in this process (the launcher starts its own workers)."""
     uri = f"sqlite:///{cwd / 'mlflow.db'}"
-    proc = cli("framework", ["-m", *TINY, f"mlflow.tracking_uri={uri}", *args], cwd,
-               timeout=timeout, env=env)
+    proc = run_cli("framework", ["-m", *TINY, f"mlflow.tracking_uri={uri}", *args], cwd, env=env)
     assert proc.returncode == status, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -143,7 +142,7 @@ def test_child_run_names_show_swept_values_only():
 
 
 def test_hparams_search_group_is_in_help(tmp_path):
-    proc = cli("framework", ["--help"], tmp_path, timeout=60)
+    proc = run_cli("framework", ["--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("hparams_search:"))
     assert "optuna" in line.split(":", 1)[1].replace(",", " ").split()

@@ -20,6 +20,8 @@ import yaml
 
 from framework import ROOT
 from framework.errors import ConfigError, TrackingError
+from tests.conftest import needs_data, require_data
+from tests.helpers import run_cli, sqlite_store
 from tests.sweeps.test_sweep import client_for
 
 optuna = pytest.importorskip("optuna")
@@ -36,7 +38,16 @@ THRESHOLD = ["hydra/sweeper/pruner=none", "hydra.sweeper.pruner.name=threshold",
              "cell=choice(rnn,gru)"]
 
 
-def study_cli(cwd: Path, args: list[str], *, wait: bool = True, timeout: float = 400):
+def study_cli(cwd: Path, args: list[str], *, wait: bool = True, timeout: float = 400,
+              in_process: bool = False):
+    """An Optuna study from the command line: a process (started, or waited for), or run in this
+    process when the process is not the point (the trials run in it one after the other)."""
+    if in_process:
+        proc = run_cli("framework", ["-m", "hparams_search=optuna", *TINY,
+                                     f"mlflow.tracking_uri=sqlite:///{cwd / 'mlflow.db'}", *args],
+                       cwd)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     env.setdefault("RNNLAB_DATA_DIR", str(ROOT.parent / "shared" / "data"))
     cmd = [sys.executable, "-m", "framework", "-m", "hparams_search=optuna", *TINY,
@@ -327,6 +338,7 @@ def test_a_pruner_given_by_name_gets_rnnlab_defaults():
         pruner_by_name("mediam", config)
 
 
+@needs_data("dinos.txt")
 def test_trainer_eval_hook_stops_the_run_with_a_checkpoint(tmp_path):
     from framework.training.trainer import Pruned
     from tests.training.test_trainer import make_trainer
@@ -380,10 +392,14 @@ def test_credentials_in_logged_urls_are_masked():
 @pytest.fixture(scope="module")
 def resumed_study(tmp_path_factory):
     """One study run twice with the same command: 3 trials, then 2 more."""
+    require_data("dinos.txt")
     cwd = tmp_path_factory.mktemp("study")
+    sqlite_store(cwd / "mlflow.db")
     args = [*THRESHOLD, "mlflow.experiment_name=study"]
-    first = study_cli(cwd, [*args, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=multirun/1"])
-    second = study_cli(cwd, [*args, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=multirun/2"])
+    first = study_cli(cwd, [*args, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=multirun/1"],
+                      in_process=True)
+    second = study_cli(cwd, [*args, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=multirun/2"],
+                       in_process=True)
     return cwd, first, second
 
 
@@ -465,11 +481,9 @@ ACCURACY = ["task=classify", "dataset=names", "cell=gru", "optuna.objective=val_
 
 
 def test_minimising_accuracy_is_refused_before_the_study_exists(tmp_path):
-    refused = subprocess.run(
-        [sys.executable, "-m", "framework", "-m", "hparams_search=optuna", *TINY, *ACCURACY,
-         f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    refused = run_cli("framework", ["-m", "hparams_search=optuna", *TINY, *ACCURACY,
+                                    f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+                      tmp_path)
     assert refused.returncode == 2
     errors = [line for line in refused.stderr.splitlines() if line.startswith("rnnlab: error")]
     assert errors == ["rnnlab: error: optuna.objective=val_accuracy of task=classify is better "

@@ -17,6 +17,7 @@ from framework.tracking.protocol import NullTracker
 from framework.tracking.tracker import MlflowTracker
 from framework.tracking.tracker_process import ORPHANED, TrackerProcess, open_tracker, prestart
 from framework.training.config import MlflowConfig
+from tests.conftest import needs_data
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the helper process needs POSIX pipes")
 
@@ -173,6 +174,7 @@ def test_an_unused_helper_is_stopped(cfg, multirun, kind):
     assert tracker_process._prestarted is None and proc.poll() is not None
 
 
+@needs_data("dinos.txt")
 def test_a_killed_command_line_job_leaves_a_failed_run(tmp_path):
     """The whole path: `python -m framework`, SIGKILL mid-training, the helper ends the run."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

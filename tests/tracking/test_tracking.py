@@ -20,14 +20,15 @@ from framework.tracking.plots import loss_curve_figure, save_loss_curve
 from framework.tracking.protocol import NullTracker
 from framework.tracking.tracker import MlflowTracker, download_checkpoint
 from framework.training.checkpoint import save_checkpoint
+from tests.helpers import sqlite_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    # One store for the module: creating a fresh sqlite schema costs about a second.
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    # One store for the module, copied from the session's (creating a schema costs a second).
+    return sqlite_store(tmp_path_factory.mktemp('store') / 'mlflow.db')
 
 
 @pytest.fixture
@@ -193,6 +194,9 @@ _PARALLEL = textwrap.dedent(
 )
 
 
+# Slow stage: three processes importing MLflow. The default suite keeps the same race covered by
+# tests/sweeps/test_sweep.py's joblib grid (parallel jobs on a fresh store, nothing in Default).
+@pytest.mark.slow
 def test_parallel_jobs_on_fresh_sqlite_store(tmp_path):
     """Concurrent first use of a fresh store: no schema race, no runs misfiled into Default."""
     from mlflow import MlflowClient

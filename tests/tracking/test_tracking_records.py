@@ -14,7 +14,7 @@ import pytest
 
 from framework.data.files.fetch import locate, sha256_of
 from tests.conftest import needs_data, require_data
-from tests.helpers import compose_config, run_config
+from tests.helpers import compose_config, run_config, sqlite_store
 
 # A tiny rnn run: rnn has no forget_bias, the constant schedule no lr_final, the names feed no
 # stride. An lr with many digits shows the rounding.
@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory):
     from framework.cli.train import run
 
     cwd = tmp_path_factory.mktemp("records")
-    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    uri = sqlite_store(cwd / "mlflow.db")
     cfg = compose_config([*TINY, f"mlflow.tracking_uri={uri}"])
     out = io.StringIO()
     old = os.getcwd()
@@ -161,7 +161,7 @@ def _checkpoint(tmp_path: Path) -> Path:
 def test_register_model_adds_a_version_of_the_logged_model(tmp_path):
     from framework.tracking.tracker import MlflowTracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     ckpt = _checkpoint(tmp_path)
     versions = []
     for _ in range(2):
@@ -194,7 +194,7 @@ def test_system_metrics_are_sampled_when_asked(tmp_path, monkeypatch):
     from framework.tracking.tracker import MlflowTracker
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     tracker = MlflowTracker(uri, "sys", system_metrics=True)
     tracker.start({}, {})
     deadline = time.monotonic() + 15
