@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,16 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
             f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
 
 
-def files_line(out_dir: Path) -> str:
-    """Every file the run wrote into its folder (checkpoints, plots, tables, MIDI files, its
-    log), once: ``files in outputs/...: checkpoints/latest.npz, ..., train.log``."""
-    skip = {".rnnlab.lock"}
+def files_line(out_dir: Path, since: float) -> str | None:
+    """Every file the run wrote into its folder since ``since`` (a time.time()): checkpoints,
+    plots, tables, MIDI files, its log; not the stores an MLflow or Optuna database keeps there.
+    None when it wrote none."""
+    stores = {"mlartifacts", "mlruns"}
     files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
-                   if p.is_file() and p.name not in skip and ".hydra" not in p.parts)
-    return f"files in {out_dir}: {', '.join(files) or 'none'} (and its config in .hydra/)"
+                   if p.is_file() and p.name != ".rnnlab.lock" and p.suffix != ".db"
+                   and not ({".hydra", *stores} & set(p.relative_to(out_dir).parts))
+                   and p.stat().st_mtime >= since)
+    return f"files in {out_dir}: {', '.join(files)}" if files else None
 
 
 RUN_FILE = "mlflow_run.json"  # in a run's output folder: which MLflow run its checkpoints feed
@@ -162,6 +166,7 @@ def run(cfg: DictConfig) -> float:
 
     rc = validate(cfg)
     out_dir = _output_dir()
+    started = time.time() - 1.0  # file times have a coarse clock on some filesystems
     with StopSignals() as stop:
         with stop.raising():  # nothing to save or end yet: a signal simply stops
             tracker = open_tracker(rc.mlflow, multirun=_is_multirun())
@@ -199,8 +204,10 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
+            written = files_line(out_dir, started)
+            if written:
+                print_line(written)
             print_line(done_line(rc, result, trainer.task, trainer.vocab))
-            print_line(files_line(out_dir))
             link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
             if link:
                 print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
