@@ -40,8 +40,18 @@ def encoding_of_checkpoint(meta: Mapping[str, Any]) -> EncodingOptions:
 def output_paths(out: str | os.PathLike[str], n: int) -> list[Path]:
     """``out`` for one sample; ``<stem>_1<suffix>`` ... ``<stem>_<n><suffix>`` for several."""
     out = Path(out).expanduser()
+    if out.is_dir():
+        raise ConfigError(f"out={out} is a folder; name a .mid file in it, e.g. "
+                          f"out={out / 'piece.mid'}")
     if out.suffix.lower() not in MIDI_SUFFIXES:
         raise ConfigError(f"out={out} must name a .mid file, e.g. out=piece.mid")
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise ConfigError(f"out={out}: its folder {folder} {what}; create the folder or choose "
+                          f"another out=")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"out={out}: the folder {folder} is not writable; choose another out=")
     if n == 1:
         return [out]
     return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, n + 1)]
