@@ -158,7 +158,7 @@ def test_without_music21_the_music_datasets_name_the_extra(monkeypatch):
             DATASETS.build({"name": name, **extra})
 
 
-def test_only_music_checkpoints_write_midi():
+def test_only_music_checkpoints_write_midi(tmp_path):
     from framework.music.generated import encoding_of_checkpoint, output_paths
 
     meta = {"config": {"dataset": {"name": "dinos"}}, "vocab": Vocab.from_text("ab").to_json()}
@@ -166,7 +166,7 @@ def test_only_music_checkpoints_write_midi():
         encoding_of_checkpoint(meta)
     meta = {"config": {"dataset": {"name": "bach_chorales", "resolution": 2}}}
     assert encoding_of_checkpoint(meta) == EncodingOptions(resolution=2)
-    assert [p.name for p in output_paths("a/x.mid", 2)] == ["x_1.mid", "x_2.mid"]
+    assert [p.name for p in output_paths(tmp_path / "x.mid", 2)] == ["x_1.mid", "x_2.mid"]
 
 
 @pytest.mark.parametrize("name", ["bach_chorales", "midi"])
