@@ -22,6 +22,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from framework.cli.console import ArgumentParser, print_error
 from framework.errors import RnnlabError, TrackingError
@@ -34,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = ArgumentParser(
         prog="python -m framework.compare",
-        description="Rank MLflow runs by final validation loss: the children of a sweep's parent "
-                    "run, or every run of an experiment.")
+        description="Rank MLflow runs by their task's first metric: the children of a sweep's "
+                    "parent run, or every run of an experiment. Options also take the key=value "
+                    "spelling of the other commands: experiment=NAME or run_id=ID, "
+                    "mlflow.tracking_uri=URI, format=, output=, params=[a,b].")
     p.add_argument("target", help="an experiment name, or the run id of a sweep's parent run")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (terminal, default), markdown or csv")
@@ -51,8 +54,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def by_task_and_dataset(runs: Sequence[Any]) -> dict[tuple[str, str], list[Any]]:
+    """Runs grouped by their task and dataset tags, in the order of each group's first run:
+    a classifier's loss and a character model's nats/char are not ranked together."""
+    from framework.tasks.base import task_of_run
+
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for run in runs:
+        tags = getattr(run.data, "tags", {}) or {}
+        groups.setdefault((task_of_run(tags), str(tags.get("dataset", "?"))), []).append(run)
+    return groups
+
+
+# The key=value spelling every other command takes, and the option each one stands for.
+KEY_VALUE = {"mlflow.tracking_uri": "--tracking-uri", "format": "--format", "output": "--output",
+             "params": "--params"}
+TARGET_KEYS = ("experiment", "mlflow.experiment_name", "run_id")
+
+
+def key_value_args(argv: Sequence[str]) -> list[str]:
+    """``mlflow.tracking_uri=...``, ``format=``, ``output=``, ``params=[a,b]`` and
+    ``experiment=``/``mlflow.experiment_name=``/``run_id=`` (the target) as this command's
+    options, so that it takes the same spelling as the others; flags pass unchanged."""
+    out: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in KEY_VALUE:
+            values = ([v for v in value.strip("[]").split(",") if v] if key == "params"
+                      else [value])
+            out += [KEY_VALUE[key], *values]
+        elif sep and key in TARGET_KEYS:
+            out.append(value)
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(key_value_args(argv))
     try:
         client = open_client(args.tracking_uri)
         title, runs = resolve_target(client, args.target)
@@ -61,13 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if unknown:
                 raise TrackingError(f"no run has the param(s) {', '.join(unknown)}; "
                                     f"--format csv lists the params that vary")
-        table = build_table(runs, title, params=args.params)
-        if args.format == "table" and args.output is None and not args.params:
-            table, hidden = table.fitted(shutil.get_terminal_size((160, 24)).columns)
-            if hidden:
-                table.title += (f" ({len(hidden)} more params vary and are not shown; "
-                                f"--format csv shows them all, --params picks columns)")
-        text = table.render(args.format)
+        texts = []
+        groups = by_task_and_dataset(runs)
+        for (task, dataset), group in groups.items():
+            name = title if len(groups) == 1 else f"{title}: task {task}, dataset {dataset}"
+            table = build_table(group, name, params=args.params)
+            if args.format == "table" and args.output is None and not args.params:
+                table, hidden = table.fitted(shutil.get_terminal_size((160, 24)).columns)
+                if hidden:
+                    table.title += (f" ({len(hidden)} more params vary and are not shown; "
+                                    f"--format csv shows them all, --params picks columns)")
+            texts.append(table.render(args.format))
+        text = "\n".join(texts)
         if args.output is not None:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(text)

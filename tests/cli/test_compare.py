@@ -123,3 +123,29 @@ def test_module_entry_point(store, tmp_path):
                tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "| 1 | child-b |" in proc.stdout
+
+
+def test_key_value_options_are_the_flags_of_the_other_commands():
+    from framework.cli.compare import key_value_args
+
+    assert key_value_args(["experiment=rnnlab", "mlflow.tracking_uri=sqlite:///x.db",
+                           "format=csv", "params=[cell.name,optimizer.lr]", "output=t.csv"]) == [
+        "rnnlab", "--tracking-uri", "sqlite:///x.db", "--format", "csv", "--params",
+        "cell.name", "optimizer.lr", "--output", "t.csv"]
+    assert key_value_args(["run_id=abc", "--format", "markdown"]) == ["abc", "--format",
+                                                                      "markdown"]
+
+
+def test_runs_are_grouped_by_task_and_dataset():
+    from types import SimpleNamespace
+
+    from framework.cli.compare import by_task_and_dataset
+
+    def run(tags):
+        return SimpleNamespace(data=SimpleNamespace(tags=tags))
+
+    runs = [run({"task": "classify", "dataset": "names"}), run({"dataset": "dinos"}),
+            run({"task": "classify", "dataset": "names"}), run({"task": "lm", "dataset": "dinos"})]
+    groups = by_task_and_dataset(runs)
+    assert list(groups) == [("classify", "names"), ("lm", "dinos")]  # untagged runs: lm
+    assert [len(g) for g in groups.values()] == [2, 2]
