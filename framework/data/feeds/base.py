@@ -78,6 +78,15 @@ class Feed:
         """The feed's registered name (``names``, ``stream``, ``labelled``, ...)."""
         return self.name
 
+    def shuffled(self, step: int, n: int) -> np.ndarray:
+        """Which of ``n`` training examples batch ``step`` holds: its slice of the epoch's
+        permutation (the last permutation is cached: a speed-up, the result is the same)."""
+        epoch, i = divmod(check_step(step), self.steps_per_epoch)
+        cached = getattr(self, "_cached", None)
+        if cached is None or cached[0] != epoch:
+            cached = self._cached = (epoch, epoch_permutation(n, self.seed, epoch))
+        return cached[1][i * self.batch_size : (i + 1) * self.batch_size]
+
     def epoch(self, step: int) -> int:
         return check_step(step) // self.steps_per_epoch
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from framework.data.corpora.labelled import LabelledCorpus
-from framework.data.feeds.base import Feed, check_corpus, check_step, epoch_permutation, positive
+from framework.data.feeds.base import Feed, check_corpus, positive
 from framework.errors import ConfigError
 from framework.registry import FEEDS
 
@@ -80,16 +80,9 @@ class ClassifyFeed(Feed):
         self.steps_per_epoch = math.ceil(n / batch_size)
         self._cached: tuple[int, np.ndarray] | None = None
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        # Caching the last epoch's permutation is only a speed-up; the result is the same.
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
-        return self._cached[1]
-
     def indices(self, step: int) -> np.ndarray:
         """Indices into the training texts of batch ``step``."""
-        epoch, i = divmod(check_step(step), self.steps_per_epoch)
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.shuffled(step, len(self._train))
 
     def pad(self, seqs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(inputs, lengths)`` of a batch's examples (texts: :func:`pad_texts`)."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from framework.data.corpora.parallel import ParallelCorpus
-from framework.data.feeds.base import Feed, check_corpus, check_step, epoch_permutation, positive
+from framework.data.feeds.base import Feed, check_corpus, positive
 from framework.data.feeds.labelled import pad_texts
 from framework.errors import ConfigError
 from framework.registry import FEEDS
@@ -87,16 +87,9 @@ class ParallelFeed(Feed):
         self.steps_per_epoch = math.ceil(n / batch_size)
         self._cached: tuple[int, np.ndarray] | None = None
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        # Caching the last epoch's permutation is only a speed-up; the result is the same.
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
-        return self._cached[1]
-
     def indices(self, step: int) -> np.ndarray:
         """Indices into the training pairs of batch ``step``."""
-        epoch, i = divmod(check_step(step), self.steps_per_epoch)
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.shuffled(step, len(self._train))
 
     def batch(self, step: int) -> Seq2SeqBatch:  # type: ignore[override]
         return pad_pairs([self._train[j] for j in self.indices(step)], self.end_id)

@@ -22,7 +22,7 @@ import numpy as np
 
 from framework.data.corpora import differencing
 from framework.data.corpora.series import SeriesCorpus
-from framework.data.feeds.base import Feed, check_corpus, check_step, epoch_permutation, positive
+from framework.data.feeds.base import Feed, check_corpus, positive
 from framework.errors import ConfigError
 from framework.registry import FEEDS
 
@@ -94,16 +94,9 @@ class ForecastFeed(Feed):
         self.steps_per_epoch = math.ceil(self.n_windows / batch_size)
         self._cached: tuple[int, np.ndarray] | None = None
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, epoch_permutation(self.n_windows, self.seed, epoch))
-        return self._cached[1]
-
     def starts(self, step: int) -> np.ndarray:
         """Series index of the first target of each window of batch ``step``."""
-        epoch, i = divmod(check_step(step), self.steps_per_epoch)
-        first = self.window + self.difference
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] + first
+        return self.shuffled(step, self.n_windows) + (self.window + self.difference)
 
     def make(self, starts: np.ndarray) -> ForecastBatch:
         """The batch whose windows end just before the series indices ``starts``."""

@@ -36,7 +36,6 @@ from framework.data.feeds.base import (
     Feed,
     check_corpus,
     check_step,
-    epoch_permutation,
     positive,
 )
 from framework.errors import ConfigError
@@ -170,15 +169,8 @@ class NamesFeed(Feed):
         self.steps_per_epoch = math.ceil(len(self._train) / batch_size)
         self._cached: tuple[int, np.ndarray] | None = None
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        # Caching the last epoch's permutation is only a speed-up; the result is the same.
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, epoch_permutation(len(self._train), self.seed, epoch))
-        return self._cached[1]
-
     def indices(self, step: int) -> np.ndarray:
-        epoch, i = divmod(check_step(step), self.steps_per_epoch)
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        return self.shuffled(step, len(self._train))
 
     def batch(self, step: int) -> Batch:
         inputs, targets = pad_names([self._train[j] for j in self.indices(step)], self.eos_id)
@@ -304,15 +296,9 @@ class WindowsFeed(Feed):
             targets[-1] = data[starts + self.seq_len]
         return Batch(inputs, targets, reset=True)
 
-    def _perm(self, epoch: int) -> np.ndarray:
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, epoch_permutation(self.n_windows, self.seed, epoch))
-        return self._cached[1]
-
     def starts(self, step: int) -> np.ndarray:
         """Text offsets of the windows of batch ``step``."""
-        epoch, i = divmod(check_step(step), self.steps_per_epoch)
-        return self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size] * self.stride
+        return self.shuffled(step, self.n_windows) * self.stride
 
     def batch(self, step: int) -> Batch:
         return self._make(self.data, self.starts(step))
