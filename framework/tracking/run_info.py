@@ -31,8 +31,8 @@ RUN_SCALARS = ("seed", "dtype", "threads", "resume")
 
 
 def _options(section: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(section):
-        return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+    if dataclasses.is_dataclass(section):  # nested sections (train.early_stop) as mappings
+        return dataclasses.asdict(section)
     return dict(section or {})
 
 
