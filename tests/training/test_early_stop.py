@@ -215,6 +215,8 @@ def test_off_by_default_runs_every_step_and_writes_what_it_always_wrote(tmp_path
                                         r">= 0, got -0.1"),
     ("train.early_stop.min_delta=nan", r"train.early_stop.min_delta must be a finite number"),
     ("train.early_stop.patience=two", r"train.early_stop.patience"),
+    ("train.early_stop=5", r"train.early_stop is a section, not a value: set "
+                           r"train.early_stop.patience=, train.early_stop.min_delta=; got 5"),
     ("+train.early_stop.patiense=3", r"unknown config key 'train.early_stop.patiense'; did you "
                                      r"mean 'train.early_stop.patience'"),
 ])
