@@ -56,7 +56,7 @@ REQUIRED_META = ("format_version", "cell", "model", "vocab", "step")
 OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "optimizer",
                  "generate", "config", "created", "task")
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
-CORPUS_KINDS = ("lines", "stream", "labelled", "series")
+CORPUS_KINDS = ("lines", "stream", "labelled", "series", "sequences")
 DTYPES = ("float32", "float64")
 
 
@@ -212,7 +212,7 @@ def parse_meta(raw: Any, source: str = "") -> CheckpointMeta:
                               f"{', '.join(reserved)}; {f.FIX}")
     task = _parse_task(f, raw.get("task"))
     task_plugin = TASKS.get(task["name"])
-    if raw["vocab"] is None and not task_plugin.has_vocab:
+    if raw["vocab"] is None and not task_plugin.reads_vocab(task):
         vocab = None  # real-valued inputs have no vocabulary
     else:
         try:
