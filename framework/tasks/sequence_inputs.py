@@ -31,6 +31,7 @@ COLUMN = "sequence"  # the served model's input column
 # one served request may hold in all: what bounds the work and memory of one answer.
 MAX_STEPS = requests.MAX_LENGTH
 MAX_REQUEST_VALUES = 1_000_000
+MAX_JSON_CHARS = 32 * MAX_REQUEST_VALUES  # a sequence sent as JSON text, checked before parsing
 # Padded cells (steps x sequences x features) of one prediction batch: a long sequence does not
 # pad every short one of the request to its length.
 BATCH_VALUES = 1 << 20
@@ -128,29 +129,33 @@ def model_from_meta(spec: Any, options: Mapping[str, Any]) -> Any:
 
 
 # -- using a trained model -------------------------------------------------------------------
+def _too_long(where: str, steps: int) -> DataError:
+    return DataError(f"{where} has {steps:,} time steps, more than the {MAX_STEPS:,} this model "
+                     f"classifies at once; shorten it")
+
+
 def check_request(value: Any, where: str, task_meta: Mapping[str, Any]) -> np.ndarray:
     """A sequence to classify as (timesteps, D) float64 in original units: the model's feature
-    count, finite values, 1 to :data:`MAX_STEPS` steps; anything else is one line."""
+    count, finite values, 1 to :data:`MAX_STEPS` steps; anything else is one line.  A list is
+    measured before it is converted."""
     dim = len(task_meta["feature_mean"])
+    empty = DataError(f"{where} is empty; give at least one time step of {dim} values")
     if isinstance(value, np.ndarray) and value.dtype == object:
         value = value.tolist()  # rows of a served request may arrive as arrays
     if isinstance(value, (list, tuple)):
         if not value:
-            raise DataError(f"{where} is empty; give at least one time step of {dim} values")
+            raise empty
         if len(value) > MAX_STEPS:
-            raise DataError(f"{where} has {len(value):,} time steps, more than the {MAX_STEPS:,} "
-                            f"this model classifies at once; shorten it")
+            raise _too_long(where, len(value))
         widths = {len(r) if isinstance(r, (list, tuple, np.ndarray)) else -1 for r in value}
         if len(widths) > 1 or -1 in widths:
             raise DataError(f"{where} must be a list of time steps, each a list of {dim} "
                             f"numbers")
-    arr = np.asarray(value) if isinstance(value, np.ndarray) else value
-    if getattr(arr, "size", 1) == 0:
-        raise DataError(f"{where} is empty; give at least one time step of {dim} values")
-    x = check_sequence(arr, where, dim)
+    elif isinstance(value, np.ndarray) and value.size == 0:
+        raise empty
+    x = check_sequence(value, where, dim)
     if len(x) > MAX_STEPS:
-        raise DataError(f"{where} has {len(x):,} time steps, more than the {MAX_STEPS:,} this "
-                        f"model classifies at once; shorten it")
+        raise _too_long(where, len(x))
     return x
 
 
@@ -224,6 +229,9 @@ def served_sequences(frame: Any, task_meta: Mapping[str, Any]) -> list[np.ndarra
     for row, cell in enumerate(cells, start=1):
         where = f"sequence of row {row}"
         if isinstance(cell, str):
+            if len(cell) > MAX_JSON_CHARS:
+                raise RnnlabError(f"{where} is {len(cell):,} characters of JSON, more than the "
+                                  f"{MAX_JSON_CHARS:,} a request may send")
             try:
                 cell = json.loads(cell)
             except (ValueError, RecursionError):
@@ -254,7 +262,8 @@ def signature() -> Any:
                           outputs=Schema([ColSpec("string")]))
 
 
-__all__ = ["BATCH_VALUES", "COLUMN", "INPUTS", "MAX_REQUEST_VALUES", "MAX_STEPS", "META_FIELDS",
-           "baselines", "build_model", "check_request", "command_sequences", "input_example",
-           "make_feed", "meta", "model_from_meta", "predict", "read_meta", "reads_sequences",
-           "sample_lines", "served_sequences", "signature"]
+__all__ = ["BATCH_VALUES", "COLUMN", "INPUTS", "MAX_JSON_CHARS", "MAX_REQUEST_VALUES",
+           "MAX_STEPS", "META_FIELDS", "baselines", "build_model", "check_request",
+           "command_sequences", "input_example", "make_feed", "meta", "model_from_meta",
+           "predict", "read_meta", "reads_sequences", "sample_lines", "served_sequences",
+           "signature"]
