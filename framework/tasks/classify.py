@@ -73,15 +73,15 @@ class ClassifyTask(Task):
 
     def check(self, rc: Any, corpus: Any) -> None:
         super().check(rc, corpus)
-        self._sequences(sequence_inputs.reads_sequences(corpus))
+        self._set_inputs(sequence_inputs.reads_sequences(corpus))
 
     def for_model(self, task_meta: Any) -> ClassifyTask:
-        self._sequences(sequence_inputs.reads_sequences(task_meta))
+        self._set_inputs(sequence_inputs.reads_sequences(task_meta))
         return self
 
-    def _sequences(self, yes: bool) -> None:
+    def _set_inputs(self, sequences: bool) -> None:
         """Vector sequences in, rather than texts: the served column and the throughput unit."""
-        if yes:
+        if sequences:
             self.input_columns, self.unit = (sequence_inputs.COLUMN,), "sequences"
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
@@ -91,7 +91,7 @@ class ClassifyTask(Task):
         self._weights = (corpus.class_weights("balanced")
                          if self.config.class_weights == "balanced" else None)
         if sequence_inputs.reads_sequences(corpus):
-            return sequence_inputs.build_model(rc, corpus, corpus.n_classes)
+            return sequence_inputs.build_model(rc, corpus)
         return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
@@ -235,8 +235,7 @@ class ClassifyTask(Task):
         if sequence_inputs.reads_sequences(task_meta):
             named = sequence_inputs.command_sequences(cfg.get("sequence"), task_meta)
             texts = [name for name, _ in named]
-            rows = sequence_inputs.predict(model, task_meta, task_meta["classes"],
-                                           [seq for _, seq in named], top_k)
+            rows = sequence_inputs.predict(model, task_meta, [seq for _, seq in named], top_k)
         else:
             texts = requests.command_texts(cfg.get("text"))
             rows = predict_top_k(model, task_meta, texts, top_k, vocab=vocab)
@@ -259,8 +258,7 @@ class ClassifyTask(Task):
         task_meta = served.meta.model.task_meta
         if sequence_inputs.reads_sequences(task_meta):
             seqs = sequence_inputs.served_sequences(frame, task_meta)
-            rows = sequence_inputs.predict(served.model, task_meta, task_meta["classes"], seqs,
-                                           self.config.top_k)
+            rows = sequence_inputs.predict(served.model, task_meta, seqs, self.config.top_k)
         else:
             if "text" not in frame.columns:
                 raise RnnlabError("a classifier's input needs a 'text' column")

@@ -46,13 +46,13 @@ def reads_sequences(source: Any) -> bool:
 
 
 # -- training --------------------------------------------------------------------------------
-def build_model(rc: Any, corpus: Any, num_classes: int) -> Any:
+def build_model(rc: Any, corpus: Any) -> Any:
     """A many-to-one classifier over ``corpus.dim`` real-valued features per step."""
     from framework.nn.models.many_to_one import SequenceClassifier
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
-    return SequenceClassifier(rc.cell.name, corpus.dim, num_classes, hidden_size,
+    return SequenceClassifier(rc.cell.name, corpus.dim, corpus.n_classes, hidden_size,
                               rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=False,
                               bidirectional=rc.model.bidirectional, cell_options=options)
 
@@ -89,7 +89,8 @@ def sample_lines(trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
                                                                          corpus.train_labels)
     picks = [int(i) for i in np.linspace(0, len(pool) - 1, min(trainer.rc.train.num_samples,
                                                                len(pool)))]
-    rows = predict(trainer.model, meta(corpus), list(corpus.classes), [pool[i] for i in picks], 1)
+    task_meta = {**meta(corpus), "classes": list(corpus.classes)}
+    rows = predict(trainer.model, task_meta, [pool[i] for i in picks], 1)
     header = f"step {step}: smoothed loss {trainer.smooth_loss:.4f}"
     shown = [f"#{i + 1} ({len(pool[i])} steps, {corpus.classes[labels[i]]}) -> {top[0][0]} "
              f"({top[0][1]:.2f})" for i, top in zip(picks, rows, strict=True)]
@@ -174,8 +175,8 @@ def _batches(seqs: Sequence[np.ndarray]) -> Iterator[list[int]]:
         yield group
 
 
-def predict(model: Any, task_meta: Mapping[str, Any], classes: Sequence[str],
-            seqs: Sequence[np.ndarray], k: int) -> list[list[tuple[str, float]]]:
+def predict(model: Any, task_meta: Mapping[str, Any], seqs: Sequence[np.ndarray],
+            k: int) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) per sequence (checked, original units): each is standardised
     with the saved training statistics, then classified in length-sorted batches."""
     from framework.data.feeds.sequences import pad_sequences
@@ -184,6 +185,7 @@ def predict(model: Any, task_meta: Mapping[str, Any], classes: Sequence[str],
     mean = np.asarray(task_meta["feature_mean"], dtype=np.float64)
     std = np.asarray(task_meta["feature_std"], dtype=np.float64)
     scaled = [((s - mean) / std).astype(model.dtype) for s in seqs]
+    classes = task_meta["classes"]
     probs = np.zeros((len(seqs), len(classes)))
     for group in _batches(scaled):
         inputs, lengths = pad_sequences([scaled[i] for i in group], model.dtype)
