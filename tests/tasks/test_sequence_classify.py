@@ -249,5 +249,6 @@ def test_fewer_features_than_the_weights_are_refused(classifier, tmp_path):
                             features=[f"x{i}" for i in range(5)])
 
     bad = _rewrite_meta(classifier.last_checkpoint, tmp_path / "bad.npz", shrink)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"expected \(5, \d+\) float32; the file does not "
+                                              r"match its own metadata"):
         load_model(bad)
