@@ -49,7 +49,7 @@ class Quiet(NullTracker):
 def test_the_presets_are_there():
     assert {"dinosaurus_island", "dinosaurus_plus", "shakespeare_sonnets", "minchar_rnn",
             "char_rnn", "vanishing_gradients", "rnn_vs_lstm_vs_gru", "names_classify",
-            "sunspots_forecast", "co2_forecast"} <= set(PRESETS)
+            "sunspots_forecast", "co2_forecast", "japanese_vowels"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", [with_data(name) for name in PRESETS])
@@ -85,7 +85,8 @@ def test_course_preset_is_the_course_recipe():
     pytest.param(name, task, dataset, marks=needs_data(*dataset_files(dataset)))
     for name, task, dataset in [("names_classify", "classify", "names"),
                                 ("sunspots_forecast", "forecast", "sunspots"),
-                                ("co2_forecast", "forecast", "co2")]])
+                                ("co2_forecast", "forecast", "co2"),
+                                ("japanese_vowels", "classify", "japanese_vowels")]])
 def test_task_presets_pick_their_task_and_dataset(name, task, dataset, tmp_path):
     rc = run_config([f"experiment={name}", *FAST, *SMALL.get(name, [])])
     assert (rc.task.name, rc.dataset.name) == (task, dataset)

@@ -53,7 +53,8 @@ def task_from_meta(task_meta: Mapping[str, Any]) -> Task:
     from framework.registry import TASKS
 
     name = str(task_meta.get("name") or DEFAULT_TASK)
-    return TASKS.get(name)(TASKS.validate({"name": name, **dict(task_meta.get("options") or {})}))
+    task = TASKS.get(name)(TASKS.validate({"name": name, **dict(task_meta.get("options") or {})}))
+    return task.for_model(task_meta)
 
 
 def spec_options(spec: Any) -> dict[str, Any]:
@@ -141,6 +142,11 @@ class Task:
 
         return [name for name in TASKS.names() if TASKS.get(name).bidirectional]
 
+    def for_model(self, task_meta: Mapping[str, Any]) -> Task:
+        """This task as it answers for a saved model with this validated ``task`` field (a task
+        whose inputs depend on its data, such as texts or vectors, adapts here)."""
+        return self
+
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         """Where the smoothed training loss starts: the loss of a uniform guess."""
         return math.nan
@@ -217,6 +223,12 @@ class Task:
         makes each failure a one-line CheckpointError naming the field; ``options`` are the
         field's task options, already validated against the task's schema."""
         return {}
+
+    @classmethod
+    def reads_vocab(cls, task_meta: Mapping[str, Any]) -> bool:
+        """Does a saved model with this validated ``task`` field read token ids of a vocabulary
+        (which its checkpoint must then hold)?"""
+        return cls.has_vocab
 
     @classmethod
     def model_from_meta(cls, spec: Any, vocab: Any) -> Any:

@@ -1,6 +1,8 @@
 """Baselines a trained model must beat, computed on the same split as the model.
 
-Classification: the majority class, and multinomial naive Bayes over character n-grams.
+Classification: the majority class, and multinomial naive Bayes over character n-grams (word
+n-grams for word datasets); for vector sequences a 1-nearest-neighbour on each sequence's
+per-channel mean and standard deviation.
 Forecasting (one step ahead, with the true history, in the series' original units): persistence
 (the next value is the last one) and a least-squares AR(p) with intercept fitted on the training
 part.  The AR model regresses each of the D columns on the last p rows of all columns (a VAR
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from framework.data.corpora.labelled import LabelledCorpus
+from framework.data.corpora.sequences import SequenceCorpus
 from framework.data.corpora.series import SeriesCorpus
 from framework.data.tokenizers.rules import split_words
 from framework.errors import ConfigError, DataError
@@ -147,6 +150,40 @@ def classify_word_baselines(corpus: LabelledCorpus, *, alpha: float = 1.0, lower
     return nb_baselines(corpus, NaiveBayesWords(alpha, lower, bigrams=bigrams))
 
 
+def summary_statistics(seqs: Sequence[np.ndarray]) -> np.ndarray:
+    """Each (timesteps, D) sequence as its per-channel mean and standard deviation, (N, 2D)."""
+    return np.array([np.concatenate([x.mean(axis=0), x.std(axis=0)]) for x in seqs])
+
+
+def nearest_neighbour(train: np.ndarray, train_labels: np.ndarray,
+                      query: np.ndarray) -> np.ndarray:
+    """The label of each query row's nearest training row (Euclidean, after z-scoring every
+    column with the training rows' statistics; the earliest training row on a tie)."""
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    a, q = (train - mean) / std, (query - mean) / std
+    # |q - a|^2 without the (N_query, N_train, F) difference array.
+    d2 = (q * q).sum(axis=1)[:, None] - 2.0 * q @ a.T + (a * a).sum(axis=1)[None, :]
+    return np.asarray(train_labels)[np.argmin(d2, axis=1)]
+
+
+def sequence_baselines(corpus: SequenceCorpus) -> dict[str, float]:
+    """Validation accuracy of the majority class and of a 1-nearest-neighbour on each sequence's
+    per-channel mean and standard deviation (original units), and the latter's macro-F1."""
+    if corpus.n_val == 0:
+        raise DataError(f"'{corpus.name}' has no validation sequences; set dataset.val_fraction "
+                        f"> 0 or dataset.test_path to compare with the baselines")
+    C = corpus.n_classes
+    major = majority_class(corpus.train_labels, C)
+    pred = nearest_neighbour(summary_statistics(corpus.train), corpus.train_labels,
+                             summary_statistics(corpus.val))
+    return {
+        "baseline_majority_accuracy": accuracy(corpus.val_labels, np.full(corpus.n_val, major)),
+        "baseline_nn_accuracy": accuracy(corpus.val_labels, pred),
+        "baseline_nn_macro_f1": macro_f1(corpus.val_labels, pred, C),
+    }
+
+
 # ------------------------------------------------------------------------------ forecasting
 
 
@@ -215,4 +252,4 @@ def forecast_baselines(corpus: SeriesCorpus, window: int) -> dict[str, float]:
 
 __all__ = ["ARModel", "NaiveBayesNGrams", "NaiveBayesWords", "classify_baselines",
            "classify_word_baselines", "forecast_baselines", "majority_class", "nb_baselines",
-           "persistence"]
+           "nearest_neighbour", "persistence", "sequence_baselines", "summary_statistics"]

@@ -4,7 +4,9 @@ The cell stack reads each text (optionally in both directions, ``model.bidirecti
 the last valid hidden state goes into a dense softmax over the classes.  Metrics per evaluation:
 ``val_loss`` (unweighted cross-entropy, nats), ``val_accuracy``, ``val_macro_f1``; at the end a
 confusion-matrix PNG and the per-class table.  The majority-class and character-trigram naive
-Bayes baselines on the same split are logged before training.
+Bayes baselines on the same split are logged before training.  A corpus of real-valued vector
+sequences (kind ``sequences``) is read, scaled, checkpointed and answered through
+:mod:`framework.tasks.sequence_inputs`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from framework.errors import RnnlabError
 from framework.registry import TASKS
-from framework.tasks import requests
+from framework.tasks import requests, sequence_inputs
 from framework.tasks.base import Task, spec_options
 
 MAX_CLASSES = 1 << 16  # what a checkpoint may claim
@@ -58,7 +60,7 @@ class ClassifyTask(Task):
     """A label per text from the last hidden state."""
 
     name = "classify"
-    corpus_kinds = ("labelled",)
+    corpus_kinds = ("labelled", "sequences")  # texts, or vectors per step (sequence_inputs)
     unit = "texts"
     compare_metrics = ("val_accuracy", "val_macro_f1", "val_loss")
     objectives = OBJECTIVES
@@ -67,7 +69,20 @@ class ClassifyTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
                   "dataset.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("text",)
-    meta_fields = ("classes", "ascii", "lower")
+    meta_fields = ("classes", "ascii", "lower", *sequence_inputs.META_FIELDS)
+
+    def check(self, rc: Any, corpus: Any) -> None:
+        super().check(rc, corpus)
+        self._set_inputs(sequence_inputs.reads_sequences(corpus))
+
+    def for_model(self, task_meta: Any) -> ClassifyTask:
+        self._set_inputs(sequence_inputs.reads_sequences(task_meta))
+        return self
+
+    def _set_inputs(self, sequences: bool) -> None:
+        """Vector sequences in, rather than texts: the served column and the throughput unit."""
+        if sequences:
+            self.input_columns, self.unit = (sequence_inputs.COLUMN,), "sequences"
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return math.log(corpus.n_classes)
@@ -75,11 +90,15 @@ class ClassifyTask(Task):
     def build_model(self, rc: Any, corpus: Any) -> Any:
         self._weights = (corpus.class_weights("balanced")
                          if self.config.class_weights == "balanced" else None)
+        if sequence_inputs.reads_sequences(corpus):
+            return sequence_inputs.build_model(rc, corpus)
         return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS
 
+        if sequence_inputs.reads_sequences(corpus):
+            return sequence_inputs.make_feed(rc, corpus)
         return FEEDS.build({"name": "labelled"}, corpus=corpus, batch_size=rc.train.batch_size,
                            seed=rc.seed)
 
@@ -119,10 +138,16 @@ class ClassifyTask(Task):
     def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
         from framework.tasks.baselines import classify_baselines
 
-        return classify_baselines(corpus) if corpus.n_val else {}
+        if not corpus.n_val:
+            return {}
+        if sequence_inputs.reads_sequences(corpus):
+            return sequence_inputs.baselines(corpus)
+        return classify_baselines(corpus)
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         corpus = trainer.corpus
+        if sequence_inputs.reads_sequences(corpus):
+            return sequence_inputs.sample_lines(trainer, step)
         pool = corpus.val_texts or corpus.train_texts
         picks = np.linspace(0, len(pool) - 1, min(trainer.rc.train.num_samples, len(pool)))
         texts = [pool[int(i)] for i in picks]  # spread over the classes (the split is sorted)
@@ -164,8 +189,11 @@ class ClassifyTask(Task):
                 f"{metrics.get('val_macro_f1', math.nan):.4f}")
 
     def meta(self, corpus: Any) -> dict[str, Any]:
-        return {"classes": list(corpus.classes), "ascii": bool(corpus.metadata.get("ascii")),
-                "lower": bool(corpus.metadata.get("lower"))}
+        out = {"classes": list(corpus.classes), "ascii": bool(corpus.metadata.get("ascii")),
+               "lower": bool(corpus.metadata.get("lower"))}
+        if sequence_inputs.reads_sequences(corpus):
+            out.update(sequence_inputs.meta(corpus))
+        return out
 
     def describe_data(self, rc: Any, corpus: Any = None) -> str:
         classes = getattr(corpus, "classes", None)
@@ -179,36 +207,64 @@ class ClassifyTask(Task):
                 or not all(isinstance(c, str) and c for c in classes)):
             raise fields.fail("task.classes", f"a list of 2 to {MAX_CLASSES} class names",
                               classes)
-        return {"classes": list(classes), "ascii": raw.get("ascii") is True,
-                "lower": raw.get("lower") is True}
+        out = {"classes": list(classes), "ascii": raw.get("ascii") is True,
+               "lower": raw.get("lower") is True}
+        out.update(sequence_inputs.read_meta(fields, raw))
+        return out
+
+    @classmethod
+    def reads_vocab(cls, task_meta: Any) -> bool:
+        return not sequence_inputs.reads_sequences(task_meta)
 
     @classmethod
     def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
         from framework.nn.models.many_to_one import SequenceClassifier
 
+        if sequence_inputs.reads_sequences(spec.task_meta):
+            return sequence_inputs.model_from_meta(spec, spec_options(spec))
         return SequenceClassifier(spec.cell, vocab.size, len(spec.task_meta["classes"]),
                                   **spec_options(spec),
                                   bidirectional=spec.task_meta["bidirectional"])
 
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
-        """``text: class p, class p, ...`` (the ``top_k`` best classes) for each ``text``."""
+        """``text: class p, class p, ...`` (the ``top_k`` best classes) for each ``text``, or for
+        each sequence of the ``sequence`` file(s) of a model of vector sequences."""
         top_k = requests.positive_int(cfg.get("top_k"), "top_k")
-        texts = requests.command_texts(cfg.get("text"))
-        rows = predict_top_k(model, meta.model.task_meta, texts, top_k, vocab=vocab)
+        task_meta = meta.model.task_meta
+        if sequence_inputs.reads_sequences(task_meta):
+            named = sequence_inputs.command_sequences(cfg.get("sequence"), task_meta)
+            texts = [name for name, _ in named]
+            rows = sequence_inputs.predict(model, task_meta, [seq for _, seq in named], top_k)
+        else:
+            texts = requests.command_texts(cfg.get("text"))
+            rows = predict_top_k(model, task_meta, texts, top_k, vocab=vocab)
         return [f"{text}: " + ", ".join(f"{name} {p:.3f}" for name, p in top)
                 for text, top in zip(texts, rows, strict=True)]
 
+    def signature(self) -> Any:
+        if self.input_columns == (sequence_inputs.COLUMN,):
+            return sequence_inputs.signature()
+        return super().signature()
+
     def input_example(self, meta: Any, vocab: Any) -> dict[str, list[Any]]:
+        if sequence_inputs.reads_sequences(meta.model.task_meta):
+            return sequence_inputs.input_example(meta.model.task_meta)
         return {"text": [requests.example_letters(vocab) or "a"]}
 
     def serve(self, served: Any, frame: Any) -> list[str]:
-        """``"class p, class p, ..."`` (the top ``task.top_k`` classes) for each ``text``."""
-        if "text" not in frame.columns:
-            raise RnnlabError("a classifier's input needs a 'text' column")
-        texts = requests.served_texts(frame)
-        rows = predict_top_k(served.model, served.meta.model.task_meta, texts,
-                             self.config.top_k, vocab=served.vocab)
+        """``"class p, class p, ..."`` (the top ``task.top_k`` classes) for each ``text`` (or
+        ``sequence`` of a model of vector sequences)."""
+        task_meta = served.meta.model.task_meta
+        if sequence_inputs.reads_sequences(task_meta):
+            seqs = sequence_inputs.served_sequences(frame, task_meta)
+            rows = sequence_inputs.predict(served.model, task_meta, seqs, self.config.top_k)
+        else:
+            if "text" not in frame.columns:
+                raise RnnlabError("a classifier's input needs a 'text' column")
+            texts = requests.served_texts(frame)
+            rows = predict_top_k(served.model, task_meta, texts, self.config.top_k,
+                                 vocab=served.vocab)
         return [", ".join(f"{name} {p:.4f}" for name, p in top) for top in rows]
 
 
@@ -218,6 +274,7 @@ def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: An
     from framework.data.corpora.labelled import prepare_text
     from framework.data.feeds.labelled import pad_texts
     from framework.errors import DataError
+    from framework.tasks.metrics import top_classes
 
     vocab = vocab if vocab is not None else meta.get("_vocab")
     classes = meta["classes"]
@@ -231,12 +288,7 @@ def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: An
     ids = [np.asarray(vocab.encode(t), dtype=np.int64) for t in texts]
     inputs, lengths = pad_texts(ids)
     probs = model.predict_proba(inputs, lengths)
-    k = min(k, len(classes))
-    out = []
-    for row in probs:
-        order = np.argsort(-row, kind="stable")[:k]
-        out.append([(classes[i], float(row[i])) for i in order])
-    return out
+    return [top_classes(row, classes, k) for row in probs]
 
 
 __all__ = ["MAX_CLASSES", "ClassifyConfig", "ClassifyTask", "build_classifier", "predict_top_k"]

@@ -24,6 +24,13 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred))
 
 
+def top_classes(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable (class, probability) of one row of probabilities, best first (the
+    earlier class first on a tie)."""
+    order = np.argsort(-np.asarray(probs), kind="stable")[: min(k, len(classes))]
+    return [(classes[i], float(probs[i])) for i in order]
+
+
 # The confusion matrix is (C, C): drawn (and allocated) only up to this many classes; the
 # per-class metrics need O(C) memory whatever C is.
 MAX_CONFUSION_CLASSES = 100
@@ -210,4 +217,4 @@ def save_forecast_png(times: np.ndarray | None, values: np.ndarray, n_train: int
 
 __all__ = ["accuracy", "classification_table", "confusion_figure", "confusion_matrix",
            "forecast_figure", "macro_f1", "macro_f1_from_confusion", "mae", "per_class", "rmse",
-           "save_confusion_png", "save_forecast_png"]
+           "save_confusion_png", "save_forecast_png", "top_classes"]

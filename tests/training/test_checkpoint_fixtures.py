@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 LM = FIXTURES / "lm_dinos_gru.npz"
 CLASSIFY = FIXTURES / "classify_names_bigru.npz"
 FORECAST = FIXTURES / "forecast_sunspots_lstm_diff1.npz"
+VECTORS = FIXTURES / "classify_vowels_bigru.npz"
 load_plugins()
 
 
@@ -28,7 +29,7 @@ def _predict(path: Path, **request) -> list[str]:
     return predict(OmegaConf.create({**cfg, **request}))
 
 
-@pytest.mark.parametrize("path", [LM, CLASSIFY, FORECAST], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [LM, CLASSIFY, FORECAST, VECTORS], ids=lambda p: p.stem)
 def test_old_task_checkpoints_load_for_resume(path):
     ckpt = read_checkpoint(path, for_resume=True)
     assert ckpt.meta.step == 3 and ckpt.meta.smooth_loss is not None
@@ -88,10 +89,11 @@ WRITTEN_WITH = {  # the overrides each fixture was trained with (README.md of th
                "dataset.ascii=true"],
     FORECAST: ["task=forecast", "dataset=sunspots", "cell=lstm", "task.window=4",
                "task.horizon=2", "task.difference=1"],
+    VECTORS: ["task=classify", "dataset=japanese_vowels", "cell=gru", "model.bidirectional=true"],
 }
 
 
-@pytest.mark.parametrize("path", [LM, CLASSIFY, FORECAST], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [LM, CLASSIFY, FORECAST, VECTORS], ids=lambda p: p.stem)
 def test_old_task_checkpoints_resume_with_the_config_they_were_written_with(path, tmp_path):
     """Their saved config (the resolved config then) has no conflict with today's validated
     config of the same overrides, and a trainer continues from them."""
@@ -108,3 +110,16 @@ def test_old_task_checkpoints_resume_with_the_config_they_were_written_with(path
     assert trainer.step == 3
     trainer.run()
     assert trainer.step == 4 and trainer.last_checkpoint.is_file()
+
+
+def test_old_vector_sequence_classifier_predicts_as_it_did(tmp_path):
+    seq = [[round(0.1 * (t + 1) - 0.05 * d, 2) for d in range(12)] for t in range(4)]
+    frames = tmp_path / "frames.txt"
+    frames.write_text("\n".join(" ".join(str(v) for v in row) for row in seq), encoding="utf-8")
+    assert _predict(VECTORS, sequence=str(frames)) == [f"{frames}: 2 0.205, 5 0.160, 7 0.136"]
+    served = load_text_model(VECTORS)
+    assert served.predict(None, {"sequence": seq}) == ["2 0.2050, 5 0.1602, 7 0.1359"]
+    _, vocab, meta = load_model(VECTORS)
+    task = meta.model.task_meta
+    assert vocab is None and task["inputs"] == "sequences" and len(task["feature_std"]) == 12
+    assert input_example(meta, vocab)["sequence"][0].startswith("[[0.869106, -0.554501, ")

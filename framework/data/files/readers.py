@@ -1,5 +1,6 @@
 """Readers of labelled and series data files: label folders, ``text<TAB>label``, labelled and
-series CSVs, and the sktime ``.ts`` format of labelled multivariate sequences.
+series CSVs, the sktime ``.ts`` format of labelled multivariate sequences, and the sequence files
+given to ``framework.predict``.
 
 Every problem with a file is a one-line :class:`~framework.errors.DataError` naming the file, the
 line and the fix.
@@ -274,6 +275,95 @@ def read_sequences_npz(path: Path) -> tuple[list[np.ndarray], list[str]]:
             [str(y) for y in labels.tolist()])
 
 
+# A file given to ``framework.predict`` holds a few sequences to classify, not a dataset: it is
+# refused beyond this size before it is read.
+MAX_REQUEST_FILE_BYTES = 16 * 2**20
+_CASE_LINE = ":"  # what separates the channels of a .ts case line
+
+
+def _frame(line: str, path: Path, n: int) -> list[float]:
+    """One time step of a frames file: values separated by commas and/or white space."""
+    return [_ts_value(v, path, n) for v in line.replace(",", " ").split()]
+
+
+def _numbers(part: str) -> bool:
+    try:
+        [float(v) for v in part.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+def _case_line(line: str, path: Path, n: int, n_features: int | None) -> np.ndarray:
+    """One ``.ts`` case line (``channel:channel:...[:label]``) as (timesteps, D); the label, when
+    present, is dropped: the part beyond ``n_features`` channels, or a last part that is not a
+    list of numbers."""
+    parts = line.split(_CASE_LINE)
+    if len(parts) > 1 and ((n_features is not None and len(parts) == n_features + 1)
+                           or not _numbers(parts[-1])):
+        parts = parts[:-1]
+    series = [[_ts_value(v, path, n) for v in c.split(",")] for c in parts]
+    lengths = {len(c) for c in series}
+    if len(lengths) != 1:
+        raise DataError(f"{path} line {n} has channels of different lengths "
+                        f"({', '.join(str(k) for k in sorted(lengths))}); every channel needs "
+                        f"one value per time step")
+    return np.array(series, dtype=np.float64).T.copy()
+
+
+def read_sequence_file(path: Path, n_features: int | None = None) -> list[np.ndarray]:
+    """The unlabelled sequences of a file given for prediction, each (timesteps, D) float64.
+
+    Three layouts, told apart by their content:
+
+    - frames: one time step per line, its values separated by commas and/or white space;
+    - one case line of the sktime ``.ts`` format: the channels separated by ``:``, each a
+      comma-separated series, optionally the class label last (ignored; ``n_features``, the
+      model's channel count, tells a label from a channel);
+    - a whole ``.ts`` file (``@`` headers, then ``@data``): every case, labels ignored.
+
+    Blank lines and ``#`` comment lines are skipped.  A missing or non-numeric value, NaN or
+    infinity, frames of different widths, channels of different lengths, a malformed ``.ts``
+    file and a file without any time step are one-line errors naming the line.
+    """
+    fix = "give a file of frames, one time step per line"
+    info = check_regular_file(path, fix)
+    if info.st_size > MAX_REQUEST_FILE_BYTES:
+        raise DataError(f"{path} is {info.st_size:,} bytes, more than the "
+                        f"{MAX_REQUEST_FILE_BYTES // 2**20} MiB a sequence file for prediction "
+                        f"may have; split it")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_REQUEST_FILE_BYTES + 1)
+        text = raw.decode("utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); "
+                        f"{fix}") from None
+    if len(raw) > MAX_REQUEST_FILE_BYTES:  # it grew since it was checked
+        raise DataError(f"{path} is larger than {MAX_REQUEST_FILE_BYTES // 2**20} MiB; split it")
+    lines = [(n, line.strip()) for n, line in enumerate(text.split("\n"), start=1)]
+    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise DataError(f"{path} has no time steps (the sequence is empty); {fix}")
+    if lines[0][1].startswith("@"):
+        return read_ts(path)[0]
+    if any(_CASE_LINE in line for _, line in lines):
+        if len(lines) != 1:
+            raise DataError(f"{path} line {lines[1][0]}: a .ts case line must be the file's only "
+                            f"line (add the @ headers and @data for several cases)")
+        n, line = lines[0]
+        return [_case_line(line, path, n, n_features)]
+    frames = [_frame(line, path, n) for n, line in lines]
+    width = len(frames[0])
+    for (n, _), frame in zip(lines, frames, strict=True):
+        if len(frame) != width:
+            raise DataError(f"{path} line {n} has {len(frame)} value(s), line {lines[0][0]} has "
+                            f"{width}; every time step needs the same features")
+    return [np.array(frames, dtype=np.float64)]
+
+
 def time_axis(times: np.ndarray | None, n: int) -> np.ndarray:
     """Times as float64 (datetime64 in seconds) for interpolation; the row index if None."""
     if times is None:
@@ -365,5 +455,5 @@ def read_series_csv(path: Path, *, column: str, time_column: str | None = None,
 
 
 __all__ = ["MISSING_MARKERS", "read_label_folder", "read_label_tsv", "read_labelled_csv",
-           "read_lines", "read_sequences_csv", "read_sequences_npz", "read_series_csv", "read_ts",
-           "user_path"]
+           "read_lines", "read_sequence_file", "read_sequences_csv", "read_sequences_npz",
+           "read_series_csv", "read_ts", "user_path"]

@@ -63,7 +63,7 @@ OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "opti
 EARLY_STOP_FIELDS = ("best_step", "bad_evals", "metrics", "restored")
 MAX_METRICS = 256  # metrics an eval may report
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
-CORPUS_KINDS = ("lines", "stream", "labelled", "series")
+CORPUS_KINDS = ("lines", "stream", "labelled", "series", "sequences")
 DTYPES = ("float32", "float64")
 
 
@@ -223,7 +223,7 @@ def parse_meta(raw: Any, source: str = "") -> CheckpointMeta:
                               f"{', '.join(reserved)}; {f.FIX}")
     task = _parse_task(f, raw.get("task"))
     task_plugin = TASKS.get(task["name"])
-    if raw["vocab"] is None and not task_plugin.has_vocab:
+    if raw["vocab"] is None and not task_plugin.reads_vocab(task):
         vocab = None  # real-valued inputs have no vocabulary
     else:
         try:
