@@ -103,8 +103,9 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
     else:
         metrics = "no validation (the validation split gave no batch)"
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
+    stopping = f"; {result.early_stop}" if result.early_stop else ""
     return (f"done: {steps}, {metrics}, {result.chars_per_sec:,.0f} "
-            f"{task.throughput_unit(vocab)}/s; checkpoint {result.final_checkpoint}")
+            f"{task.throughput_unit(vocab)}/s{stopping}; checkpoint {result.final_checkpoint}")
 
 
 def files_line(out_dir: Path, since: float) -> str | None:
@@ -214,6 +215,8 @@ def run(cfg: DictConfig) -> float:
                            f"{link}")
             status = "FINISHED"
             if trial is not None:  # an Optuna trial: the objective its study optimises, as
+                if result.best_step is not None:  # of the model restored by early stopping
+                    return float(trial.value(result.best_step, result.final_metrics))
                 return float(trial.last_value)  # reported at the last eval (the last step's)
             # What a sweeper optimises: the task's objective (val_loss for the language model).
             return float(result.final_metrics.get(trainer.task.objective, math.nan))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,22 @@ class ModelConfig:
 
 
 @dataclass
+class EarlyStopConfig:
+    """``train.early_stop``: end training after ``patience`` evals without an improvement of the
+    task's objective by more than ``min_delta`` (0 turns it off); the best eval's parameters are
+    restored at the end."""
+
+    patience: int = 0
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.patience >= 0, f"train.early_stop.patience must be >= 0 evals (0 turns early "
+                                   f"stopping off), got {self.patience}")
+        _check(math.isfinite(self.min_delta) and self.min_delta >= 0,
+               f"train.early_stop.min_delta must be a finite number >= 0, got {self.min_delta}")
+
+
+@dataclass
 class TrainConfig:
     steps: int = 2000
     batch_size: int = 32
@@ -112,6 +129,7 @@ class TrainConfig:
     progress: str = "auto"
     status_every: float = 30.0  # seconds between status lines when output is not a terminal
     divergence_loss: float = 100.0
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
 
     def __post_init__(self) -> None:
         _check(self.steps >= 0, f"train.steps must be >= 0, got {self.steps}")
@@ -139,6 +157,9 @@ class TrainConfig:
         _check(self.status_every >= 0,
                f"train.status_every must be >= 0 seconds (0: no status lines), got "
                f"{self.status_every}")
+        _check(self.early_stop.patience == 0 or self.eval_every > 0,
+               f"train.early_stop.patience={self.early_stop.patience} counts evals, but "
+               f"train.eval_every=0 turns them off; set train.eval_every or patience=0")
 
 
 @dataclass
@@ -244,12 +265,24 @@ SECTIONS = {"model": ModelConfig, "train": TrainConfig, "generate": GenerateConf
             "mlflow": MlflowConfig, "optuna": OptunaTrialConfig}
 
 
+def _refuse_unknown_keys(name: str, schema: type, node: Any) -> None:
+    """Refuse a key of ``node`` that ``schema`` lacks, in nested sections too
+    (``train.early_stop.patiense``)."""
+    if not isinstance(node, dict):
+        return
+    fields = {f"{name}.{f.name}": f for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        found = fields.get(f"{name}.{key}")
+        if found is None:
+            raise unknown_key_error(f"{name}.{key}", fields)
+        nested = found.default_factory if found.default_factory is not dataclasses.MISSING \
+            else None
+        if dataclasses.is_dataclass(nested):
+            _refuse_unknown_keys(f"{name}.{key}", nested, value)
+
+
 def _section(name: str, schema: type, node: Any) -> Any:
-    if isinstance(node, dict):
-        fields = [f"{name}.{f.name}" for f in dataclasses.fields(schema)]
-        for key in node:
-            if f"{name}.{key}" not in fields:
-                raise unknown_key_error(f"{name}.{key}", fields)
+    _refuse_unknown_keys(name, schema, node)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node or {})
         return OmegaConf.to_object(merged)

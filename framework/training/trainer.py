@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import DivergenceError
+from framework.errors import CheckpointError, DivergenceError
 from framework.nn.cell import load_kernels
 from framework.registry import CELLS, CLIPS, DATASETS, OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
+from framework.tasks.base import BEST_PREFIX
 from framework.training.checkpoint import pack_arrays, read_for_resume, run_meta, save_rolling
 from framework.training.config import RunConfig
+from framework.training.early_stop import BestEval
 from framework.training.resources import check_fits, training_estimate
 from framework.training.runtime import Interrupted, StopSignals
 
@@ -61,7 +63,11 @@ class TrainResult:
     best_checkpoint: Path | None
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
+    # The metrics of the model in the final checkpoint: the last eval's, or with early stopping
+    # the best eval's (its parameters were restored).
     final_metrics: dict[str, float] = field(default_factory=dict)
+    early_stop: str | None = None  # with early stopping: why training ended, where the best was
+    best_step: int | None = None  # with early stopping: the step of the restored best eval
 
 
 class Reporter:
@@ -123,7 +129,8 @@ class Trainer:
         self.step = 0
         self.state = self.task.zero_state(self.model, self.feed, rc)
         self.smooth_loss = self.task.initial_loss(rc, self.corpus)
-        self.best_val = math.inf  # the best objective so far, as a value to minimise
+        stopping = rc.train.early_stop
+        self.best = BestEval(patience=stopping.patience, min_delta=stopping.min_delta)
         self.last_metrics: dict[str, float] = {}
         self.history: dict[str, list[tuple[int, float]]] = {"train_loss": [], "smooth_loss": [],
                                                              "val_loss": []}
@@ -147,9 +154,11 @@ class Trainer:
         # One write: latest.npz (and best.npz) are hard links to the step file, swapped in
         # atomically, so a kill at any moment leaves the previous latest intact.
         meta = run_meta(self.rc, vocab=self.vocab, corpus_kind=self.corpus.kind, step=self.step,
-                        smooth_loss=self.smooth_loss, best_val_loss=self.best_val,
-                        task=self.task.checkpoint_field(self.rc, self.corpus))
-        arrays = pack_arrays(self.model.params, self.optimizer.state_dict(), self.state)
+                        smooth_loss=self.smooth_loss, best_val_loss=self.best.best,
+                        task=self.task.checkpoint_field(self.rc, self.corpus),
+                        early_stop=self.best.to_meta())
+        arrays = pack_arrays(self.model.params, self.optimizer.state_dict(), self.state,
+                             kept=self.best.best_params)
         path = save_rolling(self.ckpt_dir, self.step, arrays, meta, best=best)
         self.last_checkpoint = self.ckpt_dir / "latest.npz"
         self._unverified = path
@@ -168,8 +177,19 @@ class Trainer:
         self.step = saved.meta.step
         self.smooth_loss = saved.meta.smooth_loss
         self._unverified = Path(path)
-        if saved.meta.best_val_loss is not None:
-            self.best_val = saved.meta.best_val_loss
+        self.best.load_meta(saved.meta.early_stop, saved.meta.best_val_loss)
+        kept = saved.kept_params
+        if self.best.restored and kept is not None:
+            # A finished run's checkpoint holds the restored best: go on from its last step.
+            for name, value in kept.items():
+                self.model.params[name][...] = value
+            kept, self.best.restored = saved.params, False
+        self.best.best_params = kept if self.best.enabled else None
+        if self.best.stopped:
+            raise CheckpointError(
+                f"resume: {path} is {self.best.bad_evals} evals past its best (step "
+                f"{self.best.best_step}), as many as train.early_stop.patience="
+                f"{self.best.patience} allows; raise train.early_stop.patience to continue")
 
     # -- evaluation and sampling ----------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -177,6 +197,11 @@ class Trainer:
         metrics = self.task.evaluate(self.model, self.feed, self.rc)
         self.last_metrics = metrics
         return metrics
+
+    @property
+    def best_val(self) -> float:
+        """The best objective so far, as a value to minimise (inf before the first eval)."""
+        return self.best.best
 
     def objective(self, metrics: dict[str, float]) -> float:
         """The task's objective as a value to minimise (NaN when it was not computed)."""
@@ -268,12 +293,10 @@ class Trainer:
                     if math.isfinite(val_loss):
                         self.history["val_loss"].append((step, val_loss))
                     self.report.metrics(metrics, step)
-                score = self.objective(metrics)
-                better = math.isfinite(score) and score < self.best_val
-                if better:
-                    self.best_val = score
-                    if rc.train.checkpoint_every:
-                        self.save(best=True)
+                better = bool(metrics) and self.best.observe(step, self.objective(metrics),
+                                                             metrics, self.model.params)
+                if better and rc.train.checkpoint_every:
+                    self.save(best=True)
                 # -- pruning: the trial stops here, with a checkpoint of where it stopped
                 if self.eval_hook is not None and metrics and self.eval_hook(
                         step, metrics) and not last:
@@ -282,15 +305,29 @@ class Trainer:
                 self.save()
             if stop is not None and stop.requested:
                 raise Interrupted(stop.signum, self.save())
+            if self.best.stopped:
+                break
         elapsed = time.perf_counter() - started
-        if self.step > 0 and rc.train.checkpoint_every == 0:
+        final_metrics, summary = dict(self.last_metrics), None
+        if self.best.enabled and self.step > 0:
+            summary = self.best.summary(self.task.objective, self.task.direction, steps)
+            if self.best.best_params is not None:
+                self.best.swap_into(self.model.params)  # the final checkpoint holds the best
+                final_metrics = dict(self.best.best_metrics)
+                self.save()
+                self.report.metrics({"best_step": float(self.best.best_step),
+                                     BEST_PREFIX + self.task.objective:
+                                         final_metrics.get(self.task.objective, math.nan)},
+                                    self.best.last_step or 0)
+        if self.step > 0 and rc.train.checkpoint_every == 0 and not self.best.restored:
             self.save()  # a finished run always leaves a final checkpoint
         final = self.last_checkpoint
         return TrainResult(steps=self.step, final_val_loss=val_loss, best_val_loss=self.best_val,
                            chars_per_sec=chars / elapsed if elapsed > 0 else 0.0,
                            final_checkpoint=final, best_checkpoint=self.best_checkpoint,
                            history=self.history, samples=self.report.sample_log,
-                           final_metrics=dict(self.last_metrics))
+                           final_metrics=final_metrics, early_stop=summary,
+                           best_step=self.best.best_step if self.best.restored else None)
 
 
 def print_line(text: str) -> None:

@@ -5,6 +5,8 @@ Array names (prefixes)
     ``param/<name>``   model parameters, e.g. ``param/layers.0.W_x`` (the model's params keys)
     ``optim/<name>``   optimizer state_dict() entries: ``t`` (0-d int64) and ``<slot>.<param>``
     ``state/<layer>/<k>``  carried hidden state, entry ``k`` of layer ``layer`` (h, or h and c)
+    ``kept/<name>``    early stopping's other parameters (files.KEPT_PREFIX): the best eval's,
+                       or the last step's once the best was restored into ``param/``
 """
 
 from __future__ import annotations
@@ -16,16 +18,25 @@ from typing import Any
 import numpy as np
 
 from framework.errors import CheckpointError
-from framework.training.checkpoint.files import META_KEY, OPTIM_PREFIX, PARAM_PREFIX, STATE_PREFIX
+from framework.training.checkpoint.files import (
+    KEPT_PREFIX,
+    META_KEY,
+    OPTIM_PREFIX,
+    PARAM_PREFIX,
+    STATE_PREFIX,
+)
 from framework.training.checkpoint.metadata import CheckpointMeta
 from framework.training.safe_npz import Expect
 
 
 def pack_arrays(params: Mapping[str, np.ndarray],
                 optimizer_state: Mapping[str, Any] | None = None,
-                carried: Sequence[Sequence[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
-    """Parameters, optimizer state and carried hidden state as the checkpoint's named arrays."""
+                carried: Sequence[Sequence[np.ndarray]] | None = None,
+                kept: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Parameters, optimizer state, carried hidden state and early stopping's other parameters
+    (``kept``) as the checkpoint's named arrays."""
     arrays = {f"{PARAM_PREFIX}{k}": v for k, v in params.items()}
+    arrays.update({f"{KEPT_PREFIX}{k}": v for k, v in (kept or {}).items()})
     arrays.update({f"{OPTIM_PREFIX}{k}": np.asarray(v)
                    for k, v in (optimizer_state or {}).items()})
     arrays.update({f"{STATE_PREFIX}{i}/{j}": part for i, layer in enumerate(carried or ())
@@ -50,12 +61,16 @@ def _optimizer_slots(name: str | None) -> tuple[str, ...] | None:
 def expected_arrays(meta: CheckpointMeta) -> dict[str, Expect]:
     """Every array the metadata allows, with its shape and dtype, in model order.
 
-    Parameters are required; optimizer state (``t`` and one buffer per slot and parameter) and
-    carried state (rows up to ``config.train.batch_size``) may be absent, but not partly so.
+    Parameters are required, and so are early stopping's kept parameters when the metadata says
+    it has them (a best eval, or a restored best); optimizer state (``t`` and one buffer per slot
+    and parameter) and carried state (rows up to ``config.train.batch_size``) may be absent, but
+    not partly so.
     """
     spec = meta.model
     dt = spec.dtype
     out = {f"{PARAM_PREFIX}{k}": Expect(dt, s) for k, s in spec.param_shapes.items()}
+    if meta.early_stop is not None and meta.early_stop["best_step"] is not None:
+        out.update({f"{KEPT_PREFIX}{k}": Expect(dt, s) for k, s in spec.param_shapes.items()})
     slots = _optimizer_slots(meta.optimizer)
     if slots is not None:
         out[f"{OPTIM_PREFIX}t"] = Expect(np.dtype(np.int64), ())
@@ -73,7 +88,7 @@ def expected_arrays(meta: CheckpointMeta) -> dict[str, Expect]:
 def describe_member(name: str) -> str:
     """What a member holds, for a message: "parameter 'out.W'", "optimizer state 't'", ..."""
     for prefix, kind in ((PARAM_PREFIX, "parameter"), (OPTIM_PREFIX, "optimizer state"),
-                         (STATE_PREFIX, "hidden state")):
+                         (STATE_PREFIX, "hidden state"), (KEPT_PREFIX, "kept parameter")):
         if name.startswith(prefix):
             return f"{kind} '{name[len(prefix):]}'"
     return "metadata" if name == META_KEY else f"array '{name}'"
@@ -84,7 +99,8 @@ def check_members(names: Sequence[str], expected: Mapping[str, Expect], meta: Ch
     """Refuse unknown members, missing parameters and half-present optimizer or carried state."""
     present = set(names) - {META_KEY}
     unexpected = sorted(present - set(expected))
-    missing = sorted(k for k in expected if k.startswith(PARAM_PREFIX) and k not in present)
+    missing = sorted(k for k in expected if k.startswith((PARAM_PREFIX, KEPT_PREFIX))
+                     and k not in present)
     for prefix in (OPTIM_PREFIX, STATE_PREFIX):
         group = [k for k in expected if k.startswith(prefix)]
         if any(k in present for k in group):
@@ -124,6 +140,12 @@ class Checkpoint:
     @property
     def params(self) -> dict[str, np.ndarray]:
         return {k: self.arrays[f"{PARAM_PREFIX}{k}"] for k in self.meta.model.param_shapes}
+
+    @property
+    def kept_params(self) -> dict[str, np.ndarray] | None:
+        """Early stopping's other parameters (see ``meta.early_stop``), None when it has none."""
+        kept = {k: self.arrays.get(f"{KEPT_PREFIX}{k}") for k in self.meta.model.param_shapes}
+        return None if any(v is None for v in kept.values()) else kept
 
     @property
     def optimizer_state(self) -> dict[str, np.ndarray]:

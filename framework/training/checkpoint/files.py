@@ -32,6 +32,9 @@ META_KEY = "__meta__"
 PARAM_PREFIX = "param/"
 OPTIM_PREFIX = "optim/"
 STATE_PREFIX = "state/"
+# Early stopping's second parameter set: the best eval's while training, the last step's once the
+# best was restored into ``param/`` (the checkpoint's ``early_stop.restored`` says which).
+KEPT_PREFIX = "kept/"
 TMP_PREFIX = ".tmp-"
 _STEP_RE = re.compile(r"^step_(\d+)\.npz$")
 
@@ -216,6 +219,6 @@ def decode_meta(raw: np.ndarray, shown: str) -> Any:
         raise CheckpointError(f"{shown}: metadata is not valid JSON ({detail})") from None
 
 
-__all__ = ["FORMAT_VERSION", "META_KEY", "OPTIM_PREFIX", "PARAM_PREFIX", "STATE_PREFIX",
-           "TMP_PREFIX", "decode_meta", "list_step_checkpoints", "remove_stale_temp_files",
-           "save_checkpoint", "save_rolling", "step_path"]
+__all__ = ["FORMAT_VERSION", "KEPT_PREFIX", "META_KEY", "OPTIM_PREFIX", "PARAM_PREFIX",
+           "STATE_PREFIX", "TMP_PREFIX", "decode_meta", "list_step_checkpoints",
+           "remove_stale_temp_files", "save_checkpoint", "save_rolling", "step_path"]

@@ -15,6 +15,11 @@ Metadata (``__meta__``, JSON; every field is checked on load, unknown fields are
     task            {"name", "options", "bidirectional", …the task's own ``meta_fields``…}
                     (absent: the default task, as written before tasks existed)
     created         str, ISO-8601 UTC time (added by save_checkpoint when missing)
+    early_stop      {"best_step": int or null, "bad_evals": int, "metrics": {name: float},
+                     "restored": bool} (only with train.early_stop.patience > 0): the step and
+                     metrics of the best eval (its value is best_val_loss), evals since it, and
+                     whether ``param/`` holds the restored best (then ``kept/`` holds the last
+                     step's parameters; before that ``kept/`` holds the best eval's)
 
 The task-specific part of ``task`` is read by the task plugin (:meth:`Task.read_meta`), and the
 task rebuilds the model it describes (:meth:`Task.model_from_meta`), whose ``param_shapes()`` are
@@ -54,7 +59,9 @@ MAX_META_DEPTH = 32
 
 REQUIRED_META = ("format_version", "cell", "model", "vocab", "step")
 OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "optimizer",
-                 "generate", "config", "created", "task")
+                 "generate", "config", "created", "task", "early_stop")
+EARLY_STOP_FIELDS = ("best_step", "bad_evals", "metrics", "restored")
+MAX_METRICS = 256  # metrics an eval may report
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
 CORPUS_KINDS = ("lines", "stream", "labelled", "series")
 DTYPES = ("float32", "float64")
@@ -88,10 +95,11 @@ def build_meta(*, cell: str, hidden_size: int, num_layers: int, dropout: float, 
 
 def run_meta(rc: RunConfig, *, vocab: Vocab | None, corpus_kind: str, step: int,
              smooth_loss: float, best_val_loss: float,
-             task: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             task: Mapping[str, Any] | None = None,
+             early_stop: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The metadata of a training run's checkpoint (an infinite best loss means "none yet");
     ``task`` is the task plugin's field (:meth:`framework.tasks.base.Task.checkpoint_field`),
-    None for none."""
+    ``early_stop`` early stopping's state (:meth:`BestEval.to_meta`), each None for none."""
     options = rc.options("cell")
     meta = build_meta(
         cell=rc.cell.name, hidden_size=rc.cell.hidden_size, num_layers=rc.model.num_layers,
@@ -106,6 +114,8 @@ def run_meta(rc: RunConfig, *, vocab: Vocab | None, corpus_kind: str, step: int,
         window=rc.generate.window)
     if task is not None:
         meta["task"] = dict(task)
+    if early_stop is not None:
+        meta["early_stop"] = dict(early_stop)
     return meta
 
 
@@ -151,6 +161,7 @@ class CheckpointMeta:
     batch_size: int | None  # config.train.batch_size: bounds the rows of the carried state
     sample_length: int | None
     sampler: dict[str, Any] | None
+    early_stop: dict[str, Any] | None = None  # the validated ``early_stop`` field
 
     @property
     def where(self) -> str:
@@ -238,6 +249,7 @@ def parse_meta(raw: Any, source: str = "") -> CheckpointMeta:
     if "window" not in generate:  # older metadata kept it in the config only
         generate = f.mapping(config.get("generate"), "config.generate")
     window = f.integer(generate.get("window"), "generate.window", 1, MAX_WINDOW, True)
+    early_stop = _parse_early_stop(f, raw.get("early_stop"), step)
     try:
         cell = CELLS.build({"name": cell_name, "hidden_size": hidden, "init": init, **options})
         spec = ModelSpec(cell_name, cell, hidden, layers, dropout, init, dtype, dict(options), {},
@@ -261,9 +273,34 @@ def parse_meta(raw: Any, source: str = "") -> CheckpointMeta:
                           smooth_loss=smooth, best_val_loss=best, dataset=dataset,
                           corpus_kind=corpus_kind, optimizer=optimizer, window=window,
                           config=config, batch_size=batch_size, sample_length=sample_length,
-                          sampler=sampler)
+                          sampler=sampler, early_stop=early_stop)
 
 
+
+
+def _parse_early_stop(f: Fields, raw: Any, step: int) -> dict[str, Any] | None:
+    """The validated ``early_stop`` field (absent: written without early stopping)."""
+    if raw is None:
+        return None
+    m = f.mapping(raw, "early_stop", keys=EARLY_STOP_FIELDS, optional=False)
+    absent = [k for k in EARLY_STOP_FIELDS if k not in m]
+    if absent:
+        raise CheckpointError(f"{f.where}: metadata field 'early_stop' lacks "
+                              f"{', '.join(absent)}; {f.FIX}")
+    best_step = f.integer(m["best_step"], "early_stop.best_step", 0, step, optional=True)
+    bad_evals = f.integer(m["bad_evals"], "early_stop.bad_evals", 0, MAX_STEP)
+    metrics = f.mapping(m["metrics"], "early_stop.metrics", optional=False)
+    if len(metrics) > MAX_METRICS:
+        raise f.fail("early_stop.metrics", f"at most {MAX_METRICS} metrics", len(metrics))
+    values = {}
+    for name, value in metrics.items():
+        values[name] = f.number(value, f"early_stop.metrics.{name}", optional=False)
+    restored = m["restored"]
+    if type(restored) is not bool or (restored and best_step is None):
+        raise f.fail("early_stop.restored", "true or false (true only with a best_step)",
+                     restored)
+    return {"best_step": best_step, "bad_evals": bad_evals, "metrics": values,
+            "restored": restored}
 
 
 def _parse_task(f: Fields, raw: Any) -> dict[str, Any]:
@@ -291,5 +328,5 @@ def _parse_task(f: Fields, raw: Any) -> dict[str, Any]:
             "bidirectional": m.get("bidirectional", False) is True, **own}
 
 
-__all__ = ["CORPUS_KINDS", "DTYPES", "MAX_META_BYTES", "CheckpointMeta", "ModelSpec",
-           "build_meta", "parse_meta", "run_meta"]
+__all__ = ["CORPUS_KINDS", "DTYPES", "EARLY_STOP_FIELDS", "MAX_META_BYTES", "CheckpointMeta",
+           "ModelSpec", "build_meta", "parse_meta", "run_meta"]
