@@ -22,8 +22,8 @@ softmax), one layer, uni- and bidirectional, rnnlab through ``Trainer.train_step
 batches; and the sentiment row (``--no-sentiment`` skips it): the model of
 ``experiments/sentiment.yaml`` (rotten_tomatoes words through a trainable 50-d embedding, a
 bidirectional LSTM of 64 units, a dense softmax, batches of 64) against PyTorch with an
-``nn.Embedding`` of the same size.  rnnlab's cells run every padded step (the padding's gradient is zero); PyTorch's
-packed sequences skip them.
+``nn.Embedding`` of the same size.  rnnlab's cells run every padded step (the padding's
+gradient is zero); PyTorch's packed sequences skip them.
 
 All configurations are interleaved in one process (round after round, so drifting machine load
 hits every column alike) and each number is the median over rounds.  BLAS threads are limited

@@ -189,3 +189,36 @@ def test_glove_vectors_from_the_package(labelled, tmp_path):
     with pytest.raises(RnnlabError, match="set model.embedding.size=50"):
         trainer([*labelled, "tokenizer=words", "model.embedding.size=20",
                  "model.embedding.pretrained=glove-6b-50d"], tmp_path / "b")
+
+
+def test_a_word_classifier_predicts_and_is_served(labelled, tmp_path):
+    import pandas as pd
+
+    from framework.tracking.pyfunc import load_text_model
+    from tests.helpers import run_cli
+
+    t = trainer([*labelled, "tokenizer=words", "model.embedding.size=4"], tmp_path)
+    path = t.save()
+    proc = run_cli("framework.predict", [f"checkpoint={path}", "text=A fine, FUNNY film!"])
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("A fine, FUNNY film!: ") and "pos " in line and "neg " in line
+    served = load_text_model(path)
+    answers = served.predict(None, pd.DataFrame({"text": ["a fine film", "zzz unseen words"]}))
+    assert len(answers) == 2 and all(a.split()[0] in ("pos", "neg") for a in answers)
+
+
+def test_a_word_language_model_generates_words(tmp_path):
+    from tests.helpers import run_cli
+
+    t = trainer(["dataset=sonnets", "tokenizer=words", "tokenizer.min_count=3",
+                 "model.embedding.size=8"], tmp_path)
+    path = t.save()
+    proc = run_cli("framework.generate", [f"checkpoint={path}", "num_samples=2", "length=6",
+                                          "seed=1"])
+    assert proc.returncode == 0, proc.stderr
+    samples = [s for s in proc.stdout.splitlines() if s]
+    assert len(samples) == 2
+    for sample in samples:
+        words = sample.split(" ")
+        assert len(words) == 6 and all(w in t.vocab.stoi for w in words)
