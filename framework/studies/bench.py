@@ -19,8 +19,11 @@ Then the classification rows (``--no-classify`` skips them): training texts/s of
 classifier (``task=classify dataset=names``: padded names, the last valid state into a dense
 softmax), one layer, uni- and bidirectional, rnnlab through ``Trainer.train_step`` against PyTorch
 (``pack_padded_sequence`` into the same cell, a linear head on the final states) on the same
-batches.  rnnlab's cells run every padded step (the padding's gradient is zero); PyTorch's
-packed sequences skip them.
+batches; and the sentiment row (``--no-sentiment`` skips it): the model of
+``experiments/sentiment.yaml`` (rotten_tomatoes words through a trainable 50-d embedding, a
+bidirectional LSTM of 64 units, a dense softmax, batches of 64) against PyTorch with an
+``nn.Embedding`` of the same size.  rnnlab's cells run every padded step (the padding's
+gradient is zero); PyTorch's packed sequences skip them.
 
 All configurations are interleaved in one process (round after round, so drifting machine load
 hits every column alike) and each number is the median over rounds.  BLAS threads are limited
@@ -71,6 +74,9 @@ def numba_available() -> bool:
     """Whether the compiled backend can run (numba installed); checked without importing it."""
     return importlib.util.find_spec("numba") is not None
 CLASSIFY_HIDDEN, CLASSIFY_BATCH = 128, 64
+# The sentiment preset's model (experiments/sentiment.yaml): hidden units per direction, batch,
+# embedding size.
+SENTIMENT_HIDDEN, SENTIMENT_BATCH, SENTIMENT_EMBEDDING = 64, 64, 50
 
 
 # --------------------------------------------------------------------------- the real trainer
@@ -185,36 +191,52 @@ def run_classify(cells: tuple[str, ...], hidden: tuple[int, ...], batch: tuple[i
                  log: Callable[[str], None]) -> list[dict]:
     """Training texts/s of rnnlab (Trainer.train_step) and PyTorch on the names classifier,
     uni- and bidirectional, interleaved, medians over rounds."""
+    configs = [make_classify_trainer(cell, H, B, bi)
+               for cell in cells for H in hidden for B in batch for bi in (False, True)]
+    return time_classifiers(configs, rounds, target_s, use_torch, log)
+
+
+def make_sentiment_trainer(hidden: int = SENTIMENT_HIDDEN, batch: int = SENTIMENT_BATCH) -> Any:
+    """A Trainer of the sentiment preset's model (experiments/sentiment.yaml: words of
+    rotten_tomatoes, a trainable 50-d embedding, a bidirectional LSTM, a dense softmax); the
+    table starts random (the speed is that of GloVe's: the same shapes and updates)."""
+    overrides = ["task=classify", "tokenizer=words", "model.bidirectional=true",
+                 f"model.embedding.size={SENTIMENT_EMBEDDING}"]
+    return make_trainer("lstm", hidden, batch, 25, overrides, dataset="rotten_tomatoes")
+
+
+def time_classifiers(trainers: list[Any], rounds: int, target_s: float, use_torch: bool,
+                     log: Callable[[str], None]) -> list[dict]:
+    """Training texts/s of each classifier Trainer and of PyTorch eager on its batches (the same
+    cell, direction, sizes and embedding), interleaved, medians over rounds."""
     samplers: dict[tuple, Callable[[], float]] = {}
     rows = []
-    for cell in cells:
-        for H in hidden:
-            for B in batch:
-                for bi in (False, True):
-                    trainer = make_classify_trainer(cell, H, B, bi)
-                    corpus = trainer.corpus
-                    key = (cell, H, B, bi)
-                    chars = sum(len(t) for t in corpus.train) / corpus.n_train
-                    rows.append({"cell": cell, "hidden": H, "batch": B, "bidirectional": bi,
-                                 "classes": corpus.n_classes, "chars_per_text": chars})
-                    samplers[key + ("rnnlab",)] = _calibrated(
-                        lambda s=trainer.train_step: int(s().tokens), target_s)
-                    if use_torch:
-                        ref = TorchClassifyLoop(cell, trainer.vocab.size, H, corpus.n_classes,
-                                                trainer.feed, trainer.rc.optimizer.lr,
-                                                trainer.rc.clip.max_norm, bidirectional=bi)
-                        samplers[key + ("torch",)] = _calibrated(ref.step, target_s)
+    for index, trainer in enumerate(trainers):
+        rc, corpus = trainer.rc, trainer.corpus
+        bi, table = rc.model.bidirectional, rc.model.embedding
+        embedding = (table.size, table.trainable) if table.size else None
+        chars = sum(len(t) for t in corpus.train) / corpus.n_train
+        rows.append({"cell": rc.cell.name, "hidden": rc.cell.hidden_size,
+                     "batch": rc.train.batch_size, "bidirectional": bi,
+                     "embedding": table.size, "classes": corpus.n_classes,
+                     "chars_per_text": chars, "vocab": trainer.vocab.size})
+        samplers[(index, "rnnlab")] = _calibrated(
+            lambda s=trainer.train_step: int(s().tokens), target_s)
+        if use_torch:
+            ref = TorchClassifyLoop(rc.cell.name, trainer.vocab.size, rc.cell.hidden_size,
+                                    corpus.n_classes, trainer.feed, rc.optimizer.lr,
+                                    rc.clip.max_norm, bidirectional=bi, embedding=embedding)
+            samplers[(index, "torch")] = _calibrated(ref.step, target_s)
     log(f"{len(rows)} classification configurations warmed up; timing {rounds} rounds")
     times: dict[tuple, list[float]] = {k: [] for k in samplers}
     for r in range(rounds):
         for key, sample in samplers.items():
             times[key].append(sample())
         log(f"  round {r + 1}/{rounds} done")
-    for row in rows:
-        key = (row["cell"], row["hidden"], row["batch"], row["bidirectional"])
+    for index, row in enumerate(rows):
         for col in ("rnnlab", "torch"):
-            if key + (col,) in times:
-                row[col] = 1.0 / statistics.median(times[key + (col,)])
+            if (index, col) in times:
+                row[col] = 1.0 / statistics.median(times[(index, col)])
     return rows
 
 
@@ -414,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classify-hidden", nargs="+", type=int, default=[CLASSIFY_HIDDEN])
     parser.add_argument("--classify-batch", nargs="+", type=int, default=[CLASSIFY_BATCH])
     parser.add_argument("--no-classify", action="store_true",
-                        help="skip the classification rows (names, many-to-one)")
+                        help="skip the classification rows (names, and the sentiment row)")
+    parser.add_argument("--no-sentiment", action="store_true",
+                        help="skip the sentiment row (words, embedding, bidirectional LSTM)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # the heap settings the training command runs with
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
@@ -458,6 +482,15 @@ def main(argv: list[str] | None = None) -> int:
                   "forward + backward + clip=norm + Adam), float32, 1 layer, threads "
                   f"{args.threads}; median of {rounds} interleaved rounds")
             print(format_classify_table(crows, args.markdown))
+        if not (args.no_classify or args.no_sentiment):
+            srows = time_classifiers([make_sentiment_trainer()], rounds, target, use_torch, log)
+            r = srows[0]
+            print(f"training texts/s, sentiment model (experiments/sentiment.yaml: rotten_tomatoes "
+                  f"words, {r['vocab']:,}-word vocabulary, {r['chars_per_text']:.1f} words per "
+                  f"snippet on average; a trainable {r['embedding']}-d embedding, bidirectional "
+                  f"LSTM, dense softmax over {r['classes']} classes), float32, threads "
+                  f"{args.threads}; median of {rounds} interleaved rounds")
+            print(format_classify_table(srows, args.markdown))
         if not args.quick:
             n = max(2, args.threads)
             log(f"thread scaling 1 vs {n} at H=256, B=64")

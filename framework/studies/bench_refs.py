@@ -200,29 +200,40 @@ class TorchLoop:
 
 class TorchClassifyLoop:
     """PyTorch eager many-to-one training step on the same padded batches of labelled texts:
-    one-hot input (padding, id -1, a zero row) packed with ``pack_padded_sequence`` into
+    one-hot input (padding, id -1, a zero row), or with ``embedding`` = (size, trainable) an
+    ``nn.Embedding`` whose padding row is zero, packed with ``pack_padded_sequence`` into
     ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (one layer, optionally bidirectional), ``nn.Linear`` on
     the final state of each text's last valid step, cross-entropy, ``clip_grad_norm_``, Adam."""
 
     def __init__(self, cell: str, V: int, H: int, n_classes: int, feed: Any, lr: float,
-                 max_norm: float, bidirectional: bool = False) -> None:
+                 max_norm: float, bidirectional: bool = False,
+                 embedding: tuple[int, bool] | None = None) -> None:
         import torch
 
         self.torch, self.feed = torch, feed
         torch.manual_seed(0)
         rnn_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
-        self.rnn = rnn_class(V, H, bidirectional=bidirectional)
-        self.out = torch.nn.Linear(2 * H if bidirectional else H, n_classes)
-        self.params = [*self.rnn.parameters(), *self.out.parameters()]
-        self.opt = torch.optim.Adam(self.params, lr=lr)
-        # Row V is all zeros: index -1 (the feeds' padding id) selects it.
+        # Row V reads as zeros: index -1 (the feeds' padding id) selects it.
         self.eye = torch.cat([torch.eye(V), torch.zeros(1, V)])
+        self.embedding, width, tables = None, V, []
+        if embedding is not None:
+            width, trainable = embedding
+            self.embedding = torch.nn.Embedding(V + 1, width, padding_idx=V)
+            self.embedding.weight.requires_grad_(trainable)
+            tables = [self.embedding.weight] if trainable else []
+        self.rnn = rnn_class(width, H, bidirectional=bidirectional)
+        self.out = torch.nn.Linear(2 * H if bidirectional else H, n_classes)
+        self.params = [*tables, *self.rnn.parameters(), *self.out.parameters()]
+        self.opt = torch.optim.Adam(self.params, lr=lr)
         self.max_norm, self.k = max_norm, 0
 
     def logits(self, inputs: np.ndarray, lengths: np.ndarray) -> Any:
         """(B, C) class scores of a right-padded (T, B) batch of ids."""
         torch = self.torch
-        x = self.eye[torch.from_numpy(inputs)]  # (T, B, V) one-hot, zeros after each end
+        ids = torch.from_numpy(inputs)
+        # (T, B, V) one-hot or (T, B, E) vectors, zeros after each end.
+        # -1 % (V + 1) is V, the embedding's zero padding row.
+        x = self.eye[ids] if self.embedding is None else self.embedding(ids % len(self.eye))
         packed = torch.nn.utils.rnn.pack_padded_sequence(
             x, torch.from_numpy(lengths), enforce_sorted=False)
         _, state = self.rnn(packed)

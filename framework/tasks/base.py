@@ -97,6 +97,9 @@ class Task:
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
+        # Console lines about the model built (pretrained vectors' coverage), shown once
+        # before training.
+        self.notes: list[str] = []
 
     # -- set-up ----------------------------------------------------------------------------
     @property
@@ -129,6 +132,10 @@ class Task:
             raise ConfigError(
                 f"task '{self.name}' needs a dataset of kind {' or '.join(self.corpus_kinds)}, "
                 f"but '{corpus.name}' is {corpus.kind}; {fix}")
+        if rc.model.embedding.size and not self.has_vocab:
+            raise ConfigError(f"model.embedding.size={rc.model.embedding.size} does not fit task "
+                              f"'{self.name}', whose inputs are real values, not token ids; set "
+                              f"model.embedding.size=0")
         if rc.model.bidirectional and not self.bidirectional:
             raise ConfigError(
                 f"model.bidirectional=true does not fit task '{self.name}': its predictions must "
@@ -146,6 +153,11 @@ class Task:
         """This task as it answers for a saved model with this validated ``task`` field (a task
         whose inputs depend on its data, such as texts or vectors, adapts here)."""
         return self
+
+    def prepare_corpus(self, rc: Any, corpus: Any) -> Any:
+        """The corpus as this task reads it (a task on token ids re-encodes it with the run's
+        tokenizer); the loaded corpus unchanged by default."""
+        return corpus
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         """Where the smoothed training loss starts: the loss of a uniform guess."""

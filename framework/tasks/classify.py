@@ -45,14 +45,15 @@ class ClassifyConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
-def build_classifier(rc: Any, input_size: int, num_classes: int) -> Any:
+def build_classifier(rc: Any, input_size: int, num_classes: int, embedding: Any = None) -> Any:
     from framework.nn.models.many_to_one import SequenceClassifier
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
     return SequenceClassifier(rc.cell.name, input_size, num_classes, hidden_size,
                               rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=True,
-                              bidirectional=rc.model.bidirectional, cell_options=options)
+                              bidirectional=rc.model.bidirectional, cell_options=options,
+                              embedding=embedding)
 
 
 @TASKS.register("classify", schema=ClassifyConfig)
@@ -69,10 +70,18 @@ class ClassifyTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
                   "dataset.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("text",)
-    meta_fields = ("classes", "ascii", "lower", *sequence_inputs.META_FIELDS)
+    meta_fields = ("classes", "ascii", "lower", "embedding", *sequence_inputs.META_FIELDS)
+
+    def prepare_corpus(self, rc: Any, corpus: Any) -> Any:
+        from framework.tasks.token_inputs import tokenize_corpus
+
+        return tokenize_corpus(rc, corpus)
 
     def check(self, rc: Any, corpus: Any) -> None:
+        from framework.tasks.token_inputs import check_embedding
+
         super().check(rc, corpus)
+        check_embedding(rc, corpus)
         self._set_inputs(sequence_inputs.reads_sequences(corpus))
 
     def for_model(self, task_meta: Any) -> ClassifyTask:
@@ -88,11 +97,16 @@ class ClassifyTask(Task):
         return math.log(corpus.n_classes)
 
     def build_model(self, rc: Any, corpus: Any) -> Any:
+        from framework.tasks.token_inputs import build_embedding
+
         self._weights = (corpus.class_weights("balanced")
                          if self.config.class_weights == "balanced" else None)
         if sequence_inputs.reads_sequences(corpus):
             return sequence_inputs.build_model(rc, corpus)
-        return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
+        embedding, self._vectors = build_embedding(rc, corpus.vocab)
+        if self._vectors is not None:
+            self.notes.append(self._vectors.summary())
+        return build_classifier(rc, corpus.vocab.size, corpus.n_classes, embedding)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS
@@ -136,13 +150,18 @@ class ClassifyTask(Task):
                 "val_macro_f1": macro_f1(truth, pred, n)}
 
     def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
-        from framework.tasks.baselines import classify_baselines
+        from framework.tasks.baselines import classify_baselines, classify_word_baselines
+        from framework.tasks.token_inputs import coverage_metrics
 
+        out = coverage_metrics(getattr(self, "_vectors", None))
         if not corpus.n_val:
-            return {}
+            return out
         if sequence_inputs.reads_sequences(corpus):
-            return sequence_inputs.baselines(corpus)
-        return classify_baselines(corpus)
+            out.update(sequence_inputs.baselines(corpus))
+        else:  # words: naive Bayes on word unigrams and pairs, else character n-grams
+            words = getattr(corpus.vocab, "kind", "") == "words"
+            out.update(classify_word_baselines(corpus) if words else classify_baselines(corpus))
+        return out
 
     def sample_lines(self, trainer: Any, step: int) -> tuple[str, list[str], list[str]]:
         corpus = trainer.corpus
@@ -195,6 +214,13 @@ class ClassifyTask(Task):
             out.update(sequence_inputs.meta(corpus))
         return out
 
+    def checkpoint_field(self, rc: Any, corpus: Any) -> dict[str, Any] | None:
+        from framework.tasks.token_inputs import embedding_field
+
+        field = super().checkpoint_field(rc, corpus)
+        embedding = embedding_field(rc)
+        return field if embedding is None else {**field, "embedding": embedding}
+
     def describe_data(self, rc: Any, corpus: Any = None) -> str:
         classes = getattr(corpus, "classes", None)
         return f"{rc.dataset.name} ({len(classes)} classes)" if classes else rc.dataset.name
@@ -207,10 +233,13 @@ class ClassifyTask(Task):
                 or not all(isinstance(c, str) and c for c in classes)):
             raise fields.fail("task.classes", f"a list of 2 to {MAX_CLASSES} class names",
                               classes)
+        from framework.tasks.token_inputs import read_embedding_field
+
         out = {"classes": list(classes), "ascii": raw.get("ascii") is True,
                "lower": raw.get("lower") is True}
         out.update(sequence_inputs.read_meta(fields, raw))
-        return out
+        embedding = read_embedding_field(fields, raw)
+        return out if embedding is None else {**out, "embedding": embedding}
 
     @classmethod
     def reads_vocab(cls, task_meta: Any) -> bool:
@@ -219,12 +248,14 @@ class ClassifyTask(Task):
     @classmethod
     def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
         from framework.nn.models.many_to_one import SequenceClassifier
+        from framework.tasks.token_inputs import embedding_from_field
 
         if sequence_inputs.reads_sequences(spec.task_meta):
             return sequence_inputs.model_from_meta(spec, spec_options(spec))
         return SequenceClassifier(spec.cell, vocab.size, len(spec.task_meta["classes"]),
                                   **spec_options(spec),
-                                  bidirectional=spec.task_meta["bidirectional"])
+                                  bidirectional=spec.task_meta["bidirectional"],
+                                  embedding=embedding_from_field(spec.task_meta, vocab))
 
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:

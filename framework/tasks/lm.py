@@ -25,9 +25,9 @@ class LMConfig:
     name: str = "lm"
 
 
-def build_lm(rc: Any, vocab_size: int) -> Any:
+def build_lm(rc: Any, vocab_size: int, embedding: Any = None) -> Any:
     """The language model of a run config (:meth:`LanguageModelTask.model_from_meta` rebuilds
-    one from a checkpoint's metadata)."""
+    one from a checkpoint's metadata); ``embedding``: its input table, None for one-hot."""
     from framework.nn.models.language_model import CharRNN
 
     cell_options = rc.options("cell")
@@ -35,7 +35,7 @@ def build_lm(rc: Any, vocab_size: int) -> Any:
     init = cell_options.pop("init")
     return CharRNN(cell=rc.cell.name, vocab_size=vocab_size, hidden_size=hidden_size,
                    num_layers=rc.model.num_layers, dropout=rc.model.dropout, init=init,
-                   dtype=rc.dtype, cell_options=cell_options)
+                   dtype=rc.dtype, cell_options=cell_options, embedding=embedding)
 
 
 def sample_lines(texts: list[str]) -> list[str]:
@@ -65,6 +65,12 @@ class LanguageModelTask(Task):
                   "optimizer.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("prompt", "num_samples", "length", "temperature", "seed")
     carries_state = True
+    meta_fields = ("embedding",)
+
+    def prepare_corpus(self, rc: Any, corpus: Any) -> Any:
+        from framework.tasks.token_inputs import tokenize_corpus
+
+        return tokenize_corpus(rc, corpus)
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         tokens = rc.train.smooth_init_tokens
@@ -73,7 +79,17 @@ class LanguageModelTask(Task):
         return math.log(corpus.vocab.size) * tokens
 
     def build_model(self, rc: Any, corpus: Any) -> Any:
-        return build_lm(rc, corpus.vocab.size)
+        from framework.tasks.token_inputs import build_embedding
+
+        embedding, self._vectors = build_embedding(rc, corpus.vocab)
+        if self._vectors is not None:
+            self.notes.append(self._vectors.summary())
+        return build_lm(rc, corpus.vocab.size, embedding)
+
+    def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
+        from framework.tasks.token_inputs import coverage_metrics
+
+        return coverage_metrics(getattr(self, "_vectors", None))
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS
@@ -143,13 +159,28 @@ class LanguageModelTask(Task):
 
     # -- checkpoints -----------------------------------------------------------------------
     def checkpoint_field(self, rc: Any, corpus: Any) -> dict[str, Any] | None:
-        return None  # language-model checkpoints keep the format they had before tasks
+        from framework.tasks.token_inputs import embedding_field
+
+        # Without an embedding, language-model checkpoints keep the format they had before tasks.
+        embedding = embedding_field(rc)
+        if embedding is None:
+            return None
+        return {**super().checkpoint_field(rc, corpus), "embedding": embedding}
+
+    @classmethod
+    def read_meta(cls, fields: Any, raw: Any, options: Any) -> dict[str, Any]:
+        from framework.tasks.token_inputs import read_embedding_field
+
+        embedding = read_embedding_field(fields, raw)
+        return {} if embedding is None else {"embedding": embedding}
 
     @classmethod
     def model_from_meta(cls, spec: Any, vocab: Any) -> Any:
         from framework.nn.models.language_model import CharRNN
+        from framework.tasks.token_inputs import embedding_from_field
 
-        return CharRNN(cell=spec.cell, vocab_size=vocab.size, **spec_options(spec))
+        return CharRNN(cell=spec.cell, vocab_size=vocab.size, **spec_options(spec),
+                       embedding=embedding_from_field(spec.task_meta, vocab))
 
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:

@@ -20,14 +20,23 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from framework.errors import ConfigError, PluginError
+from framework.nn.embedding import MAX_EMBEDDING
 from framework.nn.generation import MAX_LENGTH, MAX_SAMPLES
-from framework.registry import REGISTRIES, TRAIN_PLUGINS, describe_omegaconf_error
+from framework.registry import (
+    REGISTRIES,
+    TOKENIZERS,
+    TRAIN_PLUGINS,
+    describe_omegaconf_error,
+)
 
 LEGACY_SEEDS = 2**32  # np.random.RandomState takes seeds in [0, 2**32)
 
 
 # Top-level keys besides the plugin groups and the sections.
 SCALARS = ("seed", "dtype", "threads", "resume")
+# Optional plugin sections: absent unless chosen (``tokenizer=words``); absent, the dataset's own
+# symbols are used and the resolved config has no such key (runs before them are unchanged).
+OPTIONAL_GROUPS = ("tokenizer",)
 # Sections a study reads beside the run's own (the vanishing study's probe windows, kept in its
 # preset experiments/vanishing_gradients.yaml); a training run leaves them alone.
 STUDY_SECTIONS = ("probe",)
@@ -51,10 +60,32 @@ def _check(ok: bool, message: str) -> None:
 
 
 @dataclass
+class EmbeddingConfig:
+    """``model.embedding``: token ids through a learned (V, size) table instead of one-hot."""
+
+    size: int = 0  # 0: one-hot input (the models before embeddings, every number unchanged)
+    trainable: bool = True  # false: the table stays as initialised (frozen pretrained vectors)
+    pretrained: str = "none"  # none | glove-6b-50d | the path of a GloVe/word2vec text file
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.size <= MAX_EMBEDDING,
+               f"model.embedding.size must be in [0, {MAX_EMBEDDING}] (0: one-hot input), got "
+               f"{self.size}")
+        _check(bool(str(self.pretrained).strip()),
+               "model.embedding.pretrained must be none, glove-6b-50d or a vector file's path")
+        _check(self.size > 0 or self.pretrained == "none",
+               f"model.embedding.pretrained={self.pretrained} needs an embedding: set "
+               f"model.embedding.size to the vectors' dimension (50 for glove-6b-50d)")
+        _check(self.size > 0 or self.trainable,
+               "model.embedding.trainable=false needs an embedding: set model.embedding.size")
+
+
+@dataclass
 class ModelConfig:
     num_layers: int = 1
     dropout: float = 0.0
     bidirectional: bool = False  # classify: a forward and a backward stack, states concatenated
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
     def __post_init__(self) -> None:
         _check(self.num_layers >= 1, f"model.num_layers must be >= 1, got {self.num_layers}")
@@ -205,6 +236,7 @@ class RunConfig:
     lr_schedule: Any = None  # the chosen train.lr_schedule's schema instance
     # Every feed's and lr schedule's validated option (they share the train section's keys).
     train_options: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = None  # the chosen TOKENIZERS schema instance; None: the dataset's symbols
 
     def options(self, group: str) -> dict[str, Any]:
         """A plugin section's options as a dict (without ``name``)."""
@@ -220,6 +252,8 @@ class RunConfig:
         out: dict[str, Any] = {}
         for group in REGISTRIES:
             out[group] = {"name": getattr(self, group).name, **self.options(group)}
+        if self.tokenizer is not None:
+            out["tokenizer"] = {"name": self.tokenizer.name, **self.options("tokenizer")}
         for name in SECTIONS:
             out[name] = dataclasses.asdict(getattr(self, name))
         out["train"].update(self.train_options)
@@ -346,7 +380,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     else:
         raw = dict(cfg)
     raw.pop("hydra", None)
-    known = [*REGISTRIES, *SECTIONS, *SCALARS, *STUDY_SECTIONS]
+    known = [*REGISTRIES, *OPTIONAL_GROUPS, *SECTIONS, *SCALARS, *STUDY_SECTIONS]
     for key in raw:
         if key not in known:  # +foo=bar: a key no schema reads would change nothing
             raise unknown_key_error(str(key), known)
@@ -356,6 +390,12 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         if not isinstance(node, dict) or "name" not in node:
             raise ConfigError(f"config has no '{group}' section; choose one with {group}=<name>")
         plugins[group] = registry.validate(node)
+    tokenizer = raw.get("tokenizer")
+    if tokenizer is not None:
+        if not isinstance(tokenizer, dict) or "name" not in tokenizer:
+            raise ConfigError("tokenizer must be chosen by name: tokenizer=words (or chars, "
+                              "tokens)")
+        tokenizer = TOKENIZERS.validate(tokenizer)
     train_node = raw.get("train")
     if train_node is None or isinstance(train_node, dict):
         train_node = dict(train_node or {})  # the plugins' options are popped out of it
@@ -379,4 +419,4 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     resume = raw.get("resume")
     return RunConfig(**plugins, **sections, seed=seed, dtype=dtype,
                      resume=None if resume in (None, "") else str(resume), threads=threads,
-                     train_options=train_options, **chosen)
+                     train_options=train_options, tokenizer=tokenizer, **chosen)

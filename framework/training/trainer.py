@@ -110,7 +110,7 @@ class Trainer:
         self.report = reporter
         self.task = TASKS.get(rc.task.name)(rc.task)  # built from its validated schema
         self.dataset = DATASETS.build(rc.dataset)
-        self.corpus = self.dataset.load()
+        self.corpus = self.task.prepare_corpus(rc, self.dataset.load())
         self.task.check(rc, self.corpus)
         self.vocab = getattr(self.corpus, "vocab", None)  # None for real-valued series
         self.feed = self.task.make_feed(rc, self.corpus)
@@ -118,6 +118,8 @@ class Trainer:
         check_fits(training_estimate(rc, self.corpus, getattr(self.feed, "kind", "")))
         self.model = self.task.build_model(rc, self.corpus)
         self.model.init_params(init_rng(rc, rc.cell.init))
+        for line in self.task.notes:  # e.g. how many words the pretrained vectors cover
+            reporter.console(line)
         self.schedule = SCHEDULES.build(rc.lr_schedule)
         self.clip = CLIPS.build(rc.clip)
         self.optimizer = OPTIMIZERS.build(rc.optimizer)

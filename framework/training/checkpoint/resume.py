@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Settings that must match for a resumed run to continue the same training, besides the options
 # of every feed (must_match()). Everything else (the number of steps, logging cadence, sampling,
 # tracking) may change when resuming.
-MUST_MATCH = ("task", "cell", "dataset", "optimizer", "clip", "model", "seed", "dtype",
+MUST_MATCH = ("task", "cell", "dataset", "tokenizer", "optimizer", "clip", "model", "seed", "dtype",
               "train.batch_size", "train.seq_len", "train.feed", "train.loss", "train.smoothing")
 
 
@@ -76,8 +76,14 @@ def _with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
 def _schema_defaults(schema: type) -> dict[str, Any]:
     import dataclasses
 
-    return {f.name: f.default for f in dataclasses.fields(schema)
-            if f.default is not dataclasses.MISSING}
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(schema):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # a nested section (model.embedding)
+            value = f.default_factory()
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def conflicts(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
