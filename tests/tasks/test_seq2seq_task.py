@@ -293,3 +293,14 @@ def test_data_errors_from_the_model_stay_data_errors(constant_model):
     model, vocab, meta = load_model(constant_model.last_checkpoint)
     with pytest.raises(DataError, match="text 2 is empty"):
         constant_model.task.translate_texts(model, vocab, meta.model.task_meta, ["9 may", ""])
+
+
+def test_the_beam_study_compares_decoders_on_the_checkpoints_own_held_out_pairs(dates_model):
+    from framework.studies.seq2seq_beam import compare
+
+    rows = compare(str(dates_model.last_checkpoint), [2])
+    assert [r["decoder"] for r in rows] == ["greedy", "beam 2"]
+    exact = dates_model.task.evaluate(dates_model.model, dates_model.feed,
+                                      dates_model.rc)["val_exact_match"]
+    assert rows[0]["exact_match"] == exact
+    assert all(0.0 <= r["exact_match"] <= 1.0 and r["mean_log_prob"] <= 0.0 for r in rows)
