@@ -56,7 +56,7 @@ REQUIRED_META = ("format_version", "cell", "model", "vocab", "step")
 OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "optimizer",
                  "generate", "config", "created", "task")
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
-CORPUS_KINDS = ("lines", "stream", "labelled", "series")
+CORPUS_KINDS = ("lines", "stream", "labelled", "series", "parallel")
 DTYPES = ("float32", "float64")
 
 
