@@ -245,8 +245,8 @@ class Beam(Decoder):
 
     def check_vocabulary(self, size: int) -> None:
         if self.cfg.width > size:
-            raise ConfigError(f"decoder.width={self.cfg.width} is larger than the {size} ids of "
-                              f"the target vocabulary; use a width in [1, {size}]")
+            raise ConfigError(f"decoder.width={self.cfg.width} is larger than the {size} "
+                              f"symbols of the target vocabulary; use a width in [1, {size}]")
 
     def decode(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
                max_length: int = 100, eos_id: int | None = None,

@@ -124,7 +124,7 @@ def test_generate_command_with_each_decoder_and_scores(trained, loaded, capsys, 
 
 @pytest.mark.parametrize("args, needles", [
     (["decoder=beam", "decoder.width=0"], ["width must be >= 1, got 0"]),
-    (["decoder=beam", "decoder.width=999"], ["decoder.width=999 is larger than the 27 ids"]),
+    (["decoder=beam", "decoder.width=999"], ["decoder.width=999 is larger than the 27 symbols"]),
     (["decoder=beam", "decoder.length_penalty=-1"], ["length_penalty must be in [0, 10]"]),
     (["decoder=beam", "decoder.width=abc"], ["width"]),
     (["decoder=nope"], ["nope"]),
@@ -181,7 +181,7 @@ def test_served_model_takes_a_decoder_and_returns_scores_as_numbers(trained, loa
 
 @pytest.mark.parametrize("row, needle", [
     ({"prompt": "ka", "decoder": "beam", "width": 0}, "width must be >= 1"),
-    ({"prompt": "ka", "decoder": "beam", "width": 500}, "larger than the 27 ids"),
+    ({"prompt": "ka", "decoder": "beam", "width": 500}, "larger than the 27 symbols"),
     ({"prompt": "ka", "decoder": "beam", "temperature": 0.5}, "temperature is an option"),
     ({"prompt": "ka", "decoder": "nope"}, "nope"),
     ({"prompt": "ka", "score": "perhaps"}, "score must be true or false"),

@@ -44,7 +44,7 @@ def test_build_decoder_from_a_node_a_name_and_a_sampler_node():
     ({"name": "beam", "width": "abc"}, None, "width"),
     ({"name": "beam", "width": 1.5}, None, "width"),
     ({"name": "beam", "width": True}, None, "width"),
-    ({"name": "beam", "width": 28}, 27, "decoder.width=28 is larger than the 27 ids"),
+    ({"name": "beam", "width": 28}, 27, "decoder.width=28 is larger than the 27 symbols"),
     ({"name": "beam", "length_penalty": -1.0}, None, "length_penalty must be in [0, 10]"),
     ({"name": "beam", "widht": 3}, None, "widht"),
     ({"name": "greedy", "width": 3}, None, "width"),
