@@ -60,6 +60,8 @@ def summed_logp(model, vocab, prompt: str, text: str, finished: bool) -> float:
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_beam_of_one_is_greedy_and_a_wider_beam_scores_at_least_as_high(loaded, prompt):
+    # A wider beam can in general prune the greedy path and end lower; on this trained model
+    # and these prompts it does not, which is what a user sees on a real model.
     model, vocab, _ = loaded
     greedy = generate_scored(model, vocab, build_decoder("greedy"), prompt=prompt, length=40)
     one = generate_scored(model, vocab, build_decoder({"name": "beam", "width": 1}),
