@@ -22,6 +22,9 @@ softmax), one layer, uni- and bidirectional, rnnlab through ``Trainer.train_step
 batches.  rnnlab's cells run every padded step (the padding's gradient is zero); PyTorch's
 packed sequences skip them.
 
+Then the dates model's row (``--no-seq2seq`` skips it; framework/studies/bench_seq2seq.py):
+training pairs/s of the ``experiment=dates`` seq2seq model against the same model in PyTorch.
+
 All configurations are interleaved in one process (round after round, so drifting machine load
 hits every column alike) and each number is the median over rounds.  BLAS threads are limited
 with threadpoolctl (and torch.set_num_threads) and reported.  The full mode adds thread scaling
@@ -415,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classify-batch", nargs="+", type=int, default=[CLASSIFY_BATCH])
     parser.add_argument("--no-classify", action="store_true",
                         help="skip the classification rows (names, many-to-one)")
+    parser.add_argument("--no-seq2seq", action="store_true",
+                        help="skip the dates model's row (seq2seq with attention)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # the heap settings the training command runs with
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
@@ -458,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
                   "forward + backward + clip=norm + Adam), float32, 1 layer, threads "
                   f"{args.threads}; median of {rounds} interleaved rounds")
             print(format_classify_table(crows, args.markdown))
+        if not args.no_seq2seq:
+            from framework.studies.bench_seq2seq import seq2seq_section
+
+            print(seq2seq_section(args.quick, rounds, target, use_torch, args.markdown,
+                                  args.threads, log))
         if not args.quick:
             n = max(2, args.threads)
             log(f"thread scaling 1 vs {n} at H=256, B=64")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import ConfigError, DataError
+from framework.errors import DataError
 
 # Sources encoded and decoded together: large enough that the per-step Python work is spread
 # over many rows, small enough that a beam's (rows x width) states stay a few MB.
@@ -44,17 +44,11 @@ def unknown_warning(unknown: Sequence[str]) -> str:
 
 
 def build_decoder(node: Mapping[str, Any] | None, target_size: int) -> Any:
-    """A DECODERS plugin from a config node (None: greedy); a beam wider than the target
-    vocabulary is a one-line ConfigError."""
-    from framework.registry import DECODERS
+    """A DECODERS plugin from a config node (None: greedy), checked against the target
+    vocabulary (:func:`framework.nn.decoding.build_decoder`)."""
+    from framework.nn.decoding import build_decoder as build
 
-    node = {"name": "greedy"} if node is None else dict(node)
-    decoder = DECODERS.build(node)
-    width = getattr(getattr(decoder, "cfg", None), "width", None)
-    if width is not None and width > target_size:
-        raise ConfigError(f"decoder.width={width} is larger than the {target_size} symbols of "
-                          f"the target vocabulary; use a width in [1, {target_size}]")
-    return decoder
+    return build(node if node is not None else "greedy", vocab_size=target_size)
 
 
 def translate(model: Any, sources: Sequence[np.ndarray], decoder: Any, *, max_length: int,
