@@ -141,8 +141,8 @@ def test_predict_prints_the_translation_of_each_text(constant_model, tmp_path):
     proc = run_cli("framework.predict", [ckpt, "text=wednesday may 9 2018"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{ISO}\n"
-    proc = run_cli("framework.predict", [ckpt, "text=[9 may 2018,09 05 18]", "score=true"],
-                   tmp_path)
+    proc = run_cli("framework.predict", [ckpt, "text=[9 may 2018,09 05 18]", "score=true",
+                                         "decoder=beam", "decoder.width=3"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [line.split("\t") for line in proc.stdout.splitlines()]
     assert [out for out, _ in lines] == [ISO, ISO]
@@ -179,6 +179,12 @@ def test_the_served_model_returns_translations_and_float_scores(constant_model):
     assert out["translation"].tolist() == [ISO, ISO]
     assert out["score"].dtype == np.float64 and (out["score"] <= 0).all()
     assert served.predict(None, "9 may 2018")["translation"].tolist() == [ISO]
+    mixed = served.predict(None, pd.DataFrame({"text": ["9 may 2018", "09 may 18", "9 mai 18"],
+                                               "decoder": ["beam", None, "beam"],
+                                               "width": [3, None, 2]}))
+    assert mixed["translation"].tolist() == [ISO, ISO, ISO]
+    greedy = served.predict(None, pd.DataFrame({"text": ["9 may 2018"]}))["score"][0]
+    assert mixed["score"][0] >= greedy - 1e-5  # float32: batches of 2 and 1 round differently
     sig = constant_model.task.signature()
     assert [c.name for c in sig.outputs.inputs] == ["translation", "score"]
 
@@ -215,6 +221,7 @@ def test_a_beam_width_outside_the_target_vocabulary_is_one_line(constant_model, 
 
 
 def test_the_served_model_refuses_bad_texts_as_bad_requests(constant_model):
+    import pandas as pd
     from mlflow.exceptions import MlflowException
 
     from framework.tracking.pyfunc import load_text_model
@@ -222,6 +229,9 @@ def test_the_served_model_refuses_bad_texts_as_bad_requests(constant_model):
     served = load_text_model(constant_model.last_checkpoint)
     with pytest.raises(MlflowException, match="text 2 is empty"):
         served.predict(None, ["9 may 18", ""])
+    with pytest.raises(MlflowException, match="width"):
+        served.predict(None, pd.DataFrame({"text": ["9 may 18"], "decoder": ["beam"],
+                                           "width": [50]}))
 
 
 def test_a_malformed_pairs_file_names_its_line(tmp_path):
@@ -296,13 +306,3 @@ def test_data_errors_from_the_model_stay_data_errors(constant_model):
     with pytest.raises(DataError, match="text 2 is empty"):
         constant_model.task.translate_texts(model, vocab, meta.model.task_meta, ["9 may", ""])
 
-
-def test_the_beam_study_compares_decoders_on_the_checkpoints_own_held_out_pairs(dates_model):
-    from framework.studies.seq2seq_beam import compare
-
-    rows = compare(str(dates_model.last_checkpoint), [2])
-    assert [r["decoder"] for r in rows] == ["greedy", "beam 2"]
-    exact = dates_model.task.evaluate(dates_model.model, dates_model.feed,
-                                      dates_model.rc)["val_exact_match"]
-    assert rows[0]["exact_match"] == exact
-    assert all(0.0 <= r["exact_match"] <= 1.0 and r["mean_log_prob"] <= 0.0 for r in rows)
