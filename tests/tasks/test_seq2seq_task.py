@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +307,28 @@ def test_data_errors_from_the_model_stay_data_errors(constant_model):
     with pytest.raises(DataError, match="text 2 is empty"):
         constant_model.task.translate_texts(model, vocab, meta.model.task_meta, ["9 may", ""])
 
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "seq2seq_dates_bilstm_gru.npz"
+
+
+def test_the_first_seq2seq_checkpoint_format_still_loads_and_answers_as_it_did():
+    """A 3-step checkpoint kept from when the task was added (tests/fixtures/tasks/README.md):
+    its untrained answers, recorded then, must not change."""
+    from omegaconf import OmegaConf
+
+    from framework.cli.predict import run as predict
+    from framework.tracking.pyfunc import load_text_model
+
+    def answer(texts, decoder):
+        return predict(OmegaConf.create({"checkpoint": str(FIXTURE), "run_id": None,
+                                         "text": texts, "score": True, "decoder": decoder}))
+
+    assert answer(["9 may 2018", "wednesday may 9 2018"], {"name": "greedy"}) == [
+        "-7228888888\t-25.8983", "-70--70--70\t-25.2976"]
+    assert answer(["9 may 2018"], {"name": "beam", "width": 3}) == ["-70--9-7-72\t-25.3468"]
+    served = load_text_model(FIXTURE).predict(None, ["9 may 2018"])
+    assert served["translation"].tolist() == ["-7228888888"]
+    assert served["score"][0] == pytest.approx(-25.898325, abs=1e-5)
+    model, _, meta = load_model(FIXTURE)
+    assert meta.step == 3 and meta.model.task_meta["options"]["decoder"]["cell"] == "gru"
