@@ -309,7 +309,8 @@ def test_data_errors_from_the_model_stay_data_errors(constant_model):
 
 
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" / "seq2seq_dates_bilstm_gru.npz"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" \
+    / "seq2seq_dates_bilstm_gru.npz"
 
 
 def test_the_first_seq2seq_checkpoint_format_still_loads_and_answers_as_it_did():
