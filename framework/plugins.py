@@ -48,7 +48,8 @@ BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.o
                    "framework.data.feeds.series", "framework.data.feeds.sequences",
                    "framework.data.feeds.parallel", "framework.data.tokenizers.chars",
                    "framework.data.tokenizers.tokens", "framework.data.tokenizers.words",
-                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast")
+                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast",
+                   "framework.tasks.seq2seq")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
 _state = {"loaded": False, "loading": False}

@@ -3,6 +3,11 @@
     python -m framework.generate checkpoint=outputs/.../checkpoints/latest.npz prompt=ab
     python -m framework.generate run_id=<id> sampler=top_k sampler.k=5 num_samples=3 length=300
     python -m framework.generate checkpoint=<music model> out=piece.mid   # MIDI files
+    python -m framework.generate run_id=<id> decoder=beam decoder.width=5 score=true
+
+``decoder=`` picks the decoding plugin (conf/decoder/: ``sample``, the default, draws with the
+``sampler=`` plugin; ``greedy``; ``beam`` with ``decoder.width`` and ``decoder.length_penalty``);
+``score=true`` prints each output's total log-probability under the model after it.
 
 Names datasets print one sample per line (as generated, lower-case); text datasets print the
 prompt and its continuation, samples separated by a blank line.  Bad input (missing checkpoint,
@@ -17,7 +22,7 @@ import tempfile
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from framework import ROOT
 from framework.cli.console import print_error, run_command
@@ -54,24 +59,33 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
         return load_model(path)
 
 
-def run(cfg: Any) -> tuple[list[str], Any, Any]:
-    """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
-    from framework.registry import SAMPLERS
+def run_scored(cfg: Any) -> tuple[list[Any], Any, Any]:
+    """``(outputs, vocab, checkpoint meta)`` for a composed ``generate`` config: each output a
+    :class:`~framework.nn.generation.Generated` (text, log-probability, finished)."""
+    from framework.nn.decoding import build_decoder
     from framework.tasks.base import task_from_meta
 
     args = validate_generate(cfg)  # every option's type and range, before any work
-    sampler_node = OmegaConf.to_container(cfg.sampler, resolve=True) if isinstance(
-        cfg.sampler, DictConfig) else dict(cfg.sampler)
-    sampler = SAMPLERS.build(sampler_node)
+    decoder = build_decoder(cfg.get("decoder") or "sample", sampler=cfg.get("sampler")
+                            or {"name": "categorical"})
     model, vocab, meta = load_for_generation(cfg)
-    texts = task_from_meta(meta.model.task_meta).generate(model, vocab, meta, args, sampler)
-    return texts, vocab, meta
+    decoder.check_vocabulary(vocab.size)
+    outputs = task_from_meta(meta.model.task_meta).generate(model, vocab, meta, args, decoder)
+    return outputs, vocab, meta
 
 
-def format_samples(texts: list[str], eos: str | None) -> str:
-    if eos is not None:  # names: generation stopped at the eos, one sample per line
-        return "\n".join(texts)
-    return "\n\n".join(texts)
+def run(cfg: Any) -> tuple[list[str], Any, Any]:
+    """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
+    outputs, vocab, meta = run_scored(cfg)
+    return [o.text for o in outputs], vocab, meta
+
+
+def format_samples(texts: list[str], eos: str | None,
+                   scores: list[float] | None = None) -> str:
+    """The printed outputs (:func:`framework.nn.generation.format_generated`)."""
+    from framework.nn.generation import format_generated
+
+    return format_generated(texts, eos, scores)
 
 
 # An absolute config path (as in framework/cli/train.py): "../conf" is resolved against the caller's
@@ -80,7 +94,8 @@ def format_samples(texts: list[str], eos: str | None) -> str:
             config_name="generate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
     try:
-        texts, vocab, meta = run(cfg)
+        outputs, vocab, meta = run_scored(cfg)
+        texts = [o.text for o in outputs]
         if cfg.get("out"):  # music models: each sample as a MIDI file
             from framework.music.generated import write_generated
 
@@ -91,7 +106,8 @@ def hydra_main(cfg: DictConfig) -> None:
     if cfg.get("out"):
         sys.stdout.write("\n".join(lines) + "\n")
         return
-    sys.stdout.write(format_samples(texts, vocab.eos) + "\n")
+    scores = [o.score for o in outputs] if cfg.get("score") else None
+    sys.stdout.write(format_samples(texts, vocab.eos, scores) + "\n")
     sys.stdout.flush()
 
 

@@ -2,7 +2,8 @@
 
 The same one-line errors as training: ``length: Value 'abc' of type 'str' could not be converted
 to Integer``, ``num_samples must be in [1, 10000], got 0``.  The sampler is checked by its plugin
-schema when it is built; the checkpoint when it is read.
+schema when it is built, the decoder by :func:`framework.nn.decoding.build_decoder`; the
+checkpoint when it is read.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class GenerateArgs:
     length: int = 200
     window: int | None = None
     seed: int | None = None
+    score: bool = False  # print each output's total log-probability
 
     def __post_init__(self) -> None:
         _check(1 <= self.num_samples <= MAX_SAMPLES,

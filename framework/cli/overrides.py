@@ -138,8 +138,11 @@ def store_plugin_configs() -> None:
     Every entry point calls this before Hydra composes a config."""
     from hydra.core.config_store import ConfigStore
 
+    from framework.registry import DECODERS
+
     store = ConfigStore.instance()
-    for group, registry in REGISTRIES.items():
+    # The decoder group is read by generate and predict only, so it is not in REGISTRIES.
+    for group, registry in (*REGISTRIES.items(), ("decoder", DECODERS)):
         for name in registry.names():
             if not (CONF / group / f"{name}.yaml").is_file():
                 store.store(group=group, name=name, node=registry.defaults(name))

@@ -1,7 +1,7 @@
 """Decoding strategies (registry DECODERS): ``greedy``, ``sample`` and ``beam``, for any step model.
 
 A step model has ``zero_state(batch)`` and ``step(ids (B,), state) -> (logits (B, V), state)``
-(:class:`framework.nn.generation.StepModel`: the language model, or a seq2seq decoder over an
+(:class:`StepModel`: the language model, or a seq2seq decoder over an
 encoded source batch, :meth:`framework.nn.models.seq2seq.Seq2Seq.stepper`), and optionally
 ``select_state(state, index)``, which keeps the rows ``index`` of a state (repeated or reordered);
 without it every array of the (nested lists and tuples of) state is indexed on its first axis.
@@ -19,20 +19,37 @@ length penalty lp(n) = ((5 + n) / 6) ** length_penalty with n the number of chos
 id included): 0 (the default) ranks by total log-probability, larger values favour longer
 outputs.  A row stops when none of its live hypotheses can still beat its best finished one (a
 live score only falls as it grows, and lp is at most lp(max_length)), so the result is the best
-hypothesis the beam holds; with width 1 that is the greedy output.
+hypothesis the beam holds; with width 1 that is the greedy output.  ``beam.nbest(...)`` gives
+each row's ``n`` best distinct hypotheses (n <= width), best first.
+
+The commands build a decoder from their ``decoder`` config node (conf/decoder/: greedy, sample,
+beam) with :func:`build_decoder`; a new decoder is one registered class (and an optional YAML).
+A step model may also have ``prime(batch, ids) -> (logits, state)``, which feeds the start ids at
+once (a windowed model runs its window only after the last one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from framework.errors import ConfigError
-from framework.nn.generation import MAX_LENGTH
+from framework.errors import ConfigError, DivergenceError
 from framework.registry import DECODERS, SAMPLERS, Plugin
+
+# The most ids one decode (and one generate) call chooses per row: the work is rows x length
+# model steps, and this keeps a typo (length=10000000) from running for hours.
+MAX_LENGTH = 100_000
+NON_FINITE = ("the model produced non-finite logits while decoding; the parameters have diverged "
+              "(train with a lower learning rate or clipping)")
+
+
+class StepModel(Protocol):
+    def zero_state(self, batch: int) -> Any: ...
+
+    def step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
 
 
 class Hypothesis(NamedTuple):
@@ -44,7 +61,10 @@ class Hypothesis(NamedTuple):
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-probabilities (B, V) in float64."""
     z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
+    top = z.max(axis=1, keepdims=True)
+    if not np.isfinite(top).all():  # max() propagates NaN; +inf would be the max
+        raise DivergenceError(NON_FINITE)
+    z = z - top
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
@@ -81,6 +101,10 @@ def check_decode_args(batch: int, start: Sequence[int], max_length: int) -> list
 
 def feed_start(model: Any, batch: int, start: Sequence[int]) -> tuple[np.ndarray, Any]:
     """Feed every start id to ``batch`` rows from the zero state: (last logits, state)."""
+    prime = getattr(model, "prime", None)
+    if prime is not None:
+        logits, state = prime(batch, list(start))
+        return np.asarray(logits, dtype=np.float64), state
     state = model.zero_state(batch)
     logits = None
     for i in start:
@@ -90,6 +114,14 @@ def feed_start(model: Any, batch: int, start: Sequence[int]) -> tuple[np.ndarray
 
 class Decoder(Plugin):
     """Base of the decoding plugins."""
+
+    # Every call gives the same output (greedy, beam): one output per input is enough.
+    deterministic: bool = True
+    # from_config takes the command's built `sampler` (build_decoder passes it).
+    uses_sampler: bool = False
+
+    def check_vocabulary(self, size: int) -> None:
+        """Raise a one-line ConfigError when the options do not fit a ``size``-id vocabulary."""
 
     def decode(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
                max_length: int = 100, eos_id: int | None = None,
@@ -102,7 +134,7 @@ class _OneAtATime(Decoder):
     """Greedy and sampling: one id per row per step, chosen by :meth:`choose`."""
 
     def choose(self, logits: np.ndarray, *, rng: np.random.Generator, step: int,
-               live: np.ndarray) -> np.ndarray:
+               live: np.ndarray, first_index: int = 0) -> np.ndarray:
         raise NotImplementedError
 
     def decode(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
@@ -110,6 +142,12 @@ class _OneAtATime(Decoder):
                rng: np.random.Generator | None = None) -> list[Hypothesis]:
         start = check_decode_args(batch, start, max_length)
         rng = np.random.default_rng() if rng is None else rng
+        return self._decode_rows(model, batch, start, max_length, eos_id, rng)
+
+    def _decode_rows(self, model: Any, batch: int, start: list[int], max_length: int,
+                     eos_id: int | None, rng: np.random.Generator,
+                     first_index: int = 0) -> list[Hypothesis]:
+        """Rows ``first_index`` .. ``first_index + batch - 1`` of a call, decoded together."""
         logits, state = feed_start(model, batch, start)
         out: list[list[int]] = [[] for _ in range(batch)]
         scores = np.zeros(batch)
@@ -117,7 +155,7 @@ class _OneAtATime(Decoder):
         rows = np.arange(batch)
         for k in range(max_length):
             live = ~done
-            nxt = self.choose(logits, rng=rng, step=k, live=live)
+            nxt = self.choose(logits, rng=rng, step=k, live=live, first_index=first_index)
             scores[live] += log_softmax(logits)[rows, nxt][live]
             for b in np.flatnonzero(live).tolist():
                 if nxt[b] == eos_id:
@@ -137,7 +175,7 @@ class Greedy(_OneAtATime):
     """The most likely id at every step (the first one on ties, as the ``greedy`` sampler)."""
 
     def choose(self, logits: np.ndarray, *, rng: np.random.Generator, step: int,
-               live: np.ndarray) -> np.ndarray:
+               live: np.ndarray, first_index: int = 0) -> np.ndarray:
         return np.argmax(logits, axis=1)
 
 
@@ -145,7 +183,12 @@ class Greedy(_OneAtATime):
 class Sample(_OneAtATime):
     """Each id drawn by a SAMPLERS plugin (``sampler=`` and its options): built with
     ``DECODERS.build(cfg, sampler=the built sampler)``; the default is ``categorical``.
-    Row b is the sampler's ``sample_index`` b, ``step`` counts its chosen ids."""
+    Row b is the sampler's ``sample_index`` b, ``step`` counts its chosen ids.  The rows share
+    one batch, except with a course-seeded sampler: each row then runs alone, so its numerics
+    are those of a one-row run (the course's ``sample``)."""
+
+    deterministic = False
+    uses_sampler = True  # build_decoder passes the command's `sampler` node
 
     @classmethod
     def from_config(cls, cfg: Any, *, sampler: Any = None) -> Sample:
@@ -158,11 +201,25 @@ class Sample(_OneAtATime):
         super().__init__(cfg, **options)
         self.sampler = SAMPLERS.build({"name": "categorical"})
 
+    def decode(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
+               max_length: int = 100, eos_id: int | None = None,
+               rng: np.random.Generator | None = None) -> list[Hypothesis]:
+        if getattr(self.sampler, "course_seed", None) is None:
+            return super().decode(model, batch, start=start, max_length=max_length,
+                                  eos_id=eos_id, rng=rng)
+        start = check_decode_args(batch, start, max_length)
+        rng = np.random.default_rng() if rng is None else rng
+        out: list[Hypothesis] = []
+        for b in range(batch):
+            out += self._decode_rows(model, 1, start, max_length, eos_id, rng, first_index=b)
+        return out
+
     def choose(self, logits: np.ndarray, *, rng: np.random.Generator, step: int,
-               live: np.ndarray) -> np.ndarray:
+               live: np.ndarray, first_index: int = 0) -> np.ndarray:
         nxt = np.zeros(len(logits), dtype=np.int64)
         for b in np.flatnonzero(live).tolist():
-            nxt[b] = int(self.sampler(logits[b], rng=rng, step=step, sample_index=b))
+            nxt[b] = int(self.sampler(logits[b], rng=rng, step=step,
+                                      sample_index=first_index + b))
         return nxt
 
 
@@ -186,15 +243,29 @@ class Beam(Decoder):
         """GNMT's lp(n) = ((5 + n) / 6) ** length_penalty."""
         return ((5.0 + n) / 6.0) ** self.cfg.length_penalty
 
+    def check_vocabulary(self, size: int) -> None:
+        if self.cfg.width > size:
+            raise ConfigError(f"decoder.width={self.cfg.width} is larger than the {size} "
+                              f"symbols of the target vocabulary; use a width in [1, {size}]")
+
     def decode(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
                max_length: int = 100, eos_id: int | None = None,
                rng: np.random.Generator | None = None) -> list[Hypothesis]:
+        return [best[0] for best in self.nbest(model, batch, start=start, max_length=max_length,
+                                               eos_id=eos_id)]
+
+    def nbest(self, model: Any, batch: int, *, start: Sequence[int] = (-1,),
+              max_length: int = 100, eos_id: int | None = None,
+              n: int = 1) -> list[list[Hypothesis]]:
+        """Each row's ``n`` best distinct hypotheses (1 <= n <= width), best first."""
         start = check_decode_args(batch, start, max_length)
+        K = self.cfg.width
+        if isinstance(n, bool) or not 1 <= n <= K:
+            raise ConfigError(f"beam search keeps {K} hypotheses per row; ask for 1 to {K} "
+                              f"best ones, not {n!r}")
         logits, state = feed_start(model, batch, start)
-        V, K = logits.shape[1], self.cfg.width
-        if K > V:
-            raise ConfigError(f"decoder.width={K} is larger than the {V} ids of the target "
-                              f"vocabulary; use a width in [1, {V}]")
+        V = logits.shape[1]
+        self.check_vocabulary(V)
         # Row b's live hypotheses are rows b*K .. b*K + K - 1; at first only one is real.
         state = select_state(model, state, np.repeat(np.arange(batch), K))
         logp = np.repeat(log_softmax(logits), K, axis=0)
@@ -231,7 +302,9 @@ class Beam(Decoder):
                     new_history[b][j] = []
                 best_live = new_live[b, 0]
                 bound = best_live if bound_lp is None else best_live / bound_lp
-                if kept == 0 or (finished[b] and max(f[0] for f in finished[b]) >= bound):
+                # Done when the n-th best finished one cannot be beaten any more.
+                if kept == 0 or (len(finished[b]) >= n and sorted(
+                        (f[0] for f in finished[b]), reverse=True)[n - 1] >= bound):
                     done[b] = True
             live, history = new_live, new_history
             if done.all() or k == max_length - 1:
@@ -241,14 +314,45 @@ class Beam(Decoder):
             logp = log_softmax(logits)
         results = []
         for b in range(batch):
-            pool = [(n, s, ids, True) for n, s, ids in finished[b]]
-            if not done[b] or not pool:  # reached max_length: the live ones compete too
+            pool = [(norm, score, ids, True) for norm, score, ids in finished[b]]
+            if not done[b] or len(pool) < n:  # reached max_length: the live ones compete too
                 pool += [(live[b, j] / self.penalty(len(history[b][j])), live[b, j],
                           history[b][j], False) for j in range(K) if live[b, j] > -np.inf]
-            best = max(pool, key=lambda h: h[0])  # the first of equal scores
-            results.append(Hypothesis(list(best[2]), float(best[1]), best[3]))
+            pool.sort(key=lambda h: -h[0])  # stable: the first of equal scores first
+            results.append([Hypothesis(list(ids), float(score), fin)
+                            for _, score, ids, fin in pool[:n]])
         return results
 
 
-__all__ = ["Beam", "Decoder", "Greedy", "Hypothesis", "Sample", "check_decode_args",
-           "feed_start", "log_softmax", "select_rows", "select_state"]
+def _plain(node: Any) -> Any:
+    """A DictConfig as plain containers (other values unchanged)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_decoder(node: Mapping[str, Any] | str | None, *, sampler: Any = None,
+                  vocab_size: int | None = None) -> Decoder:
+    """The decoder a command's ``decoder`` node names (``{"name": "beam", "width": 5}``, or just
+    a name); ``sampler`` is the ``sampler`` node (or a built sampler) that ``sample`` draws with.
+    With ``vocab_size`` the options are checked against the vocabulary (a beam wider than it).
+    Every bad option is a one-line ConfigError naming the key."""
+    node = _plain(node)
+    if isinstance(node, str):
+        node = {"name": node}
+    if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
+        raise ConfigError(f"decoder must name a decoding strategy: decoder="
+                          f"{'|'.join(DECODERS.names())}, got {node!r}")
+    context = {}
+    if getattr(DECODERS.get(node["name"]), "uses_sampler", False):
+        sampler = _plain(sampler)
+        context["sampler"] = SAMPLERS.build(sampler) if isinstance(sampler, Mapping) else sampler
+    decoder = DECODERS.build(dict(node), **context)
+    if vocab_size is not None:
+        decoder.check_vocabulary(int(vocab_size))
+    return decoder
+
+
+__all__ = ["MAX_LENGTH", "Beam", "Decoder", "Greedy", "Hypothesis", "Sample", "StepModel",
+           "build_decoder", "check_decode_args", "feed_start", "log_softmax", "select_rows",
+           "select_state"]

@@ -1,4 +1,4 @@
-"""Text generation from a trained model with any sampler plugin.
+"""Text generation from a trained language model with any decoding plugin or sampler.
 
 Characters throughout, or tokens for a token vocabulary: then a prompt is whitespace-separated
 tokens and each returned text is its tokens joined by single spaces.
@@ -18,28 +18,60 @@ While the text is shorter than W it is left-padded with zero inputs (id -1) up t
 course pads the prompt with '0' characters that become all-zero input rows.
 
 The model only needs ``zero_state(B)`` and ``step(ids (B,), state) -> (logits (B, V), state)``.
+The ids are chosen by a :mod:`framework.nn.decoding` plugin (:func:`generate_scored`: greedy,
+sample, beam), which also gives each output's total log-probability under the model (of the
+generated part, the prompt given); :func:`generate` is the sampling form with a sampler plugin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from framework.errors import ConfigError, DataError
+from framework.nn.decoding import MAX_LENGTH, Decoder, Sample, StepModel
 
 # Bounds of one generate() call. The work is num_samples x (prompt + length) model steps (times
 # the window with ``window``); these keep a typo (length=10000000) from running for hours.
-MAX_LENGTH = 100_000
 MAX_SAMPLES = 10_000
 MAX_PROMPT = 100_000
 
 
-class StepModel(Protocol):
-    def zero_state(self, batch: int) -> Any: ...
+class Generated(NamedTuple):
+    text: str  # the prompt and the generated symbols (without the end-of-line symbol)
+    score: float  # total log-probability of the generated ids (and of the eos when finished)
+    finished: bool  # the output ended with the eos (else it reached ``length``)
 
-    def step(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]: ...
+
+class WindowedModel:
+    """A step model that predicts each next id from the zero state over only the last ``window``
+    ids fed (left-padded with zero inputs, id -1, while fewer were fed): the state is that
+    window, (W, B) ids.  ``prime`` feeds the start ids and runs the window once."""
+
+    def __init__(self, model: StepModel, window: int) -> None:
+        self.model, self.window = model, int(window)
+
+    def zero_state(self, batch: int) -> np.ndarray:
+        return np.full((self.window, batch), -1, dtype=np.int64)
+
+    def _run(self, history: np.ndarray) -> np.ndarray:
+        logits, _ = _run(self.model, history, self.model.zero_state(history.shape[1]))
+        return logits
+
+    def prime(self, batch: int, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        column = np.asarray(list(ids), dtype=np.int64)[:, None]
+        history = np.concatenate([self.zero_state(batch), np.repeat(column, batch, axis=1)])
+        history = history[-self.window:]
+        return self._run(history), history
+
+    def step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        history = np.concatenate([state, np.asarray(ids, dtype=np.int64)[None]])[-self.window:]
+        return self._run(history), history
+
+    def select_state(self, state: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return state[:, index]
 
 
 def encode_prompt(vocab: Any, prompt: str) -> list[int]:
@@ -102,11 +134,35 @@ def generate(
     stop_at_eos: bool | None = None,
     start: Sequence[int] | None = None,
 ) -> list[str]:
-    """``num_samples`` texts, each the prompt followed by the generated characters.
+    """``num_samples`` texts, each the prompt followed by characters drawn by ``sampler``.
 
     ``stop_at_eos`` defaults to "the vocabulary has an eos". Sample s calls the sampler with
     ``sample_index=s`` and ``step`` = number of characters it sampled before, so a course-seeded
     categorical sampler reproduces the course's ``sample(..., seed=course_seed + s)``.
+    """
+    decoder = Sample.from_config(Sample.schema(), sampler=sampler)
+    return [g.text for g in generate_scored(
+        model, vocab, decoder, prompt=prompt, length=length, num_samples=num_samples,
+        window=window, rng=rng, stop_at_eos=stop_at_eos, start=start)]
+
+
+def generate_scored(
+    model: StepModel,
+    vocab: Any,
+    decoder: Decoder,
+    *,
+    prompt: str = "",
+    length: int = 200,
+    num_samples: int = 1,
+    window: int | None = None,
+    rng: np.random.Generator | None = None,
+    stop_at_eos: bool | None = None,
+    start: Sequence[int] | None = None,
+) -> list[Generated]:
+    """The prompt continued by ``decoder``, with each output's log-probability.
+
+    A sampling decoder gives ``num_samples`` outputs (they share one batch); greedy gives one;
+    beam search its ``min(num_samples, width)`` best distinct outputs, best first.
     """
     _check_args(length, num_samples, window)
     if len(prompt) > MAX_PROMPT:
@@ -129,21 +185,42 @@ def generate(
     rng = np.random.default_rng() if rng is None else rng
     if num_samples == 0:
         return []
+    decoder.check_vocabulary(vocab.size)
+    step_model = model if window is None else WindowedModel(model, window)
+    if length == 0:  # nothing to choose: the prompt alone
+        from framework.nn.decoding import Hypothesis
 
-    # Samples share one batch (one model.step per character for all of them), except with a
-    # course-seeded sampler, where each sample runs alone so its numerics match a B=1 run.
-    if getattr(sampler, "course_seed", None) is not None:
-        groups = [[s] for s in range(num_samples)]
+        rows = 1 if decoder.deterministic else num_samples
+        hyps = [Hypothesis([], 0.0, False)] * rows
+    elif hasattr(decoder, "nbest"):
+        n = min(num_samples, decoder.cfg.width)
+        hyps = decoder.nbest(step_model, 1, start=context, max_length=length, eos_id=eos_id,
+                             n=n)[0]
     else:
-        groups = [list(range(num_samples))]
-    sampled: list[list[int]] = []
-    for group in groups:
-        sampled += _generate_group(model, sampler, context, group, length, window, eos_id, rng)
+        rows = 1 if decoder.deterministic else num_samples
+        hyps = decoder.decode(step_model, rows, start=context, max_length=length, eos_id=eos_id,
+                              rng=rng)
     if getattr(vocab, "is_chars", True):
-        return [prompt + "".join(vocab.chars[i] for i in ids) for ids in sampled]
-    # Token vocabularies: the prompt's tokens and the sampled ones, one space between tokens.
+        return [Generated(prompt + "".join(vocab.chars[i] for i in h.ids), h.score, h.finished)
+                for h in hyps]
+    # Token vocabularies: the prompt's tokens and the chosen ones, one space between tokens.
     head = [vocab.chars[i] for i in prompt_ids]
-    return [vocab.join(head + [vocab.chars[i] for i in ids]) for ids in sampled]
+    return [Generated(vocab.join(head + [vocab.chars[i] for i in h.ids]), h.score, h.finished)
+            for h in hyps]
+
+
+def format_generated(texts: Sequence[str], eos: str | None,
+                     scores: Sequence[float] | None = None) -> str:
+    """Outputs as printed: names (a vocabulary with an eos) one per line, texts separated by a
+    blank line.  With ``scores``, a name's line ends with a tab and its log-probability; a text
+    is followed by a ``log-probability <score>`` line."""
+    texts = list(texts)
+    if scores is not None:
+        if eos is not None:
+            texts = [f"{t}\t{s:.4f}" for t, s in zip(texts, scores, strict=True)]
+        else:
+            texts = [f"{t}\nlog-probability {s:.4f}" for t, s in zip(texts, scores, strict=True)]
+    return ("\n" if eos is not None else "\n\n").join(texts)
 
 
 def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
@@ -154,48 +231,6 @@ def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any
     return logits, state
 
 
-def _generate_group(
-    model: StepModel,
-    sampler: Any,
-    context: list[int],
-    group: Sequence[int],
-    length: int,
-    window: int | None,
-    eos_id: int | None,
-    rng: np.random.Generator,
-) -> list[list[int]]:
-    batch = len(group)
-    history = np.repeat(np.asarray(context, dtype=np.int64)[:, None], batch, axis=1)  # (T, B)
-    out: list[list[int]] = [[] for _ in group]
-    done = np.zeros(batch, dtype=bool)
-    if window is not None and len(history) < window:
-        # The course's generate_output left-pads to the window with zero input rows, so a windowed
-        # model always sees W steps, as in training (not a shorter run from the zero state).
-        pad = np.full((window - len(history), batch), -1, dtype=np.int64)
-        history = np.concatenate([pad, history], axis=0)
-    if window is None:
-        logits, state = _run(model, history, model.zero_state(batch))
-    for k in range(length):
-        if window is not None:
-            logits, _ = _run(model, history[-window:], model.zero_state(batch))
-        rows = np.asarray(logits, dtype=np.float64)
-        nxt = np.zeros(batch, dtype=np.int64)
-        for b, s in enumerate(group):
-            if done[b]:
-                continue  # finished rows keep stepping (cheap) but are never sampled again
-            idx = int(sampler(rows[b], rng=rng, step=k, sample_index=s))
-            nxt[b] = idx
-            if idx == eos_id:
-                done[b] = True
-            else:
-                out[b].append(idx)
-        if done.all() or k == length - 1:
-            break
-        if window is None:
-            logits, state = model.step(nxt, state)
-        else:
-            history = np.concatenate([history, nxt[None]], axis=0)[-window:]
-    return out
-
-
-__all__ = ["StepModel", "encode_prompt", "generate", "start_ids"]
+__all__ = ["MAX_LENGTH", "Generated", "StepModel", "WindowedModel", "encode_prompt",
+           "format_generated", "generate",
+           "generate_scored", "start_ids"]

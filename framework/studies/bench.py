@@ -25,6 +25,9 @@ bidirectional LSTM of 64 units, a dense softmax, batches of 64) against PyTorch 
 ``nn.Embedding`` of the same size.  rnnlab's cells run every padded step (the padding's
 gradient is zero); PyTorch's packed sequences skip them.
 
+Then the dates model's row (``--no-seq2seq`` skips it; framework/studies/bench_seq2seq.py):
+training pairs/s of the ``experiment=dates`` seq2seq model against the same model in PyTorch.
+
 All configurations are interleaved in one process (round after round, so drifting machine load
 hits every column alike) and each number is the median over rounds.  BLAS threads are limited
 with threadpoolctl (and torch.set_num_threads) and reported.  The full mode adds thread scaling
@@ -439,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the classification rows (names, and the sentiment row)")
     parser.add_argument("--no-sentiment", action="store_true",
                         help="skip the sentiment row (words, embedding, bidirectional LSTM)")
+    parser.add_argument("--no-seq2seq", action="store_true",
+                        help="skip the dates model's row (seq2seq with attention)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # the heap settings the training command runs with
     if "RNNLAB_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
@@ -491,6 +496,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"LSTM, dense softmax over {r['classes']} classes), float32, threads "
                   f"{args.threads}; median of {rounds} interleaved rounds")
             print(format_classify_table(srows, args.markdown))
+        if not args.no_seq2seq:
+            from framework.studies.bench_seq2seq import seq2seq_section
+
+            print(seq2seq_section(args.quick, rounds, target, use_torch, args.markdown,
+                                  args.threads, log))
         if not args.quick:
             n = max(2, args.threads)
             log(f"thread scaling 1 vs {n} at H=256, B=64")

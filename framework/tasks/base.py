@@ -257,8 +257,10 @@ class Task:
         raise DataError(f"this checkpoint is a '{self.name}' model, which framework.predict "
                         f"does not answer")
 
-    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, sampler: Any) -> list[str]:
-        """Samples ``python -m framework.generate`` prints (``args``: its checked options)."""
+    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, decoder: Any) -> list[Any]:
+        """What ``python -m framework.generate`` prints (``args``: its checked options;
+        ``decoder``: the built decoding plugin): :class:`~framework.nn.generation.Generated`
+        outputs (text, log-probability, finished)."""
         raise DataError(f"this checkpoint is a '{self.name}' model, which does not generate "
                         f"text; use python -m framework.predict")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import DataError, RnnlabError
+from framework.errors import ConfigError, RnnlabError
 from framework.registry import TASKS
 from framework.tasks import requests
 from framework.tasks.base import Task, spec_options
@@ -38,6 +38,16 @@ def build_lm(rc: Any, vocab_size: int, embedding: Any = None) -> Any:
                    dtype=rc.dtype, cell_options=cell_options, embedding=embedding)
 
 
+def _start(vocab: Any, meta: Any) -> list[int] | None:
+    """What a checkpoint's generation feeds before the prompt (None: the default)."""
+    from framework.nn.generation import start_ids
+
+    feed = (meta.config.get("train") or {}).get("feed")
+    if feed == "auto":
+        feed = "names" if meta.corpus_kind == "lines" else "stream"
+    return start_ids(vocab, meta.corpus_kind, feed)
+
+
 def sample_lines(texts: list[str]) -> list[str]:
     """Samples as console lines: each line indented, samples of several lines separated by a
     blank line, control characters other than tab and line break shown escaped."""
@@ -49,6 +59,28 @@ def sample_lines(texts: list[str]) -> list[str]:
             out.append("")
         out += [f"  {line}" for line in shown.split("\n")]
     return out
+
+
+def _served_decoder(served: Any, row: dict[str, Any]) -> Any:
+    """The decoder a served request's row asks for (its ``decoder``, ``width``,
+    ``length_penalty`` and ``temperature`` cells); the checkpoint's sampler by default."""
+    from framework.nn.decoding import build_decoder
+    from framework.registry import SAMPLERS
+
+    name = row.get("decoder")
+    name = "sample" if requests.missing(name) else str(name)
+    node: dict[str, Any] = {"name": name}
+    for key in ("width", "length_penalty"):
+        value = requests.number(row.get(key))
+        if value is not None:
+            node[key] = int(value) if key == "width" and value == int(value) else value
+    temperature = requests.number(row.get("temperature"))
+    if temperature is not None and name != "sample":
+        raise RnnlabError(f"temperature is an option of decoder 'sample', not of '{name}'")
+    sampler = served.sampler
+    if temperature is not None:
+        sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
+    return build_decoder(node, sampler=sampler, vocab_size=served.vocab.size)
 
 
 @TASKS.register("lm", schema=LMConfig)
@@ -63,7 +95,8 @@ class LanguageModelTask(Task):
     noun = "language model"
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
                   "optimizer.name", "optimizer.lr", "train.steps", "seed")
-    input_columns = ("prompt", "num_samples", "length", "temperature", "seed")
+    input_columns = ("prompt", "num_samples", "length", "temperature", "seed", "decoder", "width",
+                     "length_penalty", "score")
     carries_state = True
     meta_fields = ("embedding",)
 
@@ -184,20 +217,40 @@ class LanguageModelTask(Task):
 
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
-        raise DataError("this checkpoint is a language model, which framework.predict does not "
-                        "answer; use python -m framework.generate")
+        """Each ``text`` continued by the ``decoder`` (greedy unless chosen): one output per
+        text (a sampling decoder draws one), printed as ``framework.generate`` prints it, with
+        its log-probability when ``score=true``."""
+        from framework.nn.decoding import build_decoder
+        from framework.nn.generation import format_generated, generate_scored
 
-    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, sampler: Any) -> list[str]:
-        from framework.nn.generation import generate, start_ids
+        texts = requests.command_texts(cfg.get("text"))
+        decoder = build_decoder(cfg.get("decoder") or "greedy", vocab_size=vocab.size,
+                                sampler=cfg.get("sampler") or {"name": "categorical"})
+        length = cfg.get("length")
+        length = int(meta.sample_length or requests.DEFAULT_LENGTH) if length is None else \
+            requests.positive_int(length, "length")
+        seed, score = cfg.get("seed"), cfg.get("score", False)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed < 2**63):
+            raise ConfigError(f"seed must be null or an integer in [0, 2**63 - 1], got {seed!r}")
+        if not isinstance(score, bool):
+            raise ConfigError(f"score must be true or false, got {score!r}")
+        rng = np.random.default_rng(seed)
+        outputs = []
+        for text in texts:
+            outputs += generate_scored(model, vocab, decoder, prompt=text, length=length,
+                                       num_samples=1, window=meta.window, rng=rng,
+                                       start=_start(vocab, meta))
+        scores = [o.score for o in outputs] if score else None
+        return [format_generated([o.text for o in outputs], vocab.eos, scores)]
+
+    def generate(self, model: Any, vocab: Any, meta: Any, args: Any, decoder: Any) -> list[Any]:
+        from framework.nn.generation import generate_scored
 
         window = args.window if args.window is not None else meta.window
-        feed = (meta.config.get("train") or {}).get("feed")
-        if feed == "auto":
-            feed = "names" if meta.corpus_kind == "lines" else "stream"
-        return generate(model, vocab, sampler, prompt=args.prompt, length=args.length,
-                        num_samples=args.num_samples, window=window,
-                        rng=np.random.default_rng(args.seed),
-                        start=start_ids(vocab, meta.corpus_kind, feed))
+        return generate_scored(model, vocab, decoder, prompt=args.prompt, length=args.length,
+                               num_samples=args.num_samples, window=window,
+                               rng=np.random.default_rng(args.seed), start=_start(vocab, meta))
 
     def signature(self) -> Any:
         """``prompt`` (a string) and the optional sampling columns, strings out."""
@@ -215,16 +268,23 @@ class LanguageModelTask(Task):
         return {"prompt": [requests.example_letters(vocab)], "num_samples": [1], "length": [20],
                 "seed": [0]}
 
-    def serve(self, served: Any, frame: Any) -> list[str]:
-        """The samples of row 0, then those of row 1, ...; each starts with its prompt."""
-        from framework.nn.generation import generate
-        from framework.registry import SAMPLERS
+    def serve(self, served: Any, frame: Any) -> Any:
+        """The outputs of row 0, then those of row 1, ...; each starts with its prompt.
+
+        A row's ``decoder`` (``sample``, the default, ``greedy`` or ``beam`` with ``width`` and
+        ``length_penalty``) chooses the ids; ``temperature`` is a sampling option.  When a row
+        asks for ``score``, the answer is a table of ``text`` and ``score`` (each output's total
+        log-probability, a number) instead of a list of texts.
+        """
+        import pandas as pd
+
+        from framework.nn.generation import generate_scored
 
         if len(frame) > requests.MAX_ROWS:
             raise RnnlabError(f"a request may have at most {requests.MAX_ROWS} rows, got "
                               f"{len(frame)}")
         # Every row is checked, and the whole request's work bounded, before anything runs.
-        rows = []
+        rows, work, scored = [], 0, False
         for row in frame.to_dict(orient="records"):
             prompt = row.get("prompt")
             prompt = "" if requests.missing(prompt) else str(prompt)
@@ -236,22 +296,26 @@ class LanguageModelTask(Task):
                                          min(served.default_length, requests.MAX_LENGTH), 0,
                                          requests.MAX_LENGTH)
             seed = requests.int_option(row, "seed", None, 0, 2**63 - 1)
-            temperature = requests.number(row.get("temperature"))
-            sampler = served.sampler
-            if temperature is not None:
-                sampler = SAMPLERS.build({"name": "temperature", "temperature": temperature})
-            rows.append((prompt, num, length, seed, sampler))
-        work = sum(num * (len(prompt) + length) for prompt, num, length, _, _ in rows)
+            decoder = _served_decoder(served, row)
+            scored = scored or requests.flag(row, "score")
+            # Beam search steps `width` rows at once; sampling `num_samples`; greedy one.
+            rows_run = getattr(decoder.cfg, "width", None) or (1 if decoder.deterministic
+                                                                else num)
+            work += rows_run * (len(prompt) + length)
+            rows.append((prompt, num, length, seed, decoder))
         if work > requests.MAX_REQUEST_CHARS:
             raise RnnlabError(f"the request asks for {work:,} characters (rows x num_samples x "
                               f"(prompt + length)), more than {requests.MAX_REQUEST_CHARS:,}; "
                               f"send fewer rows or samples, or shorter ones")
-        texts: list[str] = []
-        for prompt, num, length, seed, sampler in rows:
-            texts += generate(served.model, served.vocab, sampler, prompt=prompt, length=length,
-                              num_samples=num, window=served.window,
-                              rng=np.random.default_rng(seed))
-        return texts
+        outputs = []
+        for prompt, num, length, seed, decoder in rows:
+            outputs += generate_scored(served.model, served.vocab, decoder, prompt=prompt,
+                                       length=length, num_samples=num, window=served.window,
+                                       rng=np.random.default_rng(seed))
+        if scored:
+            return pd.DataFrame({"text": [o.text for o in outputs],
+                                 "score": [float(o.score) for o in outputs]})
+        return [o.text for o in outputs]
 
     def summary(self, metrics: dict[str, float], vocab: Any = None) -> str:
         loss = metrics.get("val_loss", math.nan)

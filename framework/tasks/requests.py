@@ -42,6 +42,20 @@ def number(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+def flag(row: dict[str, Any], key: str) -> bool:
+    """``row[key]`` as a yes/no option (False when empty): a boolean, 0/1 or true/false."""
+    value = row.get(key)
+    if missing(value):
+        return False
+    if hasattr(value, "item"):  # a NumPy scalar from the DataFrame
+        value = value.item()
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+        return bool(value)
+    raise RnnlabError(f"{key} must be true or false, got {value!r}")
+
+
 def int_option(row: dict[str, Any], key: str, default: int | None, lo: int,
                hi: int | None) -> int | None:
     """``row[key]`` as an integer in ``[lo, hi]`` (``default`` when empty)."""

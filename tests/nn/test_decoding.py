@@ -146,7 +146,7 @@ def test_bad_widths_and_lengths_are_one_line_errors():
     model = random_table(0, V=5)
     with pytest.raises(ConfigError, match=r"decoder 'beam': decoder.width must be >= 1"):
         DECODERS.build({"name": "beam", "width": 0})
-    with pytest.raises(ConfigError, match=r"width=6 is larger than the 5 ids"):
+    with pytest.raises(ConfigError, match=r"width=6 is larger than the 5 symbols"):
         Beam(width=6).decode(model, 1, max_length=4, eos_id=EOS)
     with pytest.raises(ConfigError, match="decoding length"):
         Greedy().decode(model, 1, max_length=0, eos_id=EOS)

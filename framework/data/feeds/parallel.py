@@ -94,6 +94,11 @@ class ParallelFeed(Feed):
     def batch(self, step: int) -> Seq2SeqBatch:  # type: ignore[override]
         return pad_pairs([self._train[j] for j in self.indices(step)], self.end_id)
 
+    @property
+    def val_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The validation pairs (source ids, target ids without the end id), in corpus order."""
+        return self._val
+
     def val_batches(self) -> Iterator[Seq2SeqBatch]:  # type: ignore[override]
         """The validation pairs once, in corpus order."""
         for start in range(0, len(self._val), self.batch_size):

@@ -278,6 +278,16 @@ class Seq2Seq:
         loss_sum, count = self.head.loss(self.params, tops, tgt)
         return loss_sum, count, weights
 
+    def evaluate(self, batch: Any) -> tuple[float, int, int]:
+        """Evaluation with teacher forcing (no dropout, no gradients): (summed cross-entropy over
+        the counted targets, their count, how many of them are the most likely id)."""
+        tgt, _, _, tops, _, _ = self._teacher_forced(batch, None)
+        loss_sum, count = self.head.loss(self.params, tops, tgt)
+        predicted = self.head.logits(self.params, tops).argmax(axis=1)
+        flat = tgt.reshape(-1)
+        valid = flat >= 0
+        return loss_sum, count, int(np.count_nonzero(predicted[valid] == flat[valid]))
+
     def loss_and_grads(self, batch: Any, *, reduction: str = "mean",
                        dropout_rng: Any = None) -> tuple[float, int, dict[str, np.ndarray]]:
         """(summed cross-entropy over the counted targets, their count, gradients of

@@ -63,7 +63,7 @@ OPTIONAL_META = ("smooth_loss", "best_val_loss", "dataset", "corpus_kind", "opti
 EARLY_STOP_FIELDS = ("best_step", "bad_evals", "metrics", "restored")
 MAX_METRICS = 256  # metrics an eval may report
 MODEL_FIELDS = ("hidden_size", "num_layers", "dropout", "init", "dtype", "cell_options")
-CORPUS_KINDS = ("lines", "stream", "labelled", "series", "sequences")
+CORPUS_KINDS = ("lines", "stream", "labelled", "series", "sequences", "parallel")
 DTYPES = ("float32", "float64")
 
 
