@@ -209,7 +209,9 @@ class Registry:
         """``{"name": name, option: default}``; an option without a default is ``"???"``
         (OmegaConf's missing value: the user must set it)."""
         values = {f.name: field_default(f) for f in self.option_fields(name)}
-        return {"name": name, **{k: "???" if v is dataclasses.MISSING else v
+        # A nested section (a dataclass default, e.g. task.encoder) as its plain mapping.
+        return {"name": name, **{k: "???" if v is dataclasses.MISSING else
+                                 dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                                  for k, v in values.items()}}
 
     def owns(self, obj: Any) -> bool:

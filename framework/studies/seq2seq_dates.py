@@ -4,8 +4,9 @@
 :class:`~framework.nn.models.seq2seq.Seq2Seq` with a short loop of its own (the ``parallel``
 feed, global-norm clipping, Adam; one BLAS thread) on ``n_train`` generated dates, then decodes
 the held-out dates greedily and with a beam of 5, and prints the exact-match rate (the whole ISO
-date right) and the wall time.  It needs the ``dates`` extra (Faker, Babel).  The seq2seq task
-will replace this loop with the trainer's; until then it is what shows the pieces learn.
+date right) and the wall time.  It needs the ``dates`` extra (Faker, Babel).  The ``seq2seq``
+task trains the same model through the trainer (``experiment=dates``); this loop checks the
+model on its own, without the trainer.
 """
 
 from __future__ import annotations
@@ -20,24 +21,15 @@ from threadpoolctl import threadpool_limits
 from framework.data.corpora.parallel import ParallelCorpus
 from framework.nn.models.seq2seq import Seq2Seq
 from framework.registry import CLIPS, DATASETS, DECODERS, FEEDS, OPTIMIZERS
+from framework.tasks.translation import translate
 
 
-def exact_match(model: Seq2Seq, corpus: ParallelCorpus, decoder: Any,
-                batch_size: int = 250) -> float:
+def exact_match(model: Seq2Seq, corpus: ParallelCorpus, decoder: Any) -> float:
     """Share of the validation pairs whose decoded target equals the reference."""
-    feed = FEEDS.build({"name": "parallel"}, corpus=corpus,
-                       batch_size=min(batch_size, corpus.n_train), seed=0)
-    right = total = 0
     vocab = corpus.tgt_vocab
-    for batch in feed.val_batches():
-        memory = model.encode(batch.inputs, batch.lengths)
-        hyps = decoder.decode(model.stepper(memory), batch.size,
-                              max_length=corpus.max_target_length + 1, eos_id=vocab.eos_id)
-        for b, hyp in enumerate(hyps):
-            want = batch.targets[:, b]
-            right += hyp.ids == want[: np.flatnonzero(want == vocab.eos_id)[0]].tolist()
-            total += 1
-    return right / total
+    hyps = translate(model, [s for s, _ in corpus.val], decoder,
+                     max_length=corpus.max_target_length + 1, eos_id=vocab.eos_id)
+    return sum(h.ids == t.tolist() for h, (_, t) in zip(hyps, corpus.val, strict=True)) / len(hyps)
 
 
 def train(steps: int = 1500, n_train: int = 4000, n_val: int = 1000, attention: str = "additive",

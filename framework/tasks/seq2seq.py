@@ -150,7 +150,7 @@ class Seq2SeqTask(Task):
     noun = "sequence to sequence model"
     key_params = ("task.encoder.cell", "task.decoder.cell", "task.attention", "cell.hidden_size",
                   "model.bidirectional", "dataset.name", "optimizer.lr", "train.steps", "seed")
-    input_columns = ("text",)
+    input_columns = ("text", "decoder", "width", "length_penalty")
     meta_fields = ("target_vocab", "max_source_length", "max_target_length")
 
     def __init__(self, config: Any = None) -> None:
@@ -323,13 +323,17 @@ class Seq2SeqTask(Task):
 
     # -- using a trained model -------------------------------------------------------------
     def translate_texts(self, model: Any, vocab: Any, task_meta: Mapping[str, Any],
-                        texts: list[str], decoder_node: Any = None,
+                        texts: list[str], decoder: Any = None,
                         seed: int | None = None) -> tuple[list[str], list[float], list[str]]:
-        """(translations, their total log-probabilities, unseen source characters)."""
+        """(translations, their total log-probabilities, unseen source characters);
+        ``decoder`` is a built DECODERS plugin or a config node (None: greedy)."""
         from framework.tasks.translation import build_decoder, encode_texts, translate
 
         tgt = target_vocab(task_meta)
-        decoder = build_decoder(decoder_node, tgt.size)
+        if decoder is None or isinstance(decoder, Mapping | str):
+            decoder = build_decoder(decoder, tgt.size)
+        else:
+            decoder.check_vocabulary(tgt.size)
         sources, unknown = encode_texts(vocab, texts, int(task_meta["max_source_length"]))
         hyps = translate(model, sources, decoder,
                          max_length=int(task_meta["max_target_length"]) + 1, eos_id=tgt.eos_id,
@@ -339,17 +343,16 @@ class Seq2SeqTask(Task):
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
         """The translation of each ``text`` (one line each, in order); ``score=true`` adds a tab
         and its total log-probability.  ``decoder=`` (greedy by default) chooses the search."""
+        from framework.nn.decoding import build_decoder
         from framework.tasks.translation import unknown_warning
 
         texts = requests.command_texts(cfg.get("text"))
-        node = cfg.get("decoder")
-        if node is not None and not isinstance(node, Mapping):
-            from omegaconf import DictConfig, OmegaConf
-
-            node = (OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig)
-                    else {"name": str(node)})
-        outputs, scores, unknown = self.translate_texts(model, vocab, meta.model.task_meta,
-                                                        texts, node, cfg.get("seed"))
+        task_meta = meta.model.task_meta
+        decoder = build_decoder(cfg.get("decoder") or "greedy",
+                                vocab_size=target_vocab(task_meta).size,
+                                sampler=cfg.get("sampler") or {"name": "categorical"})
+        outputs, scores, unknown = self.translate_texts(model, vocab, task_meta, texts, decoder,
+                                                        cfg.get("seed"))
         if unknown:
             print(unknown_warning(unknown), file=sys.stderr)
         if cfg.get("score"):
@@ -357,11 +360,16 @@ class Seq2SeqTask(Task):
         return outputs
 
     def signature(self) -> Any:
-        """``text`` in; ``translation`` (string) and ``score`` (double) out."""
+        """``text`` and the optional decoding columns in; ``translation`` (string) and
+        ``score`` (double) out."""
         from mlflow.models.signature import ModelSignature
-        from mlflow.types.schema import ColSpec, Schema
+        from mlflow.types.schema import AnyType, ColSpec, Schema
 
-        return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+        # Numbers are typed "any" (checked in serve), as the language model's are.
+        return ModelSignature(inputs=Schema([ColSpec("string", "text"),
+                                             ColSpec("string", "decoder", required=False),
+                                             *(ColSpec(AnyType(), name, required=False)
+                                               for name in ("width", "length_penalty"))]),
                               outputs=Schema([ColSpec("string", "translation"),
                                               ColSpec("double", "score")]))
 
@@ -371,21 +379,47 @@ class Seq2SeqTask(Task):
 
     def serve(self, served: Any, frame: Any) -> Any:
         """A DataFrame of ``translation`` and ``score`` (total log-probability, float64), one
-        row per ``text``, decoded greedily."""
+        row per ``text``; a row's optional ``decoder`` (greedy by default, ``beam``, ``sample``),
+        ``width`` and ``length_penalty`` choose its search.  Rows that ask for the same search
+        are decoded together."""
         import pandas as pd
+
+        from framework.tasks.translation import served_decoder_node
 
         if len(frame) > requests.MAX_ROWS:
             raise RnnlabError(f"a request may have at most {requests.MAX_ROWS} rows, got "
                               f"{len(frame)}")
         texts = requests.served_texts(frame)
+        task_meta = served.meta.model.task_meta
+        groups: dict[tuple, list[int]] = {}
+        nodes: dict[tuple, dict[str, Any]] = {}
+        for index, row in enumerate(frame.to_dict(orient="records")):
+            node = served_decoder_node(row)
+            key = tuple(sorted(node.items()))
+            nodes[key] = node
+            groups.setdefault(key, []).append(index)
+        outputs: list[str] = [""] * len(texts)
+        scores = np.zeros(len(texts), dtype=np.float64)
         try:
-            outputs, scores, _ = self.translate_texts(served.model, served.vocab,
-                                                      served.meta.model.task_meta, texts)
+            for key, rows in groups.items():
+                decoder = build_served_decoder(nodes[key], served, task_meta)
+                out, score, _ = self.translate_texts(served.model, served.vocab, task_meta,
+                                                     [texts[i] for i in rows], decoder)
+                for i, o, s in zip(rows, out, score, strict=True):
+                    outputs[i], scores[i] = o, s
         except DataError as exc:
             raise RnnlabError(str(exc)) from None
-        return pd.DataFrame({"translation": outputs,
-                             "score": np.asarray(scores, dtype=np.float64)})
+        return pd.DataFrame({"translation": outputs, "score": scores})
+
+
+def build_served_decoder(node: Mapping[str, Any], served: Any, task_meta: Mapping[str, Any]) -> Any:
+    """The decoder of a served request's ``node``; ``sample`` draws with the checkpoint's
+    sampler."""
+    from framework.nn.decoding import build_decoder
+
+    return build_decoder(dict(node), sampler=getattr(served, "sampler", None),
+                         vocab_size=target_vocab(task_meta).size)
 
 
 __all__ = ["DecoderOptions", "EncoderOptions", "Seq2SeqConfig", "Seq2SeqTask", "attention_node",
-           "model_kwargs", "target_vocab"]
+           "build_served_decoder", "model_kwargs", "target_vocab"]

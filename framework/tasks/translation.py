@@ -51,6 +51,20 @@ def build_decoder(node: Mapping[str, Any] | None, target_size: int) -> Any:
     return build(node if node is not None else "greedy", vocab_size=target_size)
 
 
+def served_decoder_node(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The decoder node of a served request's row: its ``decoder`` cell (empty: greedy) and
+    its ``width`` and ``length_penalty`` cells when set."""
+    from framework.tasks import requests
+
+    name = row.get("decoder")
+    node: dict[str, Any] = {"name": "greedy" if requests.missing(name) else str(name)}
+    for key in ("width", "length_penalty"):
+        value = requests.number(row.get(key))
+        if value is not None:
+            node[key] = int(value) if key == "width" and value == int(value) else value
+    return node
+
+
 def translate(model: Any, sources: Sequence[np.ndarray], decoder: Any, *, max_length: int,
               eos_id: int, batch_size: int = DECODE_BATCH,
               rng: np.random.Generator | None = None) -> list[Any]:
@@ -109,4 +123,4 @@ def save_attention_png(weights: np.ndarray, source: str, output: Sequence[str],
 
 
 __all__ = ["DECODE_BATCH", "build_decoder", "encode_texts", "greedy_attention",
-           "save_attention_png", "translate", "unknown_warning"]
+           "save_attention_png", "served_decoder_node", "translate", "unknown_warning"]

@@ -10,6 +10,7 @@ runs without it last. ``python -m framework.compare`` prints such a table, and t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import re
@@ -76,11 +77,12 @@ class RunTable:
         order = sorted(self.params, key=lambda p: (not p.endswith(".name"), -distinct[p], p))
         kept: list[str] = []
         for param in order:
-            trial = RunTable(self.title, [p for p in self.params if p in {*kept, param}],
-                             self.rows)
+            trial = dataclasses.replace(self, params=[p for p in self.params
+                                                      if p in {*kept, param}])
             if len(trial.to_text().splitlines()[1]) <= width:
                 kept.append(param)
-        table = RunTable(self.title, [p for p in self.params if p in kept], self.rows)
+        # replace keeps the task's metric and throughput columns
+        table = dataclasses.replace(self, params=[p for p in self.params if p in kept])
         return table, [p for p in self.params if p not in kept]
 
     def to_text(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,8 +142,8 @@ def test_predict_prints_the_translation_of_each_text(constant_model, tmp_path):
     proc = run_cli("framework.predict", [ckpt, "text=wednesday may 9 2018"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{ISO}\n"
-    proc = run_cli("framework.predict", [ckpt, "text=[9 may 2018,09 05 18]", "score=true"],
-                   tmp_path)
+    proc = run_cli("framework.predict", [ckpt, "text=[9 may 2018,09 05 18]", "score=true",
+                                         "decoder=beam", "decoder.width=3"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [line.split("\t") for line in proc.stdout.splitlines()]
     assert [out for out, _ in lines] == [ISO, ISO]
@@ -179,6 +180,12 @@ def test_the_served_model_returns_translations_and_float_scores(constant_model):
     assert out["translation"].tolist() == [ISO, ISO]
     assert out["score"].dtype == np.float64 and (out["score"] <= 0).all()
     assert served.predict(None, "9 may 2018")["translation"].tolist() == [ISO]
+    mixed = served.predict(None, pd.DataFrame({"text": ["9 may 2018", "09 may 18", "9 mai 18"],
+                                               "decoder": ["beam", None, "beam"],
+                                               "width": [3, None, 2]}))
+    assert mixed["translation"].tolist() == [ISO, ISO, ISO]
+    greedy = served.predict(None, pd.DataFrame({"text": ["9 may 2018"]}))["score"][0]
+    assert mixed["score"][0] >= greedy - 1e-5  # float32: batches of 2 and 1 round differently
     sig = constant_model.task.signature()
     assert [c.name for c in sig.outputs.inputs] == ["translation", "score"]
 
@@ -215,6 +222,7 @@ def test_a_beam_width_outside_the_target_vocabulary_is_one_line(constant_model, 
 
 
 def test_the_served_model_refuses_bad_texts_as_bad_requests(constant_model):
+    import pandas as pd
     from mlflow.exceptions import MlflowException
 
     from framework.tracking.pyfunc import load_text_model
@@ -222,6 +230,9 @@ def test_the_served_model_refuses_bad_texts_as_bad_requests(constant_model):
     served = load_text_model(constant_model.last_checkpoint)
     with pytest.raises(MlflowException, match="text 2 is empty"):
         served.predict(None, ["9 may 18", ""])
+    with pytest.raises(MlflowException, match="width"):
+        served.predict(None, pd.DataFrame({"text": ["9 may 18"], "decoder": ["beam"],
+                                           "width": [50]}))
 
 
 def test_a_malformed_pairs_file_names_its_line(tmp_path):
@@ -281,7 +292,9 @@ def test_a_tracked_run_is_compared_and_predicted_by_run_id(constant_pairs, tmp_p
     client = MlflowClient(tracking_uri=uri)
     names = {a.path for a in client.list_artifacts(run_id, "results")}
     assert "results/attention_1.png" in names
-    table = run_cli("framework.compare", ["s2s", f"mlflow.tracking_uri={uri}"], tmp_path)
+    # A narrow terminal drops param columns, never the task's metrics.
+    table = run_cli("framework.compare", ["s2s", f"mlflow.tracking_uri={uri}"], tmp_path,
+                    env={"COLUMNS": "60"})
     assert table.returncode == 0, table.stderr
     assert "val_exact_match" in table.stdout and "val_token_accuracy" in table.stdout
     proc = run_cli("framework.predict", [f"run_id={run_id}", f"mlflow.tracking_uri={uri}",
@@ -293,3 +306,30 @@ def test_data_errors_from_the_model_stay_data_errors(constant_model):
     model, vocab, meta = load_model(constant_model.last_checkpoint)
     with pytest.raises(DataError, match="text 2 is empty"):
         constant_model.task.translate_texts(model, vocab, meta.model.task_meta, ["9 may", ""])
+
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tasks" \
+    / "seq2seq_dates_bilstm_gru.npz"
+
+
+def test_the_first_seq2seq_checkpoint_format_still_loads_and_answers_as_it_did():
+    """A 3-step checkpoint kept from when the task was added (tests/fixtures/tasks/README.md):
+    its untrained answers, recorded then, must not change."""
+    from omegaconf import OmegaConf
+
+    from framework.cli.predict import run as predict
+    from framework.tracking.pyfunc import load_text_model
+
+    def answer(texts, decoder):
+        return predict(OmegaConf.create({"checkpoint": str(FIXTURE), "run_id": None,
+                                         "text": texts, "score": True, "decoder": decoder}))
+
+    assert answer(["9 may 2018", "wednesday may 9 2018"], {"name": "greedy"}) == [
+        "-7228888888\t-25.8983", "-70--70--70\t-25.2976"]
+    assert answer(["9 may 2018"], {"name": "beam", "width": 3}) == ["-70--9-7-72\t-25.3468"]
+    served = load_text_model(FIXTURE).predict(None, ["9 may 2018"])
+    assert served["translation"].tolist() == ["-7228888888"]
+    assert served["score"][0] == pytest.approx(-25.898325, abs=1e-5)
+    model, _, meta = load_model(FIXTURE)
+    assert meta.step == 3 and meta.model.task_meta["options"]["decoder"]["cell"] == "gru"
