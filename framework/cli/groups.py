@@ -56,6 +56,8 @@ def stray_plugins() -> list[tuple[Path, Registry, str]]:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
+        if ".register(" not in text:  # most files: a substring test is 100x faster than the regex
+            continue
         for variable, name in _REGISTER.findall(text):
             registry = getattr(registries, variable, None)
             if isinstance(registry, Registry) and name not in registry:
