@@ -106,7 +106,7 @@ def main() -> int:
 
     def body() -> None:
         precheck_overrides(sys.argv[1:])
-        store_plugin_configs()
+        store_plugin_configs("generate")
         # One composition (the full app only for Hydra's flags); its override errors are one
         # line either way.
         run_hydra(run_composed("generate", generate_job, hydra_main))
