@@ -54,7 +54,7 @@ def fresh(tmp_path, monkeypatch):
 def test_a_missing_data_folder_falls_through_to_the_download_with_one_warning(fresh, monkeypatch,
                                                                               capsys):
     fetched = []
-    monkeypatch.setattr(files.urllib.request, "urlopen",
+    monkeypatch.setattr("urllib.request.urlopen",
                         lambda request, timeout: fetched.append(request) or _Response(PAYLOAD))
     first = files.locate(SOURCE)
     second = files.locate(SOURCE)  # now from the cache
@@ -71,7 +71,7 @@ def test_when_the_download_fails_too_the_error_names_both_places(fresh, monkeypa
     def offline(request, timeout):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(files.urllib.request, "urlopen", offline)
+    monkeypatch.setattr("urllib.request.urlopen", offline)
     with pytest.raises(DataError) as info:
         files.locate(SOURCE)
     message = str(info.value)
@@ -86,7 +86,7 @@ def test_a_data_folder_without_the_file_is_named_too(fresh, monkeypatch):
     import urllib.error
 
     (fresh / "shared" / "data").mkdir(parents=True)
-    monkeypatch.setattr(files.urllib.request, "urlopen",
+    monkeypatch.setattr("urllib.request.urlopen",
                         lambda r, timeout: (_ for _ in ()).throw(urllib.error.URLError("no")))
     with pytest.raises(DataError, match=r"not found in .*names\.txt \(no such file\) nor in"):
         files.locate(SOURCE)

@@ -93,6 +93,11 @@ def format_samples(texts: list[str], eos: str | None,
 @hydra.main(config_path=str(ROOT / "conf"),
             config_name="generate", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    generate_job(cfg)
+
+
+def generate_job(cfg: DictConfig) -> None:
+    """Generate for a composed config and print the samples (or the MIDI files written)."""
     try:
         outputs, vocab, meta = run_scored(cfg)
         texts = [o.text for o in outputs]
@@ -112,12 +117,15 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> int:
+    from framework.cli.compose import run_composed
     from framework.cli.overrides import precheck_overrides, run_hydra, store_plugin_configs
 
     def body() -> None:
         precheck_overrides(sys.argv[1:])
-        store_plugin_configs()
-        run_hydra(hydra_main)  # Hydra's own override errors become one line
+        store_plugin_configs("generate")
+        # One composition (the full app only for Hydra's flags); its override errors are one
+        # line either way.
+        run_hydra(run_composed("generate", generate_job, hydra_main))
 
     code = run_command(body)
     if code:

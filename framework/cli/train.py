@@ -55,6 +55,7 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
     :class:`Interrupted` naming it.
     """
     from framework.tracking.plots import loss_curve_figure
+    from framework.tracking.protocol import NullTracker
 
     rc = trainer.rc
 
@@ -67,7 +68,9 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
             tracker.log_model(str(result.final_checkpoint))
 
     def log_curve() -> None:
-        if any(result.history.values()):
+        # Drawn only for a tracker that keeps it (matplotlib's import is a third of a short
+        # untracked run's time).
+        if any(result.history.values()) and not isinstance(tracker, NullTracker):
             tracker.log_figure(loss_curve_figure(result.history), "loss_curve.png")
 
     hydra_dir = out_dir / ".hydra"

@@ -27,6 +27,7 @@ import atexit
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -401,7 +402,8 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     from framework.tasks.base import DEFAULT_TASK, task_of_run
 
     tasks = {task_of_run(c.data.tags) for c in children}
-    view_key = save_ui_view(tracker, table, tasks.pop() if len(tasks) == 1 else DEFAULT_TASK)
+    view_key = save_ui_view(tracker, table, tasks.pop() if len(tasks) == 1 else DEFAULT_TASK,
+                            children)
     if view_key:
         tags["rnnlab.ui_view"] = view_key
     tracker.log_metrics(metrics, step=0)
@@ -412,14 +414,18 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
                            [r["run_id"] for r in table.rows])}
 
 
-def save_ui_view(tracker: Any, table: Any, task: str | None = None) -> str | None:
+def save_ui_view(tracker: Any, table: Any, task: str | None = None,
+                 children: Sequence[Any] = ()) -> str | None:
     """Store the sweep's shared view (:mod:`framework.tracking.ui_view`): its children only,
-    ranked by val_loss, with the differing params and the task's metrics as columns."""
+    ranked by val_loss, with the differing params and the task's metrics as columns, the first
+    metric also with the decimals that tell the ``children`` apart."""
     from framework.tasks.base import DEFAULT_TASK
-    from framework.tracking.ui_view import metric_columns, save_view
+    from framework.tracking.ui_view import mark_exact, metric_columns, save_view
 
+    metrics = metric_columns(task or DEFAULT_TASK)
+    tags = [mark_exact(tracker.client, children, metrics[0])] if children else []
     return save_view(tracker.client, tracker.experiment_id, f"sweep-{tracker.run_id[:8]}",
-                     params=table.params, metrics=metric_columns(task or DEFAULT_TASK),
+                     params=table.params, metrics=metrics, tags=tags,
                      search_filter=f"tags.`mlflow.parentRunId` = '{tracker.run_id}'",
                      order_by="metrics.`val_loss`", ascending=True)
 

@@ -469,6 +469,7 @@ class MlflowTracker:
 
         if self.run_id is None or self.experiment_id is None:
             return None
+        self.flush()  # the view's columns are read from the runs' stored metrics, this one's too
         key = save_run_view(self.client, self.experiment_id, task, metrics)
         return ui_links(self.tracking_uri, self.experiment_id, key)["runs"] if key else None
 

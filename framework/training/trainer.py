@@ -333,12 +333,11 @@ class Trainer:
 
 def print_line(text: str) -> None:
     """Console output that does not fight the progress bar."""
-    try:
-        from tqdm import tqdm
-
-        tqdm.write(text, file=sys.stdout)
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        print(text)
+    bars = sys.modules.get("tqdm")  # a bar exists only once tqdm is imported: none before
+    if bars is None:
+        print(text, flush=True)
+    else:
+        bars.tqdm.write(text, file=sys.stdout)
 
 
 __all__ = ["CELLS", "Interrupted", "Pruned", "Reporter", "TrainResult", "Trainer", "print_line"]

@@ -85,6 +85,9 @@ def test_sweep_runs_table_and_compare_page_in_chromium(tmp_path):
         assert "val_loss" in runs_text
         for child in children:
             assert f"{child.data.metrics['val_loss']}"[:6] in runs_text
+            # ...and exactly enough to tell the children apart, in the column beside it.
+            assert child.data.tags["exact val_loss"] in runs_text
+        assert "exact val_loss" in runs_text
 
         compare_text = rendered_text(links["compare"])
         assert f"Comparing {len(children)} Runs" in compare_text, compare_text[:3000]

@@ -16,13 +16,10 @@ from __future__ import annotations
 import bz2
 import contextlib
 import hashlib
-import http.client
 import os
 import stat
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -174,6 +171,8 @@ def _temp_beside(final: Path, directory: Path, hint: str) -> tuple[int, Path]:
 def _fetch(url: str, fd: int, *, hint: str, timeout: float) -> str:
     """Stream ``url`` into the open file ``fd`` (closed after), at most MAX_DATA_BYTES, synced to
     disk; returns the sha256 of what was written."""
+    import urllib.request  # the network modules (ssl with them) only when downloading
+
     digest = hashlib.sha256()
     size = 0
     with os.fdopen(fd, "wb") as out:
@@ -236,6 +235,9 @@ def download(source: Source, directory: Path, *, timeout: float = DOWNLOAD_TIMEO
     downloaded beside the final file, checked against ``archive_sha256``, the member extracted
     and checked against ``sha256``, and the archive deleted; only the member is kept.
     """
+    import http.client
+    import urllib.error
+
     hint = f"set {DATA_DIR_ENV} or dataset.path to a local copy of {source.filename}"
     final = directory / source.filename
     tmp: Path | None = None
