@@ -195,6 +195,9 @@ def make_client(tracking_uri: str) -> Any:
                             f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
     quiet_store_tracebacks()
     http_bounds.apply_defaults()
+    # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
+    # lines already link the run (and the extra get_run is one more call to a server).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)
@@ -417,17 +420,28 @@ class MlflowTracker:
             for i in range(0, len(items), PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
         except TrackingError:
+            self._abandon()
             raise
         except Exception as exc:
+            self._abandon()
             fault = store_fault(exc, _store_name(self.tracking_uri))
             raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
-                                f"{first_line(exc)}") from None
+                                f"{_reason(exc)}; check the server, fix mlflow.tracking_uri, or "
+                                f"set mlflow.enabled=false") from None
         self._last_flush = time.monotonic()
         if self.system_metrics:
             self._start_system_metrics()
         if on_start is not None:
             on_start(self.run_id)
         return self.run_id
+
+    def _abandon(self) -> None:
+        """A run created before its start failed: end it FAILED if the store lets us (else the
+        next command of this output folder settles it); the job logs nothing more."""
+        if self.run_id is not None:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.run_id, "FAILED")
+        self.run_id = None
 
     def _start_system_metrics(self) -> None:
         """MLflow's sampler of CPU, memory, disk and network (``system/*`` metrics): a daemon

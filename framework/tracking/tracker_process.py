@@ -54,6 +54,7 @@ _NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--c
                   "--info", "-sc", "--shell-completion", "-p", "--package")
 _NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
 ORPHANED = "the training process exited without ending the run"
+_STARTING = ("check_reachable", "start")  # calls whose failure means no run is tracked
 
 _prestarted: subprocess.Popen | None = None
 
@@ -133,6 +134,7 @@ class TrackerProcess:
         self._dead = False  # the helper exited before the end
         self._exit_status: int | None = None
         self._unlogged: str | None = None  # what the store did not record, once ended
+        self._start_failed = False  # the helper could not start the run: nothing is tracked
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.tracking_uri = str(settings.get("tracking_uri", ""))
@@ -190,6 +192,7 @@ class TrackerProcess:
             self._unlogged = message["unlogged"]
         elif "error" in message and not message.get("reply"):
             self._error = self._error or message["error"]
+            self._start_failed = self._start_failed or message.get("op") in _STARTING
 
     def _raise_pending(self) -> None:
         self._read(0)
@@ -225,9 +228,15 @@ class TrackerProcess:
               previous_run: str | None = None) -> str | None:
         """Ask for the run; ``on_start(run_id)`` is called once it exists (returns None)."""
         self._on_start = on_start
-        self._call("start", params={str(k): str(v) for k, v in (params or {}).items()},
-                   tags={str(k): str(v) for k, v in (tags or {}).items()},
-                   continue_run=continue_run, previous_run=previous_run)
+        call = dict(params={str(k): str(v) for k, v in (params or {}).items()},
+                    tags={str(k): str(v) for k, v in (tags or {}).items()},
+                    continue_run=continue_run, previous_run=previous_run)
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            # As for the probe: a server that fails the run's creation stops the job before it
+            # trains, whatever the timing (the helper has imported MLflow by now).
+            self._ask("start", **call)
+        else:
+            self._call("start", **call)
         return None
 
     def flush(self, *, final: bool = False) -> bool:
@@ -254,9 +263,10 @@ class TrackerProcess:
         link = self._ask("ui_link", task, metrics)
         return None if link == "None" else link
 
-    def _ask(self, op: str, *args: Any) -> str:
+    def _ask(self, op: str, *args: Any, **kwargs: Any) -> str:
         """Send a call and wait for its answer (the value as a string)."""
-        self._call(op, *map(_jsonable, args), reply=True)
+        self._call(op, *map(_jsonable, args), **{k: _jsonable(v) for k, v in kwargs.items()},
+                   reply=True)
         while True:
             for message in self._read(None):
                 if message.get("reply"):
@@ -285,8 +295,17 @@ class TrackerProcess:
         self._proc.wait()
         if self._dead:
             self._end_for_the_dead_helper(status, reason)
+        if self._error is not None and self._start_failed and status == "FINISHED":
+            # The run was never created, and the job ended before it heard: the same one-line
+            # error (exit status 2) as when the job hears it during training.
+            message, self._error = self._error, None
+            self._cleanup()
+            raise TrackingError(message)
         if self._error is not None:  # the job's outcome stands; the store's problem is told
             print(f"rnnlab: warning: {self._error}", file=sys.stderr)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
         if self._figures is not None:
             shutil.rmtree(self._figures, ignore_errors=True)
 
@@ -380,12 +399,13 @@ def serve() -> None:
             if wants_reply:
                 reply({"reply": True, "value": str(value)})
         except errors.RnnlabError as exc:
-            reply({"error": str(exc), "kind": type(exc).__name__, "reply": wants_reply})
+            reply({"error": str(exc), "kind": type(exc).__name__, "reply": wants_reply,
+                   "op": op})
             if op in ("check_reachable", "start"):  # no usable store: the rest is not sent
                 tracker = NullTracker()
         except Exception as exc:  # a fault of MLflow's: told in one line, the job goes on
             reply({"error": f"MLflow {op} failed: {type(exc).__name__}: {exc}",
-                   "reply": wants_reply})
+                   "reply": wants_reply, "op": op})
     if not ended:
         tracker.end("FAILED", ORPHANED)
     replies.close()
