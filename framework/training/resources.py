@@ -1,7 +1,9 @@
 """Memory a training config needs, against the memory this process can get: checked before any
 parameter is allocated, so a config that cannot fit fails in one line instead of swapping or
-being killed (the same check as :mod:`framework.memory`, which sizes baselines, predictions and
-served requests).
+being killed.
+
+What is available, and the check itself, are :mod:`framework.memory`'s, which also sizes the
+classifier's baseline, predictions and served requests.
 
 The estimate counts what one training step holds at once: parameters, their gradients, the
 optimizer's per-parameter buffers (and one scratch copy), the forward caches the backward pass

@@ -104,6 +104,7 @@ def test_a_server_lost_mid_run_warns_once_and_the_command_exits_4_naming_what_is
     assert again.returncode == 0, again.stderr
     assert (f"rnnlab: MLflow run {left.info.run_id} was left RUNNING: its training process "
             f"(pid ") in again.stderr
+    assert "View run" not in again.stdout  # MLflow's own link lines are not printed
     assert client.get_run(left.info.run_id).info.status == "KILLED"
 
 

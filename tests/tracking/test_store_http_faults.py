@@ -323,6 +323,17 @@ def test_failed_calls_warn_once_and_the_run_ends_failed_naming_what_is_missing(
     assert [m.step for m in _client(uri).get_metric_history(tracker.run_id, "loss")] == [0, 1, 2]
 
 
+def test_mlflows_setup_lines_stay_off_the_console(tmp_path, capfd):
+    from framework.tracking.tracker import make_client
+
+    capfd.readouterr()
+    make_client(f"sqlite:///{tmp_path / 'new.db'}")  # creates and migrates the tables
+    out, err = capfd.readouterr()
+    assert "Creating initial MLflow database tables" not in out + err
+    assert "Updating database tables" not in out + err and "alembic" not in out + err
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] in ("true", "1", "True")
+
+
 def test_owner_tags_name_this_process_and_tell_gone_from_alive():
     tag = run_owner.owner_tag()
     host, pid, started = tag.split()
