@@ -43,6 +43,13 @@ class TrackingError(RnnlabError):
     """The MLflow tracking store is malformed or unreachable."""
 
 
+class TrackingIncomplete(TrackingError):
+    """Training ended well (its checkpoints are written) but the tracking store did not record
+    all of the run: a distinct exit status, so that scripts can tell it from a failed run."""
+
+    exit_code = 4
+
+
 class StorageError(RnnlabError):
     """A file or folder cannot be written: the disk is full, read-only, or not ours to write."""
 

@@ -27,7 +27,9 @@ CONF = ROOT / "conf"
 EXPERIMENTS = ROOT / "experiments"
 TRAIN_OPTIONS = "train_options"  # the generated config of the feeds' and schedules' options
 # Causes that mean "this disk cannot be written here", not a bug.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# A folder that cannot be written: full, read-only, forbidden, or a path through or onto a file.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                   errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO}
 _SWEEP_CALL = re.compile(r"^\s*(choice|glob|range|interval|tag|shuffle|sort)\s*\((.*)\)\s*$")
 
 
@@ -352,10 +354,10 @@ def run_hydra(entry: Callable[[], Any]) -> Any:
         cause = _os_error_in(exc)
         if cause is None or cause.errno not in _STORAGE_ERRNOS:
             raise
+        setting = "hydra.sweep.dir" if {"-m", "--multirun"} & set(argv[1:]) else "hydra.run.dir"
         raise StorageError.from_os_error(
             "write", cause.filename or os.getcwd(), cause,
-            "run from a writable folder with free space, or set hydra.run.dir (hydra.sweep.dir "
-            "with -m) to one") from None
+            f"set {setting}= to a writable folder with free space, or run from one") from None
     finally:
         sys.argv = argv
         os.environ.pop(FORCED_FULL_ERROR, None)

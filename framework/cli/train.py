@@ -140,20 +140,30 @@ def remember_run(out_dir: Path, run_id: str, tracking_uri: str) -> None:
 def run_of_checkpoint(target: str, checkpoint: Path, tracking_uri: str) -> str | None:
     """The MLflow run a resumed job continues: the run id given as ``resume=``, else the run
     noted in the checkpoint's output folder (same tracking store only), else None."""
-    import json
-
     from framework.training.checkpoint import RUN_ID
 
     if RUN_ID.match(str(target)):
         return str(target)
     for folder in (Path(checkpoint).parent.parent, Path(checkpoint).parent):
-        try:
-            noted = json.loads((folder / RUN_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(noted, dict) and noted.get("tracking_uri") == tracking_uri and \
-                RUN_ID.match(str(noted.get("run_id", ""))):
-            return str(noted["run_id"])
+        noted = noted_run(folder, tracking_uri)
+        if noted is not None:
+            return noted
+    return None
+
+
+def noted_run(folder: Path, tracking_uri: str) -> str | None:
+    """The MLflow run (of ``tracking_uri``) an earlier job noted in ``folder``, or None."""
+    import json
+
+    from framework.training.checkpoint import RUN_ID
+
+    try:
+        noted = json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(noted, dict) and noted.get("tracking_uri") == tracking_uri and \
+            RUN_ID.match(str(noted.get("run_id", ""))):
+        return str(noted["run_id"])
     return None
 
 
@@ -203,7 +213,8 @@ def run(cfg: DictConfig) -> float:
                            f"'{rc.mlflow.experiment_name}', {rc.mlflow.tracking_uri}){page}")
                 remember_run(out_dir, run_id, rc.mlflow.tracking_uri)
 
-            tracker.start(params=params, tags=tags, on_start=announce, continue_run=continue_run)
+            tracker.start(params=params, tags=tags, on_start=announce, continue_run=continue_run,
+                          previous_run=noted_run(out_dir, rc.mlflow.tracking_uri))
             tracker.log_dataset(dataset)  # after start, in order (also through the helper)
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
@@ -245,6 +256,25 @@ def run(cfg: DictConfig) -> float:
         finally:
             tracker.end(status, reason)
             lock.close()
+            _unlogged(tracker, status, out_dir)
+
+
+def _unlogged(tracker: Any, status: str, out_dir: Path) -> None:
+    """A run the store did not record completely: the command fails at the end, saying what
+    is missing (a run that failed anyway says it as a warning)."""
+    from framework.errors import TrackingIncomplete
+    from framework.tracking.tracker import redact_url
+
+    missing = tracker.unlogged()
+    if not missing:
+        return
+    error = TrackingIncomplete(
+        f"the MLflow store {redact_url(tracker.tracking_uri)} did not record {missing}; the run's "
+        f"checkpoints and train.log in {out_dir} are complete")
+    if status != "FINISHED":
+        print(f"rnnlab: warning: {error}", file=sys.stderr)
+        return
+    raise error
 
 
 def _is_multirun() -> bool:

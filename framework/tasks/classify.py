@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from framework.errors import RnnlabError
+from framework.memory import check_buffers, forward_bytes
 from framework.registry import TASKS
 from framework.tasks import requests, sequence_inputs
 from framework.tasks.base import Task, spec_options
@@ -233,8 +234,16 @@ class ClassifyTask(Task):
                 or not all(isinstance(c, str) and c for c in classes)):
             raise fields.fail("task.classes", f"a list of 2 to {MAX_CLASSES} class names",
                               classes)
+        from framework.data.corpora.labelled import check_label
+        from framework.errors import DataError
         from framework.tasks.token_inputs import read_embedding_field
 
+        for label in classes:  # refused at load, as when the data loads: printed one per line
+            try:
+                check_label(label)
+            except DataError:
+                raise fields.fail("task.classes", "class names that print on one line (no "
+                                  "control character, not blank)", label) from None
         out = {"classes": list(classes), "ascii": raw.get("ascii") is True,
                "lower": raw.get("lower") is True}
         out.update(sequence_inputs.read_meta(fields, raw))
@@ -317,6 +326,9 @@ def predict_top_k(model: Any, meta: dict, texts: list[str], k: int, *, vocab: An
     if vocab is None:
         raise DataError("no vocabulary to encode the texts with")
     ids = [np.asarray(vocab.encode(t), dtype=np.int64) for t in texts]
+    steps = max(len(x) for x in ids)  # the texts are padded to the longest
+    check_buffers(f"classifying {len(ids):,} texts", forward_bytes(model, len(ids), steps),
+                  f"{len(ids):,} texts padded to {steps:,} steps", "pass fewer or shorter texts")
     inputs, lengths = pad_texts(ids)
     probs = model.predict_proba(inputs, lengths)
     return [top_classes(row, classes, k) for row in probs]

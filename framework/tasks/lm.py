@@ -275,10 +275,8 @@ class LanguageModelTask(Task):
 
         from framework.nn.generation import generate_scored
 
-        if len(frame) > requests.MAX_ROWS:
-            raise RnnlabError(f"a request may have at most {requests.MAX_ROWS} rows, got "
-                              f"{len(frame)}")
-        # Every row is checked, and the whole request's work bounded, before anything runs.
+        # The row count and the request's size are checked by the pyfunc model. Every row is
+        # checked, and the whole request's work bounded, before anything runs.
         rows, work, scored = [], 0, False
         for row in frame.to_dict(orient="records"):
             prompt = row.get("prompt")

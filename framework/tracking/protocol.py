@@ -34,11 +34,15 @@ class Tracker(Protocol):
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
               on_start: Callable[[str], None] | None = None,
-              continue_run: str | None = None) -> str | None:
+              continue_run: str | None = None,
+              previous_run: str | None = None) -> str | None:
         """Create the run with its params and tags; ``on_start(run_id)`` is called once it
         exists. Returns the run id, or None when it is not known yet (or never will be).
         ``continue_run``: a run to continue instead (a resumed job), back to RUNNING, its metric
-        histories going on; a run that is gone from the store gets a new one, with a warning."""
+        histories going on; a run that is gone from the store gets a new one, with a warning.
+        Either run, and ``previous_run`` (the last run of the same output folder), is settled
+        first: left RUNNING by a process that is gone, it is ended KILLED, and the job says so.
+        """
         ...
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -99,7 +103,13 @@ class Tracker(Protocol):
 
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Send what is left and close the run as FINISHED, FAILED or KILLED (``reason``:
-        why, as a tag)."""
+        why, as a tag). A run the store did not record completely ends FAILED, saying what is
+        missing."""
+        ...
+
+    def unlogged(self) -> str | None:
+        """What the store did not record (metric values, artifacts, the model, the run's end),
+        in words; None when it recorded everything. Complete once :meth:`end` returned."""
         ...
 
 
@@ -120,7 +130,8 @@ class NullTracker:
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
               on_start: Callable[[str], None] | None = None,
-              continue_run: str | None = None) -> str | None:
+              continue_run: str | None = None,
+              previous_run: str | None = None) -> str | None:
         return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -164,6 +175,9 @@ class NullTracker:
         raise CheckpointError(f"resume from MLflow run '{run_id}' needs mlflow.enabled=true")
 
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        return None
+
+    def unlogged(self) -> str | None:
         return None
 
 

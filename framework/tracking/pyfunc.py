@@ -78,10 +78,35 @@ class CharRNNTextModel(PythonModel):
         from framework.tasks.requests import as_frame
 
         try:
-            return self.task.serve(self, as_frame(model_input, self.task.input_columns[0]))
+            frame = as_frame(model_input, self.task.input_columns[0])
+            check_request_size(frame)
+            return self.task.serve(self, frame)
         except RnnlabError as exc:
             # A bad request (unknown prompt characters, bad numbers) is a 400, not a crash.
             raise MlflowException.invalid_parameter_value(str(exc)) from None
+
+
+def _cell_size(value: Any) -> int:
+    """Characters of a text cell, values of a list cell, 1 for anything else."""
+    if isinstance(value, str):
+        return len(value)
+    try:
+        return len(value)
+    except TypeError:
+        return 1
+
+
+def check_request_size(frame: pd.DataFrame) -> None:
+    """Refuse (a 400) a request too large to answer, before any work: more than ``MAX_ROWS``
+    rows, or more than ``MAX_REQUEST_CHARS`` characters and values in all its cells. The
+    model's task then bounds each row (:meth:`Task.serve`)."""
+    if len(frame) > MAX_ROWS:
+        raise RnnlabError(f"a request may have at most {MAX_ROWS} rows, got {len(frame)}; "
+                          f"send it in requests of at most {MAX_ROWS:,} rows")
+    total = sum(_cell_size(v) for column in frame.columns for v in frame[column])
+    if total > MAX_REQUEST_CHARS:
+        raise RnnlabError(f"the request holds {total:,} characters and values, more than "
+                          f"{MAX_REQUEST_CHARS:,}; send fewer or shorter rows")
 
 
 def signature(task: Any) -> Any:
@@ -222,5 +247,5 @@ def load_text_model(checkpoint_path: str | os.PathLike[str]) -> CharRNNTextModel
 
 
 __all__ = ["DEFAULT_LENGTH", "MAX_LENGTH", "MAX_PROMPT", "MAX_REQUEST_CHARS", "MAX_ROWS",
-           "MAX_SAMPLES", "CharRNNTextModel", "input_example", "load_text_model",
-           "log_pyfunc_model", "save_pyfunc_model", "signature"]
+           "MAX_SAMPLES", "CharRNNTextModel", "check_request_size", "input_example",
+           "load_text_model", "log_pyfunc_model", "save_pyfunc_model", "signature"]

@@ -1,4 +1,7 @@
-"""What a failed MLflow store call means, in one line: a locked, read-only or full sqlite file.
+"""What a failed MLflow store call means, in one line: a sqlite file's fault or an http server's.
+
+A sqlite store may be locked, read-only or on a full disk; an http server may redirect in a loop,
+answer something other than MLflow's JSON, never answer, or refuse the connection.
 
 MLflow wraps sqlite's own words ("database is locked", "attempt to write a readonly database") in
 SQLAlchemy's, whose first line is often "(raised as a result of Query-invoked autoflush; ...)",
@@ -74,9 +77,37 @@ def sqlite_read_only(db: Path, where: str | Path) -> str | None:
     return None
 
 
+# What requests/urllib3/MLflow say (lower case) about a server that answers badly -> in words.
+_HTTP_FAULTS = (
+    ("exceeded 30 redirects", "it redirects in a loop (more than 30 redirects)"),
+    ("toomanyredirects", "it redirects in a loop"),
+    ("not in a valid json format", "it answered with something other than MLflow's JSON"),
+    ("read timed out", "it did not answer within {timeout} s (MLFLOW_HTTP_REQUEST_TIMEOUT)"),
+    ("connecttimeout", "it did not accept a connection within {timeout} s "
+                       "(MLFLOW_HTTP_REQUEST_TIMEOUT)"),
+    ("connection refused", "it refused the connection"),
+    ("remotedisconnected", "it closed the connection without answering"),
+    ("connection aborted", "it closed the connection without answering"),
+    ("connection reset", "it reset the connection"),
+)
+
+
+def http_fault(exc: BaseException) -> str | None:
+    """What a tracking server did wrong, in a few words (a loop of redirects, an answer that is
+    not MLflow's, a timeout, a refused connection), or None."""
+    text = " ".join(f"{type(e).__name__} {e}" for e in _chain(exc)).lower()
+    for needle, meaning in _HTTP_FAULTS:
+        if needle in text:
+            timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+            return meaning.format(timeout=timeout)
+    return None
+
+
 def describe(exc: BaseException, where: str | Path) -> str:
-    """The storage fault behind ``exc`` if there is one, else its first meaningful line."""
-    return store_fault(exc, where) or first_line(exc)
+    """The storage fault behind ``exc`` if there is one, else what an http server did wrong,
+    else its first meaningful line (at most 300 characters)."""
+    text = store_fault(exc, where) or http_fault(exc) or first_line(exc)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class _DropSqlAlchemyTracebacks(logging.Filter):
@@ -87,11 +118,22 @@ class _DropSqlAlchemyTracebacks(logging.Filter):
 _FILTER = _DropSqlAlchemyTracebacks()
 
 
+# Loggers that say at INFO level how a new sqlite store's tables are made ("Creating initial
+# MLflow database tables...", alembic's migration steps): not the user's business.
+_SETUP_LOGGERS = ("mlflow.store.db.utils", "mlflow.store.db_migrations", "alembic")
+
+
 def quiet_store_tracebacks() -> None:
-    """Drop MLflow's traceback log of a failed sqlite call (the exception still reaches us)."""
+    """Drop MLflow's traceback log of a failed sqlite call (the exception still reaches us), and
+    its INFO lines about creating or migrating a store's tables."""
     logger = logging.getLogger("mlflow.store.db.utils")
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+    for name in _SETUP_LOGGERS:
+        chatty = logging.getLogger(name)
+        if chatty.getEffectiveLevel() < logging.WARNING:
+            chatty.setLevel(logging.WARNING)
 
 
-__all__ = ["describe", "first_line", "quiet_store_tracebacks", "sqlite_read_only", "store_fault"]
+__all__ = ["describe", "first_line", "http_fault", "quiet_store_tracebacks", "sqlite_read_only",
+           "store_fault"]

@@ -40,7 +40,9 @@ from urllib.parse import urlparse
 
 from framework import ROOT
 from framework.errors import CheckpointError, TrackingError
+from framework.tracking import http_bounds, run_owner
 from framework.tracking.protocol import NullTracker, Tracker
+from framework.tracking.run_owner import FAILURE_REASON_TAG
 from framework.tracking.store_errors import (
     describe,
     first_line,
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
 MODEL_ARTIFACT_PATH = "model"
-FAILURE_REASON_TAG = "rnnlab.failure_reason"
 FLUSH_EVERY_SECONDS = 2.0
 FLUSH_EVERY_METRICS = 500
 MAX_BUFFERED_METRICS = 200_000  # beyond this (server down for long) the oldest values are dropped
@@ -144,13 +145,6 @@ def _environ(**names: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def http_limits(max_retries: int, timeout: float) -> contextlib.AbstractContextManager[None]:
-    """Temporarily bound MLflow's HTTP retries and timeout (its defaults retry for minutes)."""
-    return _environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES=str(max_retries),
-                    MLFLOW_HTTP_REQUEST_TIMEOUT=str(int(max(1, timeout))),
-                    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="1")
-
-
 def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     if cfg is None:
         return default
@@ -200,9 +194,15 @@ def make_client(tracking_uri: str) -> Any:
         raise TrackingError(f"mlflow.tracking_uri {uri!r} is a file store, which this MLflow no "
                             f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
     quiet_store_tracebacks()
+    http_bounds.apply_defaults()
+    # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
+    # lines already link the run (and the extra get_run is one more call to a server).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)
+            if scheme in ("http", "https"):
+                client = http_bounds.BoundedClient(client)
             if scheme == "sqlite":
                 client.search_experiments(max_results=1)  # creates/migrates the schema now
     except TrackingError:
@@ -291,6 +291,9 @@ class MlflowTracker:
         self._last_flush = time.monotonic()
         self._retry_at = 0.0  # after a failed flush, wait before trying again
         self._failures = 0
+        self._warned = False  # a failed call is told once per run; the end lists what is missing
+        self._unlogged: list[str] = []  # what the store did not record, in words
+        self._metrics_lost = 0
         self._ended = False
         self.model_version: int | None = None
         self._cleanups: list[weakref.finalize] = []
@@ -321,18 +324,19 @@ class MlflowTracker:
         """Fail fast (a few seconds) with a one-line TrackingError if the store is unusable.
 
         Nothing listening, or no route, fails within ``timeout``; a server that accepts the
-        connection but answers slowly (busy with a sweep's parallel jobs) gets longer to answer.
+        connection gets :data:`~framework.tracking.http_bounds.PROBE_TIMEOUT` seconds to answer
+        (it may be busy with a sweep's parallel jobs), one attempt, under a hard deadline.
         """
         check_listening(self.tracking_uri, timeout)
-        with http_limits(max_retries=1, timeout=max(timeout, 30.0)):
+        with http_bounds.limits(max_retries=0, timeout=http_bounds.PROBE_TIMEOUT):
             client = self.client
             try:
                 client.search_experiments(max_results=1)
             except Exception as exc:
                 self._client = None
                 raise TrackingError(
-                    f"MLflow tracking server {self.tracking_uri!r} is not reachable "
-                    f"({first_line(exc)}); start it, fix mlflow.tracking_uri, or set "
+                    f"MLflow tracking server {self.tracking_uri!r} is not usable: "
+                    f"{_reason(exc)}; check the server, fix mlflow.tracking_uri, or set "
                     f"mlflow.enabled=false") from None
 
     def _experiment(self) -> str:
@@ -368,10 +372,13 @@ class MlflowTracker:
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
               on_start: Callable[[str], None] | None = None,
-              continue_run: str | None = None) -> str | None:
+              continue_run: str | None = None,
+              previous_run: str | None = None) -> str | None:
         """Create the run, log ``params`` (stringified, truncated) and tags; returns the run id
         (and calls ``on_start`` with it). ``continue_run``: continue that run instead (see
-        :meth:`_continue`)."""
+        :meth:`_continue`). ``previous_run``: the run an earlier job of the same output folder
+        recorded, settled first (ended KILLED if it was left RUNNING by a process that is gone).
+        """
         from mlflow.entities import Param, RunTag
 
         params = {str(k): v for k, v in (params or {}).items()}
@@ -387,10 +394,13 @@ class MlflowTracker:
             all_tags["mlflow.runName"] = str(self.run_name)
         if self.parent_run_id:
             all_tags["mlflow.parentRunId"] = str(self.parent_run_id)
+        all_tags[run_owner.OWNER_TAG] = run_owner.owner_tag()
         all_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
         all_tags = {_truncate(k, MAX_KEY): _truncate(v, MAX_TAG_VALUE) for k, v in all_tags.items()}
         try:
             self.experiment_id = self._experiment()
+            if previous_run and previous_run != continue_run:
+                self._settle(previous_run, only_if_left_running=True)
             kept = self._continue(continue_run) if continue_run else None
             if kept is None:
                 run = self.client.create_run(self.experiment_id, tags=all_tags,
@@ -410,17 +420,28 @@ class MlflowTracker:
             for i in range(0, len(items), PARAMS_PER_BATCH):
                 self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
         except TrackingError:
+            self._abandon()
             raise
         except Exception as exc:
+            self._abandon()
             fault = store_fault(exc, _store_name(self.tracking_uri))
             raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
-                                f"{first_line(exc)}") from None
+                                f"{_reason(exc)}; check the server, fix mlflow.tracking_uri, or "
+                                f"set mlflow.enabled=false") from None
         self._last_flush = time.monotonic()
         if self.system_metrics:
             self._start_system_metrics()
         if on_start is not None:
             on_start(self.run_id)
         return self.run_id
+
+    def _abandon(self) -> None:
+        """A run created before its start failed: end it FAILED if the store lets us (else the
+        next command of this output folder settles it); the job logs nothing more."""
+        if self.run_id is not None:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.run_id, "FAILED")
+        self.run_id = None
 
     def _start_system_metrics(self) -> None:
         """MLflow's sampler of CPU, memory, disk and network (``system/*`` metrics): a daemon
@@ -446,8 +467,8 @@ class MlflowTracker:
         fields = dict(record) if isinstance(record, Mapping) else dataclasses.asdict(record)
         # Bounded retries, as for metrics: MLflow's default (7 retries, growing back-off) would
         # hold every later call for minutes while a server is away.
-        with http_limits(max_retries=1, timeout=10):
-            self._safely("log_input", self._log_dataset, fields, context)
+        with http_bounds.limits(max_retries=1, timeout=10):
+            self._safely("the dataset input", self._log_dataset, fields, context)
 
     def _log_dataset(self, fields: Mapping[str, str], context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -485,6 +506,7 @@ class MlflowTracker:
         if len(self._buffer) > MAX_BUFFERED_METRICS:
             dropped = len(self._buffer) - MAX_BUFFERED_METRICS
             del self._buffer[:dropped]
+            self._metrics_lost += dropped
             log.warning("MLflow unreachable for long: dropped the %d oldest metric values",
                         dropped)
         due = (len(self._buffer) >= self.flush_every_metrics
@@ -499,7 +521,7 @@ class MlflowTracker:
             return True
         sent = 0
         try:
-            with http_limits(max_retries=2 if final else 1, timeout=10):
+            with http_bounds.limits(max_retries=2 if final else 1, timeout=10):
                 while sent < len(self._buffer):
                     chunk = self._buffer[sent:sent + FLUSH_EVERY_METRICS]
                     self.client.log_batch(self.run_id, metrics=chunk)
@@ -509,9 +531,8 @@ class MlflowTracker:
             self._failures += 1
             backoff = min(60.0, 2.0 * 2 ** min(self._failures, 5))
             self._retry_at = time.monotonic() + backoff
-            log.warning("MLflow log_batch failed (%s); keeping %d metric values, retrying in "
-                        "%.0f s", describe(exc, _store_name(self.tracking_uri)),
-                        len(self._buffer), backoff)
+            self._failed("metric values", exc, f"; keeping {len(self._buffer)} metric values, "
+                                           f"retrying in {backoff:.0f} s")
             return False
         finally:
             self._last_flush = time.monotonic()
@@ -528,41 +549,43 @@ class MlflowTracker:
         items = [RunTag(_truncate(str(k), MAX_KEY), _truncate(str(v), MAX_TAG_VALUE))
                  for k, v in tags.items()]
         for i in range(0, len(items), PARAMS_PER_BATCH):
-            self._safely("set tags", self.client.log_batch, self.run_id,
+            self._safely("tags", self.client.log_batch, self.run_id,
                          tags=items[i:i + PARAMS_PER_BATCH])
 
     # -- artifacts: failures warn instead of killing a finished training run --------------------
     def _safely(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(...)``, or None when the store failed it (warned once, listed as unlogged)."""
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except Exception as exc:
-            log.warning("MLflow %s failed: %s", what,
-                        describe(exc, _store_name(self.tracking_uri)))
+            self._unlogged.append(what)
+            self._failed(what, exc)
             return None
+        return True if out is None else out
 
     def log_text(self, text: str, artifact_file: str) -> None:
         if self.run_id is not None:
-            self._safely(f"log_text {artifact_file}", self.client.log_text, self.run_id, text,
+            self._safely(f"the artifact {artifact_file}", self.client.log_text, self.run_id, text,
                          artifact_file)
 
     def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         if self.run_id is not None:
-            self._safely(f"log_dict {artifact_file}", self.client.log_dict, self.run_id,
+            self._safely(f"the artifact {artifact_file}", self.client.log_dict, self.run_id,
                          dict(dictionary), artifact_file)
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
         if self.run_id is not None:
-            self._safely(f"log_artifact {local_path}", self.client.log_artifact, self.run_id,
-                         str(local_path), artifact_path)
+            self._safely(f"the artifact {Path(local_path).name}", self.client.log_artifact,
+                         self.run_id, str(local_path), artifact_path)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         if self.run_id is not None:
-            self._safely(f"log_artifacts {local_dir}", self.client.log_artifacts, self.run_id,
+            self._safely(f"the artifacts of {local_dir}", self.client.log_artifacts, self.run_id,
                          str(local_dir), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         if self.run_id is not None:
-            self._safely(f"log_figure {artifact_file}", self.client.log_figure, self.run_id,
+            self._safely(f"the figure {artifact_file}", self.client.log_figure, self.run_id,
                          figure, artifact_file)
 
     def log_checkpoint(self, local_path: str) -> None:
@@ -580,14 +603,14 @@ class MlflowTracker:
             return None
         from framework.tracking.pyfunc import log_pyfunc_model
 
-        model = self._safely("log_model", log_pyfunc_model, self.client, self.run_id,
+        model = self._safely("the model", log_pyfunc_model, self.client, self.run_id,
                              checkpoint_path, MODEL_ARTIFACT_PATH,
                              experiment_id=self.experiment_id, params=self._params)
         if model is None:
             return None
         uri = f"models:/{model.model_id}"
         if self.register_model:
-            self._safely(f"register_model {self.register_model!r}", self._register, model)
+            self._safely(f"the model version of {self.register_model!r}", self._register, model)
         return uri
 
     def _register(self, model: Any) -> None:
@@ -619,6 +642,7 @@ class MlflowTracker:
         warning saying why) when it cannot be continued: a new run is made instead."""
         from mlflow.exceptions import MlflowException
 
+        self._settle(run_id)
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
@@ -633,12 +657,41 @@ class MlflowTracker:
                         run_id, why)
             return None
         self.client.update_run(run_id, status="RUNNING")
-        if "rnnlab.failure_reason" in run.data.tags:  # the reason it stopped no longer holds
-            self.client.delete_tag(run_id, "rnnlab.failure_reason")
+        if FAILURE_REASON_TAG in run.data.tags:  # the reason it stopped no longer holds
+            self.client.delete_tag(run_id, FAILURE_REASON_TAG)
         return {"": run, **run.data.params}
 
+    def _settle(self, run_id: str, *, only_if_left_running: bool = False) -> None:
+        """Say what became of an earlier run (a resumed one, or the last run of this output
+        folder), ending it KILLED when it was left RUNNING by a process that is gone."""
+        said = run_owner.settle(self.client, run_id)
+        if said and (not only_if_left_running or "left RUNNING" in said):
+            print(f"rnnlab: {said}", file=sys.stderr, flush=True)
+
+    def unlogged(self) -> str | None:
+        """What the store did not record, in words (metric values, artifacts, the run's end);
+        None when it recorded everything so far."""
+        missing = ([f"{self._metrics_lost:,} metric values"] if self._metrics_lost else [])
+        missing += list(dict.fromkeys(self._unlogged))
+        return ", ".join(missing) or None
+
+    def _failed(self, what: str, exc: BaseException, kept: str = "") -> None:
+        """A store call failed while the run trains: warn once, remember what is missing."""
+        cause = _reason(exc, _store_name(self.tracking_uri))
+        if not self._warned:
+            self._warned = True
+            log.warning("MLflow could not record %s (%s)%s; training goes on and writes its "
+                        "checkpoints, the command will exit non-zero and list what was not "
+                        "logged", what, cause, kept)
+        else:
+            log.debug("MLflow could not record %s (%s)%s", what, cause, kept)
+
     def end(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        """Flush metrics, record ``reason`` (tag rnnlab.failure_reason) and close the run."""
+        """Flush metrics, record ``reason`` (tag rnnlab.failure_reason) and close the run.
+
+        A run whose record is incomplete (:meth:`unlogged`) ends FAILED, saying what is missing;
+        if even its end cannot be recorded, the run stays RUNNING until the next command of its
+        output folder (or ``resume=``) settles it (:mod:`framework.tracking.run_owner`)."""
         for cleanup in self._cleanups:
             cleanup()
         if self.run_id is None or self._ended:
@@ -646,18 +699,41 @@ class MlflowTracker:
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
         if self._monitor is not None:
-            self._safely("system metrics", self._monitor.finish)
+            self._safely("the system metrics", self._monitor.finish)
             self._monitor = None
         self._retry_at = 0.0
         if not self.flush(final=True):
-            log.warning("MLflow: %d metric values could not be sent and are lost",
-                        len(self._buffer))
+            self._metrics_lost += len(self._buffer)
             self._buffer.clear()
+        missing = self.unlogged()
+        if missing and status == "FINISHED":
+            status, reason = "FAILED", f"the tracking store did not record {missing}"
         if reason:
             self.set_tags({FAILURE_REASON_TAG: reason})
-        with http_limits(max_retries=2, timeout=10):
-            self._safely("set_terminated", self.client.set_terminated, self.run_id, status)
+        with http_bounds.limits(max_retries=2, timeout=10):
+            done = self._safely("the run's end", self.client.set_terminated, self.run_id, status)
+        if done is None and "the run's end" in self._unlogged:
+            self._unlogged[self._unlogged.index("the run's end")] = (
+                f"the run's end ({status}; it stays RUNNING until the next run in this output "
+                f"folder or resume= marks it KILLED)")
         self._ended = True
+
+
+def _reason(exc: BaseException, where: str | Path = "") -> str:
+    """A failed store call's cause in one line; a call that got no answer in time says so."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if isinstance(cause, http_bounds.StoreTimeout):
+            return str(cause)
+    return describe(exc, where)
+
+
+def end_run(tracking_uri: str, run_id: str, status: str, reason: str) -> str | None:
+    """End run ``run_id`` from a process that did not start it (the training process, when its
+    helper died); returns what could not be recorded (None: all was)."""
+    tracker = MlflowTracker(tracking_uri)
+    tracker.run_id = run_id
+    tracker.end(status, reason)
+    return tracker.unlogged()
 
 
 def _source_type(where: str) -> str:
@@ -685,4 +761,4 @@ def _source_name() -> str:
 
 
 __all__ = ["DEFAULT_TRACKING_URI", "MlflowTracker", "check_listening", "download_checkpoint",
-           "git_commit", "http_limits", "make_client", "redact_url"]
+           "end_run", "git_commit", "make_client", "redact_url"]

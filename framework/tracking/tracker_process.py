@@ -40,10 +40,12 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from framework import errors
 from framework.errors import TrackingError
 from framework.tracking.protocol import NullTracker, Tracker, tracker_calls
+from framework.tracking.run_owner import OWNER_PID_ENV
 from framework.tracking.store_errors import sqlite_read_only
 from framework.tracking.tracker import MlflowTracker, _sqlite_path, _store_name, check_listening
 
@@ -52,6 +54,7 @@ _NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--c
                   "--info", "-sc", "--shell-completion", "-p", "--package")
 _NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
 ORPHANED = "the training process exited without ending the run"
+_STARTING = ("check_reachable", "start")  # calls whose failure means no run is tracked
 
 _prestarted: subprocess.Popen | None = None
 
@@ -129,6 +132,9 @@ class TrackerProcess:
         self._on_start: Callable[[str], None] | None = None
         self._ended = False
         self._dead = False  # the helper exited before the end
+        self._exit_status: int | None = None
+        self._unlogged: str | None = None  # what the store did not record, once ended
+        self._start_failed = False  # the helper could not start the run: nothing is tracked
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.tracking_uri = str(settings.get("tracking_uri", ""))
@@ -150,7 +156,7 @@ class TrackerProcess:
         on disk), with one warning."""
         if not self._dead:
             self._dead = True
-            code = self._proc.wait()
+            code = self._exit_status = self._proc.wait()
             print(f"rnnlab: warning: the MLflow helper process exited (status {code}); training "
                   f"goes on without tracking, checkpoints are still written", file=sys.stderr)
 
@@ -182,8 +188,11 @@ class TrackerProcess:
             self.run_id, self.experiment_id = message["run_id"], message.get("experiment_id")
             if self._on_start is not None and self.run_id:
                 self._on_start(self.run_id)
+        elif "unlogged" in message:
+            self._unlogged = message["unlogged"]
         elif "error" in message and not message.get("reply"):
             self._error = self._error or message["error"]
+            self._start_failed = self._start_failed or message.get("op") in _STARTING
 
     def _raise_pending(self) -> None:
         self._read(0)
@@ -205,17 +214,29 @@ class TrackerProcess:
         fault = sqlite_read_only(db, _store_name(self.tracking_uri)) if db else None
         if fault:
             raise TrackingError(fault)
-        self._call("check_reachable", timeout)
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            # A server that answers but not usefully (garbage, redirects, silence) must stop
+            # the job before it trains: wait for the helper's probe (bounded there).
+            self._ask("check_reachable", timeout)
+        else:
+            self._call("check_reachable", timeout)
 
     def start(self, params: Mapping[str, Any] | None = None,
               tags: Mapping[str, Any] | None = None,
               on_start: Callable[[str], None] | None = None,
-              continue_run: str | None = None) -> str | None:
+              continue_run: str | None = None,
+              previous_run: str | None = None) -> str | None:
         """Ask for the run; ``on_start(run_id)`` is called once it exists (returns None)."""
         self._on_start = on_start
-        self._call("start", params={str(k): str(v) for k, v in (params or {}).items()},
-                   tags={str(k): str(v) for k, v in (tags or {}).items()},
-                   continue_run=continue_run)
+        call = dict(params={str(k): str(v) for k, v in (params or {}).items()},
+                    tags={str(k): str(v) for k, v in (tags or {}).items()},
+                    continue_run=continue_run, previous_run=previous_run)
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            # As for the probe: a server that fails the run's creation stops the job before it
+            # trains, whatever the timing (the helper has imported MLflow by now).
+            self._ask("start", **call)
+        else:
+            self._call("start", **call)
         return None
 
     def flush(self, *, final: bool = False) -> bool:
@@ -242,9 +263,10 @@ class TrackerProcess:
         link = self._ask("ui_link", task, metrics)
         return None if link == "None" else link
 
-    def _ask(self, op: str, *args: Any) -> str:
+    def _ask(self, op: str, *args: Any, **kwargs: Any) -> str:
         """Send a call and wait for its answer (the value as a string)."""
-        self._call(op, *map(_jsonable, args), reply=True)
+        self._call(op, *map(_jsonable, args), **{k: _jsonable(v) for k, v in kwargs.items()},
+                   reply=True)
         while True:
             for message in self._read(None):
                 if message.get("reply"):
@@ -271,10 +293,44 @@ class TrackerProcess:
         while self._proc.stdout is not None and self._read(None):
             pass
         self._proc.wait()
+        if self._dead:
+            self._end_for_the_dead_helper(status, reason)
+        if self._error is not None and self._start_failed and status == "FINISHED":
+            # The run was never created, and the job ended before it heard: the same one-line
+            # error (exit status 2) as when the job hears it during training.
+            message, self._error = self._error, None
+            self._cleanup()
+            raise TrackingError(message)
         if self._error is not None:  # the job's outcome stands; the store's problem is told
             print(f"rnnlab: warning: {self._error}", file=sys.stderr)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
         if self._figures is not None:
             shutil.rmtree(self._figures, ignore_errors=True)
+
+    def _end_for_the_dead_helper(self, status: str, reason: str | None) -> None:
+        """The helper died during the run: this process ends the run itself (importing MLflow
+        now), FAILED unless the job already failed or was stopped, saying why."""
+        died = f"the MLflow helper process exited (status {self._exit_status}) during the run"
+        if self.run_id is None:
+            self._unlogged = f"the whole run ({died} before the run was created)"
+            return
+        self._unlogged = f"everything the job sent after {died}"
+        try:
+            from framework.tracking.tracker import end_run
+
+            more = end_run(self.tracking_uri, self.run_id,
+                           "FAILED" if status == "FINISHED" else status,
+                           f"{reason}; {died}" if reason else died)
+        except Exception as exc:  # the store itself is gone too: the next command settles it
+            more = f"the run's end ({type(exc).__name__}: {exc})"
+        if more:
+            self._unlogged += f", {more}"
+
+    def unlogged(self) -> str | None:
+        """What the store did not record, as the helper (or this process) found at the end."""
+        return self._unlogged
 
 
 def _forwarded(name: str, signature: inspect.Signature) -> Callable[..., None]:
@@ -302,6 +358,7 @@ def serve() -> None:
     """The helper's loop: import MLflow, then run each call it reads until end-of-file."""
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
+    os.environ[OWNER_PID_ENV] = str(os.getppid())  # the runs it starts belong to the job
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything printed here goes to stderr, never into the replies
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -336,16 +393,19 @@ def serve() -> None:
             value = getattr(tracker, op)(*args, **kwargs)
             if op == "start":
                 reply({"run_id": value, "experiment_id": getattr(tracker, "experiment_id", None)})
-            ended = ended or op == "end"
+            if op == "end":
+                ended = True
+                reply({"unlogged": tracker.unlogged()})
             if wants_reply:
                 reply({"reply": True, "value": str(value)})
         except errors.RnnlabError as exc:
-            reply({"error": str(exc), "kind": type(exc).__name__, "reply": wants_reply})
+            reply({"error": str(exc), "kind": type(exc).__name__, "reply": wants_reply,
+                   "op": op})
             if op in ("check_reachable", "start"):  # no usable store: the rest is not sent
                 tracker = NullTracker()
         except Exception as exc:  # a fault of MLflow's: told in one line, the job goes on
             reply({"error": f"MLflow {op} failed: {type(exc).__name__}: {exc}",
-                   "reply": wants_reply})
+                   "reply": wants_reply, "op": op})
     if not ended:
         tracker.end("FAILED", ORPHANED)
     replies.close()

@@ -2,6 +2,9 @@
 parameter is allocated, so a config that cannot fit fails in one line instead of swapping or
 being killed.
 
+What is available, and the check itself, are :mod:`framework.memory`'s, which also sizes the
+classifier's baseline, predictions and served requests.
+
 The estimate counts what one training step holds at once: parameters, their gradients, the
 optimizer's per-parameter buffers (and one scratch copy), the forward caches the backward pass
 reads (gate values, states and outputs of every layer at every time step) and the logits with
@@ -12,16 +15,11 @@ turns the check off (for machines whose swap or overcommit it cannot see).
 
 from __future__ import annotations
 
-import os
-import resource
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from framework.errors import ConfigError
-
-SKIP_ENV = "RNNLAB_SKIP_MEMORY_CHECK"
-_UNLIMITED = 1 << 62  # cgroup v1 reports "no limit" as a number this large
+from framework.memory import SKIP_ENV, available_memory, gib, shortfall
 
 
 @dataclass(frozen=True)
@@ -60,53 +58,6 @@ def estimate(*, vocab_size: int, hidden_size: int, num_layers: int, gates: int,
                           activations=tokens * per_token * itemsize)
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        text = Path(path).read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def available_memory() -> tuple[int, str] | None:
-    """``(bytes, where it was read)``: the tightest of MemAvailable, the cgroup limit and
-    ``ulimit -v``; None when none of them can be read."""
-    found: list[tuple[int, str]] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append((int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"))
-    except (OSError, ValueError, IndexError):
-        pass
-    if not found:
-        try:
-            pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            found.append((pages, "free physical memory"))
-        except (ValueError, OSError, AttributeError):
-            pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is not None and usage is not None and limit < _UNLIMITED:
-            found.append((max(0, limit - usage), f"the memory limit of this cgroup ({limit_file})"))
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        size = 0
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmSize:"):
-                    size = int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        found.append((max(0, soft - size), "the address-space limit (ulimit -v)"))
-    return min(found) if found else None
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
-
-
 def training_estimate(rc: Any, corpus: Any, feed_kind: str) -> MemoryEstimate:
     """The estimate for a validated run config on its loaded corpus."""
     import numpy as np
@@ -131,17 +82,15 @@ def training_estimate(rc: Any, corpus: Any, feed_kind: str) -> MemoryEstimate:
 
 def check_fits(need: MemoryEstimate, available: tuple[int, str] | None = None) -> None:
     """Raise a one-line ConfigError when ``need`` exceeds the memory available."""
-    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
-        return
-    available = available_memory() if available is None else available
-    if available is None or need.total <= available[0]:
+    short = shortfall(need.total, available_memory() if available is None else available)
+    if short is None:
         return
     raise ConfigError(
-        f"this config needs about {_gib(need.total)} of memory per training step (parameters "
-        f"{_gib(need.parameters)}, gradients {_gib(need.gradients)}, optimizer state "
-        f"{_gib(need.optimizer)}, activations {_gib(need.activations)}) but {_gib(available[0])} "
-        f"is available ({available[1]}); lower cell.hidden_size, model.num_layers, "
-        f"train.batch_size or train.seq_len (or set {SKIP_ENV}=1 to try anyway)")
+        f"this config needs about {gib(need.total)} of memory per training step (parameters "
+        f"{gib(need.parameters)}, gradients {gib(need.gradients)}, optimizer state "
+        f"{gib(need.optimizer)}, activations {gib(need.activations)}) but {short}; lower "
+        f"cell.hidden_size, model.num_layers, train.batch_size or train.seq_len (or set "
+        f"{SKIP_ENV}=1 to try anyway)")
 
 
 __all__ = ["MemoryEstimate", "available_memory", "check_fits", "estimate", "parameter_count",

@@ -173,8 +173,33 @@ def test_real_process_read_only_output_folder_is_one_line(tmp_path):
         folder.chmod(0o755)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"rnnlab: error: cannot write {folder / 'run'}: Permission denied [EACCES]; run from a "
-        f"writable folder with free space, or set hydra.run.dir (hydra.sweep.dir with -m) to one"]
+        f"rnnlab: error: cannot write {folder / 'run'}: Permission denied [EACCES]; set "
+        f"hydra.run.dir= to a writable folder with free space, or run from one"]
+
+
+@pytest.mark.parametrize("args, setting", [
+    (["hydra.run.dir={file}/run"], "hydra.run.dir"),
+    (["hydra.run.dir={file}"], "hydra.run.dir"),
+    (["-m", "hydra.sweep.dir={file}/sweep"], "hydra.sweep.dir"),
+])
+def test_an_output_folder_through_a_file_is_one_line_naming_the_setting(tmp_path, args,
+                                                                        setting):
+    """Tests run as root here, where a read-only folder is still writable: a path through a
+    file (ENOTDIR) or onto one (EEXIST) cannot be created by anyone."""
+    from tests.helpers import run_cli
+
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    argv = [a.format(file=file) for a in args]
+    flag = [a for a in argv if a == "-m"]
+    proc = run_cli("framework", [*flag, *QUICK, *[a for a in argv if a != "-m"]], cwd=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    target = argv[-1].split("=", 1)[1]
+    assert line.startswith(f"rnnlab: error: cannot write {target}: ")
+    assert line.endswith(f"; set {setting}= to a writable folder with free space, or run from "
+                         f"one")
+    assert not list(tmp_path.glob("outputs")) and not list(tmp_path.glob("multirun"))
 
 
 # --------------------------------------------------------------------------- the MLflow store
