@@ -118,6 +118,14 @@ def dataset_files(name: str) -> list[str]:
     return [s.filename for s in sources if s is not None]
 
 
+def require_run_data(overrides: list[str]) -> None:
+    """Skip the calling test (or fail it in CI) when the dataset a run with these overrides
+    reads by default (``dataset=...``, else the default ``dinos``) cannot be had."""
+    names = [o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")]
+    if not any(o.startswith("dataset.path=") for o in overrides):
+        require_data(*dataset_files(names[-1] if names else "dinos"))
+
+
 def load_dataset(name: str, **options):
     """Build a registered dataset from its options and load its corpus (skips the test when its
     default file is needed and cannot be had)."""

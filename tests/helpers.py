@@ -259,6 +259,50 @@ def isolated_registries():
             registry._entries.update(saved[kind])
 
 
+@contextlib.contextmanager
+def plugin_path(folder: Path) -> Iterator[None]:
+    """This process as a new one started with ``RNNLAB_PLUGIN_PATH=folder``: the folder's plugin
+    files are discovered and registered (with their Hydra configs) inside the block, and every
+    registration, config and imported plugin module is undone at its end."""
+    from hydra.core.config_store import ConfigStore
+
+    from framework.cli.overrides import REGISTRIES
+    from framework.plugins import PATH_ENV, load_plugins, package_name
+
+    before = {group: set(registry.names()) for group, registry in REGISTRIES.items()}
+    saved_env = os.environ.get(PATH_ENV)
+    prefix = package_name(Path(folder)) + "."
+
+    def forget_modules() -> None:  # imported again: importing a plugin file registers it
+        for name in [m for m in sys.modules if m.startswith(prefix)]:
+            del sys.modules[name]
+
+    forget_modules()
+    os.environ[PATH_ENV] = str(folder)
+    try:
+        with isolated_registries():
+            load_plugins()
+            added = {group: set(registry.names()) - before[group]
+                     for group, registry in REGISTRIES.items()}
+            yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(PATH_ENV, None)
+        else:
+            os.environ[PATH_ENV] = saved_env
+        forget_modules()
+    # The configs Hydra was given for the folder's plugins go too (the train.* options of a
+    # feed or schedule are stored again from what is registered now).
+    repo = ConfigStore.instance().repo
+    for group, names in added.items():
+        node = repo
+        for part in group.split("/"):
+            node = node.get(part, {})
+        for name in names:
+            node.pop(f"{name}.yaml", None)
+    store_plugin_configs()
+
+
 def data_file_reason(dataset) -> str | None:
     """Why a dataset plugin's default file cannot be used without downloading (None: it can)."""
     import importlib.util

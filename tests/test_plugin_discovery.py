@@ -17,7 +17,7 @@ from framework.errors import ConfigError, PluginError
 from framework.plugins import PATH_ENV, load_folder, load_plugins, package_name
 from framework.registry import ALL, CELLS, OPTIMIZERS, SAMPLERS
 from tests.conftest import needs_data
-from tests.helpers import QUICK, cli, isolated_registries
+from tests.helpers import QUICK, cli, isolated_registries, plugin_path, run_cli
 
 DROP_IN_CELL = '''
 from framework.registry import CELLS
@@ -150,19 +150,22 @@ def test_a_plugin_file_that_fails_to_import_is_one_line(tmp_path):
 def test_a_one_file_sampler_on_the_plugin_path_is_usable_with_its_options(tmp_path):
     folder = tmp_path / "my plugins"
     write(folder, "floor.py", FLOOR_SAMPLER.format(name="floor"))
-    env = {PATH_ENV: str(folder)}
-    proc = cli("framework", [*QUICK, "cell=rnn", "sampler=floor", "sampler.floor=0.25",
-                             "train.steps=6"], tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "done: 6 steps" in proc.stdout
-    helped = cli("framework", ["--help"], tmp_path, env=env, timeout=60)
-    assert "sampler: categorical, floor, greedy" in helped.stdout, helped.stdout
-    proc = cli("framework", [*QUICK, "sampler=floor", "sampler.floor=2"], tmp_path, env=env)
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("rnnlab: error: sampler 'floor': sampler.floor must be in "
-                                   "[0, 1], got 2.0"), proc.stderr
-    proc = cli("framework", [*QUICK, "sampler=floor", "sampler.flor=0.1"], tmp_path, env=env)
-    assert proc.returncode == 2 and "did you mean 'sampler.floor'?" in proc.stderr
+    with plugin_path(folder):
+        proc = run_cli("framework", [*QUICK, "cell=rnn", "sampler=floor", "sampler.floor=0.25",
+                                     "train.steps=6"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "done: 6 steps" in proc.stdout
+        helped = run_cli("framework", ["--help"], tmp_path)
+        assert "sampler: categorical, floor, greedy" in helped.stdout, helped.stdout
+        proc = run_cli("framework", [*QUICK, "sampler=floor", "sampler.floor=2"], tmp_path)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == ("rnnlab: error: sampler 'floor': sampler.floor must be in "
+                                       "[0, 1], got 2.0"), proc.stderr
+        proc = run_cli("framework", [*QUICK, "sampler=floor", "sampler.flor=0.1"], tmp_path)
+        assert proc.returncode == 2 and "did you mean 'sampler.floor'?" in proc.stderr
+    assert "floor" not in SAMPLERS
+    proc = run_cli("framework", [*QUICK, "sampler=floor"], tmp_path)  # gone with the folder
+    assert proc.returncode == 2 and "unknown sampler 'floor'" in proc.stderr, proc.stderr
 
 
 def test_a_plugin_file_in_a_guessed_folder_is_never_offered(tmp_path, monkeypatch):
@@ -245,7 +248,7 @@ def test_shell_completion_offers_the_registered_plugin_names(tmp_path):
     assert "complete -o nospace -o default -F hydra_bash_completion rnnlab" in install.stdout
 
 
-@needs_data("dinos.txt")
+@needs_data("tinyshakespeare.txt")
 def test_a_new_feed_brings_its_train_option_and_resume_keeps_it(tmp_path):
     """A feed in one file: its option is a train.* key (composed, validated, must match on
     resume) without an edit to the config schemas, the trainer, the resume check or

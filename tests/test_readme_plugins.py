@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from framework import ROOT
-from framework.plugins import PATH_ENV, load_folder, package_name
+from framework.plugins import PATH_ENV
 from framework.registry import CELLS, TASKS
-from tests.helpers import QUICK, cli, isolated_registries
+from tests.conftest import require_run_data
+from tests.helpers import QUICK, cli, plugin_path, run_cli
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SECTIONS = ("## Writing a cell", "## Writing a dataset", "## Other plugins")
@@ -52,17 +53,6 @@ def plugin_dir(tmp_path_factory) -> Path:
     for name, code in plugin_files().items():
         (folder / name).write_text(code, encoding="utf-8")
     return folder
-
-
-def load_again(folder: Path) -> None:
-    """Load the plugin files of ``folder`` and register them, even when an earlier test loaded
-    them (inside ``isolated_registries``, whose end undid the registrations)."""
-    import sys
-
-    prefix = package_name(folder) + "."
-    for name in [m for m in sys.modules if m.startswith(prefix)]:
-        del sys.modules[name]
-    load_folder(folder)
 
 
 def the_command(plugin_dir: Path, text_file: Path) -> tuple[dict[str, str], list[str]]:
@@ -107,8 +97,8 @@ def test_the_printed_command_trains_with_every_example(plugin_dir, tmp_path):
 ])
 def test_the_printed_errors(plugin_dir, tmp_path, args, error):
     assert error.removeprefix("rnnlab: error: ") in " ".join(section_text().split())
-    env = {PATH_ENV: str(plugin_dir)}
-    proc = cli("framework", [*QUICK, "cell=leaky", *args], tmp_path, env=env)
+    with plugin_path(plugin_dir):
+        proc = run_cli("framework", [*QUICK, "cell=leaky", *args], tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == error, proc.stderr
 
 
@@ -117,8 +107,7 @@ def test_the_cell_passes_the_checks_every_cell_gets(plugin_dir):
     from tests.nn import test_cells_gradcheck as gradcheck
     from tests.nn import test_model as model
 
-    with isolated_registries():
-        load_again(plugin_dir)
+    with plugin_path(plugin_dir):
         assert CELLS.get("leaky").name == "leaky"
         for shape in gradcheck.CELL_SHAPES:
             gradcheck.test_cell_backward_dense("leaky", shape)
@@ -155,6 +144,7 @@ def task_run(plugin_dir, tmp_path_factory) -> tuple[Path, str, str, Path]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     args = task_commands()["framework"]
     assert {"task=lengthclass", "dataset=dinos"} <= set(args)
+    require_run_data(args)
     proc = cli("framework", [*args, *TASK_RUN, f"mlflow.tracking_uri={uri}"], work,
                env={PATH_ENV: str(plugin_dir)})
     assert proc.returncode == 0, proc.stderr
@@ -167,31 +157,32 @@ def task_run(plugin_dir, tmp_path_factory) -> tuple[Path, str, str, Path]:
 
 def test_the_task_example_resumes_predicts_and_is_compared(plugin_dir, task_run):
     work, uri, run_id, checkpoint = task_run
-    env = {PATH_ENV: str(plugin_dir)}
-    resumed = cli("framework", [*task_commands()["framework"], *TASK_RUN, "train.steps=18",
-                                "mlflow.enabled=false", f"resume={checkpoint}"], work, env=env)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from {checkpoint} at step 12" in resumed.stdout
-    assert "done: 18 steps" in resumed.stdout
+    with plugin_path(plugin_dir):
+        resumed = run_cli("framework", [*task_commands()["framework"], *TASK_RUN,
+                                        "train.steps=18", "mlflow.enabled=false",
+                                        f"resume={checkpoint}"], work)
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"resumed from {checkpoint} at step 12" in resumed.stdout
+        assert "done: 18 steps" in resumed.stdout
 
-    args = [f"checkpoint={checkpoint}" if a.startswith("checkpoint=") else a
-            for a in task_commands()["framework.predict"]]
-    predicted = cli("framework.predict", args, work, env=env)
-    assert predicted.returncode == 0, predicted.stderr
-    lines = predicted.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["rex", "tyrannosaurus"]
-    assert all(re.fullmatch(r"\w+: (short|long) [01]\.\d{3}", line) for line in lines), lines
-    bad = cli("framework.predict", [f"checkpoint={checkpoint}", "text=Rex"], work, env=env)
-    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
-        "rnnlab: error: text contains 1 character(s) not in the vocabulary: 'R'; use only the "
-        "model's 27 characters"]
+        args = [f"checkpoint={checkpoint}" if a.startswith("checkpoint=") else a
+                for a in task_commands()["framework.predict"]]
+        predicted = run_cli("framework.predict", args, work)
+        assert predicted.returncode == 0, predicted.stderr
+        lines = predicted.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines] == ["rex", "tyrannosaurus"]
+        assert all(re.fullmatch(r"\w+: (short|long) [01]\.\d{3}", line) for line in lines), lines
+        bad = run_cli("framework.predict", [f"checkpoint={checkpoint}", "text=Rex"], work)
+        assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+            "rnnlab: error: text contains 1 character(s) not in the vocabulary: 'R'; use only "
+            "the model's 27 characters"]
 
-    (experiment,) = task_commands()["framework.compare"]
-    compared = cli("framework.compare", [experiment, "--tracking-uri", uri], work, env=env)
-    assert compared.returncode == 0, compared.stderr
-    header = compared.stdout.splitlines()[1].split()
-    assert header[-3:] == ["val_accuracy", "val_loss", "names_per_sec"], compared.stdout
-    assert run_id in compared.stdout
+        (experiment,) = task_commands()["framework.compare"]
+        compared = run_cli("framework.compare", [experiment, "--tracking-uri", uri], work)
+        assert compared.returncode == 0, compared.stderr
+        header = compared.stdout.splitlines()[1].split()
+        assert header[-3:] == ["val_accuracy", "val_loss", "names_per_sec"], compared.stdout
+        assert run_id in compared.stdout
 
 
 def test_the_task_example_is_served_by_the_pyfunc_model(plugin_dir, task_run, tmp_path):
@@ -202,8 +193,7 @@ def test_the_task_example_is_served_by_the_pyfunc_model(plugin_dir, task_run, tm
     from framework.tracking.pyfunc import save_pyfunc_model
 
     _, _, _, checkpoint = task_run
-    with isolated_registries():
-        load_again(plugin_dir)
+    with plugin_path(plugin_dir):
         assert TASKS.get("lengthclass").noun == "length classifier"
         save_pyfunc_model(tmp_path / "model", checkpoint)
         model = mlflow.pyfunc.load_model(str(tmp_path / "model"))

@@ -27,6 +27,7 @@ from framework.sweeps.outcome import (
     shared_failure,
     write_stop,
 )
+from tests.helpers import run_cli
 
 optuna = pytest.importorskip("optuna")
 
@@ -81,8 +82,8 @@ def test_jobs_are_counted_from_their_records(tmp_path):
 
 
 def test_a_sweep_whose_every_job_would_fail_stops_at_the_first(tmp_path):
-    proc = _cli(tmp_path, "-m", "dataset=textfile", "dataset.path=/no/such/file.txt",
-                "cell=rnn,gru", "train.steps=2", "mlflow.enabled=false")
+    proc = run_cli("framework", ["-m", "dataset=textfile", "dataset.path=/no/such/file.txt",
+                                 "cell=rnn,gru", "train.steps=2", "mlflow.enabled=false"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rnnlab:")]
     assert errors == ["rnnlab: error: dataset file /no/such/file.txt does not exist; fix "
@@ -119,8 +120,9 @@ def _runs_in(db: Path) -> int:
 
 
 def test_an_optuna_direction_mismatch_creates_nothing(tmp_path):
-    proc = _cli(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.direction=maximize",
-                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = run_cli("framework", ["-m", "hparams_search=optuna", "hydra.sweeper.direction=maximize",
+                                 f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+                   tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "rnnlab: error: optuna.objective=val_loss of task=lm is better lower, but "
@@ -139,9 +141,10 @@ def _study_with_lr_trial(tmp_path: Path) -> None:
 
 def test_a_search_space_the_stored_study_cannot_take_is_one_line(tmp_path):
     _study_with_lr_trial(tmp_path)
-    proc = _cli(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.params=null",
-                "optimizer.lr=choice(0.1,0.2)",
-                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = run_cli("framework", ["-m", "hparams_search=optuna", "hydra.sweeper.params=null",
+                                 "optimizer.lr=choice(0.1,0.2)",
+                                 f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"],
+                   tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "rnnlab: error: optimizer.lr: Optuna study 'rnnlab' searched it as log interval(0.0001, "

@@ -12,7 +12,8 @@ from framework.errors import CheckpointError, ConfigError
 from framework.tasks.forecast import forecast_next, forecast_values
 from framework.tasks.metrics import mae, rmse
 from framework.training.checkpoint import load_checkpoint, load_model
-from tests.helpers import cli
+from tests.conftest import require_run_data
+from tests.helpers import run_cli
 from tests.reliability.test_reliability_input import _rewritten
 from tests.tasks.test_tasks import FORECAST, train
 
@@ -93,12 +94,12 @@ def test_the_checkpoint_predict_and_the_served_model_answer_in_levels(difference
         + task["mean"][0]
     nxt = forecast_values(model, loaded.model.task_meta, HISTORY)
     assert nxt.shape == (1, 1) and nxt[0, 0] == pytest.approx(expected)
-    proc = cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
+    proc = run_cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
                                      "history=[" + ",".join(map(str, HISTORY)) + "]"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     label, value = proc.stdout.strip().split(": ")
     assert label == "next value" and float(value) == pytest.approx(expected, rel=1e-5)
-    short = cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
+    short = run_cli("framework.predict", [f"checkpoint={differenced.last_checkpoint}",
                                       "history=[1,2,3,4,5,6,7,8,9]"], tmp_path)
     assert short.returncode == 2 and "task.window=9 plus task.difference=1" in short.stderr
 
@@ -148,6 +149,7 @@ def test_bad_orders_are_one_line_errors(tmp_path, overrides, message):
     from tests.helpers import run_config
     from tests.tasks.test_tasks import Quiet
 
+    require_run_data(FORECAST)
     with pytest.raises(ConfigError, match=message):
         Trainer(run_config([*FORECAST, *overrides]), out_dir=tmp_path,
                 reporter=Reporter(Quiet(), lambda _: None))

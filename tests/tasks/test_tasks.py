@@ -12,7 +12,8 @@ import pytest
 from framework.errors import ConfigError
 from framework.training.checkpoint import load_checkpoint
 from framework.training.trainer import Reporter, Trainer
-from tests.helpers import cli, run_config
+from tests.conftest import require_run_data
+from tests.helpers import run_cli, run_config
 
 TINY = ["cell.hidden_size=8", "train.batch_size=8", "train.log_every=1", "train.sample_every=0",
         "mlflow.enabled=false", "train.num_samples=2"]
@@ -26,6 +27,7 @@ class Quiet:
 
 
 def train(overrides: list[str], out, steps: int = 6) -> Trainer:
+    require_run_data(overrides)
     trainer = Trainer(run_config([*overrides, f"train.steps={steps}",
                                   f"train.eval_every={steps}", f"train.checkpoint_every={steps}"]),
                       out_dir=out, reporter=Reporter(Quiet(), lambda _: None))
@@ -78,7 +80,7 @@ def test_resume_is_bit_identical(tmp_path, extra):
 
 
 def test_predict_prints_the_top_classes(classifier, tmp_path):
-    proc = cli("framework.predict", [f"checkpoint={classifier.last_checkpoint}",
+    proc = run_cli("framework.predict", [f"checkpoint={classifier.last_checkpoint}",
                                      "text=[Nakamura,Schmidt]", "top_k=2"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -88,12 +90,12 @@ def test_predict_prints_the_top_classes(classifier, tmp_path):
 
 def test_predict_forecasts_after_a_given_history(forecaster, tmp_path):
     history = "[" + ",".join(str(v) for v in [5, 11, 16, 23, 36, 58, 29, 20, 10]) + "]"
-    proc = cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
+    proc = run_cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
                                      f"history={history}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     label, value = proc.stdout.strip().split(": ")
     assert label == "next value" and np.isfinite(float(value))
-    short = cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
+    short = run_cli("framework.predict", [f"checkpoint={forecaster.last_checkpoint}",
                                       "history=[1,2]"], tmp_path)
     assert short.returncode == 2 and "task.window=9" in short.stderr, short.stderr
 
@@ -117,6 +119,7 @@ def test_the_pyfunc_model_answers_per_task(classifier, forecaster):
     (["task=forecast", "dataset=sunspots", "model.bidirectional=true"], "does not fit"),
 ])
 def test_combinations_that_do_not_fit_are_one_line_errors(tmp_path, overrides, message):
+    require_run_data(overrides)
     with pytest.raises(ConfigError, match=message):
         Trainer(run_config([*overrides, *TINY]), out_dir=tmp_path,
                 reporter=Reporter(Quiet(), lambda _: None))
