@@ -45,13 +45,15 @@ class ClassifyConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
-def build_classifier(rc: Any, input_size: int, num_classes: int) -> Any:
+def build_classifier(rc: Any, input_size: int, num_classes: int, *, ids: bool = True) -> Any:
+    """The configured classifier over token ids of ``input_size`` symbols, or (``ids=False``)
+    over ``input_size`` real values per step."""
     from framework.nn.models.many_to_one import SequenceClassifier
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
     return SequenceClassifier(rc.cell.name, input_size, num_classes, hidden_size,
-                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=True,
+                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=ids,
                               bidirectional=rc.model.bidirectional, cell_options=options)
 
 
@@ -91,7 +93,7 @@ class ClassifyTask(Task):
         self._weights = (corpus.class_weights("balanced")
                          if self.config.class_weights == "balanced" else None)
         if sequence_inputs.reads_sequences(corpus):
-            return sequence_inputs.build_model(rc, corpus)
+            return build_classifier(rc, corpus.dim, corpus.n_classes, ids=False)
         return build_classifier(rc, corpus.vocab.size, corpus.n_classes)
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
