@@ -162,7 +162,7 @@ def summary_statistics(seqs: Sequence[np.ndarray]) -> np.ndarray:
 def nearest_neighbour(train: np.ndarray, train_labels: np.ndarray,
                       query: np.ndarray) -> np.ndarray:
     """The label of each query row's nearest training row (Euclidean, after z-scoring every
-    column with the training rows' statistics; the earliest training row on a tie)."""
+    column with the training rows' statistics; a constant column is left unscaled)."""
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     a, q = (train - mean) / std, (query - mean) / std

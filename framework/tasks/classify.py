@@ -46,13 +46,16 @@ class ClassifyConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
 
-def build_classifier(rc: Any, input_size: int, num_classes: int, embedding: Any = None) -> Any:
+def build_classifier(rc: Any, input_size: int, num_classes: int, embedding: Any = None, *,
+                     ids: bool = True) -> Any:
+    """The configured classifier over token ids of ``input_size`` symbols (through
+    ``embedding`` when given), or (``ids=False``) over ``input_size`` real values per step."""
     from framework.nn.models.many_to_one import SequenceClassifier
 
     options = rc.options("cell")
     hidden_size, init = options.pop("hidden_size"), options.pop("init")
     return SequenceClassifier(rc.cell.name, input_size, num_classes, hidden_size,
-                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=True,
+                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=ids,
                               bidirectional=rc.model.bidirectional, cell_options=options,
                               embedding=embedding)
 
@@ -103,7 +106,7 @@ class ClassifyTask(Task):
         self._weights = (corpus.class_weights("balanced")
                          if self.config.class_weights == "balanced" else None)
         if sequence_inputs.reads_sequences(corpus):
-            return sequence_inputs.build_model(rc, corpus)
+            return build_classifier(rc, corpus.dim, corpus.n_classes, ids=False)
         embedding, self._vectors = build_embedding(rc, corpus.vocab)
         if self._vectors is not None:
             self.notes.append(self._vectors.summary())

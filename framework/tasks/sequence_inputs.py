@@ -1,7 +1,7 @@
 """The classify task on real-valued vector sequences (``(timesteps, features)`` per example).
 
-Everything ``task=classify`` does differently when its corpus is of kind ``sequences`` rather
-than labelled texts: the model reads dense inputs (no vocabulary), the feed standardises every
+What ``task=classify`` does differently when its corpus is of kind ``sequences`` rather than
+labelled texts (the model is the text classifier with dense inputs): the feed standardises every
 frame with the training split's per-feature mean and standard deviation, the baselines are the
 majority class and a 1-nearest-neighbour on each sequence's per-channel mean and standard
 deviation, and the checkpoint's ``task`` field stores the feature count, names and
@@ -46,17 +46,6 @@ def reads_sequences(source: Any) -> bool:
 
 
 # -- training --------------------------------------------------------------------------------
-def build_model(rc: Any, corpus: Any) -> Any:
-    """A many-to-one classifier over ``corpus.dim`` real-valued features per step."""
-    from framework.nn.models.many_to_one import SequenceClassifier
-
-    options = rc.options("cell")
-    hidden_size, init = options.pop("hidden_size"), options.pop("init")
-    return SequenceClassifier(rc.cell.name, corpus.dim, corpus.n_classes, hidden_size,
-                              rc.model.num_layers, rc.model.dropout, init, rc.dtype, ids=False,
-                              bidirectional=rc.model.bidirectional, cell_options=options)
-
-
 def make_feed(rc: Any, corpus: Any) -> Any:
     """Padded, masked batches of standardised sequences in the model's dtype."""
     from framework.registry import FEEDS
@@ -265,7 +254,7 @@ def signature() -> Any:
 
 
 __all__ = ["BATCH_VALUES", "COLUMN", "INPUTS", "MAX_JSON_CHARS", "MAX_REQUEST_VALUES",
-           "MAX_STEPS", "META_FIELDS", "baselines", "build_model", "check_request",
+           "MAX_STEPS", "META_FIELDS", "baselines", "check_request",
            "command_sequences", "input_example", "make_feed", "meta", "model_from_meta",
            "predict", "read_meta", "reads_sequences", "sample_lines", "served_sequences",
            "signature"]
