@@ -67,13 +67,8 @@ def _served_decoder(served: Any, row: dict[str, Any]) -> Any:
     from framework.nn.decoding import build_decoder
     from framework.registry import SAMPLERS
 
-    name = row.get("decoder")
-    name = "sample" if requests.missing(name) else str(name)
-    node: dict[str, Any] = {"name": name}
-    for key in ("width", "length_penalty"):
-        value = requests.number(row.get(key))
-        if value is not None:
-            node[key] = int(value) if key == "width" and value == int(value) else value
+    node = requests.decoder_node(row, "sample")
+    name = node["name"]
     temperature = requests.number(row.get("temperature"))
     if temperature is not None and name != "sample":
         raise RnnlabError(f"temperature is an option of decoder 'sample', not of '{name}'")

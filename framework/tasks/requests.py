@@ -42,6 +42,19 @@ def number(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+def decoder_node(row: dict[str, Any], default: str) -> dict[str, Any]:
+    """The decoder a served request's row asks for, as a config node: its ``decoder`` cell
+    (empty: ``default``) and its ``width`` and ``length_penalty`` cells when set (checked when
+    the node is built, :func:`framework.nn.decoding.build_decoder`)."""
+    name = row.get("decoder")
+    node: dict[str, Any] = {"name": default if missing(name) else str(name)}
+    for key in ("width", "length_penalty"):
+        value = number(row.get(key))
+        if value is not None:
+            node[key] = int(value) if key == "width" and value == int(value) else value
+    return node
+
+
 def flag(row: dict[str, Any], key: str) -> bool:
     """``row[key]`` as a yes/no option (False when empty): a boolean, 0/1 or true/false."""
     value = row.get(key)

@@ -52,17 +52,10 @@ def build_decoder(node: Mapping[str, Any] | None, target_size: int) -> Any:
 
 
 def served_decoder_node(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The decoder node of a served request's row: its ``decoder`` cell (empty: greedy) and
-    its ``width`` and ``length_penalty`` cells when set."""
+    """The decoder node of a served request's row (empty ``decoder`` cell: greedy)."""
     from framework.tasks import requests
 
-    name = row.get("decoder")
-    node: dict[str, Any] = {"name": "greedy" if requests.missing(name) else str(name)}
-    for key in ("width", "length_penalty"):
-        value = requests.number(row.get(key))
-        if value is not None:
-            node[key] = int(value) if key == "width" and value == int(value) else value
-    return node
+    return requests.decoder_node(dict(row), "greedy")
 
 
 def translate(model: Any, sources: Sequence[np.ndarray], decoder: Any, *, max_length: int,

@@ -197,3 +197,46 @@ def test_served_bad_decoder_options_are_one_line(trained, row, needle):
     with pytest.raises((MlflowException, RnnlabError)) as info:
         served.predict(None, pd.DataFrame([row]))
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+LEAST = '''
+import numpy as np
+
+from framework.nn.decoding import Greedy
+from framework.registry import DECODERS
+
+
+@DECODERS.register("least")
+class Least(Greedy):
+    """The least likely id at every step."""
+
+    def choose(self, logits, *, rng, step, live, first_index=0):
+        return np.argmin(logits, axis=1)
+'''
+
+
+def test_a_decoder_plugin_in_one_file_is_chosen_by_name(tmp_path):
+    """A new decoder is one file in RNNLAB_PLUGIN_PATH, without a YAML: decoder=<its name>."""
+    from framework.training.checkpoint import load_model, resolve_checkpoint
+    from tests.helpers import cli
+    from tests.tracking.test_pyfunc import make_checkpoint
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "least.py").write_text(LEAST)
+    path = make_checkpoint(tmp_path / "c.npz", hidden_size=4, num_layers=1)
+    proc = cli("framework.generate", [f"checkpoint={path}", "decoder=least", "length=6",
+                                      "prompt=ab"], tmp_path,
+               env={"RNNLAB_PLUGIN_PATH": str(tmp_path / "plugins")})
+    assert proc.returncode == 0, proc.stderr
+    model, vocab, _ = load_model(resolve_checkpoint(str(path)))
+    state, ids = model.zero_state(1), [-1, vocab.stoi["a"], vocab.stoi["b"]]
+    for i in ids:
+        logits, state = model.step(np.array([i]), state)
+    text = "ab"
+    for _ in range(6):
+        nxt = int(np.argmin(logits[0]))
+        if nxt == vocab.eos_id:
+            break
+        text += vocab.chars[nxt]
+        logits, state = model.step(np.array([nxt]), state)
+    assert proc.stdout.splitlines() == [text]
