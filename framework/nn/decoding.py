@@ -1,8 +1,8 @@
 """Decoding strategies (registry DECODERS): ``greedy``, ``sample`` and ``beam``, for any step model.
 
 A step model has ``zero_state(batch)`` and ``step(ids (B,), state) -> (logits (B, V), state)``
-(:class:`StepModel`: the language model, or a seq2seq decoder over an
-encoded source batch, :meth:`framework.nn.models.seq2seq.Seq2Seq.stepper`), and optionally
+(:class:`StepModel`: the language model, or a seq2seq decoder over an encoded source batch,
+:meth:`framework.nn.models.seq2seq.Seq2Seq.stepper`), and optionally
 ``select_state(state, index)``, which keeps the rows ``index`` of a state (repeated or reordered);
 without it every array of the (nested lists and tuples of) state is indexed on its first axis.
 
@@ -152,11 +152,12 @@ class _OneAtATime(Decoder):
         out: list[list[int]] = [[] for _ in range(batch)]
         scores = np.zeros(batch)
         done = np.zeros(batch, dtype=bool)
-        rows = np.arange(batch)
         for k in range(max_length):
             live = ~done
             nxt = self.choose(logits, rng=rng, step=k, live=live, first_index=first_index)
-            scores[live] += log_softmax(logits)[rows, nxt][live]
+            # Only the live rows' logits count (a finished row keeps stepping on id 0).
+            on = np.flatnonzero(live)
+            scores[on] += log_softmax(logits[on])[np.arange(len(on)), nxt[on]]
             for b in np.flatnonzero(live).tolist():
                 if nxt[b] == eos_id:
                     done[b] = True
@@ -331,7 +332,7 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def build_decoder(node: Mapping[str, Any] | str | None, *, sampler: Any = None,
+def build_decoder(node: Mapping[str, Any] | str, *, sampler: Any = None,
                   vocab_size: int | None = None) -> Decoder:
     """The decoder a command's ``decoder`` node names (``{"name": "beam", "width": 5}``, or just
     a name); ``sampler`` is the ``sampler`` node (or a built sampler) that ``sample`` draws with.

@@ -58,8 +58,8 @@ class EncoderOptions:
     num_layers: int | None = None  # null: model.num_layers
 
     def __post_init__(self) -> None:
-        _check_size(self.hidden_size, "hidden_size", MAX_SIZE)
-        _check_size(self.num_layers, "num_layers", MAX_LAYERS)
+        _check_size(self.hidden_size, "encoder.hidden_size", MAX_SIZE)
+        _check_size(self.num_layers, "encoder.num_layers", MAX_LAYERS)
 
 
 @dataclass
@@ -70,9 +70,9 @@ class DecoderOptions:
     embed_size: int | None = None  # null: the previous target token as a one-hot row
 
     def __post_init__(self) -> None:
-        _check_size(self.hidden_size, "hidden_size", MAX_SIZE)
-        _check_size(self.num_layers, "num_layers", MAX_LAYERS)
-        _check_size(self.embed_size, "embed_size", MAX_SIZE)
+        _check_size(self.hidden_size, "decoder.hidden_size", MAX_SIZE)
+        _check_size(self.num_layers, "decoder.num_layers", MAX_LAYERS)
+        _check_size(self.embed_size, "decoder.embed_size", MAX_SIZE)
 
 
 @dataclass
