@@ -296,7 +296,7 @@ BAD_FIELDS = [
     ("vocab", 7, "vocabulary is unreadable"),
     ("dataset", 5, "'dataset' must be a non-empty string or null"),
     ("corpus_kind", "images",
-     "'corpus_kind' must be one of lines, stream, labelled, series or null"),
+     "'corpus_kind' must be one of lines, stream, labelled, series, parallel or null"),
     ("optimizer", 3, "'optimizer' must be a non-empty string or null"),
     ("generate", {"window": 0}, "'generate.window' must be an integer in [1,"),
     ("generate", {"window": 2.5}, "'generate.window' must be an integer"),
