@@ -59,7 +59,7 @@ def load_for_generation(cfg: Any) -> tuple[Any, Any, Any]:
         return load_model(path)
 
 
-def run_scored(cfg: Any) -> tuple[list[Any], Any, Any]:
+def run(cfg: Any) -> tuple[list[Any], Any, Any]:
     """``(outputs, vocab, checkpoint meta)`` for a composed ``generate`` config: each output a
     :class:`~framework.nn.generation.Generated` (text, log-probability, finished)."""
     from framework.nn.decoding import build_decoder
@@ -72,12 +72,6 @@ def run_scored(cfg: Any) -> tuple[list[Any], Any, Any]:
     decoder.check_vocabulary(vocab.size)
     outputs = task_from_meta(meta.model.task_meta).generate(model, vocab, meta, args, decoder)
     return outputs, vocab, meta
-
-
-def run(cfg: Any) -> tuple[list[str], Any, Any]:
-    """``(texts, vocab, checkpoint meta)`` for a composed ``generate`` config."""
-    outputs, vocab, meta = run_scored(cfg)
-    return [o.text for o in outputs], vocab, meta
 
 
 def format_samples(texts: list[str], eos: str | None,
@@ -99,7 +93,7 @@ def hydra_main(cfg: DictConfig) -> None:
 def generate_job(cfg: DictConfig) -> None:
     """Generate for a composed config and print the samples (or the MIDI files written)."""
     try:
-        outputs, vocab, meta = run_scored(cfg)
+        outputs, vocab, meta = run(cfg)
         texts = [o.text for o in outputs]
         if cfg.get("out"):  # music models: each sample as a MIDI file
             from framework.music.generated import write_generated

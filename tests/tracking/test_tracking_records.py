@@ -91,7 +91,8 @@ def test_model_is_a_logged_model_with_signature_and_input_example(tiny_run, tmp_
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     assert mlmodel["model_id"] == model.model_id and mlmodel["run_id"] == run.info.run_id
     columns = [c["name"] for c in json.loads(mlmodel["signature"]["inputs"])]
-    assert columns == ["prompt", "num_samples", "length", "temperature", "seed"]
+    assert columns == ["prompt", "num_samples", "length", "temperature", "seed", "decoder", "width",
+                       "length_penalty", "score"]
     serving = json.loads((local / "serving_input_example.json").read_text())
     assert serving["dataframe_split"]["columns"] == ["prompt", "num_samples", "length", "seed"]
     # Models from code: no pickled python_model anywhere in the model.
