@@ -334,10 +334,11 @@ class MlflowTracker:
                 client.search_experiments(max_results=1)
             except Exception as exc:
                 self._client = None
+                cause = _reason(exc, _store_name(self.tracking_uri))
                 raise TrackingError(
-                    f"MLflow tracking server {self.tracking_uri!r} is not usable: "
-                    f"{_reason(exc)}; check the server, fix mlflow.tracking_uri, or set "
-                    f"mlflow.enabled=false") from None
+                    f"MLflow tracking server {self.tracking_uri!r} is not usable: {cause}; "
+                    f"check the server, fix mlflow.tracking_uri, or set mlflow.enabled=false"
+                ) from None
 
     def _experiment(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -424,10 +425,11 @@ class MlflowTracker:
             raise
         except Exception as exc:
             self._abandon()
-            fault = store_fault(exc, _store_name(self.tracking_uri))
-            raise TrackingError(fault or f"cannot start an MLflow run in {self.tracking_uri!r}: "
-                                f"{_reason(exc)}; check the server, fix mlflow.tracking_uri, or "
-                                f"set mlflow.enabled=false") from None
+            where = _store_name(self.tracking_uri)
+            raise TrackingError(store_fault(exc, where) or (
+                f"cannot start an MLflow run in {self.tracking_uri!r}: {_reason(exc, where)}; "
+                f"check the server, fix mlflow.tracking_uri, or set mlflow.enabled=false")
+            ) from None
         self._last_flush = time.monotonic()
         if self.system_metrics:
             self._start_system_metrics()
@@ -480,8 +482,18 @@ class MlflowTracker:
         entity = Dataset(name=_truncate(name, 500), digest=digest[:DIGEST_CHARS],
                          source_type=_source_type(source), source=_source_json(source),
                          profile=profile)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[
-            InputTag("mlflow.data.context", context), InputTag(SHA256_INPUT_TAG, digest)])])
+        inputs = [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context),
+                                             InputTag(SHA256_INPUT_TAG, digest)])]
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except Exception as exc:
+                # Parallel jobs of one experiment race to create the same dataset row in a
+                # database store; the loser's second try finds the row and links it.
+                if attempt == 2 or "unique constraint failed: datasets" not in str(exc).lower():
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def ui_link(self, task: str, metrics: list[str] | None = None) -> str | None:
         """Save the experiment's view for ``task`` (``metrics``: its metric columns) and return
@@ -580,8 +592,8 @@ class MlflowTracker:
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         if self.run_id is not None:
-            self._safely(f"the artifacts of {local_dir}", self.client.log_artifacts, self.run_id,
-                         str(local_dir), artifact_path)
+            self._safely(f"the artifacts {Path(local_dir).name}/", self.client.log_artifacts,
+                         self.run_id, str(local_dir), artifact_path)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         if self.run_id is not None:
@@ -719,7 +731,7 @@ class MlflowTracker:
         self._ended = True
 
 
-def _reason(exc: BaseException, where: str | Path = "") -> str:
+def _reason(exc: BaseException, where: str | Path) -> str:
     """A failed store call's cause in one line; a call that got no answer in time says so."""
     for cause in (exc, exc.__cause__, exc.__context__):
         if isinstance(cause, http_bounds.StoreTimeout):

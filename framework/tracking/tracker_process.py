@@ -135,6 +135,7 @@ class TrackerProcess:
         self._exit_status: int | None = None
         self._unlogged: str | None = None  # what the store did not record, once ended
         self._start_failed = False  # the helper could not start the run: nothing is tracked
+        self._end_heard = False  # the helper answered `end` (it then exits by itself)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.tracking_uri = str(settings.get("tracking_uri", ""))
@@ -189,7 +190,7 @@ class TrackerProcess:
             if self._on_start is not None and self.run_id:
                 self._on_start(self.run_id)
         elif "unlogged" in message:
-            self._unlogged = message["unlogged"]
+            self._unlogged, self._end_heard = message["unlogged"], True
         elif "error" in message and not message.get("reply"):
             self._error = self._error or message["error"]
             self._start_failed = self._start_failed or message.get("op") in _STARTING
@@ -293,6 +294,8 @@ class TrackerProcess:
         while self._proc.stdout is not None and self._read(None):
             pass
         self._proc.wait()
+        if not self._dead and not self._end_heard:  # it died before it could end the run
+            self._dead, self._exit_status = True, self._proc.returncode
         if self._dead:
             self._end_for_the_dead_helper(status, reason)
         if self._error is not None and self._start_failed and status == "FINISHED":

@@ -241,6 +241,16 @@ def test_mlflow_models_serve_answers_with_text(logged_run, tmp_path, form):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=10)
         assert info.value.code == 400
+        # A very large batch is refused with the limit before any work (was: a 504 at 30 s).
+        many = json.dumps({"dataframe_records": [{"prompt": "ab"}] * 200_000}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=many,
+                                     headers={"Content-Type": "application/json"})
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=60)
+        assert info.value.code == 400
+        assert "a request may have at most 1000 rows, got 200000" in info.value.read().decode()
+        assert time.monotonic() - started < 30
     finally:
         # The server runs in its own session; signal that process group by the pid we started.
         os.killpg(proc.pid, signal.SIGTERM)

@@ -343,3 +343,30 @@ def test_owner_tags_name_this_process_and_tell_gone_from_alive():
     assert run_owner.owner_gone(f"{host} {os.getpid()} 1") is True  # a reused pid
     assert run_owner.owner_gone(f"another-host {os.getpid()} {started}") is None
     assert run_owner.owner_gone(None) is None
+
+
+def test_parallel_jobs_racing_to_create_the_dataset_row_both_record_it(sqlite_uri,
+                                                                      monkeypatch):
+    """Two jobs of one experiment logging the same dataset at once: MLflow's database store lets
+    the second insert fail on the unique key; its retry links the row the first one made."""
+    from mlflow.exceptions import MlflowException
+
+    tracker = _started_run(sqlite_uri, "dataset-race")
+    real = tracker.client.log_inputs
+    calls: list[int] = []
+
+    def raced(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                  "datasets.experiment_id, datasets.name, datasets.digest")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracker.client, "log_inputs", raced)
+    tracker.log_dataset({"name": "dinos", "source": "https://example.org/dinos.txt",
+                         "digest": "ab" * 32})
+    assert len(calls) == 2 and tracker.unlogged() is None
+    tracker.end()
+    run = _client(sqlite_uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["dinos"]

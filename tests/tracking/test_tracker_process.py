@@ -242,3 +242,21 @@ def test_the_read_only_check_names_the_store_and_the_fix(tmp_path, monkeypatch):
     assert sqlite_read_only(db, db) == (
         f"the MLflow store {db} is read-only (sqlite: readonly database); make the file and its "
         f"folder writable, or use another mlflow.tracking_uri")
+
+
+def test_a_helper_killed_mid_run_is_noticed_and_the_job_ends_the_run(helper, capsys):
+    tracker, uri = helper
+    tracker.start(params={}, tags={})
+    tracker.ui_link("lm")  # waits for the helper: the run exists and the job knows its id
+    run_id = tracker.run_id
+    assert run_id
+    tracker._proc.kill()
+    for step in range(1, 4):
+        tracker.log_metrics({"loss": 1.0}, step)
+    tracker.end("FINISHED")
+    assert tracker.unlogged() == ("everything the job sent after the MLflow helper process "
+                                  "exited (status -9) during the run")
+    run = _client(uri).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["rnnlab.failure_reason"] == (
+        "the MLflow helper process exited (status -9) during the run")

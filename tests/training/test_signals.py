@@ -95,7 +95,8 @@ def test_sigterm_during_final_logging_names_the_checkpoint(tmp_path, monkeypatch
     ended = []
 
     class Recording(NullTracker):
-        def start(self, params=None, tags=None, on_start=None, continue_run=None) -> str:
+        def start(self, params=None, tags=None, on_start=None, continue_run=None,
+                  previous_run=None) -> str:
             return "run"
 
         def log_text(self, text, path) -> None:
