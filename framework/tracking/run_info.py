@@ -31,8 +31,11 @@ RUN_SCALARS = ("seed", "dtype", "threads", "resume")
 
 
 def _options(section: Any) -> dict[str, Any]:
+    """A section's options; a nested section (``model.embedding``) as a dict, whose keys
+    :func:`flatten_config` turns into dotted params (``model.embedding.size``)."""
     if dataclasses.is_dataclass(section):
-        return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+        values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+        return {k: _options(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
     return dict(section or {})
 
 
@@ -46,6 +49,9 @@ def run_params(rc: Any) -> dict[str, Any]:
         section = getattr(rc, group)
         out[f"{group}.name"] = getattr(section, "name", None)
         out.update({f"{group}.{k}": v for k, v in rc.options(group).items()})
+    if getattr(rc, "tokenizer", None) is not None:  # chosen with tokenizer=<name>
+        out["tokenizer.name"] = rc.tokenizer.name
+        out.update({f"tokenizer.{k}": v for k, v in rc.options("tokenizer").items()})
     train = _options(rc.train)
     for key in ("feed", "lr_schedule"):  # the chosen plugin's options are train.* keys
         plugin = getattr(rc, key, None)

@@ -222,3 +222,15 @@ def test_a_word_language_model_generates_words(tmp_path):
     for sample in samples:
         words = sample.split(" ")
         assert len(words) == 6 and all(w in t.vocab.stoi for w in words)
+
+
+def test_embedding_and_tokenizer_options_are_run_params():
+    from framework.tracking.params import flatten_config
+    from framework.tracking.run_info import run_params
+
+    params = flatten_config(run_params(run_config(["tokenizer=words", "tokenizer.min_count=2",
+                                                   "model.embedding.size=16"])))
+    assert (params["tokenizer.name"], params["tokenizer.min_count"]) == ("words", "2")
+    assert (params["model.embedding.size"], params["model.embedding.trainable"],
+            params["model.embedding.pretrained"]) == ("16", "True", "none")
+    assert "tokenizer.name" not in flatten_config(run_params(run_config([])))
