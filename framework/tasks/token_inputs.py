@@ -20,6 +20,11 @@ from typing import Any
 from framework.errors import ConfigError, DataError
 from framework.nn.embedding import MAX_EMBEDDING, Embedding
 
+# A lines corpus re-split into words or tokens ends each example with this token: the
+# characters' end symbol is a line break, which no word or token may be (whitespace separates
+# them), while "<eos>" can never come out of the word rule, which splits "<" and ">" off.
+END_TOKEN = "<eos>"
+
 
 # ------------------------------------------------------------------------------ tokenizer
 def chosen_tokenizer(rc: Any) -> Any:
@@ -50,7 +55,7 @@ def tokenize_corpus(rc: Any, corpus: Any) -> Any:
                                    val=[new.encode(t) for t in corpus.val_texts])
     if corpus.kind == "lines":  # one example a line; the end token closes each
         train = [vocab.decode(ids) for ids in corpus.train]
-        new = tokenizer.fit(train, eos=vocab.eos)
+        new = tokenizer.fit(train, eos=END_TOKEN)
         encode = [new.encode(t) for t in train]
         val = [new.encode(vocab.decode(ids)) for ids in corpus.val]
         return dataclasses.replace(corpus, vocab=new, train=[e for e in encode if e.size],

@@ -248,3 +248,10 @@ def test_sentiment_preset_reads_the_documented_glove_coverage(tmp_path):
     start = t.task.start_metrics(t.corpus, t.rc)
     assert start["baseline_nb_accuracy"] == pytest.approx(0.7718, abs=5e-5)
     assert t.run().steps == 2
+
+
+def test_a_lines_corpus_in_words_ends_each_line_with_its_end_token(tmp_path):
+    t = trainer(["tokenizer=words", "model.embedding.size=4"], tmp_path)  # dinos: one name a line
+    assert t.vocab.kind == "words" and t.vocab.eos == "<eos>" and t.vocab.eos_id == 1
+    assert all(len(ids) == 1 for ids in t.corpus.train)  # a name is one word
+    assert t.run().steps == 12
