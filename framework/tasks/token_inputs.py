@@ -73,10 +73,16 @@ def tokenize_corpus(rc: Any, corpus: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ embedding
+def embedding_size(rc: Any) -> int:
+    """``model.embedding.size`` of a run config (0, one-hot, for one without the section)."""
+    return int(getattr(getattr(rc.model, "embedding", None), "size", 0) or 0)
+
+
 def check_embedding(rc: Any, corpus: Any) -> None:
     """An embedding reads token ids: refuse it for real-valued inputs, in one line."""
-    if rc.model.embedding.size and getattr(corpus, "vocab", None) is None:
-        raise ConfigError(f"model.embedding.size={rc.model.embedding.size} needs token inputs, "
+    size = embedding_size(rc)
+    if size and getattr(corpus, "vocab", None) is None:
+        raise ConfigError(f"model.embedding.size={size} needs token inputs, "
                           f"but '{corpus.name}' gives real-valued vectors; set "
                           f"model.embedding.size=0")
 
@@ -134,6 +140,6 @@ def embedding_from_field(task_meta: Any, vocab: Any) -> Embedding | None:
     return Embedding(vocab.size, field["size"], trainable=field["trainable"])
 
 
-__all__ = ["build_embedding", "check_embedding", "chosen_tokenizer",
-           "coverage_metrics", "embedding_field", "embedding_from_field", "read_embedding_field",
-           "tokenize_corpus"]
+__all__ = ["END_TOKEN", "build_embedding", "check_embedding", "chosen_tokenizer",
+           "coverage_metrics", "embedding_field", "embedding_from_field", "embedding_size",
+           "read_embedding_field", "tokenize_corpus"]
