@@ -103,7 +103,8 @@ def done_line(rc: RunConfig, result: Any, task: Any, vocab: Any) -> str:
     else:
         metrics = "no validation (the validation split gave no batch)"
     steps = f"{result.steps} step" + ("" if result.steps == 1 else "s")
-    stopping = f"; {result.early_stop}" if result.early_stop else ""
+    stopping = getattr(result, "early_stop", None)  # why early stopping ended it, if it was on
+    stopping = f"; {stopping}" if stopping else ""
     return (f"done: {steps}, {metrics}, {result.chars_per_sec:,.0f} "
             f"{task.throughput_unit(vocab)}/s{stopping}; checkpoint {result.final_checkpoint}")
 

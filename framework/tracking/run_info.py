@@ -31,11 +31,8 @@ RUN_SCALARS = ("seed", "dtype", "threads", "resume")
 
 
 def _options(section: Any) -> dict[str, Any]:
-    """A section's options; a nested section (``model.embedding``) as a dict, whose keys
-    :func:`flatten_config` turns into dotted params (``model.embedding.size``)."""
-    if dataclasses.is_dataclass(section):
-        values = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
-        return {k: _options(v) if dataclasses.is_dataclass(v) else v for k, v in values.items()}
+    if dataclasses.is_dataclass(section):  # nested sections (train.early_stop) as mappings
+        return dataclasses.asdict(section)
     return dict(section or {})
 
 

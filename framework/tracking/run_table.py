@@ -160,6 +160,11 @@ def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str, str]:
 
 
 def _metric(metrics: dict[str, float], key: str) -> float:
+    if "best_step" in metrics:  # early stopping restored its best eval: best_<m> are its model's
+        from framework.tasks.base import BEST_PREFIX
+
+        metrics = {**metrics, **{k[len(BEST_PREFIX):]: v for k, v in metrics.items()
+                                 if k.startswith(BEST_PREFIX)}}
     if key == "bits_per_char" and "val_bits_per_char" not in metrics and "val_loss" in metrics:
         return float(metrics["val_loss"]) / math.log(2)
     value = metrics.get("val_bits_per_char" if key == "bits_per_char" else key)

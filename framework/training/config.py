@@ -278,6 +278,10 @@ def _refuse_unknown_keys(name: str, schema: type, node: Any) -> None:
         nested = found.default_factory if found.default_factory is not dataclasses.MISSING \
             else None
         if dataclasses.is_dataclass(nested):
+            if not isinstance(value, dict):
+                keys = ", ".join(f"{name}.{key}.{f.name}=" for f in dataclasses.fields(nested))
+                raise ConfigError(f"{name}.{key} is a section, not a value: set {keys}; got "
+                                  f"{value!r}")
             _refuse_unknown_keys(f"{name}.{key}", nested, value)
 
 

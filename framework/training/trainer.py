@@ -315,9 +315,10 @@ class Trainer:
                 self.best.swap_into(self.model.params)  # the final checkpoint holds the best
                 final_metrics = dict(self.best.best_metrics)
                 self.save()
+                # best_<metric> of every metric of the best eval (best_<objective> among them):
+                # the restored model's, which compare tables and sweep summaries rank by.
                 self.report.metrics({"best_step": float(self.best.best_step),
-                                     BEST_PREFIX + self.task.objective:
-                                         final_metrics.get(self.task.objective, math.nan)},
+                                     **{BEST_PREFIX + k: v for k, v in final_metrics.items()}},
                                     self.best.last_step or 0)
         if self.step > 0 and rc.train.checkpoint_every == 0 and not self.best.restored:
             self.save()  # a finished run always leaves a final checkpoint

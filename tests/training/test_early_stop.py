@@ -215,6 +215,8 @@ def test_off_by_default_runs_every_step_and_writes_what_it_always_wrote(tmp_path
                                         r">= 0, got -0.1"),
     ("train.early_stop.min_delta=nan", r"train.early_stop.min_delta must be a finite number"),
     ("train.early_stop.patience=two", r"train.early_stop.patience"),
+    ("train.early_stop=5", r"train.early_stop is a section, not a value: set "
+                           r"train.early_stop.patience=, train.early_stop.min_delta=; got 5"),
     ("+train.early_stop.patiense=3", r"unknown config key 'train.early_stop.patiense'; did you "
                                      r"mean 'train.early_stop.patience'"),
 ])
@@ -269,3 +271,52 @@ def test_pruning_still_prunes_and_a_trial_that_stops_early_ends_normally(tmp_pat
     result = kept.run()
     assert told == [0, 2, 4, 6, 8, 10] and result.best_step == 6
     assert result.final_metrics == {"val_loss": 1.5}  # what the job returns to its study
+
+
+@needs_data("dinos.txt")
+def test_an_optuna_trial_that_stops_early_finishes_with_its_best_eval(tmp_path, monkeypatch):
+    optuna = pytest.importorskip("optuna")
+    from framework.cli.train import run
+    from tests.helpers import compose_config
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    monkeypatch.chdir(tmp_path)  # the job's output folder outside Hydra
+    # min_delta 10: only the first eval improves, so the run stops at the third
+    cfg = compose_config([*EVERY_2, "train.steps=40", "train.early_stop.patience=2",
+                          "train.early_stop.min_delta=10", "mlflow.helper_process=false",
+                          f"optuna.storage={storage}", "optuna.study_name=s",
+                          f"optuna.trial={trial.number}", "optuna.pruner=null"])
+    value = run(cfg)
+    reported = study.trials[0].intermediate_values
+    assert sorted(reported) == [0, 2, 4]  # every eval reported, the last at the stop
+    assert type(value) is float and value == reported[0] != reported[4]  # the best, restored
+
+
+def test_compare_tables_rank_an_early_stopped_run_by_its_restored_model():
+    from types import SimpleNamespace
+
+    from framework.tracking.run_table import build_table
+
+    def run(name, metrics):
+        return SimpleNamespace(info=SimpleNamespace(run_name=name, run_id=name,
+                                                    status="FINISHED", start_time=0),
+                               data=SimpleNamespace(metrics=metrics, params={}, tags={}))
+
+    stopped = run("stopped", {"val_loss": 1.9, "val_bits_per_char": 2.7, "best_step": 500.0,
+                              "best_val_loss": 1.5, "best_val_bits_per_char": 2.16})
+    plain = run("plain", {"val_loss": 1.7, "val_bits_per_char": 2.45})
+    table = build_table([plain, stopped])
+    assert [r["run"] for r in table.rows] == ["stopped", "plain"]
+    assert table.rows[0]["val_loss"] == 1.5 and table.rows[0]["bits_per_char"] == 2.16
+
+
+def test_the_options_are_run_params_of_their_own():
+    from framework.tracking.run_info import run_record
+
+    params, _, _ = run_record(run_config(["train.early_stop.patience=3",
+                                          "train.early_stop.min_delta=0.01"]))
+    assert params["train.early_stop.patience"] == "3"
+    assert params["train.early_stop.min_delta"] == "0.01"
+    assert "train.early_stop" not in params
