@@ -323,11 +323,13 @@ def test_quickstart_transcript(quickstart):
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_serving_example(quickstart):
-    work, _ = quickstart
+    work, ran = quickstart
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    (model,) = client.search_logged_models(experiment_ids=["1"])
+    run_id = run_id_of(ran[0][1])
+    (model,) = [m for m in client.search_logged_models(experiment_ids=["1"])
+                if m.source_run_id == run_id]  # the quickstart's model
     serve, *request = commands(block("MLFLOW_TRACKING_URI=sqlite:///mlflow.db").text)
     port = free_port()
     proc = server(serve, work, port, {"<model id>": model.model_id})

@@ -1,13 +1,14 @@
-"""MLflow params from config values: floats to 6 significant digits, sections as dotted keys."""
+"""MLflow params: from config values (6 significant digits, dotted keys); which differ by run."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 SIGNIFICANT_DIGITS = 6
+IGNORED_PARAM_PREFIXES = ("mlflow.",)  # where/how a run was logged, not what was trained
 
 
 def param_value(value: Any) -> str:
@@ -35,4 +36,12 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
-__all__ = ["SIGNIFICANT_DIGITS", "flatten_config", "param_value"]
+def differing_params(runs: Sequence[Any]) -> list[str]:
+    """Param keys whose values are not the same in every run (missing counts as a value)."""
+    keys = sorted({k for run in runs for k in run.data.params
+                   if not k.startswith(IGNORED_PARAM_PREFIXES)})
+    return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
+
+
+__all__ = ["IGNORED_PARAM_PREFIXES", "SIGNIFICANT_DIGITS", "differing_params", "flatten_config",
+           "param_value"]

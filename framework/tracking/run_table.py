@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.errors import RnnlabError, TrackingError
+from framework.tracking.params import differing_params
 from framework.tracking.tracker import _sqlite_path, make_client
 
 FORMATS = ("table", "markdown", "csv")
 SWEEP_TAG = "rnnlab.sweep"  # set on a sweep's parent run
 PARENT_TAG = "mlflow.parentRunId"
-IGNORED_PARAM_PREFIXES = ("mlflow.",)  # where/how a run was logged, not what was trained
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE = 1000
 LM_COLUMNS = ("val_loss", "bits_per_char")
@@ -128,13 +128,6 @@ class RunTable:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
-
-
-def differing_params(runs: Sequence[Any]) -> list[str]:
-    """Param keys whose values are not the same in every run (missing counts as a value)."""
-    keys = sorted({k for run in runs for k in run.data.params
-                   if not k.startswith(IGNORED_PARAM_PREFIXES)})
-    return [k for k in keys if len({run.data.params.get(k) for run in runs}) > 1]
 
 
 def task_columns(runs: Sequence[Any]) -> tuple[tuple[str, ...], str, str]:

@@ -26,7 +26,7 @@ VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 # What `mlflow ui` serves by default (README): where a link into a sqlite store's UI points.
 LOCAL_UI = "http://127.0.0.1:5000"
 FEWEST_DECIMALS, MOST_DECIMALS = 4, 12  # of the exact-metric tag
-MAX_VIEW_RUNS = 1000  # the newest runs a single run's view considers for its columns and digits
+MAX_VIEW_RUNS = 200  # the newest runs a single run's view considers for its columns and digits
 MAX_EXTRA_PARAMS = 12  # differing options shown beyond the task's key options
 
 
@@ -92,7 +92,7 @@ def mark_exact(client: Any, runs: Sequence[Any], metric: str) -> str:
 def differing_options(runs: Sequence[Any], shown: Sequence[str]) -> list[str]:
     """The options whose values differ between ``runs`` and are not in ``shown`` (at most
     MAX_EXTRA_PARAMS, in name order)."""
-    from framework.tracking.run_table import differing_params
+    from framework.tracking.params import differing_params
 
     return [p for p in differing_params(runs) if p not in shown][:MAX_EXTRA_PARAMS]
 
