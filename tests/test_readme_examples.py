@@ -75,6 +75,7 @@ PAIRED = {
     "python -m framework.generate checkpoint=": "test_generation_example (one-step models), "
         "test_generation_example_as_printed (slow)",
     "$ python -m framework task=classify": "test_tasks_transcript",
+    "$ python -m framework experiment=dates": "test_dates_transcript (slow)",
     "python -m framework -m cell=rnn,lstm,gru optimizer.lr": "test_sweeps_example (slow)",
     "export RNNLAB_PLUGIN_PATH=": "tests/test_readme_plugins.py (the task example's commands)",
     "RNNLAB_PLUGIN_PATH=~/rnnlab-plugins python -m framework cell=leaky":
@@ -181,7 +182,7 @@ def same_lines(printed: list[str], got: list[str]) -> None:
     paths, run ids) are compared by shape."""
     def pattern(line: str) -> str:
         text = re.escape(line)
-        text = re.sub(r"\d[\d,]*(?:\\ )(chars|texts|values|names)/s",
+        text = re.sub(r"\d[\d,]*(?:\\ )(chars|texts|values|names|target\\ tokens)/s",
                       r"[\\d,]+ \1/s", text)
         text = re.sub(r"outputs/[^ ;]*", r"\\S+", text)
         return text.replace("…", ".*")
@@ -391,3 +392,17 @@ def test_numba_example(tmp_path):
     (command,) = commands(block("python -m framework cell=lstm dataset=tinyshakespeare").text)
     proc = checked(command, tmp_path, timeout=3600)
     assert DONE.search(proc.stdout), proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_dates_transcript(tmp_path):
+    """The dates preset as printed (3000 steps), then its predictions by run id and checkpoint."""
+    pytest.importorskip("faker", reason="the dates dataset needs the [dates] extra")
+    fill: dict[str, str] = {}
+    for command, printed in transcript(block("$ python -m framework experiment=dates").text):
+        proc = checked(command, tmp_path, fill, timeout=3600)
+        same_lines(printed, proc.stdout.splitlines())
+        if "framework.predict" not in command:
+            fill = {"<run id>": run_id_of(proc),
+                    "outputs/…/checkpoints/latest.npz": checkpoint_of(proc)}
