@@ -326,7 +326,10 @@ def _fail_if_jobs_failed() -> None:
     from framework.sweeps.nested_runs import finished_sweeps
     from framework.sweeps.outcome import final_error
 
-    for jobs, sweep_dir in finished_sweeps:
+    # Taken, not read: the outcome belongs to this command only (a later command in the same
+    # process, such as an in-process test, must not see it).
+    finished, finished_sweeps[:] = list(finished_sweeps), []
+    for jobs, sweep_dir in finished:
         error = final_error(jobs, sweep_dir)
         if error is not None:
             raise error
