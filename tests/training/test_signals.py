@@ -62,8 +62,10 @@ def _run_row(db: Path) -> tuple[str, str, int]:
 
 @pytest.mark.parametrize("signals", [
     (signal.SIGINT, signal.SIGINT),                   # Ctrl-C pressed twice
-    (signal.SIGINT, signal.SIGINT, signal.SIGTERM),   # and then a kill
-    (signal.SIGHUP,),                                 # the terminal or SSH session closed
+    # Each case is a process training until it is stopped: the variations run in the slow stage.
+    pytest.param((signal.SIGINT, signal.SIGINT, signal.SIGTERM),  # and then a kill
+                 marks=pytest.mark.slow),
+    pytest.param((signal.SIGHUP,), marks=pytest.mark.slow),  # the terminal or SSH session closed
 ])
 @needs_data("dinos.txt")
 def test_signals_in_quick_succession_end_the_run_cleanly(tmp_path, signals):
