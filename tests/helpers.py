@@ -93,6 +93,10 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
                     func(*a, **kw)
     finally:
         atexit.register = register
+        # A sweep's job counts are kept for its command's exit; the next command starts without.
+        nested_runs = sys.modules.get("framework.sweeps.nested_runs")
+        if nested_runs is not None:
+            nested_runs.finished_sweeps.clear()
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()
