@@ -38,8 +38,11 @@ def needs_data(*filenames: str) -> pytest.MarkDecorator:
 
 
 def missing_data(filename: str) -> str | None:
-    """Why ``filename`` cannot be had (the one-line error rnnlab gives), or None if it can."""
-    if filename not in _available:
+    """Why ``filename`` cannot be had (the one-line error rnnlab gives), or None if it can.
+
+    A missing file is remembered for the session; a found one is looked for again each time
+    (a test may have put a copy in the download cache that a later test no longer has)."""
+    if _available.get(filename, "") is None or filename not in _available:
         from framework.errors import RnnlabError
         from framework.plugins import load_plugins
         from framework.registry import DATASETS

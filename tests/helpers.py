@@ -44,7 +44,10 @@ def cli(module: str, args: list[str], cwd: Path, timeout: float = 300,
 # The command behind each ``python -m`` module, for running it in this process.
 _MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.cli.generate",
           "framework.predict": "framework.cli.predict",
-          "framework.compare": "framework.cli.compare"}
+          "framework.compare": "framework.cli.compare",
+          "framework.bench": "framework.studies.bench",
+          "framework.coursebench": "framework.studies.coursebench",
+          "framework.vanishing": "framework.studies.vanishing"}
 
 
 def run_cli(module: str, args: list[str], cwd: Path | None = None,
@@ -58,6 +61,7 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
     """
     import atexit
     import importlib
+    import inspect
     import io
 
     main = importlib.import_module(_MAINS[module]).main
@@ -76,7 +80,8 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
                 preserved_logging(), preserved_hydra_state():
             try:
-                result = main(args) if module == "framework.compare" else main()
+                # A command whose main() takes argv (the argparse ones) is given the arguments.
+                result = main(args) if inspect.signature(main).parameters else main()
                 code = result if isinstance(result, int) else 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -88,6 +93,10 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
                     func(*a, **kw)
     finally:
         atexit.register = register
+        # A sweep's job counts are kept for its command's exit; the next command starts without.
+        nested_runs = sys.modules.get("framework.sweeps.nested_runs")
+        if nested_runs is not None:
+            nested_runs.finished_sweeps.clear()
         os.chdir(saved_cwd)
         sys.argv = saved_argv
         os.environ.clear()

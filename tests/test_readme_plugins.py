@@ -19,7 +19,7 @@ import pytest
 from framework import ROOT
 from framework.plugins import PATH_ENV
 from framework.registry import CELLS, TASKS
-from tests.conftest import require_run_data
+from tests.conftest import needs_data, require_run_data
 from tests.helpers import QUICK, cli, plugin_path, run_cli
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -95,6 +95,7 @@ def test_the_printed_command_trains_with_every_example(plugin_dir, tmp_path):
                            "cell.init=xavier"),
     (["cell.leak=2"], "rnnlab: error: cell 'leaky': cell.leak must be in (0, 1], got 2.0"),
 ])
+@needs_data("dinos.txt")
 def test_the_printed_errors(plugin_dir, tmp_path, args, error):
     assert error.removeprefix("rnnlab: error: ") in " ".join(section_text().split())
     with plugin_path(plugin_dir):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,27 +12,15 @@ from omegaconf import OmegaConf
 
 from framework.errors import ConfigError
 from tests.conftest import needs_data
-from tests.helpers import QUICK, compose_config, run_config
+from tests.helpers import QUICK, compose_config, run_cli, run_config
 from tests.tracking.test_pyfunc import make_checkpoint
 
 
-def _run(main, argv: list[str], capsys, prog: str = "prog") -> tuple[int, list[str], str]:
-    """Run a command's main in-process: (exit status, stderr lines, stdout)."""
-    from tests.helpers import preserved_hydra_state, preserved_logging
-
-    old = sys.argv
-    sys.argv = [prog, *argv]
-    try:
-        with preserved_logging(), preserved_hydra_state():  # nothing of Hydra's leaks
-            result = main() if prog != "argv" else main(argv)
-        code = result if isinstance(result, int) else 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err, captured.err
-    return code, [line for line in captured.err.splitlines() if line.strip()], captured.out
+def _run(module: str, argv: list[str]) -> tuple[int, list[str], str]:
+    """``python -m module argv`` in-process: (exit status, stderr lines, stdout)."""
+    proc = run_cli(module, argv)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()], proc.stdout
 
 
 def _one_line(code: int, lines: list[str], *needles: str) -> None:
@@ -69,42 +56,35 @@ def checkpoint(tmp_path_factory):
     (["sampler=top_k", "sampler.k=0"], ["sampler.k"]),
     (["lenght=5"], ["unknown config key 'lenght'", "did you mean 'length'?"]),
 ])
-def test_generate_checks_every_option_in_one_line(checkpoint, capsys, args, needles):
-    from framework.cli.generate import main
-
-    code, lines, out = _run(main, [f"checkpoint={checkpoint}", *args], capsys)
+def test_generate_checks_every_option_in_one_line(checkpoint, args, needles):
+    code, lines, out = _run("framework.generate", [f"checkpoint={checkpoint}", *args])
     _one_line(code, lines, *needles)
     assert out == ""
 
 
-def test_generate_accepts_the_edges(checkpoint, capsys):
-    from framework.cli.generate import main
-
-    code, lines, out = _run(main, [f"checkpoint={checkpoint}", "length=1", "num_samples=1",
-                                   "seed=0", "prompt=null"], capsys)
+def test_generate_accepts_the_edges(checkpoint):
+    code, lines, out = _run("framework.generate", [f"checkpoint={checkpoint}", "length=1",
+                                                   "num_samples=1", "seed=0", "prompt=null"])
     assert (code, lines) == (0, []) and len(out.splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- argparse commands
 @pytest.mark.parametrize("module, argv, needle", [
-    ("framework.cli.compare", [], "the following arguments are required: target"),
-    ("framework.cli.compare", ["x", "--format", "html"], "argument --format: invalid choice"),
-    ("framework.cli.compare", ["x", "--bogus"], "unrecognized arguments: --bogus"),
-    ("framework.studies.bench", ["--threads", "0"], "argument --threads: must be >= 1, got 0"),
-    ("framework.studies.bench", ["--threads", "abc"], "expected an integer, got 'abc'"),
-    ("framework.studies.bench", ["--hidden", "8", "-3"], "argument --hidden: must be >= 1"),
-    ("framework.studies.bench", ["--seq", "0"], "argument --seq: must be >= 1"),
-    ("framework.studies.bench", ["--rounds", "0"], "argument --rounds: must be >= 1"),
-    ("framework.studies.bench", ["--cells", "lstmm"], "argument --cells: invalid choice"),
-    ("framework.studies.coursebench", ["--iterations", "-5"], "--iterations: must be >= 1"),
-    ("framework.studies.coursebench", ["--rounds", "0"], "argument --rounds: must be >= 1"),
-    ("framework.studies.coursebench", ["--bogus"], "unrecognized arguments: --bogus"),
+    ("framework.compare", [], "the following arguments are required: target"),
+    ("framework.compare", ["x", "--format", "html"], "argument --format: invalid choice"),
+    ("framework.compare", ["x", "--bogus"], "unrecognized arguments: --bogus"),
+    ("framework.bench", ["--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    ("framework.bench", ["--threads", "abc"], "expected an integer, got 'abc'"),
+    ("framework.bench", ["--hidden", "8", "-3"], "argument --hidden: must be >= 1"),
+    ("framework.bench", ["--seq", "0"], "argument --seq: must be >= 1"),
+    ("framework.bench", ["--rounds", "0"], "argument --rounds: must be >= 1"),
+    ("framework.bench", ["--cells", "lstmm"], "argument --cells: invalid choice"),
+    ("framework.coursebench", ["--iterations", "-5"], "--iterations: must be >= 1"),
+    ("framework.coursebench", ["--rounds", "0"], "argument --rounds: must be >= 1"),
+    ("framework.coursebench", ["--bogus"], "unrecognized arguments: --bogus"),
 ])
-def test_argparse_errors_are_one_line_exit_2(capsys, module, argv, needle):
-    import importlib
-
-    main = importlib.import_module(module).main
-    code, lines, out = _run(main, argv, capsys, prog="argv")
+def test_argparse_errors_are_one_line_exit_2(module, argv, needle):
+    code, lines, out = _run(module, argv)
     _one_line(code, lines, needle, "(--help lists the options)")
     assert out == ""  # no usage block
 
@@ -117,10 +97,8 @@ def test_argparse_errors_are_one_line_exit_2(capsys, module, argv, needle):
     (["cell.hidden_size=0"], "hidden_size must be > 0"),
     (["foo"], "Error parsing override 'foo'"),
 ])
-def test_vanishing_study_arguments_are_one_line(capsys, argv, needle):
-    from framework.studies.vanishing import main
-
-    code, lines, _ = _run(main, argv, capsys, prog="argv")
+def test_vanishing_study_arguments_are_one_line(argv, needle):
+    code, lines, _ = _run("framework.vanishing", argv)
     _one_line(code, lines, needle)
 
 
@@ -226,8 +204,6 @@ def test_vanishing_study_help_is_usage_not_a_parse_error(capsys):
     ("framework.predict", "what a trained classifier or forecaster says"),
 ])
 def test_generate_and_predict_help_say_what_the_command_does(tmp_path, module, needle):
-    from tests.helpers import run_cli
-
     proc = run_cli(module, ["--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert needle in proc.stdout and f"Usage: python -m {module}" in proc.stdout

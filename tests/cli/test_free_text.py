@@ -81,11 +81,10 @@ def text_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_generate_takes_any_prompt_as_one_argument(text_checkpoint, capsys, prompt):
-    from framework.cli.generate import main
-
-    code, lines, out = _run(main, [f"checkpoint={text_checkpoint}", f"prompt={prompt}",
-                                   "num_samples=1", "length=3", "seed=1"], capsys)
+def test_generate_takes_any_prompt_as_one_argument(text_checkpoint, prompt):
+    code, lines, out = _run("framework.generate", [f"checkpoint={text_checkpoint}",
+                                                   f"prompt={prompt}", "num_samples=1",
+                                                   "length=3", "seed=1"])
     assert (code, lines) == (0, [])
     assert out.startswith(prompt) and len(out) == len(prompt) + 3 + 1
 
@@ -99,10 +98,8 @@ def test_generate_takes_any_prompt_as_one_argument(text_checkpoint, capsys, prom
                               "add -m to sweep"]),
     ("seed=[1,2", ["cannot read the override 'seed=[1,2'"]),
 ])
-def test_grammar_errors_say_how_to_quote_without_a_caret(capsys, arg, needles):
-    from framework.cli.train import main
-
-    code, lines, _ = _run(main, [arg], capsys)
+def test_grammar_errors_say_how_to_quote_without_a_caret(arg, needles):
+    code, lines, _ = _run("framework", [arg])
     _one_line(code, lines, *needles)
     assert "^" not in lines[0] and "expecting" not in lines[0]
 

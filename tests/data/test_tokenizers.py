@@ -16,6 +16,7 @@ from framework.data.tokenizers.rules import split_words
 from framework.data.vocab import MAX_TOKEN_CHARS, MAX_VOCAB, Vocab
 from framework.errors import ConfigError, DataError
 from framework.registry import DATASETS, TOKENIZERS
+from tests.conftest import needs_data
 
 
 def words(**options):
@@ -26,6 +27,7 @@ def test_registered_kinds() -> None:
     assert {"chars", "tokens", "words"} <= set(TOKENIZERS.names())
 
 
+@needs_data("dinos.txt")
 def test_chars_is_the_character_vocabulary_of_every_text_corpus() -> None:
     chars = TOKENIZERS.build({"name": "chars"})
     path = DATASETS.build({"name": "dinos"}).locate()

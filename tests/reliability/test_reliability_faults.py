@@ -174,6 +174,7 @@ def test_signal_checkpoints_kills_the_run_and_resume_is_bit_identical(tmp_path, 
     signum, extra = SIGNAL_CASES[case]
     base = [*TINY, *extra, "train.checkpoint_every=25"]
     db = tmp_path / "m.db"
+    sqlite_store(db)
     proc = subprocess.Popen(
         [sys.executable, "-m", "framework", *base, "train.steps=1000000",
          "hydra.run.dir=interrupted", f"mlflow.tracking_uri=sqlite:///{db}"],

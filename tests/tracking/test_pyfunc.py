@@ -27,6 +27,7 @@ from framework.training.checkpoint import (
     pack_arrays,
     save_checkpoint,
 )
+from tests.helpers import sqlite_store
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -94,7 +95,7 @@ def logged_run(tmp_path_factory):
     from framework.tracking.tracker import MlflowTracker
 
     tmp_path = tmp_path_factory.mktemp("logged-run")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     ckpt = make_checkpoint(tmp_path / "ckpt" / "latest.npz")
     tracker = MlflowTracker(uri, "pyfunc-test")
     run_id = tracker.start({"cell.name": "gru"}, {})

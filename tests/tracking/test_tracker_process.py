@@ -18,6 +18,7 @@ from framework.tracking.tracker import MlflowTracker
 from framework.tracking.tracker_process import ORPHANED, TrackerProcess, open_tracker, prestart
 from framework.training.config import MlflowConfig
 from tests.conftest import needs_data
+from tests.helpers import sqlite_store
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the helper process needs POSIX pipes")
 
@@ -31,7 +32,7 @@ def _client(uri: str):
 @pytest.fixture()
 def helper(tmp_path):
     """A prestarted helper adopted by a job config on a temp sqlite store."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path / "mlflow.db")
     prestart(["cell=rnn"])
     tracker = open_tracker(MlflowConfig(tracking_uri=uri, experiment_name="t"), multirun=False)
     yield tracker, uri
@@ -169,10 +170,12 @@ def test_an_unused_helper_is_stopped(cfg, multirun, kind):
     assert tracker_process._prestarted is None and proc.poll() is not None
 
 
+@pytest.mark.slow  # two processes and a kill; the default suite has the helper's side of it
 @needs_data("dinos.txt")
 def test_a_killed_command_line_job_leaves_a_failed_run(tmp_path):
-    """The whole path: `python -m framework`, SIGKILL mid-training, the helper ends the run."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """The whole path: `python -m framework`, SIGKILL mid-training, the helper ends the run
+    (test_a_job_that_dies_leaves_its_run_failed_with_the_reason is what the helper sees)."""
+    uri = sqlite_store(tmp_path / "mlflow.db")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     job = subprocess.Popen(
         [sys.executable, "-m", "framework", "cell=rnn", "train.steps=100000",

@@ -7,16 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import needs_data
-from tests.helpers import cli
+from tests.helpers import cli, run_cli, sqlite_store
 
 RUN = ["cell=rnn", "dataset=dinos", "cell.hidden_size=8", "train.batch_size=8",
        "train.log_every=1", "train.eval_every=2", "train.sample_every=0",
        "train.checkpoint_every=2", "mlflow.log_model=false"]
 
 
-def _train(tmp_path: Path, *args: str):
-    store = f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = cli("framework", [*RUN, store, *args], tmp_path, timeout=180)
+def _train(tmp_path: Path, *args: str, process: bool = False):
+    """A job on the store ``tmp_path/mlflow.db``, in this process unless ``process``: a real
+    process logs through its helper process."""
+    db = tmp_path / "mlflow.db"
+    if not db.exists():
+        sqlite_store(db)
+    run = cli if process else run_cli
+    proc = run("framework", [*RUN, f"mlflow.tracking_uri=sqlite:///{db}", *args], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -31,7 +36,8 @@ def _client(tmp_path: Path):
 def test_a_resumed_job_continues_its_run(tmp_path):
     _train(tmp_path, "train.steps=4", "hydra.run.dir=first")
     checkpoint = tmp_path / "first" / "checkpoints" / "latest.npz"
-    proc = _train(tmp_path, "train.steps=8", f"resume={checkpoint}", "hydra.run.dir=second")
+    proc = _train(tmp_path, "train.steps=8", f"resume={checkpoint}", "hydra.run.dir=second",
+                  process=True)
     client = _client(tmp_path)
     runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
     assert len(runs) == 1, [r.info.run_id for r in runs]

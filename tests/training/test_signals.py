@@ -19,7 +19,7 @@ import pytest
 from framework.errors import RnnlabError
 from framework.training.runtime import Interrupted, StopSignals
 from tests.conftest import needs_data
-from tests.helpers import QUICK, compose_config, data_env
+from tests.helpers import QUICK, compose_config, data_env, sqlite_store
 
 TINY = ["cell=rnn", "cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8",
         "train.eval_every=0", "train.sample_every=0", "train.log_every=1",
@@ -28,6 +28,7 @@ TINY = ["cell=rnn", "cell.hidden_size=8", "train.batch_size=4", "train.seq_len=8
 
 def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     db = tmp_path / "m.db"
+    sqlite_store(db)
     proc = subprocess.Popen(
         [sys.executable, "-m", "framework", *TINY, *extra, "train.steps=1000000",
          "hydra.run.dir=run", f"mlflow.tracking_uri=sqlite:///{db}"],
@@ -62,8 +63,10 @@ def _run_row(db: Path) -> tuple[str, str, int]:
 
 @pytest.mark.parametrize("signals", [
     (signal.SIGINT, signal.SIGINT),                   # Ctrl-C pressed twice
-    (signal.SIGINT, signal.SIGINT, signal.SIGTERM),   # and then a kill
-    (signal.SIGHUP,),                                 # the terminal or SSH session closed
+    # Each case is a process training until it is stopped: the variations run in the slow stage.
+    pytest.param((signal.SIGINT, signal.SIGINT, signal.SIGTERM),  # and then a kill
+                 marks=pytest.mark.slow),
+    pytest.param((signal.SIGHUP,), marks=pytest.mark.slow),  # the terminal or SSH session closed
 ])
 @needs_data("dinos.txt")
 def test_signals_in_quick_succession_end_the_run_cleanly(tmp_path, signals):
