@@ -386,9 +386,6 @@ class Seq2SeqTask(Task):
 
         from framework.tasks.translation import served_decoder_node
 
-        if len(frame) > requests.MAX_ROWS:
-            raise RnnlabError(f"a request may have at most {requests.MAX_ROWS} rows, got "
-                              f"{len(frame)}")
         texts = requests.served_texts(frame)
         task_meta = served.meta.model.task_meta
         groups: dict[tuple, list[int]] = {}

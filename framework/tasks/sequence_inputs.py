@@ -213,9 +213,7 @@ def served_sequences(frame: Any, task_meta: Mapping[str, Any]) -> list[np.ndarra
         raise RnnlabError(f"this classifier reads vector sequences: its input needs a "
                           f"'{COLUMN}' column (a list of time steps, each a list of "
                           f"{len(task_meta['feature_mean'])} numbers)")
-    cells = list(frame[COLUMN])
-    if len(cells) > requests.MAX_ROWS:
-        raise RnnlabError(f"at most {requests.MAX_ROWS} sequences per request, got {len(cells)}")
+    cells = list(frame[COLUMN])  # the row count is bounded by the served model beforehand
     out, total = [], 0
     for row, cell in enumerate(cells, start=1):
         where = f"sequence of row {row}"

@@ -106,12 +106,10 @@ def test_sample_decoder_is_todays_sampling(loaded):
     (["decoder=sample", "num_samples=3", "seed=1"], 3),
     (["num_samples=3", "seed=1"], 3),
 ])
-def test_generate_command_with_each_decoder_and_scores(trained, loaded, capsys, args, lines):
-    from framework.cli.generate import main
-
+def test_generate_command_with_each_decoder_and_scores(trained, loaded, args, lines):
     model, vocab, _ = loaded
-    code, err, out = _run(main, [f"checkpoint={trained}", "prompt=ka", "score=true", *args],
-                          capsys)
+    code, err, out = _run("framework.generate",
+                          [f"checkpoint={trained}", "prompt=ka", "score=true", *args])
     assert (code, err) == (0, [])
     rows = out.splitlines()
     assert len(rows) == lines
@@ -120,7 +118,7 @@ def test_generate_command_with_each_decoder_and_scores(trained, loaded, capsys, 
         assert text.startswith("ka") and math.isfinite(float(score)) and float(score) < 0
         assert float(score) == pytest.approx(summed_logp(model, vocab, "ka", text, True),
                                              abs=1e-4)
-    code, err, plain = _run(main, [f"checkpoint={trained}", "prompt=ka", *args], capsys)
+    code, err, plain = _run("framework.generate", [f"checkpoint={trained}", "prompt=ka", *args])
     assert plain.splitlines() == [row.split("\t")[0] for row in rows]
 
 
@@ -132,30 +130,27 @@ def test_generate_command_with_each_decoder_and_scores(trained, loaded, capsys, 
     (["decoder=nope"], ["nope"]),
     (["score=maybe"], ["score"]),
 ])
-def test_generate_bad_decoder_options_are_one_line(trained, capsys, args, needles):
-    from framework.cli.generate import main
-
-    code, lines, out = _run(main, [f"checkpoint={trained}", *args], capsys)
+def test_generate_bad_decoder_options_are_one_line(trained, args, needles):
+    code, lines, out = _run("framework.generate", [f"checkpoint={trained}", *args])
     _one_line(code, lines, *needles)
     assert out == ""
 
 
-def test_predict_continues_each_text_with_the_decoder(trained, loaded, capsys):
-    from framework.cli.predict import main
-
+def test_predict_continues_each_text_with_the_decoder(trained, loaded):
     model, vocab, _ = loaded
-    code, err, out = _run(main, [f"checkpoint={trained}", "text=[ka,tyr]", "score=true"], capsys)
+    code, err, out = _run("framework.predict",
+                          [f"checkpoint={trained}", "text=[ka,tyr]", "score=true"])
     assert (code, err) == (0, [])
     rows = [row.split("\t") for row in out.splitlines()]
     greedy = build_decoder("greedy")
     for (text, score), prompt in zip(rows, ["ka", "tyr"], strict=True):
         want = generate_scored(model, vocab, greedy, prompt=prompt, length=200)[0]
         assert text == want.text and float(score) == pytest.approx(want.score, abs=1e-4)
-    code, err, beam = _run(main, [f"checkpoint={trained}", "text=ka", "decoder=beam",
-                                  "decoder.width=5"], capsys)
+    code, err, beam = _run("framework.predict",
+                           [f"checkpoint={trained}", "text=ka", "decoder=beam", "decoder.width=5"])
     assert code == 0 and beam.strip().startswith("ka")
-    code, lines, _ = _run(main, [f"checkpoint={trained}", "text=ka", "decoder=beam",
-                                 "decoder.width=0"], capsys)
+    code, lines, _ = _run("framework.predict",
+                          [f"checkpoint={trained}", "text=ka", "decoder=beam", "decoder.width=0"])
     _one_line(code, lines, "width must be >= 1")
 
 
