@@ -28,7 +28,7 @@ if (REPO.parent / "shared" / "data").is_dir():
 # (Tests also import this file as tests.conftest: the second import must reuse the same cache.)
 _CACHE = os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="rnnlab-test-cache-")
 os.environ["RNNLAB_TEST_CACHE_DIR"] = os.environ["RNNLAB_CACHE_DIR"] = _CACHE
-_available: dict[str, str | None] = {}
+_available: dict[tuple[str, str | None, str | None], str | None] = {}
 REQUIRE_DATA_ENV = "RNNLAB_REQUIRE_DATA"
 
 
@@ -40,27 +40,30 @@ def needs_data(*filenames: str) -> pytest.MarkDecorator:
 def missing_data(filename: str) -> str | None:
     """Why ``filename`` cannot be had (the one-line error rnnlab gives), or None if it can.
 
-    A missing file is remembered for the session; a found one is looked for again each time
-    (a test may have put a copy in the download cache that a later test no longer has)."""
-    if _available.get(filename, "") is None or filename not in _available:
-        from framework.errors import RnnlabError
-        from framework.plugins import load_plugins
-        from framework.registry import DATASETS
+    A missing file is remembered for the session, per data directory and cache (a test may
+    point them elsewhere, at an edited or absent copy); a found one is looked for again each
+    time (a test may have put a copy in the download cache that a later test no longer has)."""
+    key = (filename, os.environ.get("RNNLAB_DATA_DIR"), os.environ.get("RNNLAB_CACHE_DIR"))
+    if _available.get(key) is not None:
+        return _available[key]
+    from framework.errors import RnnlabError
+    from framework.plugins import load_plugins
+    from framework.registry import DATASETS
 
-        load_plugins()
-        sources = [s for n in DATASETS.names() for s in (getattr(DATASETS.get(n), "source", None),
-                                                         *getattr(DATASETS.get(n), "sources", ()))]
-        source = next((s for s in sources if s is not None and s.filename == filename), None)
-        if source is None:
-            raise ValueError(f"no registered dataset has the file {filename!r}")
-        from framework.data.files.fetch import locate
+    load_plugins()
+    sources = [s for n in DATASETS.names() for s in (getattr(DATASETS.get(n), "source", None),
+                                                     *getattr(DATASETS.get(n), "sources", ()))]
+    source = next((s for s in sources if s is not None and s.filename == filename), None)
+    if source is None:
+        raise ValueError(f"no registered dataset has the file {filename!r}")
+    from framework.data.files.fetch import locate
 
-        try:
-            locate(source)
-            _available[filename] = None
-        except RnnlabError as exc:
-            _available[filename] = str(exc)
-    return _available[filename]
+    try:
+        locate(source)
+        _available[key] = None
+    except RnnlabError as exc:
+        _available[key] = str(exc)
+    return _available[key]
 
 
 def require_data(*filenames: str) -> None:

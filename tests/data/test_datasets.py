@@ -171,8 +171,8 @@ def test_textfile_modes(tmp_path):
 def test_data_dir_copies_are_checksummed(tmp_path, monkeypatch):
     (tmp_path / "dinos.txt").write_text("Aachenosaurus\nEdited\n")
     monkeypatch.setenv("RNNLAB_DATA_DIR", str(tmp_path))
-    with pytest.raises(DataError, match="sha256") as info:
-        load("dinos")
+    with pytest.raises(DataError, match="sha256") as info:  # the dataset's own check, not a skip
+        DATASETS.build({"name": "dinos"}).load()
     assert "dataset.path" in str(info.value) and "\n" not in str(info.value)
     # The same edited file named by dataset.path is the user's own, and is not checked.
     corpus = load("dinos", path=str(tmp_path / "dinos.txt"), val_fraction=0.0)
