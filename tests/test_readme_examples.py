@@ -68,6 +68,8 @@ PAIRED = {
         "runs this test suite; its training command is the quickstart's, run by "
         "test_quickstart_transcript (slow) and, offline, by tests/test_fresh_clone.py",
     "$ python -m framework cell=lstm dataset=dinos": "test_quickstart_transcript (slow)",
+    "$ python -m framework cell=lstm dataset=dinos train.steps=4000 train.eval_every=100 "
+    "train.early_stop.patience=4": "test_early_stop_example (slow)",
     "$ python -m framework cell=lstmm": "test_error_examples",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \\": "test_mlflow_ui_command (slow)",
     "MLflow UI (runs of this task": "test_ui_link_line (the line a run prints)",
@@ -87,18 +89,29 @@ PAIRED = {
 }
 
 
+def paired_key(found: Block) -> str | None:
+    """The key of PAIRED that names ``found``: the longest one its first line starts with."""
+    keys = [key for key in PAIRED if found.first.startswith(key)]
+    return max(keys, key=len) if keys else None
+
+
 def block(first: str) -> Block:
-    (found,) = [b for b in console_blocks() if b.first.startswith(first)]
-    return found
+    """The block whose first line starts with ``first`` (of several, the one PAIRED names so)."""
+    found = [b for b in console_blocks() if b.first.startswith(first)]
+    if len(found) > 1:
+        found = [b for b in found if paired_key(b) == first]
+    (one,) = found
+    return one
 
 
 def test_every_console_block_is_paired():
     blocks = console_blocks()
     for found in blocks:
-        keys = [key for key in PAIRED if found.first.startswith(key)]
-        assert len(keys) == 1, f"README.md line {found.line}: {found.first!r} is paired with " \
-                               f"{keys or 'no test'}; add it to PAIRED"
-    unused = [key for key in PAIRED if not any(b.first.startswith(key) for b in blocks)]
+        assert paired_key(found), f"README.md line {found.line}: {found.first!r} is paired " \
+                                  f"with no test; add it to PAIRED"
+    named = [paired_key(b) for b in blocks]
+    assert len(set(named)) == len(named), "two README blocks are paired with one key"
+    unused = [key for key in PAIRED if key not in named]
     assert not unused, f"PAIRED names blocks the README no longer has: {unused}"
     for key, where in PAIRED.items():  # every named test exists in this module or its file
         name = where.split(" ")[0]
@@ -273,11 +286,17 @@ def server(command: str, cwd: Path, port: int, fill: dict[str, str]) -> subproce
         if flag in words:
             words[words.index(flag) + 1] = str(port)
     log = open(cwd / f"server-{port}.log", "w")  # noqa: SIM115 - the process keeps it open
-    return subprocess.Popen(words, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    # As in the shell the README's commands run in, with the virtualenv activated: its bin/ on
+    # PATH (mlflow models serve starts uvicorn from there).
+    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.Popen(words, cwd=cwd,
+                            env={**os.environ, "PATH": path, "PYTHONPATH": str(ROOT), **env},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:  # it already ended (its log is in the failure message)
+        return
     os.killpg(proc.pid, signal.SIGTERM)  # the server's own session, started above
     try:
         proc.wait(timeout=30)
@@ -406,3 +425,14 @@ def test_dates_transcript(tmp_path):
         if "framework.predict" not in command:
             fill = {"<run id>": run_id_of(proc),
                     "outputs/…/checkpoints/latest.npz": checkpoint_of(proc)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_early_stop_example(tmp_path):
+    """The early-stopping transcript as printed: where it stops, the best it restores."""
+    first = "$ python -m framework cell=lstm dataset=dinos train.steps=4000 train.eval_every=100 " \
+            "train.early_stop.patience=4"
+    for command, printed in transcript(block(first).text):
+        proc = checked(command, tmp_path, timeout=3600)
+        same_lines(printed, proc.stdout.splitlines())
