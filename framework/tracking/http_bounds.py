@@ -58,10 +58,15 @@ class StoreTimeout(Exception):
 
 
 def apply_defaults() -> None:
-    """rnnlab's HTTP settings into this process's environment, where the user set none."""
+    """rnnlab's HTTP settings into this process's environment, where the user set none; and
+    urllib3's per-retry warnings off the console (rnnlab warns once about a failing store, and
+    names at the end what was not logged)."""
+    import logging
+
     for name, value in DEFAULTS.items():
         if not user_set(name):
             _set(name, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def _number(name: str) -> float:

@@ -693,8 +693,8 @@ class MlflowTracker:
         if not self._warned:
             self._warned = True
             log.warning("MLflow could not record %s (%s)%s; training goes on and writes its "
-                        "checkpoints, the command will exit non-zero and list what was not "
-                        "logged", what, cause, kept)
+                        "checkpoints; if anything stays unrecorded, the command exits non-zero "
+                        "at the end and lists it", what, cause, kept)
         else:
             log.debug("MLflow could not record %s (%s)%s", what, cause, kept)
 

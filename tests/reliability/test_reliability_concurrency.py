@@ -228,7 +228,16 @@ def test_training_survives_the_tracking_server_going_away(tmp_path):
         server = _start_server(port, backend, artifacts)  # ...and comes back
         _signal_all(paused, signal.SIGCONT)
         out, err = job.communicate(timeout=900)
-        assert job.returncode == 0, err[-3000:]
+        # Training finished. What failed during the outage was kept and sent again: when all of
+        # it got through the command exits 0; when something (a call made once, such as the
+        # dataset input) was lost, it exits 4 and its last line names what was not recorded.
+        errors = [line for line in err.splitlines() if line.startswith("rnnlab: error: ")]
+        if job.returncode == 4:
+            assert len(errors) == 1 and "did not record" in errors[0], err[-3000:]
+            assert "checkpoints" in errors[0], errors
+        else:
+            assert job.returncode == 0 and not errors, err[-3000:]
+        assert "Retrying" not in err, err[-3000:]  # urllib3's retries are not on the console
         # The warning goes through logging: Hydra sends it to the console and the job's log.
         logs = out + err + "".join(p.read_text() for p in (tmp_path / "run").glob("*.log"))
         assert "MLflow could not record metric values" in logs, \

@@ -365,8 +365,8 @@ def test_real_read_only_mounts(tmp_path, tmpfs):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"rnnlab: error: cannot write {ro / 'run'}: Read-only file system [EROFS]; run from a "
-        f"writable folder with free space, or set hydra.run.dir (hydra.sweep.dir with -m) to one"]
+        f"rnnlab: error: cannot write {ro / 'run'}: Read-only file system [EROFS]; set "
+        f"hydra.run.dir= to a writable folder with free space, or run from one"]
     # A read-only MLflow store: the same one line, before the first training step.
     store = tmpfs("store", "size=8m")
     subprocess.run([sys.executable, "-c", "import sys; from framework.tracking.tracker import "
