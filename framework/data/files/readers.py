@@ -183,15 +183,9 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str] | None]:
         if classes is not None and label not in classes:
             raise DataError(f"{path} line {n}: label {label!r} is not one of @classLabel "
                             f"{' '.join(classes)}")
-        series = [[_ts_value(v, path, n) for v in c.split(",")] for c in channels]
-        lengths = {len(c) for c in series}
-        if len(lengths) != 1:
-            raise DataError(f"{path} line {n} has channels of different lengths "
-                            f"({', '.join(str(k) for k in sorted(lengths))}); every channel of "
-                            f"an example needs one value per time step")
         if dims is None:
             dims = len(channels)
-        examples.append(np.array(series, dtype=np.float64).T.copy())
+        examples.append(_ts_channels(channels, path, n))
         labels.append(label)
     if not in_data:
         raise DataError(f"{path} has no @data line; is this an sktime .ts file?")
@@ -302,12 +296,17 @@ def _case_line(line: str, path: Path, n: int, n_features: int | None) -> np.ndar
     if len(parts) > 1 and ((n_features is not None and len(parts) == n_features + 1)
                            or not _numbers(parts[-1])):
         parts = parts[:-1]
-    series = [[_ts_value(v, path, n) for v in c.split(",")] for c in parts]
+    return _ts_channels(parts, path, n)
+
+
+def _ts_channels(channels: list[str], path: Any, n: int) -> np.ndarray:
+    """A ``.ts`` example's comma-separated channels as a (timesteps, channels) float64 array."""
+    series = [[_ts_value(v, path, n) for v in c.split(",")] for c in channels]
     lengths = {len(c) for c in series}
     if len(lengths) != 1:
         raise DataError(f"{path} line {n} has channels of different lengths "
-                        f"({', '.join(str(k) for k in sorted(lengths))}); every channel needs "
-                        f"one value per time step")
+                        f"({', '.join(str(k) for k in sorted(lengths))}); every channel of "
+                        f"an example needs one value per time step")
     return np.array(series, dtype=np.float64).T.copy()
 
 
