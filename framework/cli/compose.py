@@ -60,4 +60,17 @@ def run_composed(config_name: str, job: Callable[[Any], Any],
     return entry
 
 
-__all__ = ["compose_config", "has_hydra_flag", "run_composed"]
+def run_reading_command(config_name: str, job: Callable[[Any], Any],
+                        app: Callable[[], Any]) -> None:
+    """The body of a command that reads a config (``framework.generate``,
+    ``framework.predict``): unknown flags, plugin and experiment names refused in one line,
+    the plugins without a YAML file (decoders, samplers, ...) given to Hydra, then ``job`` on
+    the composed config (or the full ``app`` for a Hydra flag), Hydra's errors as one line."""
+    from framework.cli.overrides import precheck_overrides, run_hydra, store_plugin_configs
+
+    precheck_overrides(sys.argv[1:])
+    store_plugin_configs(config_name)
+    run_hydra(run_composed(config_name, job, app))
+
+
+__all__ = ["compose_config", "has_hydra_flag", "run_composed", "run_reading_command"]

@@ -111,17 +111,10 @@ def generate_job(cfg: DictConfig) -> None:
 
 
 def main() -> int:
-    from framework.cli.compose import run_composed
-    from framework.cli.overrides import precheck_overrides, run_hydra, store_plugin_configs
+    from framework.cli.compose import run_reading_command
 
-    def body() -> None:
-        precheck_overrides(sys.argv[1:])
-        store_plugin_configs("generate")
-        # One composition (the full app only for Hydra's flags); its override errors are one
-        # line either way.
-        run_hydra(run_composed("generate", generate_job, hydra_main))
-
-    code = run_command(body)
+    # One composition (the full app only for Hydra's flags); its errors are one line either way.
+    code = run_command(lambda: run_reading_command("generate", generate_job, hydra_main))
     if code:
         sys.exit(code)
     return 0

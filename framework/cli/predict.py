@@ -51,15 +51,10 @@ def predict_job(cfg: DictConfig) -> None:
 
 
 def main() -> int:
-    from framework.cli.compose import run_composed
-    from framework.cli.console import command_name
-    from framework.cli.overrides import check_flags, run_hydra
+    from framework.cli.compose import run_reading_command
 
-    def body() -> None:
-        check_flags(sys.argv[1:], command_name())
-        run_hydra(run_composed("predict", predict_job, hydra_main))
-
-    code = run_command(body)
+    # As framework.generate: decoders and samplers without a YAML file are offered to Hydra.
+    code = run_command(lambda: run_reading_command("predict", predict_job, hydra_main))
     if code:
         sys.exit(code)
     return 0
