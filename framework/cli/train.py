@@ -318,13 +318,16 @@ def _job(cfg: DictConfig) -> float:
                 print_error(exc)
             return math.nan  # one bad job must not abort the rest of the sweep
         print_error(exc)
+        from framework.cli.run_dir import remove_unused_run_dir
+
+        remove_unused_run_dir(_output_dir())  # a refusal before any work leaves no folder
         sys.exit(exc.exit_code)
 
 
 def _fail_if_jobs_failed() -> None:
     """A sweep with failed jobs is a failed command: its exit status and last line say so."""
     from framework.sweeps.nested_runs import finished_sweeps
-    from framework.sweeps.outcome import final_error
+    from framework.sweeps.outcome import final_error, read_stop
 
     # Taken, not read: the outcome belongs to this command only (a later command in the same
     # process, such as an in-process test, must not see it).
@@ -332,6 +335,10 @@ def _fail_if_jobs_failed() -> None:
     for jobs, sweep_dir in finished:
         error = final_error(jobs, sweep_dir)
         if error is not None:
+            if read_stop(sweep_dir) is not None:  # refused at its first job, before any work
+                from framework.cli.run_dir import remove_unused_sweep_dir
+
+                remove_unused_sweep_dir(sweep_dir)
             raise error
 
 

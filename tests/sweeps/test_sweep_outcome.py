@@ -83,8 +83,11 @@ def test_jobs_are_counted_from_their_records(tmp_path):
 
 def test_a_sweep_whose_every_job_would_fail_stops_at_the_first(tmp_path):
     # A real process: the sweep's stop is process state that later jobs in this one would see.
+    # The sweep folder exists beforehand, so the refused sweep keeps it (and its job records).
+    (tmp_path / "sweep").mkdir()
     proc = _cli(tmp_path, "-m", "dataset=textfile", "dataset.path=/no/such/file.txt",
-                "cell=rnn,gru", "train.steps=2", "mlflow.enabled=false")
+                "cell=rnn,gru", "train.steps=2", "mlflow.enabled=false",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("rnnlab:")]
     assert errors == ["rnnlab: error: dataset file /no/such/file.txt does not exist; fix "
