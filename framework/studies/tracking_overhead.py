@@ -134,7 +134,7 @@ def _instrument(timers: Timers) -> None:
         setattr(tracker_cls, method, timers.wrap(method, getattr(tracker_cls, method)))
     tracking.make_client = timers.wrap("open store (make_client)", tracking.make_client)
     tracking.git_commit = timers.wrap("git commit (start)", tracking.git_commit)
-    pyfunc._stage_code = timers.wrap("model: copy code_paths", pyfunc._stage_code)
+    pyfunc._code_paths = timers.wrap("model: code_paths", pyfunc._code_paths)
     pyfunc.save_pyfunc_model = timers.wrap("model: save_model", pyfunc.save_pyfunc_model)
     if hasattr(mlflow_env, "warn_dependency_requirement_mismatches"):
         mlflow_env.warn_dependency_requirement_mismatches = timers.wrap(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -159,16 +158,10 @@ def _quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _stage_code(dst: Path) -> list[str]:
-    """Copies of framework/ and cells/ without caches, for ``code_paths``."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    paths = []
-    for name in ("framework", "cells"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=ignore)
-            paths.append(str(dst / name))
-    return paths
+def _code_paths() -> list[str]:
+    """framework/ and cells/, the ``code_paths`` of the model: MLflow copies each folder into
+    the model once, leaving out ``__pycache__`` (no staging copy first)."""
+    return [str(ROOT / name) for name in ("framework", "cells") if (ROOT / name).is_dir()]
 
 
 def input_example(meta: Any, vocab: Any) -> dict[str, list[Any]]:
@@ -191,8 +184,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
     from framework.tasks.base import task_from_meta
 
     _, vocab, meta = load_model(checkpoint_path)  # refuse a bad checkpoint before saving
-    with tempfile.TemporaryDirectory(prefix="rnnlab-code-") as staging, \
-            warnings.catch_warnings(), _pins_not_rechecked(), _quiet("mlflow.pyfunc"):
+    with warnings.catch_warnings(), _pins_not_rechecked(), _quiet("mlflow.pyfunc"):
         # With a signature given, the input example is only checked against it and written
         # down, never run at save time (running it would load the model: slow).
         warnings.filterwarnings("ignore", message=".*Operation with range is deprecated.*")
@@ -200,7 +192,7 @@ def save_pyfunc_model(path: str | os.PathLike[str],
             path=str(path),
             python_model=str(MODEL_CODE),
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
-            code_paths=_stage_code(Path(staging)),
+            code_paths=_code_paths(),
             signature=task_from_meta(meta.model.task_meta).signature(),
             input_example=pd.DataFrame(input_example(meta, vocab)),  # dataframe_split
             pip_requirements=_requirements(),  # explicit: no slow requirement inference
