@@ -1,6 +1,6 @@
 """How fast the commands start: whole-process times of the everyday commands, as a table.
 
-    python -m framework.studies.startup [--repeats 5] [--markdown]
+    python -m framework.studies.startup [--repeats 5] [--markdown] [--against DIR]
 
 Every command runs in a fresh process (start-up is mostly imports, so every repeat starts cold),
 interleaved round by round so that a busy machine slows all rows alike:
@@ -15,6 +15,11 @@ The table gives the median and the fastest wall time of each row, the median CPU
 system of the process and its children), which a loaded machine inflates much less, and the goal
 of the row. The last row is what tracking adds to the one-step run: the median over the rounds
 of (tracked - untracked), each pair measured back to back.
+
+``--against DIR`` times another checkout of rnnlab (its ``framework/``, ``cells/`` and ``conf/``,
+put first on ``PYTHONPATH``; the same Python and packages) in the same rounds, each command right
+after this checkout's: its rows end in ``[DIR's name]``. That is the before/after comparison of a
+change on a shared machine.
 
 The commands run with their bytecode cached, as an installed rnnlab's are:
 ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment (otherwise every start compiles
@@ -44,10 +49,13 @@ GOALS = {"--help": 0.5, "generate (local checkpoint)": 0.5,
          "predict (forecaster checkpoint)": 0.5, TRACKING_ADDS: 1.0}
 
 
-def _run(args: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of one command (CPU from the children's rusage)."""
+def _run(args: list[str], cwd: Path, tree: Path | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of one command (CPU from the children's rusage); ``tree``: the
+    rnnlab checkout to run instead of this one."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
@@ -89,36 +97,51 @@ def commands(work: Path) -> dict[str, list[str]]:
     }
 
 
-def measure(repeats: int) -> list[tuple[str, list[float], list[float]]]:
+def measure(repeats: int, against: Path | None = None
+            ) -> list[tuple[str, list[float], list[float]]]:
+    """Rows of (name, wall times, CPU times), one time per round; with ``against``, every row
+    of that checkout too (named with its folder's name in brackets) right after this one's."""
+    trees: dict[str, Path | None] = {"": None}
+    if against is not None:
+        trees[f" [{against.resolve().name}]"] = against.resolve()
     with tempfile.TemporaryDirectory(prefix="rnnlab-startup-") as tmp:
         work = Path(tmp)
         for sub in ("text_model", "series_model"):
             (work / sub).mkdir()
         rows = commands(work)
-        walls: dict[str, list[float]] = {name: [] for name in rows}
-        cpus: dict[str, list[float]] = {name: [] for name in rows}
+        walls: dict[str, list[float]] = {name + tag: [] for name in rows for tag in trees}
+        cpus: dict[str, list[float]] = {name + tag: [] for name in rows for tag in trees}
         for _ in range(repeats):  # interleaved rounds
             for name, args in rows.items():
-                wall, cpu = _run(args, work)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
-    results = [(name, walls[name], cpus[name]) for name in rows]
-    return [*results, with_tracking_cost(walls, cpus)]
+                for tag, tree in trees.items():
+                    wall, cpu = _run(args, work, tree)
+                    walls[name + tag].append(wall)
+                    cpus[name + tag].append(cpu)
+    results = []
+    for tag in trees:
+        results += [(name + tag, walls[name + tag], cpus[name + tag]) for name in rows]
+        results.append(with_tracking_cost(walls, cpus, tag))
+    return results
 
 
-def with_tracking_cost(walls: dict[str, list[float]],
-                       cpus: dict[str, list[float]]) -> tuple[str, list[float], list[float]]:
+def with_tracking_cost(walls: dict[str, list[float]], cpus: dict[str, list[float]],
+                       tag: str = "") -> tuple[str, list[float], list[float]]:
     """The row of what tracking adds: per round, tracked minus untracked (wall and CPU)."""
-    return (TRACKING_ADDS,
-            [t - u for t, u in zip(walls[TRACKED], walls[UNTRACKED], strict=True)],
-            [t - u for t, u in zip(cpus[TRACKED], cpus[UNTRACKED], strict=True)])
+    tracked, untracked = TRACKED + tag, UNTRACKED + tag
+    return (TRACKING_ADDS + tag,
+            [t - u for t, u in zip(walls[tracked], walls[untracked], strict=True)],
+            [t - u for t, u in zip(cpus[tracked], cpus[untracked], strict=True)])
+
+
+def _goal(name: str) -> str:
+    base = name.split(" [", 1)[0]
+    return f"< {GOALS[base]:.2f}" if base in GOALS else ""
 
 
 def table(results: list[tuple[str, list[float], list[float]]], markdown: bool) -> str:
     head = ("command", "median wall s", "fastest wall s", "median CPU s", "goal (wall)")
     rows = [(name, f"{statistics.median(w):.2f}", f"{min(w):.2f}", f"{statistics.median(c):.2f}",
-             f"< {GOALS[name]:.2f}" if name in GOALS else "")
-            for name, w, c in results]
+             _goal(name)) for name, w, c in results]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---:|"]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -135,11 +158,15 @@ def main(argv: list[str] | None = None) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="also time this other rnnlab checkout, interleaved")
     args = parser.parse_args(argv)
+    if args.against is not None and not (args.against / "framework" / "__init__.py").is_file():
+        parser.error(f"--against {args.against}: not an rnnlab checkout (no framework/ there)")
     os.chdir(ROOT)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           f"{args.repeats} interleaved rounds", flush=True)
-    print(table(measure(max(1, args.repeats)), args.markdown))
+    print(table(measure(max(1, args.repeats), args.against), args.markdown))
 
 
 if __name__ == "__main__":
