@@ -2,12 +2,16 @@
 
 import sys
 
-from framework.tracking.tracker_process import prestart
-
 
 def entry() -> None:
     """The process entry point (``python -m framework``, the ``rnnlab`` command)."""
-    prestart(sys.argv[1:])  # MLflow's imports start in a helper before Hydra's work begins
+    from framework.tracking.prestart import spawn_helper
+
+    # MLflow's imports start in a helper before anything else is imported here.
+    helper = spawn_helper(sys.argv[1:])
+    from framework.tracking.tracker_process import adopt_prestarted
+
+    adopt_prestarted(helper)
     from framework.cli.process_exit import exit_after
     from framework.cli.train import main
 

@@ -44,15 +44,12 @@ from urllib.parse import urlparse
 
 from framework import errors
 from framework.errors import TrackingError
+from framework.tracking.prestart import spawn_helper
 from framework.tracking.protocol import NullTracker, Tracker, tracker_calls
 from framework.tracking.run_owner import OWNER_PID_ENV
 from framework.tracking.store_errors import sqlite_read_only
 from framework.tracking.tracker import MlflowTracker, _sqlite_path, _store_name, check_listening
 
-# Command lines that never train exactly one job here: help and config printing, sweeps.
-_NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i",
-                  "--info", "-sc", "--shell-completion", "-p", "--package")
-_NO_TRACKING = ("mlflow.enabled=false", "mlflow.helper_process=false")
 ORPHANED = "the training process exited without ending the run"
 _STARTING = ("check_reachable", "start")  # calls whose failure means no run is tracked
 
@@ -61,19 +58,23 @@ _prestarted: subprocess.Popen | None = None
 
 # ---------------------------------------------------------------------------- the job's side
 def prestart(argv: Sequence[str]) -> None:
-    """Start the helper now if ``argv`` looks like one tracked job (a guess: the config decides
-    later whether it is used, and an unused helper is stopped)."""
+    """Start the helper now if ``argv`` looks like one tracked job
+    (:func:`~framework.tracking.prestart.helper_wanted`)."""
+    if _prestarted is None:
+        adopt_prestarted(spawn_helper(argv))
+
+
+def adopt_prestarted(proc: subprocess.Popen | None) -> None:
+    """Keep a helper started by :func:`~framework.tracking.prestart.spawn_helper` for the job's
+    tracker (it is stopped at exit if no job takes it)."""
     global _prestarted
-    if _prestarted is not None or os.name != "posix":
+    if proc is None:
         return
-    if any(arg in _NO_SINGLE_JOB for arg in argv) or any(
-            arg.startswith("hparams_search=") or arg.replace(" ", "").lower() in _NO_TRACKING
-            for arg in argv):
+    if _prestarted is not None:  # one helper per process: the later one is not needed
+        proc.kill()
+        proc.wait()
         return
-    _prestarted = subprocess.Popen(
-        [sys.executable, "-m", "framework.tracking.tracker_process"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-        start_new_session=True)  # a Ctrl-C or a closed terminal reaches the job, not the helper
+    _prestarted = proc
     atexit.register(discard_prestarted)
 
 
@@ -421,4 +422,5 @@ if __name__ == "__main__":
     serve()
 
 
-__all__ = ["TrackerProcess", "discard_prestarted", "open_tracker", "prestart", "serve"]
+__all__ = ["TrackerProcess", "adopt_prestarted", "discard_prestarted", "open_tracker", "prestart",
+           "serve"]
