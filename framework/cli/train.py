@@ -54,7 +54,6 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
     A stop signal skips whatever is left (the checkpoint is already on disk) and raises
     :class:`Interrupted` naming it.
     """
-    from framework.tracking.plots import loss_curve_figure
     from framework.tracking.protocol import NullTracker
 
     rc = trainer.rc
@@ -71,6 +70,8 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
         # Drawn only for a tracker that keeps it (matplotlib's import is a third of a short
         # untracked run's time).
         if any(result.history.values()) and not isinstance(tracker, NullTracker):
+            from framework.tracking.plots import loss_curve_figure  # imports matplotlib
+
             tracker.log_figure(loss_curve_figure(result.history), "loss_curve.png")
 
     hydra_dir = out_dir / ".hydra"
