@@ -35,7 +35,7 @@ _created: dict[str, Path] = {}  # run/sweep folder -> the outermost folder about
 
 def first_missing(folder: Path) -> Path | None:
     """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))
     if folder.exists():
         return None
     missing = folder
@@ -45,10 +45,11 @@ def first_missing(folder: Path) -> Path | None:
 
 
 def _note(config: DictConfig, key: str) -> None:
+    # realpath: the job and the sweep callback may name the folder through a symlinked path.
     value = OmegaConf.select(config, key)  # ${now:} is cached: the path Hydra makes next
     if value is None:
         return
-    folder = Path(os.path.abspath(str(value)))
+    folder = Path(os.path.realpath(str(value)))
     missing = first_missing(folder)
     if missing is not None:
         _created[str(folder)] = missing
@@ -95,12 +96,12 @@ def remove_unused_run_dir(run_dir: Path) -> bool:
     """Remove ``run_dir`` and the folders above it that this process created for it, when the
     job did no work there; True when it was removed. Folders above are removed only while they
     are empty (another job may have started in ``outputs/<date>/`` meanwhile)."""
-    return _remove(Path(os.path.abspath(run_dir)), holds_only_hydra_files)
+    return _remove(Path(os.path.realpath(run_dir)), holds_only_hydra_files)
 
 
 def remove_unused_sweep_dir(sweep_dir: Path) -> bool:
     """:func:`remove_unused_run_dir` for a ``-m`` sweep's folder."""
-    return _remove(Path(os.path.abspath(sweep_dir)), sweep_is_unused)
+    return _remove(Path(os.path.realpath(sweep_dir)), sweep_is_unused)
 
 
 def _remove(folder: Path, unused: Any) -> bool:
