@@ -188,9 +188,34 @@ def load_folder(folder: Path) -> list[str]:
     return loaded
 
 
+_installed: dict[str, Any] = {"key": None, "entry_points": None}
+
+
+def _path_state() -> tuple[tuple[str, int], ...]:
+    """``sys.path`` with each folder's modification time: installing or removing a package
+    adds or removes an entry (its dist-info folder, a .pth file) in one of these folders."""
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            state.append((entry, -1))
+    return tuple(state)
+
+
+def installed_entry_points() -> Any:
+    """The installed packages' entry points; the packages are scanned again only when
+    ``sys.path`` or one of its folders changed (a command reads the registries several times,
+    and each scan reads every installed package's metadata)."""
+    key = _path_state()
+    if _installed["key"] != key:
+        _installed.update(key=key, entry_points=entry_points())
+    return _installed["entry_points"]
+
+
 def load_entry_points() -> None:
     """Load the entry points of every watched registry's group not registered yet."""
-    installed = entry_points()  # one scan of the installed packages for every group
+    installed = installed_entry_points()  # one scan of the installed packages for every group
     for registry in _watched:
         if not registry.entry_points:
             continue
