@@ -24,10 +24,15 @@ if (REPO.parent / "shared" / "data").is_dir():
     os.environ.setdefault("RNNLAB_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
 # Never read or fill the user's real ~/.cache/rnnlab from the tests; set at import time so that
-# the data check below (which may download a file) and the tests share one cache.
-# (Tests also import this file as tests.conftest: the second import must reuse the same cache.)
-_CACHE = os.environ.get("RNNLAB_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="rnnlab-test-cache-")
-os.environ["RNNLAB_TEST_CACHE_DIR"] = os.environ["RNNLAB_CACHE_DIR"] = _CACHE
+# the data check below (which may download a file) and the tests share one cache.  Tests also
+# import this file as tests.conftest: that second import reuses the cache.  Each pytest-xdist
+# worker gets its own (tests put files into the cache and take them out again), made by the
+# first import in that worker: the worker inherits the controller's variables.
+_OWNER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if os.environ.get("RNNLAB_TEST_CACHE_OWNER") != _OWNER or "RNNLAB_TEST_CACHE_DIR" not in os.environ:
+    os.environ["RNNLAB_TEST_CACHE_DIR"] = tempfile.mkdtemp(prefix="rnnlab-test-cache-")
+    os.environ["RNNLAB_TEST_CACHE_OWNER"] = _OWNER
+_CACHE = os.environ["RNNLAB_CACHE_DIR"] = os.environ["RNNLAB_TEST_CACHE_DIR"]
 _available: dict[tuple[str, str | None, str | None], str | None] = {}
 REQUIRE_DATA_ENV = "RNNLAB_REQUIRE_DATA"
 
@@ -95,21 +100,43 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_data(*marker.args)
 
 
+# The worst relative error each gradient check saw, gathered from every pytest-xdist worker.
+_gradcheck_worst: dict[str, float] = {}
+
+
+def _worst_here() -> dict[str, float]:
+    import sys
+
+    helpers = sys.modules.get("tests.helpers")  # not imported: no gradient check ran here
+    return dict(getattr(helpers, "GRADCHECK_WORST", None) or {})
+
+
+def _merge_worst(worst: dict[str, float]) -> None:
+    for label, err in worst.items():
+        _gradcheck_worst[label] = max(_gradcheck_worst.get(label, 0.0), err)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its figures go to the controller
+        workeroutput["gradcheck_worst"] = _worst_here()
     shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """An xdist worker finished: keep its gradient-check figures for the summary."""
+    _merge_worst(getattr(node, "workeroutput", {}).get("gradcheck_worst", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The worst relative error each gradient check saw (a report, not a test: the checks
     themselves assert the tolerance)."""
-    import sys
-
-    helpers = sys.modules.get("tests.helpers")  # not imported: no gradient check ran
-    worst = getattr(helpers, "GRADCHECK_WORST", None)
-    if not worst:
+    _merge_worst(_worst_here())
+    if not _gradcheck_worst:
         return
     terminalreporter.section("gradient checks: worst relative error")
-    for label, err in sorted(worst.items()):
+    for label, err in sorted(_gradcheck_worst.items()):
         terminalreporter.write_line(f"{label}: {err:.2e}")
 
 

@@ -70,8 +70,10 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
     os.environ.update(env or {})
     sys.argv = [module, *args]
     os.chdir(cwd or saved_cwd)
-    # What the command registers to run at its exit (e.g. ending a sweep's parent run) runs when
-    # it returns, as the process would run it, not when pytest exits.
+    # What rnnlab registers to run at the command's exit (e.g. ending a sweep's parent run) runs
+    # when it returns, as the process would run it, not when pytest exits.  A library's exit
+    # function stays for pytest's exit: multiprocessing's joins the launcher's idle pool workers,
+    # which wait minutes for more work.
     at_exit: list = []
     register = atexit.register
     atexit.register = lambda func, *a, **kw: at_exit.append((func, a, kw)) or func
@@ -90,7 +92,10 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
             finally:
                 atexit.register = register
                 for func, a, kw in reversed(at_exit):
-                    func(*a, **kw)
+                    if getattr(func, "__module__", "").startswith("framework"):
+                        func(*a, **kw)
+                    else:  # a library's (multiprocessing joins its idle pool workers): at exit
+                        atexit.register(func, *a, **kw)
     finally:
         atexit.register = register
         # A sweep's job counts are kept for its command's exit; the next command starts without.

@@ -116,8 +116,9 @@ def test_tests_that_need_data_skip_with_the_reason_on_a_clone_without_it(tmp_pat
     env = {**os.environ, **OFFLINE, "RNNLAB_DATA_DIR": str(empty)}
     env.pop("RNNLAB_TEST_CACHE_DIR", None)
     env.pop(REQUIRE_DATA_ENV, None)  # CI sets it; this test is about a clone outside CI
+    env.pop("PYTEST_XDIST_WORKER", None)  # set when this test runs in a pytest-xdist worker
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-n", "0",
          "tests/data/test_datasets.py::test_dinos_course_vocabulary_and_names",
          "tests/training/test_trainer.py::test_metrics_are_logged_with_step_indices",
          "tests/data/test_datasets.py::test_schema_range_checks"],

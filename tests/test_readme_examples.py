@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from framework import ROOT
+from tests.helpers import _MAINS, run_cli
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 VENV_BIN = Path(sys.executable).parent
@@ -170,9 +171,33 @@ def run(command: str, cwd: Path, fill: dict[str, str] | None = None, timeout: fl
                           timeout=timeout)
 
 
+def forget_relative_stores() -> None:
+    """The README's commands use the default store, ``sqlite:///mlflow.db``, relative to the
+    folder they run in; MLflow keeps each URI's store and database engine for the life of the
+    process, which a command run in this process must not inherit from the one before."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    for uri in [u for u in SqlAlchemyStore._engine_map if re.match(r"sqlite:///[^/]", u)]:
+        SqlAlchemyStore._engine_map.pop(uri).dispose()
+
+
+def run_here(command: str, cwd: Path, fill: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess:
+    """A printed ``python -m framework...`` command run in this process (the default suite's
+    way: the same ``main()``, arguments and output, without starting Python again); any other
+    command in its own process."""
+    env, words = argv(command, fill or {})
+    if words[0] == sys.executable and words[1:2] == ["-m"] and words[2] in _MAINS:
+        forget_relative_stores()
+        return run_cli(words[2], words[3:], cwd, env=env)
+    return run(command, cwd, fill)
+
+
 def checked(command: str, cwd: Path, fill: dict[str, str] | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    proc = run(command, cwd, fill, timeout)
+            timeout: float = 600, here: bool = False) -> subprocess.CompletedProcess:
+    proc = run_here(command, cwd, fill) if here else run(command, cwd, fill, timeout)
     assert proc.returncode == 0, f"{command}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -215,7 +240,7 @@ def same_lines(printed: list[str], got: list[str]) -> None:
 # ---------------------------------------------------------------------------- default suite
 def test_error_examples(tmp_path):
     for command, printed in transcript(block("$ python -m framework cell=lstmm").text):
-        proc = run(command, tmp_path)
+        proc = run_here(command, tmp_path)
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.splitlines() == printed, command
     assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run
@@ -224,7 +249,8 @@ def test_error_examples(tmp_path):
 def test_ui_link_line(tmp_path):
     """The line every run ends with: a one-step run of the default task in a fresh store."""
     (line,) = block("MLflow UI (runs of this task").text.splitlines()
-    proc = checked("python -m framework train.steps=1 train.sample_every=0", tmp_path)
+    proc = checked("python -m framework train.steps=1 train.sample_every=0", tmp_path,
+                   here=True)
     assert line in proc.stdout.splitlines(), proc.stdout
 
 
@@ -234,7 +260,7 @@ def test_tasks_transcript(tmp_path):
     for command, printed in transcript(block("$ python -m framework task=classify").text):
         fill = {} if checkpoint is None else {m: checkpoint for m in
                                               set(PLACEHOLDER_CHECKPOINT.findall(command))}
-        proc = checked(command, tmp_path, fill)
+        proc = checked(command, tmp_path, fill, here=True)
         same_lines(printed, proc.stdout.splitlines())
         if "framework.predict" not in command:
             checkpoint = checkpoint_of(proc)
@@ -245,17 +271,17 @@ def test_generation_example(tmp_path):
     first, training, second = commands(block("python -m framework.generate checkpoint=").text)
     assert training.startswith("python -m framework dataset=sonnets ")
     names = checked("python -m framework dataset=dinos train.steps=1 train.sample_every=0 "
-                    "mlflow.enabled=false", tmp_path)
+                    "mlflow.enabled=false", tmp_path, here=True)
     checkpoint = checkpoint_of(names)
     printed = checked(first, tmp_path, {PLACEHOLDER_CHECKPOINT.search(first).group(0):
-                                        checkpoint})
+                                        checkpoint}, here=True)
     assert len(printed.stdout.splitlines()) == 10  # num_samples=10 names, one per line
-    text = checked(f"{training} train.steps=1 train.sample_every=0", tmp_path)
-    sample = checked(second, tmp_path, {"<its MLflow run id>": run_id_of(text)})
+    text = checked(f"{training} train.steps=1 train.sample_every=0", tmp_path, here=True)
+    sample = checked(second, tmp_path, {"<its MLflow run id>": run_id_of(text)}, here=True)
     assert sample.stdout.startswith("forsooth this maketh no sense")
     # The same prompt on the names model is the one-line error the README describes.
-    refused = run(second.replace("run_id=<its MLflow run id>", f"checkpoint={checkpoint}"),
-                  tmp_path)
+    refused = run_here(second.replace("run_id=<its MLflow run id>",
+                                      f"checkpoint={checkpoint}"), tmp_path)
     assert refused.returncode == 2 and "not in the vocabulary" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1
 

@@ -50,6 +50,12 @@ def store(tmp_path_factory):
     return uri, parent, ids, root
 
 
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    """The terminal table is fitted to the terminal's width: give every test the same one."""
+    monkeypatch.setenv("COLUMNS", "160")
+
+
 def _csv_rows(text):
     return list(csv.DictReader(io.StringIO(text)))
 

@@ -254,7 +254,15 @@ def _with(meta: dict, dotted: str, value) -> dict:
     return meta
 
 
-_DROP = object()
+class _Dropped:
+    """The marker for "remove this field" (a stable repr: test ids must be the same in every
+    process that collects them)."""
+
+    def __repr__(self) -> str:
+        return "<dropped>"
+
+
+_DROP = _Dropped()
 BAD_FIELDS = [
     ("format_version", True, "format_version True"),
     ("format_version", "1", "format_version '1'"),
