@@ -391,7 +391,8 @@ def test_credentials_in_logged_urls_are_masked():
 # ------------------------------------------------------------------------- the command line
 @pytest.fixture(scope="module")
 def resumed_study(tmp_path_factory):
-    """One study run twice with the same command: 3 trials, then 2 more."""
+    """One study run twice with the same command: 3 trials, then 2 more (an end-to-end study of
+    five trainings, ~15-30 s: its tests are in the slow stage)."""
     require_data("dinos.txt")
     cwd = tmp_path_factory.mktemp("study")
     sqlite_store(cwd / "mlflow.db")
@@ -403,6 +404,7 @@ def resumed_study(tmp_path_factory):
     return cwd, first, second
 
 
+@pytest.mark.slow
 def test_the_same_command_continues_the_study(resumed_study):
     cwd, first, second = resumed_study
     study = load(cwd)
@@ -417,6 +419,7 @@ def test_the_same_command_continues_the_study(resumed_study):
     assert two["best_trial"] == study.best_trial.number
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_is_killed_tagged_and_keeps_its_checkpoint(resumed_study):
     cwd, _, _ = resumed_study
     study = load(cwd)
@@ -444,6 +447,7 @@ def test_a_pruned_trial_is_killed_tagged_and_keeps_its_checkpoint(resumed_study)
         assert run.data.metrics["val_loss"] == pytest.approx(trial.value)
 
 
+@pytest.mark.slow
 def test_parent_run_logs_the_study(resumed_study):
     cwd, _, _ = resumed_study
     study = load(cwd)
