@@ -66,8 +66,10 @@ def available_memory() -> tuple[int, str] | None:
 
 
 def gib(n: int) -> str:
-    """Bytes as GiB (or MiB below one GiB) for a message."""
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+    """Bytes as GiB (MiB below one GiB, bytes below one MiB) for a message."""
+    if n >= 2**30:
+        return f"{n / 2**30:,.1f} GiB"
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def shortfall(nbytes: int, available: tuple[int, str] | None = None) -> str | None:

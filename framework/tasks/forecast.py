@@ -28,6 +28,7 @@ import numpy as np
 from framework.data.corpora.differencing import MAX_DIFFERENCE
 from framework.data.corpora.series import MAX_MAGNITUDE, too_large
 from framework.errors import ConfigError, RnnlabError
+from framework.memory import check_buffers, forward_bytes
 from framework.registry import TASKS
 from framework.tasks import requests
 from framework.tasks.base import MAX_WINDOW, Task, spec_options
@@ -120,6 +121,9 @@ def forecast_values(model: Any, task_meta: dict[str, Any], history: Any,
     else:
         values = check_history(history, window, order)
     past = difference(values, order)[order:]
+    check_buffers("forecasting", forward_bytes(model, 1, len(past)),
+                  f"a window of {len(past):,} values through the model",
+                  "use a model with a smaller task.window or cell.hidden_size")
     scaled = (past - mean) / std
     return integrate(values, forecast_next(model, scaled) * std + mean, order)
 

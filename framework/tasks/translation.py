@@ -94,7 +94,7 @@ def translate(model: Any, sources: Sequence[np.ndarray], decoder: Any, *, max_le
     from framework.data.feeds.labelled import pad_texts
     from framework.memory import check_buffers, gib, shortfall
 
-    width = int(getattr(decoder, "width", 1) or 1)
+    width = int(getattr(getattr(decoder, "cfg", None), "width", 1) or 1)  # a beam's
     longest_all = max((len(s) for s in sources), default=0)
     # Fewer sources at a time where a whole batch would not fit (the outputs are the same).
     while batch_size > 1 and shortfall(decoding_bytes(model, batch_size, longest_all, width,
