@@ -153,6 +153,24 @@ def generate(
         window=window, rng=rng, stop_at_eos=stop_at_eos, start=start)]
 
 
+def check_generation_memory(model: Any, vocab_size: int, decoder: Decoder, num_samples: int,
+                            length: int, window: int | None) -> None:
+    """A one-line ConfigError when the rows decoded together (a beam's width, the samples
+    drawn) would not fit in memory: per row the model's forward pass over the context it
+    reads each step (its window), the logits with their log-probabilities and choice scores,
+    and the output so far."""
+    from framework.memory import check_buffers, forward_bytes
+
+    rows = (int(decoder.cfg.width) if hasattr(decoder, "nbest")
+            else 1 if decoder.deterministic else int(num_samples))
+    itemsize = np.dtype(getattr(model, "dtype", "float32")).itemsize
+    need = (forward_bytes(model, rows, window or 1) + rows * 3 * vocab_size * itemsize
+            + 8 * rows * int(length))
+    check_buffers(f"generating {rows:,} row(s) at once", need,
+                  f"{rows:,} x {vocab_size:,} symbols, {length:,} steps",
+                  "lower decoder.width, num_samples or length")
+
+
 def generate_scored(
     model: StepModel,
     vocab: Any,
@@ -193,6 +211,7 @@ def generate_scored(
     if num_samples == 0:
         return []
     decoder.check_vocabulary(vocab.size)
+    check_generation_memory(model, vocab.size, decoder, num_samples, length, window)
     step_model = model if window is None else WindowedModel(model, window)
     if length == 0:  # nothing to choose: the prompt alone
         from framework.nn.decoding import Hypothesis
@@ -239,5 +258,6 @@ def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any
 
 
 __all__ = ["MAX_LENGTH", "Generated", "StepModel", "WindowedModel", "encode_prompt",
-           "format_generated", "generate", "generate_scored", "start_ids",
+           "check_generation_memory", "format_generated", "generate", "generate_scored",
+           "start_ids",
            "unknown_symbols_message"]

@@ -259,3 +259,21 @@ def test_unseen_characters_are_refused_by_the_one_encoder_of_sources(seq2seq_mod
     with pytest.raises(DataError, match=r"^text 1 has characters that are not in the "
                                         r"vocabulary: 'x'; the vocabulary is '"):
         encode_texts(vocab, ["9 max 18"], 20)
+
+
+def test_a_language_models_beam_or_samples_that_do_not_fit_are_one_line(monkeypatch):
+    from framework.data.vocab import Vocab
+    from framework.nn.decoding import build_decoder
+    from framework.nn.generation import generate_scored
+    from framework.nn.models.language_model import CharRNN
+
+    vocab = Vocab.from_text("abcdefgh\n", eos="\n")
+    model = CharRNN("lstm", vocab.size, 8, 1)
+    model.init_params(np.random.default_rng(0))
+    beam = build_decoder({"name": "beam", "width": 4}, vocab_size=vocab.size)
+    assert len(generate_scored(model, vocab, beam, prompt="ab", length=5)) == 1
+    monkeypatch.setattr(memory, "available_memory", lambda: (100, "a test's 100 bytes"))
+    with pytest.raises(ConfigError) as info:
+        generate_scored(model, vocab, beam, prompt="ab", length=5)
+    assert str(info.value).startswith("generating 4 row(s) at once needs about")
+    assert "; lower decoder.width, num_samples or length (or set" in str(info.value)
