@@ -27,6 +27,7 @@ import atexit
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,13 @@ class SweepCallback(Callback):
         from framework.tracking.tracker_process import discard_prestarted
 
         discard_prestarted()  # a sweep preset without -m: its jobs track in their own processes
+        # A worker killed under a job leaves its semaphores to multiprocessing's resource
+        # tracker, which would warn about them in two lines of its own at exit: the sweep
+        # already says in one line that a worker died.
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(
+                w for w in (os.environ.get("PYTHONWARNINGS", ""), quiet) if w)
 
         try:
             _preflight(config)  # refuse a sweep before its parent run exists
@@ -300,7 +308,7 @@ class SweepCallback(Callback):
                   f"  runs table (MLflow UI): {summary['ui']['runs']}\n"
                   f"  compare page (MLflow UI): {summary['ui']['compare']}", flush=True)
             if summary["killed"]:
-                print(killed_line(summary["killed"]), flush=True)
+                print(killed_line(summary["killed"]), file=sys.stderr, flush=True)
         except Exception as exc:  # a summary problem must not hide the sweep's own outcome
             status, reason = "FAILED", f"sweep summary failed: {type(exc).__name__}: {exc}"
             print(f"rnnlab: warning: {reason}", flush=True)
