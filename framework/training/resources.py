@@ -6,9 +6,11 @@ What is available, and the check itself, are :mod:`framework.memory`'s, which al
 classifier's baseline, predictions and served requests.
 
 The estimate counts what one training step holds at once: parameters, their gradients, the
-optimizer's per-parameter buffers (and one scratch copy), the forward caches the backward pass
-reads (gate values, states and outputs of every layer at every time step) and the logits with
-their gradient.  It leaves out small things (the data, sampling state, temporaries that are not
+optimizer's per-parameter buffers (and one scratch copy), and what the run's task says its batch
+holds (:meth:`framework.tasks.base.Task.training_memory`: the forward caches the backward pass
+reads, the head's outputs with their gradient, a seq2seq model's attention, pretrained vectors).
+:func:`estimate` is the same sum for a one-hot language model given by its sizes alone.
+It leaves out small things (the data, sampling state, temporaries that are not
 alive together), so it errs low: a config it refuses does not fit.  ``RNNLAB_SKIP_MEMORY_CHECK=1``
 turns the check off (for machines whose swap or overcommit it cannot see).
 """
