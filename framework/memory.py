@@ -1,7 +1,8 @@
 """Memory checked before it is spent: what this process can get; one line when a need exceeds it.
 
-Training configs are sized in :mod:`framework.training.resources`; evaluation baselines,
-predictions and served requests call :func:`check_buffers` before their arrays exist. The
+Training configs are sized in :mod:`framework.training.resources` (each task says what its
+model and batch hold: :func:`model_values`, :func:`forward_bytes`); evaluation, baselines,
+decoding, predictions and served requests call :func:`check_buffers` before their arrays exist. The
 available memory is the tightest of MemAvailable, the cgroup limit and ``ulimit -v``.
 ``RNNLAB_SKIP_MEMORY_CHECK=1`` turns every check off (for machines whose swap or overcommit it
 cannot see).
@@ -9,6 +10,7 @@ cannot see).
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 from pathlib import Path
@@ -64,8 +66,10 @@ def available_memory() -> tuple[int, str] | None:
 
 
 def gib(n: int) -> str:
-    """Bytes as GiB (or MiB below one GiB) for a message."""
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+    """Bytes as GiB (MiB below one GiB, bytes below one MiB) for a message."""
+    if n >= 2**30:
+        return f"{n / 2**30:,.1f} GiB"
+    return f"{n / 2**20:,.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def shortfall(nbytes: int, available: tuple[int, str] | None = None) -> str | None:
@@ -99,7 +103,13 @@ def forward_bytes(model: Any, batch: int, steps: int) -> int:
     hidden = int(getattr(model, "hidden_size", 0))
     cell = getattr(model, "cell", None)
     gates, state = int(getattr(cell, "gates", 4)), int(getattr(cell, "state_size", 2))
-    width = hidden if getattr(model, "ids", False) else int(getattr(model, "input_size", 1))
+    embedding = getattr(model, "embedding", None)
+    if embedding is not None:  # embedded ids: a row of the table per step
+        width = int(embedding.size)
+    elif getattr(model, "ids", hasattr(model, "vocab_size")):  # ids: a gathered row per step
+        width = hidden
+    else:  # real values
+        width = int(getattr(model, "input_size", 1))
     directions = 2 if getattr(model, "bidirectional", False) else 1
     per_step = width + int(getattr(model, "num_layers", 1)) * directions * (gates + state + 1) \
         * hidden
@@ -107,4 +117,55 @@ def forward_bytes(model: Any, batch: int, steps: int) -> int:
     return int(batch) * int(steps) * per_step * itemsize
 
 
-__all__ = ["SKIP_ENV", "available_memory", "check_buffers", "forward_bytes", "gib", "shortfall"]
+def _values(shapes: Any) -> int:
+    return sum(math.prod(int(n) for n in shape) for shape in shapes.values())
+
+
+def _is_stack(obj: Any) -> bool:
+    """A recurrent stack (``cell``, ``input_size``, ``num_layers``, ``prefix``), told by its
+    attributes: this module sits below the models and cannot import them."""
+    return all(hasattr(obj, key) for key in ("cell", "input_size", "num_layers", "prefix"))
+
+
+def _stacks(obj: Any, depth: int = 0) -> list[Any]:
+    """The recurrent stacks a model holds (as attributes, or in tuples/lists of them)."""
+    if _is_stack(obj):
+        return [obj]
+    if depth >= 3:
+        return []
+    found: list[Any] = []
+    children = obj if isinstance(obj, tuple | list) else getattr(obj, "__dict__", {}).values()
+    for child in children:
+        if isinstance(child, tuple | list) or hasattr(child, "__dict__"):
+            found += _stacks(child, depth + 1)
+    return found
+
+
+def stack_values(stack: Any) -> int:
+    """Parameters of a recurrent stack: its first layer's plus ``num_layers - 1`` times an
+    upper layer's (counted once, so a million layers take no longer than two)."""
+    first = _values(stack.cell.param_shapes(stack.input_size))
+    upper = stack.num_layers - 1
+    hidden = getattr(stack, "hidden_size", stack.cell.hidden_size)
+    return first + (upper * _values(stack.cell.param_shapes(hidden)) if upper > 0 else 0)
+
+
+def model_values(model: Any) -> int:
+    """Parameters of a built model that has none allocated yet (its ``param_shapes`` names
+    them): every stack counted by :func:`stack_values`, the rest (embedding, heads, attention)
+    from ``param_shapes`` of a copy whose stacks have one layer each."""
+    import copy
+
+    stacks = _stacks(model)
+    if not stacks or all(s.num_layers <= 1 for s in stacks):
+        return _values(model.param_shapes())
+    shallow = copy.deepcopy(model)
+    flat = _stacks(shallow)
+    for stack in flat:
+        stack.num_layers = 1
+    rest = _values(shallow.param_shapes()) - sum(stack_values(s) for s in flat)
+    return rest + sum(stack_values(s) for s in stacks)
+
+
+__all__ = ["SKIP_ENV", "available_memory", "check_buffers", "forward_bytes", "gib",
+           "model_values", "shortfall", "stack_values"]

@@ -346,13 +346,20 @@ def _fail_if_jobs_failed() -> None:
 def main() -> None:
     def body() -> None:
         from framework.sweeps.optuna_sweeper import register_plugin
+        from framework.sweeps.outcome import worker_lost
         from framework.sweeps.ray_launcher import precheck_launcher
 
         precheck_overrides(sys.argv[1:])
         precheck_launcher(sys.argv[1:])
         store_plugin_configs()
         register_plugin()  # hydra/sweeper=optuna under an editable install (see there)
-        run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5) become one line too
+        try:
+            run_hydra(hydra_main)  # Hydra's own override errors (train.stepz=5): one line too
+        except Exception as exc:  # a launcher's worker killed under a job: one line too
+            lost = worker_lost(exc)
+            if lost is None:
+                raise
+            raise lost from None
         _fail_if_jobs_failed()
 
     code = run_command(body)

@@ -28,7 +28,6 @@ import dataclasses
 import difflib
 import importlib.util
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,14 +167,10 @@ def _glove_6b_50d(words: list[str], wanted: list[bool]) -> PretrainedVectors:
 def _text_file(path: Path, words: list[str], wanted: list[bool],
                dim: int | None) -> PretrainedVectors:
     fix = "give a GloVe or word2vec text file (word v1 v2 ... a line)"
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
-    if info.st_size > MAX_VECTOR_FILE_BYTES:
-        raise DataError(f"{path} is larger than {MAX_VECTOR_FILE_BYTES >> 30} GiB; {fix}")
-    if path.is_dir() or info.st_size == 0:
-        raise DataError(f"{path} is {'a directory' if path.is_dir() else 'empty'}; {fix}")
+    # A device or FIFO is refused before it is opened (one would stream or block for ever).
+    info = check_regular_file(path, fix, MAX_VECTOR_FILE_BYTES)
+    if info.st_size == 0:
+        raise DataError(f"{path} is empty; {fix}")
     ids: dict[str, int] = {}
     for i, key in _lookup_order(words, wanted):
         ids.setdefault(key, i)

@@ -74,26 +74,33 @@ class WindowedModel:
         return state[:, index]
 
 
+def unknown_symbols_message(vocab: Any, unknown: list[str], what: str = "prompt",
+                            shown_vocab: str | None = None) -> str:
+    """The one line for ``what`` holding symbols outside ``vocab`` (``unknown``, sorted): they,
+    a lower-case hint when it fits, and the symbols the model does read (``shown_vocab``:
+    the vocabulary as listed, by default all of it)."""
+    shown = ", ".join(repr(c) for c in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
+    hint = ""
+    if any(c.isupper() for c in unknown) and all(
+        c.lower() in vocab.stoi for c in unknown if c.isupper()
+    ):
+        hint = f" (this vocabulary is lower-case; lower-case the {what.split()[0]})"
+    if getattr(vocab, "is_chars", True):
+        listed = "".join(vocab.chars) if shown_vocab is None else shown_vocab
+        return (f"{what} has characters that are not in the vocabulary: {shown}{hint}; "
+                f"the vocabulary is {listed!r}")
+    listed = " ".join(vocab.chars[:40]) + (" ..." if vocab.size > 40 else "")
+    return (f"{what} has tokens that are not in the vocabulary: {shown}; separate tokens by "
+            f"spaces and use only the model's tokens: {listed}")
+
+
 def encode_prompt(vocab: Any, prompt: str) -> list[int]:
     """Prompt symbols as ids (characters, or whitespace-separated tokens of a token vocabulary);
     unknown ones raise a DataError that names them."""
     symbols = vocab.split(prompt) if hasattr(vocab, "split") else list(prompt)
     unknown = sorted({c for c in symbols if c not in vocab.stoi})
     if unknown:
-        shown = ", ".join(repr(c) for c in unknown)
-        hint = ""
-        if any(c.isupper() for c in unknown) and all(
-            c.lower() in vocab.stoi for c in unknown if c.isupper()
-        ):
-            hint = " (this vocabulary is lower-case; lower-case the prompt)"
-        if getattr(vocab, "is_chars", True):
-            raise DataError(
-                f"prompt has characters that are not in the vocabulary: {shown}{hint}; "
-                f"the vocabulary is {''.join(vocab.chars)!r}"
-            )
-        listed = " ".join(vocab.chars[:40]) + (" ..." if vocab.size > 40 else "")
-        raise DataError(f"prompt has tokens that are not in the vocabulary: {shown}; separate "
-                        f"tokens by spaces and use only the model's tokens: {listed}")
+        raise DataError(unknown_symbols_message(vocab, unknown))
     return [vocab.stoi[c] for c in symbols]
 
 
@@ -146,6 +153,24 @@ def generate(
         window=window, rng=rng, stop_at_eos=stop_at_eos, start=start)]
 
 
+def check_generation_memory(model: Any, vocab_size: int, decoder: Decoder, num_samples: int,
+                            length: int, window: int | None) -> None:
+    """A one-line ConfigError when the rows decoded together (a beam's width, the samples
+    drawn) would not fit in memory: per row the model's forward pass over the context it
+    reads each step (its window), the logits with their log-probabilities and choice scores,
+    and the output so far."""
+    from framework.memory import check_buffers, forward_bytes
+
+    rows = (int(decoder.cfg.width) if hasattr(decoder, "nbest")
+            else 1 if decoder.deterministic else int(num_samples))
+    itemsize = np.dtype(getattr(model, "dtype", "float32")).itemsize
+    need = (forward_bytes(model, rows, window or 1) + rows * 3 * vocab_size * itemsize
+            + 8 * rows * int(length))
+    check_buffers(f"generating {rows:,} row(s) at once", need,
+                  f"{rows:,} x {vocab_size:,} symbols, {length:,} steps",
+                  "lower decoder.width, num_samples or length")
+
+
 def generate_scored(
     model: StepModel,
     vocab: Any,
@@ -186,6 +211,7 @@ def generate_scored(
     if num_samples == 0:
         return []
     decoder.check_vocabulary(vocab.size)
+    check_generation_memory(model, vocab.size, decoder, num_samples, length, window)
     step_model = model if window is None else WindowedModel(model, window)
     if length == 0:  # nothing to choose: the prompt alone
         from framework.nn.decoding import Hypothesis
@@ -232,5 +258,6 @@ def _run(model: StepModel, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any
 
 
 __all__ = ["MAX_LENGTH", "Generated", "StepModel", "WindowedModel", "encode_prompt",
-           "format_generated", "generate",
-           "generate_scored", "start_ids"]
+           "check_generation_memory", "format_generated", "generate", "generate_scored",
+           "start_ids",
+           "unknown_symbols_message"]

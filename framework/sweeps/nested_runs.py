@@ -27,6 +27,7 @@ import atexit
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,13 @@ class SweepCallback(Callback):
         from framework.tracking.tracker_process import discard_prestarted
 
         discard_prestarted()  # a sweep preset without -m: its jobs track in their own processes
+        # A worker killed under a job leaves its semaphores to multiprocessing's resource
+        # tracker, which would warn about them in two lines of its own at exit: the sweep
+        # already says in one line that a worker died.
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(
+                w for w in (os.environ.get("PYTHONWARNINGS", ""), quiet) if w)
 
         try:
             _preflight(config)  # refuse a sweep before its parent run exists
@@ -299,6 +307,8 @@ class SweepCallback(Callback):
                   f"{summary['failed']} failed; summary in {sweep_dir / SUMMARY_BASENAME}.md\n"
                   f"  runs table (MLflow UI): {summary['ui']['runs']}\n"
                   f"  compare page (MLflow UI): {summary['ui']['compare']}", flush=True)
+            if summary["killed"]:
+                print(killed_line(summary["killed"]), file=sys.stderr, flush=True)
         except Exception as exc:  # a summary problem must not hide the sweep's own outcome
             status, reason = "FAILED", f"sweep summary failed: {type(exc).__name__}: {exc}"
             print(f"rnnlab: warning: {reason}", flush=True)
@@ -353,6 +363,14 @@ class SweepCallback(Callback):
 
 
 # ------------------------------------------------------------------------------------ summary
+def killed_line(run_ids: Sequence[str]) -> str:
+    """What the sweep says of child runs it ended KILLED because their job's process was gone."""
+    shown = ", ".join(run_ids[:5]) + (", ..." if len(run_ids) > 5 else "")
+    return (f"rnnlab: warning: {len(run_ids)} child run(s) were left RUNNING by a job whose "
+            f"process was killed ({shown}); they are now marked KILLED, and their checkpoints "
+            f"are in their job folders")
+
+
 def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     """Log the sweep's table (md+csv), val-loss plot and Optuna result to the parent run."""
     from framework.figures import save_figure
@@ -363,6 +381,13 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     counted = count_jobs(sweep_dir)
     jobs, failed_jobs = counted.total, counted.failed
     children = child_runs(client, parent_id, [tracker.experiment_id], expected=jobs)
+    # Every job is done: a child still RUNNING whose process is gone was killed (kill -9, a
+    # launcher's worker that died) and nothing else would ever end it.
+    from framework.tracking.run_owner import settle_abandoned
+
+    killed = settle_abandoned(client, children)
+    if killed:
+        children = child_runs(client, parent_id, [tracker.experiment_id], expected=jobs)
     table = build_table(children, title=str(tracker.run_name or f"sweep {parent_id}"))
     for fmt, ext in (("markdown", "md"), ("csv", "csv")):
         text = table.render(fmt)
@@ -409,7 +434,8 @@ def summarize(tracker: Any, sweep_dir: Path) -> dict[str, Any]:
     tracker.log_metrics(metrics, step=0)
     if tags:
         tracker.set_tags(tags)
-    return {"jobs": jobs, "children": len(children), "failed": failed, "table": table,
+    return {"jobs": jobs, "children": len(children), "failed": failed, "killed": killed,
+            "table": table,
             "ui": ui_links(tracker.tracking_uri, tracker.experiment_id, view_key,
                            [r["run_id"] for r in table.rows])}
 
@@ -430,5 +456,5 @@ def save_ui_view(tracker: Any, table: Any, task: str | None = None,
                      order_by="metrics.`val_loss`", ascending=True)
 
 
-__all__ = ["SweepCallback", "job_label", "save_ui_view", "summarize", "sweep_keys",
-           "ui_links"]
+__all__ = ["SweepCallback", "job_label", "killed_line", "save_ui_view", "summarize",
+           "sweep_keys", "ui_links"]

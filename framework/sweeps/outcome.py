@@ -133,6 +133,25 @@ def failed_message(jobs: Jobs, sweep_dir: Path) -> str:
             f"{jobs.first_error}); their outputs are in {sweep_dir}")
 
 
+# A launcher's worker process died under a job (kill -9, the kernel's out-of-memory killer):
+# joblib's loky and Ray raise these, by class name (neither is imported for this).
+_WORKER_LOST = ("TerminatedWorkerError", "BrokenProcessPool", "WorkerCrashedError",
+                "ActorDiedError", "RayActorError", "NodeDiedError")
+
+
+def worker_lost(exc: BaseException) -> SweepFailed | None:
+    """The one line for a sweep whose launcher lost a worker process under a job (None for any
+    other exception): the sweep stopped; its runs are settled as it ends."""
+    if type(exc).__name__ not in _WORKER_LOST:
+        return None
+    codes = re.search(r"\{(SIG\w+\(-?\d+\)(?:, SIG\w+\(-?\d+\))*)\}", str(exc))
+    how = f", exit {codes.group(1)}" if codes else ""
+    return SweepFailed(f"a worker process of the sweep's launcher died under a job "
+                       f"({type(exc).__name__}{how}); the sweep stopped: the process was killed "
+                       f"or ran out of memory (the jobs' train.log files and the system log "
+                       f"say which)")
+
+
 def final_error(jobs: Jobs, sweep_dir: Path) -> RnnlabError | None:
     """What the sweep command ends with: the stopping error, the failed jobs' count, or None."""
     stop = read_stop(sweep_dir)
@@ -143,5 +162,4 @@ def final_error(jobs: Jobs, sweep_dir: Path) -> RnnlabError | None:
 
 __all__ = ["JOB_FILE", "STOP_FILE", "Jobs", "SweepFailed", "count_jobs", "failed_message",
            "final_error", "job_failed", "progress_line", "read_job_record", "read_stop",
-           "shared_failure",
-           "write_stop"]
+           "shared_failure", "worker_lost", "write_stop"]

@@ -63,6 +63,17 @@ def spec_options(spec: Any) -> dict[str, Any]:
                 init=spec.init, dtype=spec.dtype.name)
 
 
+def training_batch(rc: Any, corpus: Any, feed_kind: str) -> tuple[int, int]:
+    """``(examples, time steps)`` of the largest training batch of ``feed_kind``: a batch of
+    examples is as long as the longest one (a name with its start symbol), a stream's or
+    window's as ``train.seq_len``."""
+    if feed_kind in ("names", "example", "labelled", "sequences"):
+        longest = max((len(x) for x in corpus.train), default=0)
+        start = 1 if feed_kind in ("names", "example") else 0
+        return (1 if feed_kind == "example" else rc.train.batch_size), longest + start
+    return rc.train.batch_size, rc.train.seq_len
+
+
 def task_of_run(tags: Mapping[str, str]) -> str:
     """The task name of an MLflow run from its ``task`` tag (runs before tasks have none)."""
     return str(tags.get("task") or DEFAULT_TASK)
@@ -94,6 +105,10 @@ class Task:
     has_vocab: ClassVar[bool] = True
     # The task-specific keys of the checkpoint's ``task`` field (what :meth:`meta` writes).
     meta_fields: ClassVar[tuple[str, ...]] = ()
+    # Does the head read every step (a language model) or the last one (a classifier)?
+    head_reads_every_step: ClassVar[bool] = True
+    # The task's own settings a config that does not fit in memory may lower.
+    memory_knobs: ClassVar[tuple[str, ...]] = ("train.seq_len",)
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
@@ -171,6 +186,41 @@ class Task:
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         raise NotImplementedError
+
+    # -- memory, sized before anything is allocated ------------------------------------------
+    def shape_model(self, rc: Any, corpus: Any) -> Any:
+        """The model :meth:`build_model` makes, without parameters and without reading anything
+        (pretrained vectors): what memory is sized from. :meth:`build_model` by default."""
+        return self.build_model(rc, corpus)
+
+    def memory_batch(self, rc: Any, corpus: Any, feed_kind: str) -> tuple[int, int]:
+        """``(examples, time steps)`` of the largest training batch (:func:`training_batch`)."""
+        return training_batch(rc, corpus, feed_kind)
+
+    def training_memory(self, rc: Any, corpus: Any,
+                        feed_kind: str) -> tuple[int, int, tuple[str, ...]]:
+        """``(parameters, activation bytes, settings that lower them)`` of one training step,
+        before any array exists: the parameters of :meth:`shape_model`, and the forward
+        caches of its batch (:func:`framework.memory.forward_bytes`: its inputs and every
+        layer's gates, states and outputs at every step) plus the head's outputs (every step's
+        logits and their gradient when the head reads every step)."""
+        import numpy as np
+
+        from framework.memory import forward_bytes, model_values
+
+        model = self.shape_model(rc, corpus)
+        batch, steps = self.memory_batch(rc, corpus, feed_kind)
+        itemsize = np.dtype(rc.dtype).itemsize
+        dense = getattr(getattr(model, "head", None), "dense", None)
+        outputs = int(getattr(dense, "out_features", 0))
+        head = 2 * batch * outputs * (steps if self.head_reads_every_step else 1) * itemsize
+        vocab = getattr(corpus, "vocab", None)
+        if vocab is not None:  # pretrained vectors are held while the model is built
+            from framework.tasks.token_inputs import vectors_bytes
+
+            head += vectors_bytes(rc, vocab)
+        return (model_values(model), forward_bytes(model, batch, steps) + head,
+                ("cell.hidden_size", "model.num_layers", "train.batch_size", *self.memory_knobs))
 
     # -- training --------------------------------------------------------------------------
     def zero_state(self, model: Any, feed: Any, rc: Any) -> Any:
@@ -286,4 +336,4 @@ class Task:
 
 
 __all__ = ["BEST_PREFIX", "DEFAULT_TASK", "META_KEYS", "Task", "spec_options", "task_from_meta",
-           "task_of_run", "tasks_reading"]
+           "task_of_run", "tasks_reading", "training_batch"]

@@ -218,6 +218,14 @@ class ARModel:
             raise ConfigError(f"AR order must be >= 1, got {p}")
         self.p = int(p)
 
+    def check_memory(self, rows: int, features: int, copies: int) -> None:
+        """A one-line ConfigError when ``copies`` (rows, 1 + p x features) float64 design
+        matrices do not fit in memory."""
+        width = 1 + self.p * features
+        check_buffers(f"the AR({self.p}) baseline", copies * 8 * rows * width,
+                      f"{copies} x {rows:,} rows x {width:,} lags, float64",
+                      "lower task.window")
+
     def fit(self, train: np.ndarray) -> ARModel:
         v = _as_2d(train)
         targets = np.arange(self.p, len(v))
@@ -225,6 +233,8 @@ class ARModel:
         if len(targets) < n_coef:
             raise DataError(f"an AR({self.p}) fit needs at least {n_coef + self.p} training "
                             f"values, the series has {len(v)}; lower task.window")
+        # The design matrix, and least squares' copy of it and its factors.
+        self.check_memory(len(targets), v.shape[1], 3)
         self.coef, *_ = np.linalg.lstsq(_lags(v, targets, self.p), v[targets], rcond=None)
         return self
 
@@ -233,6 +243,7 @@ class ARModel:
         v = _as_2d(values)
         if not self.p <= start <= len(v):
             raise ValueError(f"start must be in [{self.p}, {len(v)}], got {start}")
+        self.check_memory(len(v) - start, v.shape[1], 1)
         return _lags(v, np.arange(start, len(v)), self.p) @ self.coef
 
     def next(self, history: np.ndarray) -> np.ndarray:
@@ -248,12 +259,26 @@ def forecast_baselines(corpus: SeriesCorpus, window: int) -> dict[str, float]:
                         f"to compare with the baselines")
     start, truth = corpus.n_train, corpus.val
     pers = persistence(corpus.values, start)
-    ar = ARModel(window).fit(corpus.train).one_step(corpus.values, start)
-    return {"baseline_persistence_rmse": rmse(truth, pers),
-            "baseline_persistence_mae": mae(truth, pers),
-            "baseline_ar_rmse": rmse(truth, ar), "baseline_ar_mae": mae(truth, ar)}
+    out = {"baseline_persistence_rmse": rmse(truth, pers),
+           "baseline_persistence_mae": mae(truth, pers)}
+    ar = ar_one_step(corpus, window)
+    if ar is not None:
+        out.update({"baseline_ar_rmse": rmse(truth, ar), "baseline_ar_mae": mae(truth, ar)})
+    return out
 
 
-__all__ = ["ARModel", "NaiveBayesNGrams", "NaiveBayesWords", "classify_baselines",
+def ar_one_step(corpus: SeriesCorpus, window: int, *, warn: bool = True) -> np.ndarray | None:
+    """AR(window)'s one-step forecasts of the validation part; None, after one warning line
+    (unless ``warn`` is false: it was given already), when its design matrix does not fit in
+    memory (the run goes on without it)."""
+    try:
+        return ARModel(window).fit(corpus.train).one_step(corpus.values, corpus.n_train)
+    except ConfigError as exc:
+        if warn:
+            print(f"rnnlab: warning: {exc}", file=sys.stderr)
+        return None
+
+
+__all__ = ["ARModel", "NaiveBayesNGrams", "NaiveBayesWords", "ar_one_step", "classify_baselines",
            "classify_word_baselines", "forecast_baselines", "majority_class", "nb_baselines",
            "nearest_neighbour", "persistence", "sequence_baselines", "summary_statistics"]

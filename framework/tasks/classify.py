@@ -75,6 +75,8 @@ class ClassifyTask(Task):
                   "dataset.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("text",)
     meta_fields = ("classes", "ascii", "lower", "embedding", *sequence_inputs.META_FIELDS)
+    head_reads_every_step = False  # one label per text, from the last state
+    memory_knobs = ("model.embedding.size",)  # a batch is as long as its longest text
 
     def prepare_corpus(self, rc: Any, corpus: Any) -> Any:
         from framework.tasks.token_inputs import tokenize_corpus
@@ -111,6 +113,14 @@ class ClassifyTask(Task):
         if self._vectors is not None:
             self.notes.append(self._vectors.summary())
         return build_classifier(rc, corpus.vocab.size, corpus.n_classes, embedding)
+
+    def shape_model(self, rc: Any, corpus: Any) -> Any:
+        from framework.tasks.token_inputs import shape_embedding
+
+        if sequence_inputs.reads_sequences(corpus):
+            return build_classifier(rc, corpus.dim, corpus.n_classes, ids=False)
+        return build_classifier(rc, corpus.vocab.size, corpus.n_classes,
+                                shape_embedding(rc, corpus.vocab))
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS

@@ -28,6 +28,7 @@ import numpy as np
 from framework.data.corpora.differencing import MAX_DIFFERENCE
 from framework.data.corpora.series import MAX_MAGNITUDE, too_large
 from framework.errors import ConfigError, RnnlabError
+from framework.memory import check_buffers, forward_bytes
 from framework.registry import TASKS
 from framework.tasks import requests
 from framework.tasks.base import MAX_WINDOW, Task, spec_options
@@ -120,6 +121,9 @@ def forecast_values(model: Any, task_meta: dict[str, Any], history: Any,
     else:
         values = check_history(history, window, order)
     past = difference(values, order)[order:]
+    check_buffers("forecasting", forward_bytes(model, 1, len(past)),
+                  f"a window of {len(past):,} values through the model",
+                  "use a model with a smaller task.window or cell.hidden_size")
     scaled = (past - mean) / std
     return integrate(values, forecast_next(model, scaled) * std + mean, order)
 
@@ -139,6 +143,8 @@ class ForecastTask(Task):
                   "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed")
     input_columns = ("history",)
     has_vocab = False
+    head_reads_every_step = False  # the next values after the window's last state
+    memory_knobs = ("task.window",)
     meta_fields = ("mean", "std", "columns", "window", "horizon", "difference")
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
@@ -146,6 +152,9 @@ class ForecastTask(Task):
 
     def build_model(self, rc: Any, corpus: Any) -> Any:
         return build_forecaster(rc, corpus.dim, self.config.horizon)
+
+    def memory_batch(self, rc: Any, corpus: Any, feed_kind: str) -> tuple[int, int]:
+        return rc.train.batch_size, self.config.window
 
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS
@@ -217,7 +226,7 @@ class ForecastTask(Task):
         return header, [line], [f"--- forecast at {header}", f"  {line}"]
 
     def final_artifacts(self, trainer: Any, out_dir: Path) -> list[Path]:
-        from framework.tasks.baselines import ARModel
+        from framework.tasks.baselines import ar_one_step
         from framework.tasks.metrics import save_forecast_png
 
         corpus, feed = trainer.corpus, trainer.feed
@@ -229,8 +238,9 @@ class ForecastTask(Task):
         if self.config.recursive:
             curves["recursive"] = self.recursive(trainer.model, feed)
         window = self.config.window
-        curves[f"AR({window})"] = ARModel(window).fit(corpus.train).one_step(corpus.values,
-                                                                             corpus.n_train)
+        ar = ar_one_step(corpus, window, warn=False)  # None: too large (warned at the start)
+        if ar is not None:
+            curves[f"AR({window})"] = ar
         out_dir.mkdir(parents=True, exist_ok=True)
         png = out_dir / "forecast.png"
         save_forecast_png(corpus.times, corpus.values, corpus.n_train, curves, png,

@@ -84,6 +84,7 @@ class LanguageModelTask(Task):
 
     name = "lm"
     corpus_kinds = ("lines", "stream")
+    memory_knobs = ("train.seq_len", "model.embedding.size")
     unit = "chars"
     compare_metrics = ("val_loss", "bits_per_char")
     objectives = {"val_loss": "minimize", "val_bits_per_char": "minimize"}
@@ -113,6 +114,11 @@ class LanguageModelTask(Task):
         if self._vectors is not None:
             self.notes.append(self._vectors.summary())
         return build_lm(rc, corpus.vocab.size, embedding)
+
+    def shape_model(self, rc: Any, corpus: Any) -> Any:
+        from framework.tasks.token_inputs import shape_embedding
+
+        return build_lm(rc, corpus.vocab.size, shape_embedding(rc, corpus.vocab))
 
     def start_metrics(self, corpus: Any, rc: Any) -> dict[str, float]:
         from framework.tasks.token_inputs import coverage_metrics

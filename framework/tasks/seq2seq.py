@@ -25,7 +25,6 @@ vocabulary and the longest source and target of the training data (``task`` fiel
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +178,26 @@ class Seq2SeqTask(Task):
         return Seq2Seq(corpus.src_vocab.size, corpus.tgt_vocab.size, dropout=rc.model.dropout,
                        init=init, dtype=rc.dtype, **kwargs)
 
+    def training_memory(self, rc: Any, corpus: Any,
+                        feed_kind: str) -> tuple[int, int, tuple[str, ...]]:
+        """The encoder's caches over the longest source, the decoder's over the longest target
+        (its layers, input token, context and logits with their gradient at every step) and
+        the attention's (the tanh layer over every source position at every decoder step)."""
+        from framework.memory import model_values
+        from framework.tasks.translation import attention_units, step_values
+
+        model = self.shape_model(rc, corpus)
+        batch = rc.train.batch_size
+        source, target = corpus.max_source_length, corpus.max_target_length + 1
+        per_source = step_values(model.encoder.stacks) + model.encoder.feature_size
+        per_target = (step_values([model.decoder]) + model.token_size
+                      + model.attention.context_size + 2 * model.tgt_vocab_size
+                      + source * (1 + attention_units(model.attention)))
+        values = batch * (source * per_source + target * per_target)
+        return (model_values(model), values * model.dtype.itemsize,
+                ("cell.hidden_size", "task.encoder.hidden_size", "task.decoder.hidden_size",
+                 "task.attention_units", "model.num_layers", "train.batch_size"))
+
     def make_feed(self, rc: Any, corpus: Any) -> Any:
         from framework.registry import FEEDS
 
@@ -324,9 +343,10 @@ class Seq2SeqTask(Task):
     # -- using a trained model -------------------------------------------------------------
     def translate_texts(self, model: Any, vocab: Any, task_meta: Mapping[str, Any],
                         texts: list[str], decoder: Any = None,
-                        seed: int | None = None) -> tuple[list[str], list[float], list[str]]:
-        """(translations, their total log-probabilities, unseen source characters);
-        ``decoder`` is a built DECODERS plugin or a config node (None: greedy)."""
+                        seed: int | None = None) -> tuple[list[str], list[float]]:
+        """(translations, their total log-probabilities); ``decoder`` is a built DECODERS
+        plugin or a config node (None: greedy).  A text with a character the training sources
+        never held is a one-line DataError naming it."""
         from framework.tasks.translation import build_decoder, encode_texts, translate
 
         tgt = target_vocab(task_meta)
@@ -334,27 +354,24 @@ class Seq2SeqTask(Task):
             decoder = build_decoder(decoder, tgt.size)
         else:
             decoder.check_vocabulary(tgt.size)
-        sources, unknown = encode_texts(vocab, texts, int(task_meta["max_source_length"]))
+        sources = encode_texts(vocab, texts, int(task_meta["max_source_length"]))
         hyps = translate(model, sources, decoder,
                          max_length=int(task_meta["max_target_length"]) + 1, eos_id=tgt.eos_id,
                          rng=np.random.default_rng(seed))
-        return [tgt.decode(h.ids) for h in hyps], [h.score for h in hyps], unknown
+        return [tgt.decode(h.ids) for h in hyps], [h.score for h in hyps]
 
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
         """The translation of each ``text`` (one line each, in order); ``score=true`` adds a tab
         and its total log-probability.  ``decoder=`` (greedy by default) chooses the search."""
         from framework.nn.decoding import build_decoder
-        from framework.tasks.translation import unknown_warning
 
         texts = requests.command_texts(cfg.get("text"))
         task_meta = meta.model.task_meta
         decoder = build_decoder(cfg.get("decoder") or "greedy",
                                 vocab_size=target_vocab(task_meta).size,
                                 sampler=cfg.get("sampler") or {"name": "categorical"})
-        outputs, scores, unknown = self.translate_texts(model, vocab, task_meta, texts, decoder,
-                                                        cfg.get("seed"))
-        if unknown:
-            print(unknown_warning(unknown), file=sys.stderr)
+        outputs, scores = self.translate_texts(model, vocab, task_meta, texts, decoder,
+                                               cfg.get("seed"))
         if cfg.get("score"):
             return [f"{out}\t{score:.4f}" for out, score in zip(outputs, scores, strict=True)]
         return outputs
@@ -400,7 +417,7 @@ class Seq2SeqTask(Task):
         try:
             for key, rows in groups.items():
                 decoder = build_served_decoder(nodes[key], served, task_meta)
-                out, score, _ = self.translate_texts(served.model, served.vocab, task_meta,
+                out, score = self.translate_texts(served.model, served.vocab, task_meta,
                                                      [texts[i] for i in rows], decoder)
                 for i, o, s in zip(rows, out, score, strict=True):
                     outputs[i], scores[i] = o, s

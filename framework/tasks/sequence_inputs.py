@@ -169,6 +169,7 @@ def predict(model: Any, task_meta: Mapping[str, Any], seqs: Sequence[np.ndarray]
     """Top-k (class, probability) per sequence (checked, original units): each is standardised
     with the saved training statistics, then classified in length-sorted batches."""
     from framework.data.feeds.sequences import pad_sequences
+    from framework.memory import check_buffers, forward_bytes
     from framework.tasks.metrics import top_classes
 
     mean = np.asarray(task_meta["feature_mean"], dtype=np.float64)
@@ -177,6 +178,11 @@ def predict(model: Any, task_meta: Mapping[str, Any], seqs: Sequence[np.ndarray]
     classes = task_meta["classes"]
     probs = np.zeros((len(seqs), len(classes)))
     for group in _batches(scaled):
+        steps = max(len(scaled[i]) for i in group)  # padded to the longest of the group
+        check_buffers(f"classifying {len(group):,} sequences",
+                      forward_bytes(model, len(group), steps),
+                      f"{len(group):,} sequences padded to {steps:,} steps",
+                      "pass fewer or shorter sequences")
         inputs, lengths = pad_sequences([scaled[i] for i in group], model.dtype)
         probs[group] = model.predict_proba(inputs, lengths)
     return [top_classes(row, classes, k) for row in probs]

@@ -104,6 +104,20 @@ def build_embedding(rc: Any, vocab: Any) -> tuple[Embedding | None, Any]:
     return layer, vectors
 
 
+def shape_embedding(rc: Any, vocab: Any) -> Embedding | None:
+    """The ``model.embedding`` layer :func:`build_embedding` makes, without reading its
+    pretrained vectors: what memory is sized from."""
+    cfg = rc.model.embedding
+    return Embedding(vocab.size, cfg.size, trainable=cfg.trainable) if cfg.size else None
+
+
+def vectors_bytes(rc: Any, vocab: Any) -> int:
+    """Bytes the pretrained vectors of the run hold while the model is built: one float32 row
+    of ``model.embedding.size`` values per vocabulary word (0 without pretrained vectors)."""
+    cfg = rc.model.embedding
+    return 4 * vocab.size * int(cfg.size) if cfg.size and cfg.pretrained != "none" else 0
+
+
 def coverage_metrics(vectors: Any) -> dict[str, float]:
     """The coverage of the vocabulary by the pretrained vectors, as run metrics."""
     if vectors is None:
@@ -142,4 +156,4 @@ def embedding_from_field(task_meta: Any, vocab: Any) -> Embedding | None:
 
 __all__ = ["END_TOKEN", "build_embedding", "check_embedding", "chosen_tokenizer",
            "coverage_metrics", "embedding_field", "embedding_from_field", "embedding_size",
-           "read_embedding_field", "tokenize_corpus"]
+           "read_embedding_field", "shape_embedding", "tokenize_corpus", "vectors_bytes"]

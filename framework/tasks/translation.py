@@ -13,16 +13,18 @@ from framework.errors import DataError
 # Sources encoded and decoded together: large enough that the per-step Python work is spread
 # over many rows, small enough that a beam's (rows x width) states stay a few MB.
 DECODE_BATCH = 500
+DECODE_FIX = "pass fewer or shorter texts, or a smaller decoder.width"
 
 
-def encode_texts(vocab: Any, texts: Sequence[str],
-                 max_length: int) -> tuple[list[np.ndarray], list[str]]:
-    """Source ids of every text and the characters the source vocabulary never saw (mapped to
-    its unknown symbol; sorted, once each).  An empty text, or one longer than ``max_length``
-    (the longest source the model was trained on), is a one-line DataError naming it."""
-    from framework.data.corpora.parallel import encode_source
+def encode_texts(vocab: Any, texts: Sequence[str], max_length: int) -> list[np.ndarray]:
+    """Source ids of every text.  An empty text, one longer than ``max_length`` (the longest
+    source the model was trained on), or one with characters the training sources never held
+    is a one-line DataError naming the text (and the characters), as the language model refuses
+    a prompt outside its vocabulary: a translation of a guessed source is not an answer."""
+    from framework.data.corpora.parallel import UNKNOWN, encode_source
+    from framework.nn.generation import unknown_symbols_message
 
-    out, unknown = [], set()
+    out = []
     for n, text in enumerate(texts, start=1):
         if not text:
             raise DataError(f"text {n} is empty; give a source text of 1 to {max_length} "
@@ -31,16 +33,11 @@ def encode_texts(vocab: Any, texts: Sequence[str],
             raise DataError(f"text {n} has {len(text)} characters, more than the {max_length} "
                             f"of the longest source this model was trained on; shorten it")
         ids, unseen = encode_source(vocab, text)
+        if unseen:
+            known = "".join(c for c in vocab.chars if c != UNKNOWN)
+            raise DataError(unknown_symbols_message(vocab, unseen, f"text {n}", known))
         out.append(ids)
-        unknown.update(unseen)
-    return out, sorted(unknown)
-
-
-def unknown_warning(unknown: Sequence[str]) -> str:
-    """The one-line warning for characters the source vocabulary never saw."""
-    shown = ", ".join(repr(c) for c in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
-    return (f"warning: {len(unknown)} character(s) the model never saw in training ({shown}) "
-            f"read as the unknown symbol; the translation may be wrong")
+    return out
 
 
 def build_decoder(node: Mapping[str, Any] | None, target_size: int) -> Any:
@@ -58,16 +55,60 @@ def served_decoder_node(row: Mapping[str, Any]) -> dict[str, Any]:
     return requests.decoder_node(dict(row), "greedy")
 
 
+def step_values(stacks: Any) -> int:
+    """Values one example's step caches in ``stacks``: every layer's gates, states and
+    output."""
+    return sum(st.num_layers * (st.cell.gates + st.cell.state_size + 1) * st.cell.hidden_size
+               for st in stacks)
+
+
+def attention_units(attention: Any) -> int:
+    """Values per source position an attention keeps at each decoder step (the additive
+    tanh layer's width; 0 for the others)."""
+    return int(getattr(getattr(attention, "cfg", None), "units", 0) or 0)
+
+
+def decoding_bytes(model: Any, rows: int, source_length: int, width: int,
+                   max_length: int) -> int:
+    """Bytes decoding ``rows`` sources of up to ``source_length`` characters holds at once,
+    ``width`` hypotheses a source (a beam's; 1 for greedy and sampling), for up to
+    ``max_length`` steps: the encoder's outputs; per hypothesis a copy of them with the
+    attention's keys, the decoder's states, the logits and their log-probabilities, and the
+    output so far."""
+    itemsize = np.dtype(model.dtype).itemsize
+    feature = model.encoder.feature_size
+    decoder = model.decoder
+    per_hypothesis = (source_length * (feature + attention_units(model.attention))
+                      + decoder.num_layers * decoder.cell.state_size * decoder.cell.hidden_size
+                      + 3 * model.tgt_vocab_size)
+    return (itemsize * (rows * source_length * feature + rows * width * per_hypothesis)
+            + 8 * rows * width * max_length)
+
+
 def translate(model: Any, sources: Sequence[np.ndarray], decoder: Any, *, max_length: int,
               eos_id: int, batch_size: int = DECODE_BATCH,
-              rng: np.random.Generator | None = None) -> list[Any]:
+              rng: np.random.Generator | None = None, fix: str = DECODE_FIX) -> list[Any]:
     """One :class:`~framework.nn.decoding.Hypothesis` per source (ids without the end id),
-    decoded ``batch_size`` sources at a time."""
+    decoded ``batch_size`` sources at a time; the memory of each batch is checked before it is
+    spent (``fix``: what to lower when it does not fit)."""
     from framework.data.feeds.labelled import pad_texts
+    from framework.memory import check_buffers, gib, shortfall
 
+    width = int(getattr(getattr(decoder, "cfg", None), "width", 1) or 1)  # a beam's
+    longest_all = max((len(s) for s in sources), default=0)
+    # Fewer sources at a time where a whole batch would not fit (the outputs are the same).
+    while batch_size > 1 and shortfall(decoding_bytes(model, batch_size, longest_all, width,
+                                                      max_length)) is not None:
+        batch_size //= 2
     hyps: list[Any] = []
     for start in range(0, len(sources), batch_size):
         chunk = list(sources[start : start + batch_size])
+        longest = max((len(s) for s in chunk), default=0)
+        need = decoding_bytes(model, len(chunk), longest, width, max_length)
+        check_buffers(f"decoding {len(chunk):,} source texts", need,
+                      f"{len(chunk):,} x {width} hypotheses over sources of up to {longest} "
+                      f"characters, up to {max_length:,} output steps; {gib(need)} in all",
+                      fix)
         inputs, lengths = pad_texts(chunk)
         memory = model.encode(inputs, lengths)
         hyps += decoder.decode(model.stepper(memory), len(chunk), max_length=max_length,
@@ -115,5 +156,6 @@ def save_attention_png(weights: np.ndarray, source: str, output: Sequence[str],
     return save_figure(fig, path)
 
 
-__all__ = ["DECODE_BATCH", "build_decoder", "encode_texts", "greedy_attention",
-           "save_attention_png", "served_decoder_node", "translate", "unknown_warning"]
+__all__ = ["DECODE_BATCH", "DECODE_FIX", "attention_units", "build_decoder", "decoding_bytes",
+           "encode_texts", "greedy_attention", "save_attention_png", "served_decoder_node",
+           "step_values", "translate"]

@@ -8,19 +8,27 @@ asks for. rnnlab sets ``MLFLOW_HTTP_REQUEST_TIMEOUT``, ``MLFLOW_HTTP_REQUEST_MAX
 the user set them (the user's value is then used everywhere, unchanged; the helper process
 inherits the environment, so it follows the same rule). A timeout bounds each
 socket wait, not a whole answer: a server that sends one byte every few seconds would hold a call
-for ever. So each call to an http(s) store also runs under a deadline (a ``SIGALRM`` timer, in
-the main thread only), derived from the same settings: when it passes, the call fails with
-:class:`StoreTimeout`, which the tracker handles like any other failed call.
+for ever. So each call to an http(s) store also runs under a deadline derived from the same
+settings: when it passes, the call fails with :class:`StoreTimeout`, which the tracker handles
+like any other failed call. In the main thread the deadline is a ``SIGALRM`` timer that
+interrupts the call where it waits; signals reach the main thread only, so in any other thread
+(a Ray actor's, a thread pool's) the call runs in a worker thread that is waited for until the
+deadline and then abandoned (a daemon thread: it cannot keep the process alive, and it ends when
+the server closes the connection or its socket times out).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"
 MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
@@ -115,8 +123,8 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
     """Raise :class:`StoreTimeout` from the code inside once ``seconds`` have passed.
 
     Only in the main thread (where signals arrive); elsewhere, and inside another deadline,
-    the code runs bounded by the request timeouts alone. A timer someone else set (a test
-    runner's) is put back afterwards, less the time spent here.
+    the code runs as it is (:func:`call_within` bounds a call in any thread). A timer someone
+    else set (a test runner's) is put back afterwards, less the time spent here.
     """
     if threading.current_thread() is not threading.main_thread() or getattr(_active, "on",
                                                                              False):
@@ -137,7 +145,7 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
     try:
         yield
     except _Expired:
-        raise StoreTimeout(f"{what} got no whole answer within {seconds:.0f} s") from None
+        raise StoreTimeout(f"{what} got no whole answer within {seconds:.3g} s") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -145,6 +153,47 @@ def deadline(seconds: float, what: str) -> Iterator[None]:
         if outer:
             signal.setitimer(signal.ITIMER_REAL,
                              max(0.001, outer - (time.monotonic() - started)))
+
+
+def _in_worker(seconds: float, what: str, fn: Callable[..., T], *args: Any,
+               **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a daemon worker thread, waited for ``seconds``; past them,
+    :class:`StoreTimeout` (the worker is abandoned)."""
+    outcome: dict[str, Any] = {}
+    context = contextvars.copy_context()  # the caller's context variables, e.g. MLflow's
+
+    def work() -> None:
+        try:
+            outcome["value"] = context.run(fn, *args, **kwargs)
+        except BaseException as exc:  # handed to the caller, who re-raises it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"rnnlab-store-call:{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreTimeout(f"{what} got no whole answer within {seconds:.3g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def call_within(seconds: float, what: str, fn: Callable[..., T], *args: Any,
+                **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, or :class:`StoreTimeout` once ``seconds`` have passed, in any
+    thread: the main thread uses :func:`deadline`'s timer, any other thread a worker thread
+    waited for with a timeout. Inside another deadline of this thread the call runs as it is
+    (the outer deadline bounds it)."""
+    if getattr(_active, "on", False):
+        return fn(*args, **kwargs)
+    if threading.current_thread() is threading.main_thread():
+        with deadline(seconds, what):
+            return fn(*args, **kwargs)
+    _active.on = True
+    try:
+        return _in_worker(seconds, what, fn, *args, **kwargs)
+    finally:
+        _active.on = False
 
 
 def _local_bytes(args: tuple[object, ...]) -> int:
@@ -166,8 +215,9 @@ def _local_bytes(args: tuple[object, ...]) -> int:
 
 
 class BoundedClient:
-    """An ``MlflowClient`` of an http(s) server whose every method call runs under
-    :func:`deadline` (uploads get time for their size too); everything else passes through."""
+    """An ``MlflowClient`` of an http(s) server whose every method call has a bounded time
+    (:func:`call_within`, in any thread; uploads get time for their size too); everything else
+    passes through."""
 
     def __init__(self, client: object) -> None:
         self._client = client
@@ -179,12 +229,11 @@ class BoundedClient:
 
         def call(*args: object, **kwargs: object) -> object:
             budget = call_budget(_local_bytes((*args, *kwargs.values())))
-            with deadline(budget, f"MLflow {name}"):
-                return value(*args, **kwargs)
+            return call_within(budget, f"MLflow {name}", value, *args, **kwargs)
 
         call.__name__ = name
         return call
 
 
 __all__ = ["BoundedClient", "DEFAULTS", "PROBE_TIMEOUT", "StoreTimeout", "apply_defaults",
-           "call_budget", "deadline", "limits", "user_set"]
+           "call_budget", "call_within", "deadline", "limits", "user_set"]

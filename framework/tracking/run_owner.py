@@ -6,7 +6,9 @@ the tag ``rnnlab.owner`` (``host pid start-time`` of the training process). The 
 that meets the run (``resume=`` of its checkpoint, or a new run in the same output folder) reads
 the tag: when the owner ran on this machine and that process is gone (no such pid, or a pid
 reused by a process started at another time), the run is ended KILLED with the reason in
-``rnnlab.failure_reason``, and the command says so.
+``rnnlab.failure_reason``, and the command says so. A sweep does the same for its child runs
+once its jobs are done (:func:`settle_abandoned`): a job killed by ``kill -9`` (or a worker
+of its launcher that died) leaves no process that could end its run.
 """
 
 from __future__ import annotations
@@ -80,4 +82,22 @@ def settle(client: Any, run_id: str) -> str | None:
     return f"MLflow run {run_id} was left RUNNING: {reason}; it is now marked KILLED"
 
 
-__all__ = ["OWNER_PID_ENV", "OWNER_TAG", "owner_gone", "owner_pid", "owner_tag", "settle"]
+def settle_abandoned(client: Any, runs: Any) -> list[str]:
+    """End KILLED every run of ``runs`` (MLflow ``Run`` objects) that is RUNNING with its owner
+    on this machine gone (:func:`settle`); the ids of the runs so ended. A run whose owner
+    still runs, or ran elsewhere, is left as it is."""
+    killed = []
+    for run in runs:
+        if run.info.status != "RUNNING" or owner_gone(run.data.tags.get(OWNER_TAG)) is not True:
+            continue
+        try:
+            said = settle(client, run.info.run_id)
+        except Exception:  # the store failed: the run stays as it is, the next resume= settles it
+            continue
+        if said is not None and said.endswith("marked KILLED"):
+            killed.append(run.info.run_id)
+    return killed
+
+
+__all__ = ["OWNER_PID_ENV", "OWNER_TAG", "owner_gone", "owner_pid", "owner_tag", "settle",
+           "settle_abandoned"]

@@ -30,6 +30,8 @@ _SQLITE_FAULTS = (
     ("disk i/o error", "cannot be read or written (disk I/O error)",
      "check the disk, or use another mlflow.tracking_uri"),
 )
+SQLITE_BUSY_SECONDS = 20  # MLflow's sqlite busy_timeout: how long each call waits for a lock
+LOCK_PROBE_SECONDS = 0.5  # a write lock held longer than this is another process's, not a blip
 _DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 _NOISE = ("(raised as a result of query-invoked autoflush",)
 _SQLALCHEMY_TRACEBACK = "SQLAlchemy database error"
@@ -92,6 +94,36 @@ _HTTP_FAULTS = (
 )
 
 
+def warn_if_locked(db: Path) -> bool:
+    """One warning line on stderr when the existing sqlite store ``db`` is held locked for
+    writing by another process for over :data:`LOCK_PROBE_SECONDS`: MLflow's calls would wait
+    up to its busy timeout each, saying nothing. True when it warned. The probe takes sqlite's
+    write lock and gives it back at once, writing nothing."""
+    import sqlite3
+    import sys
+
+    if not Path(db).is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=rw", uri=True,
+                               timeout=LOCK_PROBE_SECONDS)
+    except sqlite3.Error:
+        return False  # unreadable: MLflow's own call says why
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return False
+    except sqlite3.Error as exc:
+        if "locked" not in str(exc).lower():
+            return False
+        print(f"rnnlab: warning: the MLflow store {db} is locked by another process; waiting "
+              f"up to {SQLITE_BUSY_SECONDS} s (MLflow's sqlite busy timeout) for it to finish",
+              file=sys.stderr, flush=True)
+        return True
+    finally:
+        conn.close()
+
+
 def http_fault(exc: BaseException) -> str | None:
     """What a tracking server did wrong, in a few words (a loop of redirects, an answer that is
     not MLflow's, a timeout, a refused connection), or None."""
@@ -135,5 +167,5 @@ def quiet_store_tracebacks() -> None:
             chatty.setLevel(logging.WARNING)
 
 
-__all__ = ["describe", "first_line", "http_fault", "quiet_store_tracebacks", "sqlite_read_only",
-           "store_fault"]
+__all__ = ["LOCK_PROBE_SECONDS", "SQLITE_BUSY_SECONDS", "describe", "first_line", "http_fault",
+           "quiet_store_tracebacks", "sqlite_read_only", "store_fault", "warn_if_locked"]

@@ -48,6 +48,7 @@ from framework.tracking.store_errors import (
     first_line,
     quiet_store_tracebacks,
     store_fault,
+    warn_if_locked,
 )
 
 if TYPE_CHECKING:
@@ -204,6 +205,9 @@ def make_client(tracking_uri: str) -> Any:
             if scheme in ("http", "https"):
                 client = http_bounds.BoundedClient(client)
             if scheme == "sqlite":
+                db = _sqlite_path(uri)
+                if db is not None:  # MLflow would wait for another process's lock silently
+                    warn_if_locked(db)
                 client.search_experiments(max_results=1)  # creates/migrates the schema now
     except TrackingError:
         raise

@@ -6,16 +6,18 @@ What is available, and the check itself, are :mod:`framework.memory`'s, which al
 classifier's baseline, predictions and served requests.
 
 The estimate counts what one training step holds at once: parameters, their gradients, the
-optimizer's per-parameter buffers (and one scratch copy), the forward caches the backward pass
-reads (gate values, states and outputs of every layer at every time step) and the logits with
-their gradient.  It leaves out small things (the data, sampling state, temporaries that are not
+optimizer's per-parameter buffers (and one scratch copy), and what the run's task says its batch
+holds (:meth:`framework.tasks.base.Task.training_memory`: the forward caches the backward pass
+reads, the head's outputs with their gradient, a seq2seq model's attention, pretrained vectors).
+:func:`estimate` is the same sum for a one-hot language model given by its sizes alone.
+It leaves out small things (the data, sampling state, temporaries that are not
 alive together), so it errs low: a config it refuses does not fit.  ``RNNLAB_SKIP_MEMORY_CHECK=1``
 turns the check off (for machines whose swap or overcommit it cannot see).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from framework.errors import ConfigError
@@ -30,6 +32,9 @@ class MemoryEstimate:
     gradients: int
     optimizer: int
     activations: int
+    # The settings that lower it, named by the one-line error.
+    settings: tuple[str, ...] = field(default=("cell.hidden_size", "model.num_layers",
+                                               "train.batch_size", "train.seq_len"))
 
     @property
     def total(self) -> int:
@@ -59,25 +64,19 @@ def estimate(*, vocab_size: int, hidden_size: int, num_layers: int, gates: int,
 
 
 def training_estimate(rc: Any, corpus: Any, feed_kind: str) -> MemoryEstimate:
-    """The estimate for a validated run config on its loaded corpus."""
+    """The estimate for a validated run config on its loaded corpus: the run's task says what
+    its model's parameters and one batch's forward caches hold
+    (:meth:`framework.tasks.base.Task.training_memory`); the optimizer adds its slots."""
     import numpy as np
 
-    from framework.registry import CELLS, OPTIMIZERS
+    from framework.registry import OPTIMIZERS, TASKS
 
-    cell_cls, optim_cls = CELLS.get(rc.cell.name), OPTIMIZERS.get(rc.optimizer.name)
-    if feed_kind in ("names", "example"):  # a batch is as long as its longest name (+ start)
-        steps = 1 + max((len(x) for x in corpus.train), default=0)
-    else:
-        steps = rc.train.seq_len
-    vocab = getattr(corpus, "vocab", None)
-    # Token inputs are one-hot rows of the vocabulary; real-valued series have `dim` features.
-    width = vocab.size if vocab is not None else int(getattr(corpus, "dim", 1))
-    return estimate(vocab_size=width, hidden_size=rc.cell.hidden_size,
-                    num_layers=rc.model.num_layers, gates=int(getattr(cell_cls, "gates", 1)),
-                    state_size=int(getattr(cell_cls, "state_size", 1)),
-                    optimizer_slots=len(getattr(optim_cls, "slots", ("m", "v"))),
-                    steps=steps, batch=1 if feed_kind == "example" else rc.train.batch_size,
-                    itemsize=np.dtype(rc.dtype).itemsize)
+    task = TASKS.get(rc.task.name)(rc.task)
+    n_params, activations, settings = task.training_memory(rc, corpus, feed_kind)
+    slots = len(getattr(OPTIMIZERS.get(rc.optimizer.name), "slots", ("m", "v")))
+    size = n_params * np.dtype(rc.dtype).itemsize
+    return MemoryEstimate(parameters=size, gradients=size, optimizer=(slots + 1) * size,
+                          activations=int(activations), settings=tuple(dict.fromkeys(settings)))
 
 
 def check_fits(need: MemoryEstimate, available: tuple[int, str] | None = None) -> None:
@@ -89,8 +88,12 @@ def check_fits(need: MemoryEstimate, available: tuple[int, str] | None = None) -
         f"this config needs about {gib(need.total)} of memory per training step (parameters "
         f"{gib(need.parameters)}, gradients {gib(need.gradients)}, optimizer state "
         f"{gib(need.optimizer)}, activations {gib(need.activations)}) but {short}; lower "
-        f"cell.hidden_size, model.num_layers, train.batch_size or train.seq_len (or set "
-        f"{SKIP_ENV}=1 to try anyway)")
+        f"{_either(need.settings)} (or set {SKIP_ENV}=1 to try anyway)")
+
+
+def _either(settings: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return settings[0] if len(settings) == 1 else f"{', '.join(settings[:-1])} or {settings[-1]}"
 
 
 __all__ = ["MemoryEstimate", "available_memory", "check_fits", "estimate", "parameter_count",

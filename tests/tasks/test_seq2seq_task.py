@@ -162,9 +162,9 @@ def test_beam_search_and_greedy_agree_on_a_confident_model(constant_model):
     task = constant_model.task
     model, vocab, meta = load_model(constant_model.last_checkpoint)
     texts = ["wednesday may 9 2018", "9 mai 18"]
-    greedy, g_scores, _ = task.translate_texts(model, vocab, meta.model.task_meta, texts)
-    beam, b_scores, _ = task.translate_texts(model, vocab, meta.model.task_meta, texts,
-                                             {"name": "beam", "width": 3})
+    greedy, g_scores = task.translate_texts(model, vocab, meta.model.task_meta, texts)
+    beam, b_scores = task.translate_texts(model, vocab, meta.model.task_meta, texts,
+                                          {"name": "beam", "width": 3})
     assert greedy == beam == [ISO, ISO]
     assert all(b >= g - 1e-9 for b, g in zip(b_scores, g_scores, strict=True))
 
@@ -201,13 +201,15 @@ def test_bad_texts_are_one_line_errors(constant_model, tmp_path, text, message):
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_unseen_source_characters_are_read_as_unknown_with_a_warning(constant_model, tmp_path):
+def test_unseen_source_characters_are_refused_naming_them(constant_model, tmp_path):
+    """As the language model refuses a prompt outside its vocabulary: one line, exit 2."""
     proc = run_cli("framework.predict", [f"checkpoint={constant_model.last_checkpoint}",
-                                         "text=9 may 2018 ☃"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.splitlines()) == 1
-    warning = proc.stderr.strip().splitlines()
-    assert len(warning) == 1 and "'☃'" in warning[0] and "unknown" in warning[0]
+                                         "text=[9 may 2018,9 may 2018 ☃]"], tmp_path)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    line, = proc.stderr.strip().splitlines()
+    assert line.startswith("rnnlab: error: text 2 has characters that are not in the "
+                           "vocabulary: '☃'; the vocabulary is '"), line
+    assert "\ufffd" not in line and "�" not in line
 
 
 @pytest.mark.parametrize("node, message", [

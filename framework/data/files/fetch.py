@@ -91,8 +91,9 @@ def too_big(size: int, what: str, fix: str) -> DataError:
                      f"or more); {fix}")
 
 
-def check_regular_file(path: Path, fix: str) -> os.stat_result:
-    """``os.stat`` of a file that may be read: a regular file within the size limit.
+def check_regular_file(path: Path, fix: str, max_bytes: int | None = None) -> os.stat_result:
+    """``os.stat`` of a file that may be read: a regular file within the size limit
+    (``max_bytes``; None: the dataset files' :data:`MAX_DATA_BYTES`).
 
     Checked before opening: opening a FIFO blocks until a writer appears, and a device can
     stream without end.
@@ -106,8 +107,10 @@ def check_regular_file(path: Path, fix: str) -> os.stat_result:
     if not stat.S_ISREG(info.st_mode):
         kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
         raise DataError(f"{path} is {kind}, not a regular file; {fix}")
-    if info.st_size > MAX_DATA_BYTES:
+    if max_bytes is None and info.st_size > MAX_DATA_BYTES:
         raise too_big(info.st_size, str(path), fix)
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise DataError(f"{path} is larger than {max_bytes / 2**30:g} GiB; {fix}")
     return info
 
 
