@@ -26,16 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import importlib.util
 import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from framework.data.files.fetch import check_regular_file
+from framework.data.files.fetch import check_regular_file, file_kind
 from framework.errors import DataError
 
 GLOVE_6B_50D = "glove-6b-50d"
@@ -92,7 +94,7 @@ def load_vectors(source: str, words: Sequence[str], *, dim: int | None = None,
         out = _glove_6b_50d(words, wanted)
     else:
         path = Path(str(source)).expanduser()
-        if not path.exists():
+        if not _exists(path):
             close = difflib.get_close_matches(str(source), KNOWN, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise DataError(f"unknown pretrained vectors {str(source)!r}; {hint}give "
@@ -165,6 +167,21 @@ def _glove_6b_50d(words: list[str], wanted: list[bool]) -> PretrainedVectors:
     return PretrainedVectors(GLOVE_6B_50D, vectors, found)
 
 
+def _exists(path: Path) -> bool:
+    """Does ``path`` name something (a path through a file or a symlink loop does not)?  A
+    name the system refuses (too long) is a one-line DataError."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        raise DataError(f"cannot read model.embedding.pretrained={path} "
+                        f"({exc.strerror or exc}); give a shorter path or glove-6b-50d") from None
+    return True
+
+
 def _text_file(path: Path, words: list[str], wanted: list[bool],
                dim: int | None) -> PretrainedVectors:
     fix = "give a GloVe or word2vec text file (word v1 v2 ... a line)"
@@ -172,10 +189,13 @@ def _text_file(path: Path, words: list[str], wanted: list[bool],
         info = os.stat(path)
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
+    # Checked before opening: a FIFO would block the read, a device would stream without end.
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path} is {file_kind(info.st_mode)}, not a regular file; {fix}")
     if info.st_size > MAX_VECTOR_FILE_BYTES:
         raise DataError(f"{path} is larger than {MAX_VECTOR_FILE_BYTES >> 30} GiB; {fix}")
-    if path.is_dir() or info.st_size == 0:
-        raise DataError(f"{path} is {'a directory' if path.is_dir() else 'empty'}; {fix}")
+    if info.st_size == 0:
+        raise DataError(f"{path} is empty; {fix}")
     ids: dict[str, int] = {}
     for i, key in _lookup_order(words, wanted):
         ids.setdefault(key, i)

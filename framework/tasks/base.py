@@ -92,6 +92,11 @@ class Task:
     carries_state: ClassVar[bool] = False
     # Does the model read token ids of a vocabulary (saved with the checkpoint)?
     has_vocab: ClassVar[bool] = True
+    # What ``python -m framework.predict`` answers about: ``text=``, ``sequence=`` or ``history=``.
+    predict_input: ClassVar[str] = "text"
+    predict_input_required: ClassVar[bool] = True  # False: the model answers without it
+    # Does ``python -m framework.generate`` generate from its models (:meth:`generate`)?
+    generates: ClassVar[bool] = False
     # The task-specific keys of the checkpoint's ``task`` field (what :meth:`meta` writes).
     meta_fields: ClassVar[tuple[str, ...]] = ()
 

@@ -96,6 +96,7 @@ class ClassifyTask(Task):
         """Vector sequences in, rather than texts: the served column and the throughput unit."""
         if sequences:
             self.input_columns, self.unit = (sequence_inputs.COLUMN,), "sequences"
+            self.predict_input = "sequence"
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return math.log(corpus.n_classes)

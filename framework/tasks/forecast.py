@@ -138,6 +138,8 @@ class ForecastTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
                   "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed")
     input_columns = ("history",)
+    predict_input = "history"
+    predict_input_required = False  # no history: after the end of the training data
     has_vocab = False
     meta_fields = ("mean", "std", "columns", "window", "horizon", "difference")
 

@@ -110,7 +110,10 @@ def _sqlite_path(uri: str) -> Path | None:
     raw = uri[len("sqlite:///"):].split("?", 1)[0]
     if not raw or raw == ":memory:":
         return None
-    return Path(raw).expanduser().resolve()
+    try:
+        return Path(raw).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: refused by check_store_file
+        return Path(os.path.abspath(Path(raw).expanduser()))
 
 
 @contextlib.contextmanager
@@ -198,6 +201,11 @@ def make_client(tracking_uri: str) -> Any:
     # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
     # lines already link the run (and the extra get_run is one more call to a server).
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    db = _sqlite_path(uri)
+    if db is not None:
+        from framework.tracking.sqlite_file import check_store_file
+
+        check_store_file(db)  # at once, not after MLflow's 90 s of retries
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)

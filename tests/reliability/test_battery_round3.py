@@ -1,0 +1,233 @@
+"""Faults found by trying every command as a hostile user would, in the newer features: each is
+one line on stderr with a truthful exit status, nothing printed on stdout and nothing trained."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from framework.errors import ConfigError, TrackingError
+from tests.conftest import needs_data
+from tests.helpers import run_cli, run_config
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
+LM = FIXTURES / "lm_dinos_gru.npz"
+NAMES = FIXTURES / "classify_names_bigru.npz"
+VOWELS = FIXTURES / "classify_vowels_bigru.npz"
+FORECASTER = FIXTURES / "forecast_sunspots_lstm_diff1.npz"
+SEQ2SEQ = FIXTURES / "seq2seq_dates_bilstm_gru.npz"
+QUICK = ["train.steps=1", "mlflow.enabled=false", "cell.hidden_size=4"]
+TOO_LONG = "x" * 300  # longer than any file name the system takes (ENAMETOOLONG)
+
+
+def one_line(result, code: int = 2) -> str:
+    """The one ``rnnlab: error:`` line of a failed command (nothing on stdout)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("rnnlab: error: "), result.stderr
+    assert "Traceback" not in result.stderr and not result.stdout.strip()
+    return lines[0]
+
+
+# ------------------------------------------------------------------ framework.generate / predict
+@pytest.mark.parametrize("checkpoint", [VOWELS, FORECASTER, NAMES, SEQ2SEQ],
+                         ids=["vowels", "forecaster", "names", "seq2seq"])
+def test_generate_from_a_model_that_does_not_generate_is_one_line(checkpoint, tmp_path):
+    # A classifier of vector sequences and a forecaster have no vocabulary: this used to be an
+    # AttributeError traceback; a too-wide beam must not hide the real cause either.
+    for extra in ([], ["decoder=beam", "decoder.width=1000"]):
+        line = one_line(run_cli("framework.generate", [f"checkpoint={checkpoint}", *extra],
+                                tmp_path))
+        assert "which does not generate text; use python -m framework.predict" in line
+
+
+@pytest.mark.parametrize("option, message", [
+    ("seed=nan", "seed must be null or an integer in [0, 2**63 - 1], got nan"),
+    ("seed=-1", "seed must be null or an integer in [0, 2**63 - 1], got -1"),
+    ("seed=1.5", "seed must be null or an integer in [0, 2**63 - 1], got 1.5"),
+    ("seed=abc", "seed must be null or an integer in [0, 2**63 - 1], got 'abc'"),
+    ("score=maybe", "score must be true or false, got 'maybe'"),
+    ("length=0", "length must be a positive integer, got 0"),
+    ("length=1e308", "length must be a positive integer, got 1e+308"),
+    ("length=100001", "length must be null or in [1, 100000], got 100001"),
+    ("top_k=abc", "top_k must be a positive integer, got 'abc'"),
+])
+@pytest.mark.parametrize("checkpoint, given", [(SEQ2SEQ, "text=9 may 2018"),
+                                               (FORECASTER, "history=null"),
+                                               (NAMES, "text=Smith")],
+                         ids=["seq2seq", "forecaster", "names"])
+def test_predict_checks_its_shared_options_for_every_task(checkpoint, given, option, message,
+                                                           tmp_path):
+    # The seq2seq model's predict passed seed=nan/-1/1.5/abc to NumPy (a traceback) and printed
+    # scores for score=maybe; the other tasks ignored what they do not read.
+    line = one_line(run_cli("framework.predict", [f"checkpoint={checkpoint}", given, option],
+                            tmp_path))
+    assert line == f"rnnlab: error: {message}"
+
+
+@pytest.mark.parametrize("checkpoint, args, message", [
+    (FORECASTER, ["text=ab"], "this checkpoint is a forecaster, which reads history=, not text=; "
+                              "drop text="),
+    (VOWELS, ["text=ab", "sequence=x.txt"], "this checkpoint is a classifier, which reads "
+                                            "sequence=, not text=; drop text="),
+    (LM, ["text=ab", "sequence=x.txt"], "this checkpoint is a language model, which reads "
+                                        "text=, not sequence=; drop sequence="),
+    (LM, ["sequence=x.txt"], "this model reads texts: pass text=<a text> or text=[a,b,...]"),
+    (NAMES, ["text=ab", "history=[1,2]"], "this checkpoint is a classifier, which reads text=, "
+                                          "not history=; drop history="),
+    (SEQ2SEQ, ["text=ab", "history=[1]"], "this checkpoint is a sequence to sequence model, "
+                                          "which reads text=, not history=; drop history="),
+    (LM, [], "this model reads texts: pass text=<a text> or text=[a,b,...]"),
+], ids=["forecaster-text", "vowels-text", "lm-sequence", "lm-only-sequence", "names-history",
+        "seq2seq-history", "lm-nothing"])
+def test_predict_refuses_an_input_its_model_does_not_read(checkpoint, args, message, tmp_path):
+    # A forecaster given text= forecast from the end of its training data as if it had not been
+    # given; the language model asked for text "to classify".
+    line = one_line(run_cli("framework.predict", [f"checkpoint={checkpoint}", *args], tmp_path))
+    assert line == f"rnnlab: error: {message}"
+
+
+def test_an_unreadable_checkpoint_is_one_line_for_every_command(tmp_path):
+    # /proc/self/mem is a "regular file" of size 0 whose read fails with EIO: it used to reach
+    # the output-folder handler and be reported as "cannot write <cwd>; set hydra.run.dir=".
+    for module, args in (("framework.generate", ["checkpoint=/proc/self/mem"]),
+                         ("framework.predict", ["checkpoint=/proc/self/mem", "text=ab"]),
+                         ("framework", ["resume=/proc/self/mem", *QUICK,
+                                        f"hydra.run.dir={tmp_path / 'run'}"])):
+        line = one_line(run_cli(module, args, tmp_path))
+        assert line == "rnnlab: error: cannot read checkpoint /proc/self/mem: Input/output error"
+
+
+# ------------------------------------------------------------------------ training's paths
+@pytest.fixture
+def labelled(tmp_path) -> Path:
+    path = tmp_path / "labels.tsv"
+    path.write_text("".join(f"a good film {i}\tpos\nbad film {i}\tneg\n" for i in range(10)),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("dataset, extra", [
+    ("textfile", []), ("labelled_textfile", ["task=classify"]),
+    ("csv_series", ["task=forecast", "dataset.column=v"]),
+    ("parallel_textfile", ["task=seq2seq"]), ("labelled_sequences", ["task=classify"]),
+])
+def test_a_dataset_path_the_system_refuses_is_one_line_naming_it(dataset, extra, tmp_path):
+    # A name too long made Path.exists() raise; the error reached the output-folder handler:
+    # "Error executing job ..." and "cannot write <path>; set hydra.run.dir=".
+    path = tmp_path / TOO_LONG
+    line = one_line(run_cli("framework", [f"dataset={dataset}", f"dataset.path={path}", *extra,
+                                          *QUICK, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
+    assert f"cannot read {path} (File name too long)" in line and "hydra.run.dir" not in line
+
+
+@needs_data("JapaneseVowels/JapaneseVowels_TRAIN.ts")
+def test_a_bad_test_path_names_dataset_test_path(tmp_path):
+    from framework.data import locate
+    from framework.registry import DATASETS
+
+    train = next(s for s in DATASETS.get("japanese_vowels").sources if "TRAIN" in s.filename)
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    for test_path, message in ((tmp_path / "nope.ts", "does not exist; fix dataset.test_path"),
+                               (tmp_path / "loop1", "(Too many levels of symbolic links); fix "
+                                                    "dataset.test_path")):
+        line = one_line(run_cli("framework", [
+            "task=classify", "dataset=labelled_sequences", f"dataset.path={locate(train)}",
+            f"dataset.test_path={test_path}", *QUICK, f"hydra.run.dir={tmp_path / 'run'}"],
+            tmp_path))
+        assert line.endswith(message), line
+
+
+def test_pretrained_vectors_that_are_not_a_regular_file_are_one_line(labelled, tmp_path):
+    # A FIFO and /dev/zero were reported as "empty"; a name too long was a traceback turned
+    # into "cannot write ...; set hydra.run.dir=".
+    fifo = tmp_path / "vectors.fifo"
+    os.mkfifo(fifo)
+    base = ["task=classify", "dataset=labelled_textfile", f"dataset.path={labelled}",
+            "tokenizer=words", "model.embedding.size=4", "train.batch_size=2", *QUICK,
+            f"hydra.run.dir={tmp_path / 'run'}"]
+    for source, message in ((fifo, f"{fifo} is a named pipe (FIFO), not a regular file"),
+                            ("/dev/zero", "/dev/zero is a character device, not a regular file"),
+                            (tmp_path, f"{tmp_path} is a directory, not a regular file"),
+                            (tmp_path / TOO_LONG, "(File name too long)")):
+        line = one_line(run_cli("framework", [*base, f"model.embedding.pretrained={source}"],
+                                tmp_path))
+        assert message in line and "hydra.run.dir" not in line, line
+
+
+def test_an_output_folder_no_one_can_create_is_one_line(tmp_path):
+    # /proc refuses new folders with ENOENT: it was a FileNotFoundError traceback from Hydra.
+    line = one_line(run_cli("framework", ["hydra.run.dir=/proc/rnnlab-test", *QUICK], tmp_path))
+    assert line == ("rnnlab: error: cannot write /proc/rnnlab-test: No such file or directory "
+                    "[ENOENT]; set hydra.run.dir= to a writable folder with free space, or run "
+                    "from one")
+
+
+def test_a_file_error_inside_a_job_names_the_file_not_the_output_folder(monkeypatch, tmp_path):
+    import framework.training.checkpoint as checkpoint
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", "/mnt/gone/latest.npz")
+
+    monkeypatch.setattr(checkpoint, "resolve_checkpoint", broken)
+    line = one_line(run_cli("framework", ["resume=/mnt/gone/latest.npz", *QUICK,
+                                          f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
+    assert line.startswith("rnnlab: error: cannot use /mnt/gone/latest.npz: Input/output error "
+                           "[EIO]; ")
+
+
+# ------------------------------------------------------------------------ settings and stores
+@pytest.mark.parametrize("uri, message", [
+    ("sqlite://", "is an in-memory database, lost when the command ends"),
+    ("sqlite:///", "is an in-memory database"),
+    ("sqlite:///:memory:", "is an in-memory database"),
+    ("http://", "names no server"),
+    ("'http://[::1'", "is not a valid URI (Invalid IPv6 URL)"),
+    ("http://127.0.0.1:99999", "is not a valid URI (Port out of range 0-65535)"),
+    ("http://127.0.0.1:0", "has port 0"),
+])
+def test_tracking_uris_that_cannot_work_are_refused_by_the_schema(uri, message):
+    # An in-memory store trained and exited 0 with the run lost; "http://[::1" was a ValueError
+    # traceback from the reachability probe.
+    with pytest.raises(ConfigError, match="mlflow.tracking_uri") as info:
+        run_config([f"mlflow.tracking_uri={uri}"])
+    assert message in str(info.value)
+
+
+def test_a_sqlite_store_path_that_cannot_be_a_database_is_one_line_at_once(tmp_path):
+    # A folder, a FIFO or a name too long made MLflow retry for about 90 s, printing SQLAlchemy
+    # warnings; a symlink loop was a RuntimeError traceback.
+    from framework.tracking.tracker import make_client
+
+    fifo = tmp_path / "store.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    (tmp_path / "a-file").write_text("x")
+    cases = ((tmp_path, "is a folder, not a database file"),
+             (fifo, "is a named pipe (FIFO), not a database file"),
+             (tmp_path / "loop1", "cannot be used (Too many levels of symbolic links)"),
+             (tmp_path / TOO_LONG, "cannot be used (File name too long)"),
+             (tmp_path / "a-file" / "m.db", "is a file, not a folder"))
+    for path, message in cases:
+        started = time.monotonic()
+        with pytest.raises(TrackingError) as info:
+            make_client(f"sqlite:///{path}")
+        assert message in str(info.value) and "mlflow.tracking_uri" in str(info.value)
+        assert time.monotonic() - started < 5
+
+
+def test_more_dates_than_exist_are_refused_before_drawing():
+    # 1,000,000 + 1,000,000 passed the schema and then drew Faker dates for many minutes: the
+    # distinct human dates run out near 178,000.
+    pytest.importorskip("faker")
+    with pytest.raises(ConfigError, match=r"n_train \+ n_val must be at most 100,000"):
+        run_config(["task=seq2seq", "dataset=dates", "dataset.n_train=90000",
+                    "dataset.n_val=20000"])
+    with pytest.raises(ConfigError, match=r"must be in \[1, 100,000\], got 1000000"):
+        run_config(["task=seq2seq", "dataset=dates", "dataset.n_train=1000000"])
