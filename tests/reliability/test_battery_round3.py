@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,43 @@ def test_more_dates_than_exist_are_refused_before_drawing():
                     "dataset.n_val=20000"])
     with pytest.raises(ConfigError, match=r"must be in \[1, 100,000\], got 1000000"):
         run_config(["task=seq2seq", "dataset=dates", "dataset.n_train=1000000"])
+
+
+# ------------------------------------------------------------------ real-valued sequences
+def test_sequence_values_beyond_what_a_model_can_scale_are_one_line(tmp_path):
+    # 1e308 frames printed two NumPy RuntimeWarnings and then "inputs contain NaN or Inf" (they
+    # are finite); 1e100 frames overflowed the float32 cast after standardising, the same way.
+    import numpy as np
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from framework.tracking.pyfunc import load_text_model
+
+    huge, big = tmp_path / "huge.txt", tmp_path / "big.txt"
+    np.savetxt(huge, np.full((5, 12), 1e308))
+    np.savetxt(big, np.full((5, 12), 1e100))
+    line = one_line(run_cli("framework.predict", [f"checkpoint={VOWELS}", f"sequence={huge}"],
+                            tmp_path))
+    assert line == (f"rnnlab: error: {huge} has a value as large as 1e+308, beyond the 1e+150 a "
+                    f"sequence model can standardise in float64; rescale the features (divide "
+                    f"them by a power of ten)")
+    line = one_line(run_cli("framework.predict", [f"checkpoint={VOWELS}", f"sequence={big}"],
+                            tmp_path))
+    assert "standard deviations from the training data's mean, more than a float32 model" in line
+    served = load_text_model(VOWELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning would fail here
+        with pytest.raises(MlflowException, match="beyond the 1e[+]150") as info:
+            served.predict(None, pd.DataFrame({"sequence": [[[-1e308] * 12]]}))
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_training_sequences_beyond_what_a_model_can_scale_are_one_line(tmp_path):
+    path = tmp_path / "seqs.csv"
+    rows = [f"{i},{'xy'[i % 2]},{1e200 if i == 3 else t},{t}" for i in range(20) for t in range(3)]
+    path.write_text("sequence,label,a,b\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    line = one_line(run_cli("framework", ["task=classify", "dataset=labelled_sequences",
+                                          f"dataset.path={path}", "train.batch_size=2", *QUICK,
+                                          f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
+    assert "has a value as large as 1e+200, beyond the 1e+150" in line
+
