@@ -189,7 +189,11 @@ def make_client(tracking_uri: str) -> Any:
     from mlflow import MlflowClient
 
     uri = tracking_uri.strip()
-    scheme = urlparse(uri).scheme
+    try:
+        scheme = urlparse(uri).scheme
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 address
+        raise TrackingError(f"mlflow.tracking_uri {uri!r} is not a valid URI ({exc}); use e.g. "
+                            f"{DEFAULT_TRACKING_URI} or http://127.0.0.1:5000") from None
     if scheme not in _KNOWN_SCHEMES:
         raise TrackingError(f"mlflow.tracking_uri {uri!r} has an unsupported scheme '{scheme}'; "
                             f"use e.g. {DEFAULT_TRACKING_URI} or http://host:5000")

@@ -272,3 +272,52 @@ def test_training_sequences_beyond_what_a_model_can_scale_are_one_line(tmp_path)
                                           f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
     assert "has a value as large as 1e+200, beyond the 1e+150" in line
 
+
+
+# ------------------------------------------------------------------ files a command writes
+def test_compare_output_that_cannot_be_written_is_one_line_before_the_store_is_read(tmp_path):
+    # --output naming a FIFO blocked forever (open() waited for a reader); a folder or a path
+    # under a file was found only after the store had been read.
+    fifo = tmp_path / "table.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "a-file").write_text("x")
+    store = "--tracking-uri=sqlite:///" + str(tmp_path / "nowhere.db")  # never opened
+    for output, message in ((tmp_path, "it is a folder; name a file in it"),
+                            (tmp_path / "a-file" / "t.csv", "a-file is a file, not a folder")):
+        started = time.monotonic()
+        result = run_cli("framework.compare", ["rnnlab", store, "--output", str(output)],
+                         tmp_path)
+        assert message in one_line(result) and time.monotonic() - started < 5
+    from framework.cli import compare
+    from framework.errors import StorageError
+
+    with pytest.raises(StorageError, match=r"it is a named pipe \(FIFO\) that no process reads"):
+        compare._write_output(fifo, "table\n")  # at once: the open does not wait for a reader
+
+
+def test_compare_writes_into_a_pipe_that_has_a_reader(tmp_path, monkeypatch):
+    from framework.cli import compare
+
+    read_end, write_end = os.pipe()
+    try:
+        compare._write_output(Path(f"/proc/self/fd/{write_end}"), "table\n")
+        assert os.read(read_end, 100) == b"table\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_music_output_onto_a_fifo_is_refused_before_writing(tmp_path):
+    from framework.music.generated import output_paths
+
+    os.mkfifo(tmp_path / "piece_2.mid")
+    with pytest.raises(ConfigError, match=r"piece_2.mid is a named pipe \(FIFO\), not a regular"):
+        output_paths(tmp_path / "piece.mid", 2)
+    assert output_paths(tmp_path / "piece.mid", 1) == [tmp_path / "piece.mid"]
+
+
+def test_a_tracking_uri_that_is_not_a_uri_is_one_line_for_every_command():
+    from framework.tracking.tracker import make_client
+
+    with pytest.raises(TrackingError, match=r"is not a valid URI \(Invalid IPv6 URL\)"):
+        make_client("http://[::1")
