@@ -74,6 +74,7 @@ class ClassifyTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
                   "dataset.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("text",)
+    tokenizes = True  # texts (a classifier of vector sequences has no vocabulary to re-split)
     meta_fields = ("classes", "ascii", "lower", "embedding", *sequence_inputs.META_FIELDS)
 
     def prepare_corpus(self, rc: Any, corpus: Any) -> Any:

@@ -89,6 +89,8 @@ class LanguageModelTask(Task):
     objectives = {"val_loss": "minimize", "val_bits_per_char": "minimize"}
     noun = "language model"
     generates = True
+    tokenizes = True
+    reads_train_feed = True
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
                   "optimizer.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("prompt", "num_samples", "length", "temperature", "seed", "decoder", "width",

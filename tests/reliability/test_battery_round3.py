@@ -321,3 +321,26 @@ def test_a_tracking_uri_that_is_not_a_uri_is_one_line_for_every_command():
 
     with pytest.raises(TrackingError, match=r"is not a valid URI \(Invalid IPv6 URL\)"):
         make_client("http://[::1")
+
+
+# ------------------------------------------------------------------ options a task never reads
+@pytest.mark.parametrize("overrides, message", [
+    (["task=forecast", "dataset=sunspots", "tokenizer=words"],
+     "tokenizer=words does not apply to task 'forecast' on 'sunspots' (series)"),
+    (["task=seq2seq", "dataset=dates", "dataset.n_train=20", "dataset.n_val=5",
+      "tokenizer=chars"], "tokenizer=chars does not apply to task 'seq2seq' on 'dates'"),
+    (["task=forecast", "dataset=sunspots", "train.feed=stream"],
+     "train.feed=stream does not apply to task 'forecast', which batches its data its own way"),
+    (["task=classify", "dataset=names", "train.feed=windows"],
+     "train.feed=windows does not apply to task 'classify'"),
+], ids=["forecast-tokenizer", "seq2seq-tokenizer", "forecast-feed", "classify-feed"])
+def test_a_tokenizer_or_feed_the_task_never_reads_is_refused(overrides, message, tmp_path):
+    # These trained and exited 0 with the option silently ignored.
+    from tests.conftest import require_run_data
+
+    if "dataset=dates" in overrides:
+        pytest.importorskip("faker")
+    require_run_data(overrides)
+    line = one_line(run_cli("framework", [*overrides, *QUICK, "train.batch_size=2",
+                                          f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
+    assert message in line and ("drop the tokenizer option" in line or "drop train.feed" in line)
