@@ -46,6 +46,7 @@ MAX_DIM = 4096  # dimensions of a vector
 MAX_LINE_CHARS = 1 << 20  # one line of a vector file
 MAX_VECTOR_FILE_BYTES = 16 << 30  # a text file is streamed; this only refuses nonsense
 _GLOVE_ROWS, _GLOVE_DIM = 400_000, 50
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,13 +231,18 @@ def _text_file(path: Path, words: list[str], wanted: list[bool],
                 if i is None or found[i]:
                     continue
                 try:
-                    row = np.array(fields[1:], dtype=np.float32)
+                    row = np.array(fields[1:], dtype=np.float64)
                 except ValueError:
                     raise DataError(f"{path} line {n}: the vector of {fields[0]!r} has a value "
                                     f"that is not a number; fix the line") from None
                 if not np.isfinite(row).all():
                     raise DataError(f"{path} line {n}: the vector of {fields[0]!r} contains NaN "
                                     f"or infinite values; use a clean vector file")
+                largest = float(np.max(np.abs(row)))
+                if largest > _FLOAT32_MAX:  # the float32 table would hold an infinity
+                    raise DataError(f"{path} line {n}: the vector of {fields[0]!r} has a value "
+                                    f"as large as {largest:.3g}, beyond float32's "
+                                    f"{_FLOAT32_MAX:.3g}; rescale the vectors")
                 if vectors is None:
                     vectors = np.zeros((len(words), width), dtype=np.float32)
                 vectors[i] = row

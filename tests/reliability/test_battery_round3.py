@@ -344,3 +344,19 @@ def test_a_tokenizer_or_feed_the_task_never_reads_is_refused(overrides, message,
     line = one_line(run_cli("framework", [*overrides, *QUICK, "train.batch_size=2",
                                           f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
     assert message in line and ("drop the tokenizer option" in line or "drop train.feed" in line)
+
+
+def test_a_vector_value_beyond_float32_is_named_not_called_nan(tmp_path):
+    # "1e39" parsed straight into float32 printed a NumPy overflow warning and was then reported
+    # as "contains NaN or infinite values".
+    from framework.data.vectors import load_vectors
+    from framework.errors import DataError
+
+    path = tmp_path / "vectors.txt"
+    path.write_text("film 0.5 0.25\ngood 1e39 2\n", encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=r"line 2: the vector of 'good' has a value as large "
+                                            r"as 1e\+39, beyond float32's 3.4e\+38"):
+            load_vectors(str(path), ["film", "good"], dim=2)
+        assert load_vectors(str(path), ["film"], dim=2).n_found == 1
