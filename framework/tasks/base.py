@@ -276,7 +276,8 @@ class Task:
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
         """The lines ``python -m framework.predict`` prints for the request in ``cfg`` (its
-        composed config: ``text``, ``history``, ``top_k``, ...)."""
+        composed config: ``text``, ``history``, ``top_k``, ...; the options every task shares
+        already checked by :func:`framework.tasks.requests.command_options`)."""
         raise DataError(f"this checkpoint is a '{self.name}' model, which framework.predict "
                         f"does not answer")
 

@@ -227,8 +227,7 @@ class LanguageModelTask(Task):
         length = cfg.get("length")
         length = int(meta.sample_length or requests.DEFAULT_LENGTH) if length is None else \
             requests.positive_int(length, "length")
-        requests.command_options(cfg)
-        seed, score = cfg.get("seed"), cfg.get("score", False)
+        seed, score = cfg.get("seed"), cfg.get("score", False)  # checked by command_options
         rng = np.random.default_rng(seed)
         outputs = []
         for text in texts:

@@ -346,7 +346,6 @@ class Seq2SeqTask(Task):
         from framework.nn.decoding import build_decoder
         from framework.tasks.translation import unknown_warning
 
-        requests.command_options(cfg)
         texts = requests.command_texts(cfg.get("text"))
         task_meta = meta.model.task_meta
         decoder = build_decoder(cfg.get("decoder") or "greedy",
