@@ -149,7 +149,7 @@ class Task:
             raise ConfigError(f"tokenizer={tokenizer.name} does not apply to task '{self.name}' "
                               f"on '{corpus.name}' ({corpus.kind}), whose inputs it does not "
                               f"split; drop the tokenizer option")
-        feed = getattr(rc.train, "feed", "auto")
+        feed = getattr(getattr(rc, "train", None), "feed", "auto")
         if feed != "auto" and not self.reads_train_feed:
             raise ConfigError(f"train.feed={feed} does not apply to task '{self.name}', which "
                               f"batches its data its own way; drop train.feed (or use "
