@@ -360,3 +360,18 @@ def test_a_vector_value_beyond_float32_is_named_not_called_nan(tmp_path):
                                             r"as 1e\+39, beyond float32's 3.4e\+38"):
             load_vectors(str(path), ["film", "good"], dim=2)
         assert load_vectors(str(path), ["film"], dim=2).n_found == 1
+
+
+def test_a_tokenizer_without_an_unknown_token_says_why_validation_cannot_be_encoded(tmp_path):
+    # It failed with "text contains 1 token(s) not in the vocabulary: ...; use only the model's
+    # N tokens", as if the user had typed the text.
+    path = tmp_path / "labels.tsv"
+    path.write_text("".join(f"word{i} film\t{'ab'[i % 2]}\n" for i in range(20)),
+                    encoding="utf-8")
+    line = one_line(run_cli("framework", [
+        "task=classify", "dataset=labelled_textfile", f"dataset.path={path}",
+        "dataset.val_fraction=0.5", "tokenizer=tokens", "train.batch_size=2", *QUICK,
+        f"hydra.run.dir={tmp_path / 'run'}"], tmp_path))
+    assert ("'labelled_textfile': its validation split has tokens the training split lacks, and "
+            "tokenizer=tokens has no unknown token (") in line
+    assert line.endswith("use tokenizer=words, which maps them to its unknown token")
