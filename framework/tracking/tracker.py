@@ -186,8 +186,6 @@ def make_client(tracking_uri: str) -> Any:
 
     Bad URIs become a one-line TrackingError.  For sqlite the first open happens under a lock.
     """
-    from mlflow import MlflowClient
-
     uri = tracking_uri.strip()
     try:
         scheme = urlparse(uri).scheme
@@ -200,16 +198,18 @@ def make_client(tracking_uri: str) -> Any:
     if scheme in ("", "file"):
         raise TrackingError(f"mlflow.tracking_uri {uri!r} is a file store, which this MLflow no "
                             f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
-    quiet_store_tracebacks()
-    http_bounds.apply_defaults()
-    # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
-    # lines already link the run (and the extra get_run is one more call to a server).
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     db = _sqlite_path(uri)
     if db is not None:
         from framework.tracking.sqlite_file import check_store_file
 
         check_store_file(db)  # at once, not after MLflow's 90 s of retries
+    quiet_store_tracebacks()
+    http_bounds.apply_defaults()
+    # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
+    # lines already link the run (and the extra get_run is one more call to a server).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from mlflow import MlflowClient
+
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)
