@@ -38,6 +38,8 @@ def number(value: Any) -> float | None:
     """A request cell as a float (None when empty); anything else is one line."""
     if missing(value):
         return None
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # JSON true is not 1
+        raise RnnlabError(f"expected a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):

@@ -375,3 +375,17 @@ def test_a_tokenizer_without_an_unknown_token_says_why_validation_cannot_be_enco
     assert ("'labelled_textfile': its validation split has tokens the training split lacks, and "
             "tokenizer=tokens has no unknown token (") in line
     assert line.endswith("use tokenizer=words, which maps them to its unknown token")
+
+
+def test_a_served_number_cell_given_true_is_a_400_not_the_number_one():
+    # width=true was taken as a beam of width 1 (float(True) == 1.0).
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from framework.tracking.pyfunc import load_text_model
+
+    served = load_text_model(SEQ2SEQ)
+    with pytest.raises(MlflowException, match="expected a number, got True") as info:
+        served.predict(None, pd.DataFrame({"text": ["9 may 2018"], "decoder": ["beam"],
+                                           "width": [True]}))
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
