@@ -22,7 +22,9 @@ FORMATS = ("short", "medium", "long", "full", "d MMM yyy", "d MMMM yyy", "dd MMM
            "dd.MM.yy")
 FIRST, LAST = datetime.date(1970, 1, 1), datetime.date(2029, 12, 31)  # the dates drawn
 MAX_SOURCE, TARGET = 30, 10  # characters of a human date (at most) and of an ISO date
-MAX_PAIRS = 1_000_000
+# The dates and formats above give about 178,000 distinct human dates; drawing distinct ones
+# slows down as they run out (100,000 take ~7 s, 150,000 ~20 s, more may never finish).
+MAX_PAIRS = 100_000
 
 
 def require() -> tuple[Any, Any]:
@@ -55,6 +57,10 @@ class DatesConfig:
         if not 1 <= self.n_train <= MAX_PAIRS or not 1 <= self.n_val <= MAX_PAIRS:
             raise ValueError(f"n_train and n_val must be in [1, {MAX_PAIRS:,}], got "
                              f"{self.n_train} and {self.n_val}")
+        if self.n_train + self.n_val > MAX_PAIRS:
+            raise ValueError(f"n_train + n_val must be at most {MAX_PAIRS:,} (the distinct human "
+                             f"dates of 1970-2029 run out near 178,000), got "
+                             f"{self.n_train:,} + {self.n_val:,}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 

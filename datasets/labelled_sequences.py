@@ -75,7 +75,7 @@ class LabelledSequences(TaskDataset):
         path = user_path(str(c.path))
         x, y, classes, features = read_sequences(path)
         if c.test_path:
-            test = user_path(c.test_path)
+            test = user_path(c.test_path, "dataset.test_path")
             x_val, y_val, _, test_features = read_sequences(test)
             if features and test_features and test_features != features:
                 raise DataError(f"{test} has the features {', '.join(test_features)}, {path} "

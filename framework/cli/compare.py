@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.cli.console import ArgumentParser, print_error
-from framework.errors import RnnlabError, TrackingError
+from framework.errors import RnnlabError, StorageError, TrackingError
 from framework.tracking.run_table import FORMATS, build_table, open_client, resolve_target
 
 
@@ -90,10 +90,44 @@ def key_value_args(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _check_output(path: Path) -> None:
+    """``--output`` checked before the store is read: not a folder, not under a file."""
+    if path.is_dir():
+        raise StorageError(f"cannot write {path}: it is a folder; name a file in it, e.g. "
+                           f"--output {path / 'runs.csv'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StorageError(f"cannot write {path}: {parent} is a file, not a folder; "
+                                   f"fix --output")
+            return
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write the table to ``path``; a named pipe nobody reads is refused at once instead of
+    blocking (``--output /dev/stdout`` into a pipe still works)."""
+    import errno
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise StorageError(f"cannot write {path}: it is a named pipe (FIFO) that no process "
+                               f"reads; fix --output") from None
+        raise
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(key_value_args(argv))
     try:
+        if args.output is not None:
+            _check_output(args.output)  # before the store is read
         client = open_client(args.tracking_uri)
         title, runs = resolve_target(client, args.target)
         if args.params:
@@ -114,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             texts.append(table.render(args.format))
         text = "\n".join(texts)
         if args.output is not None:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(text)
+            _write_output(args.output, text)
             print(f"wrote {len(runs)} runs to {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(text)

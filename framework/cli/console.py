@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from framework.errors import RnnlabError, debug_mode, print_error
+from framework.errors import RnnlabError, StorageError, debug_mode, print_error
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
@@ -36,6 +36,13 @@ def run_command(body: Callable[[], Any]) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # no second BrokenPipeError at interpreter exit
         return 0
     return result if isinstance(result, int) else 0
+
+
+def file_error(exc: OSError) -> StorageError:
+    """A file system error a command's job met (a file it could not read or write), as one line
+    naming the path and the cause: ``cannot use /proc/self/mem: Input/output error [EIO]``."""
+    return StorageError.from_os_error("use", exc.filename or "a file", exc,
+                                      "check that path and the setting that names it")
 
 
 def command_name() -> str:
@@ -71,7 +78,8 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-__all__ = ["ArgumentParser", "debug_mode", "int_at_least", "print_error", "run_command"]
+__all__ = ["ArgumentParser", "debug_mode", "file_error", "int_at_least", "print_error",
+           "run_command"]
 
 
 class _Tee:

@@ -25,7 +25,7 @@ import hydra
 from omegaconf import DictConfig
 
 from framework import ROOT
-from framework.cli.console import print_error, run_command
+from framework.cli.console import file_error, print_error, run_command
 from framework.cli.generate_args import validate_generate
 from framework.errors import ConfigError, RnnlabError, TrackingError
 
@@ -69,8 +69,10 @@ def run(cfg: Any) -> tuple[list[Any], Any, Any]:
     decoder = build_decoder(cfg.get("decoder") or "sample", sampler=cfg.get("sampler")
                             or {"name": "categorical"})
     model, vocab, meta = load_for_generation(cfg)
-    decoder.check_vocabulary(vocab.size)
-    outputs = task_from_meta(meta.model.task_meta).generate(model, vocab, meta, args, decoder)
+    task = task_from_meta(meta.model.task_meta)
+    if task.generates:  # another task says in one line that it does not generate
+        decoder.check_vocabulary(vocab.size)
+    outputs = task.generate(model, vocab, meta, args, decoder)
     return outputs, vocab, meta
 
 
@@ -99,6 +101,9 @@ def generate_job(cfg: DictConfig) -> None:
             from framework.music.generated import write_generated
 
             lines = write_generated(texts, meta.raw, str(cfg.out))
+    except OSError as exc:  # a path no check caught: one line naming it
+        print_error(file_error(exc))
+        sys.exit(2)
     except RnnlabError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)

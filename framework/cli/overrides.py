@@ -28,8 +28,9 @@ EXPERIMENTS = ROOT / "experiments"
 TRAIN_OPTIONS = "train_options"  # the generated config of the feeds' and schedules' options
 # Causes that mean "this disk cannot be written here", not a bug.
 # A folder that cannot be written: full, read-only, forbidden, or a path through or onto a file.
+# (ENOENT: a folder no one may create, such as /proc/x; the jobs report their own paths.)
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
-                   errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO}
+                   errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EIO, errno.ENOENT}
 _SWEEP_CALL = re.compile(r"^\s*(choice|glob|range|interval|tag|shuffle|sort)\s*\((.*)\)\s*$")
 
 

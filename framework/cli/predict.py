@@ -20,17 +20,21 @@ import hydra
 from omegaconf import DictConfig
 
 from framework import ROOT
-from framework.cli.console import print_error, run_command
+from framework.cli.console import file_error, print_error, run_command
 from framework.errors import RnnlabError
 
 
 def run(cfg: Any) -> list[str]:
     """The lines the checkpoint's task prints for the request in ``cfg``."""
     from framework.cli.generate import load_for_generation
+    from framework.tasks import requests
     from framework.tasks.base import task_from_meta
 
+    requests.command_options(cfg)  # before the checkpoint is read
     model, vocab, meta = load_for_generation(cfg)
-    return task_from_meta(meta.model.task_meta).predict(model, vocab, meta, cfg)
+    task = task_from_meta(meta.model.task_meta)
+    requests.command_inputs(cfg, task)
+    return task.predict(model, vocab, meta, cfg)
 
 
 # An absolute config path: a relative one is resolved against the caller's module.
@@ -43,6 +47,9 @@ def predict_job(cfg: DictConfig) -> None:
     """Print what the checkpoint's task says about the request of a composed config."""
     try:
         lines = run(cfg)
+    except OSError as exc:  # a path no check caught: one line naming it
+        print_error(file_error(exc))
+        sys.exit(2)
     except RnnlabError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)

@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from framework.cli.console import console_copied_to, print_error, run_command
+from framework.cli.console import console_copied_to, file_error, print_error, run_command
 from framework.cli.overrides import (
     CONF,
     precheck_overrides,
@@ -304,7 +304,10 @@ def hydra_main(cfg: DictConfig) -> float:
 def _job(cfg: DictConfig) -> float:
     """One training job; a sweep's failed job returns NaN so that the others go on."""
     try:
-        return run(cfg)
+        try:
+            return run(cfg)
+        except OSError as exc:  # a path no check caught: one line naming it, not Hydra's folder
+            raise file_error(exc) from None
     except Interrupted as exc:
         where = (f"; checkpoint saved, continue with resume={exc.checkpoint}" if exc.checkpoint
                  else "; no checkpoint was written (it stopped before the first step)")

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import importlib.util
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ MAX_DIM = 4096  # dimensions of a vector
 MAX_LINE_CHARS = 1 << 20  # one line of a vector file
 MAX_VECTOR_FILE_BYTES = 16 << 30  # a text file is streamed; this only refuses nonsense
 _GLOVE_ROWS, _GLOVE_DIM = 400_000, 50
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +94,7 @@ def load_vectors(source: str, words: Sequence[str], *, dim: int | None = None,
         out = _glove_6b_50d(words, wanted)
     else:
         path = Path(str(source)).expanduser()
-        if not path.exists():
+        if not _exists(path):
             close = difflib.get_close_matches(str(source), KNOWN, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise DataError(f"unknown pretrained vectors {str(source)!r}; {hint}give "
@@ -164,6 +167,21 @@ def _glove_6b_50d(words: list[str], wanted: list[bool]) -> PretrainedVectors:
     return PretrainedVectors(GLOVE_6B_50D, vectors, found)
 
 
+def _exists(path: Path) -> bool:
+    """Does ``path`` name something (a path through a file or a symlink loop does not)?  A
+    name the system refuses (too long) is a one-line DataError."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return False
+        raise DataError(f"cannot read model.embedding.pretrained={path} "
+                        f"({exc.strerror or exc}); give a shorter path or glove-6b-50d") from None
+    return True
+
+
 def _text_file(path: Path, words: list[str], wanted: list[bool],
                dim: int | None) -> PretrainedVectors:
     fix = "give a GloVe or word2vec text file (word v1 v2 ... a line)"
@@ -205,13 +223,18 @@ def _text_file(path: Path, words: list[str], wanted: list[bool],
                 if i is None or found[i]:
                     continue
                 try:
-                    row = np.array(fields[1:], dtype=np.float32)
+                    row = np.array(fields[1:], dtype=np.float64)
                 except ValueError:
                     raise DataError(f"{path} line {n}: the vector of {fields[0]!r} has a value "
                                     f"that is not a number; fix the line") from None
                 if not np.isfinite(row).all():
                     raise DataError(f"{path} line {n}: the vector of {fields[0]!r} contains NaN "
                                     f"or infinite values; use a clean vector file")
+                largest = float(np.max(np.abs(row)))
+                if largest > _FLOAT32_MAX:  # the float32 table would hold an infinity
+                    raise DataError(f"{path} line {n}: the vector of {fields[0]!r} has a value "
+                                    f"as large as {largest:.3g}, beyond float32's "
+                                    f"{_FLOAT32_MAX:.3g}; rescale the vectors")
                 if vectors is None:
                     vectors = np.zeros((len(words), width), dtype=np.float32)
                 vectors[i] = row

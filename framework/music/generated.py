@@ -52,9 +52,15 @@ def output_paths(out: str | os.PathLike[str], n: int) -> list[Path]:
                           f"another out=")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"out={out}: the folder {folder} is not writable; choose another out=")
-    if n == 1:
-        return [out]
-    return [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(1, n + 1)]
+    paths = [out] if n == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}")
+                                  for i in range(1, n + 1)]
+    for path in paths:  # a FIFO would block the write until a reader appears
+        if path.exists() and not path.is_file():
+            from framework.data.files.fetch import file_kind
+
+            raise ConfigError(f"out={path} is {file_kind(path.stat().st_mode)}, not a regular "
+                              f"file; choose another out=")
+    return paths
 
 
 def write_generated(texts: Sequence[str], meta: Mapping[str, Any], out: str | os.PathLike[str],

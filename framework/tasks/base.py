@@ -103,6 +103,15 @@ class Task:
     carries_state: ClassVar[bool] = False
     # Does the model read token ids of a vocabulary (saved with the checkpoint)?
     has_vocab: ClassVar[bool] = True
+    # What ``python -m framework.predict`` answers about: ``text=``, ``sequence=`` or ``history=``.
+    predict_input: ClassVar[str] = "text"
+    predict_input_required: ClassVar[bool] = True  # False: the model answers without it
+    # Does the task re-split its texts with ``tokenizer=`` (when its corpus has a vocabulary)?
+    tokenizes: ClassVar[bool] = False
+    # Does the task batch its data with the ``train.feed`` plugin (others build their own)?
+    reads_train_feed: ClassVar[bool] = False
+    # Does ``python -m framework.generate`` generate from its models (:meth:`generate`)?
+    generates: ClassVar[bool] = False
     # The task-specific keys of the checkpoint's ``task`` field (what :meth:`meta` writes).
     meta_fields: ClassVar[tuple[str, ...]] = ()
     # Does the head read every step (a language model) or the last one (a classifier)?
@@ -149,6 +158,17 @@ class Task:
                 f"but '{corpus.name}' is {corpus.kind}; {fix}")
         from framework.tasks.token_inputs import embedding_size
 
+        tokenizer = getattr(rc, "tokenizer", None)
+        if tokenizer is not None and (not self.tokenizes
+                                      or getattr(corpus, "vocab", None) is None):
+            raise ConfigError(f"tokenizer={tokenizer.name} does not apply to task '{self.name}' "
+                              f"on '{corpus.name}' ({corpus.kind}), whose inputs it does not "
+                              f"split; drop the tokenizer option")
+        feed = getattr(getattr(rc, "train", None), "feed", "auto")
+        if feed != "auto" and not self.reads_train_feed:
+            raise ConfigError(f"train.feed={feed} does not apply to task '{self.name}', which "
+                              f"batches its data its own way; drop train.feed (or use "
+                              f"train.feed=auto)")
         embedding = embedding_size(rc)
         if embedding and not self.has_vocab:
             raise ConfigError(f"model.embedding.size={embedding} does not fit task "
@@ -306,7 +326,8 @@ class Task:
     # -- using a trained model -------------------------------------------------------------
     def predict(self, model: Any, vocab: Any, meta: Any, cfg: Any) -> list[str]:
         """The lines ``python -m framework.predict`` prints for the request in ``cfg`` (its
-        composed config: ``text``, ``history``, ``top_k``, ...)."""
+        composed config: ``text``, ``history``, ``top_k``, ...; the options every task shares
+        already checked by :func:`framework.tasks.requests.command_options`)."""
         raise DataError(f"this checkpoint is a '{self.name}' model, which framework.predict "
                         f"does not answer")
 

@@ -74,6 +74,7 @@ class ClassifyTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "model.bidirectional",
                   "dataset.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("text",)
+    tokenizes = True  # texts (a classifier of vector sequences has no vocabulary to re-split)
     meta_fields = ("classes", "ascii", "lower", "embedding", *sequence_inputs.META_FIELDS)
     head_reads_every_step = False  # one label per text, from the last state
     memory_knobs = ("model.embedding.size",)  # a batch is as long as its longest text
@@ -98,6 +99,7 @@ class ClassifyTask(Task):
         """Vector sequences in, rather than texts: the served column and the throughput unit."""
         if sequences:
             self.input_columns, self.unit = (sequence_inputs.COLUMN,), "sequences"
+            self.predict_input = "sequence"
 
     def initial_loss(self, rc: Any, corpus: Any) -> float:
         return math.log(corpus.n_classes)

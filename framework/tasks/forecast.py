@@ -142,6 +142,8 @@ class ForecastTask(Task):
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
                   "task.window", "task.horizon", "optimizer.lr", "train.steps", "seed")
     input_columns = ("history",)
+    predict_input = "history"
+    predict_input_required = False  # no history: after the end of the training data
     has_vocab = False
     head_reads_every_step = False  # the next values after the window's last state
     memory_knobs = ("task.window",)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from framework.errors import ConfigError, RnnlabError
+from framework.errors import RnnlabError
 from framework.registry import TASKS
 from framework.tasks import requests
 from framework.tasks.base import Task, spec_options
@@ -89,6 +89,9 @@ class LanguageModelTask(Task):
     compare_metrics = ("val_loss", "bits_per_char")
     objectives = {"val_loss": "minimize", "val_bits_per_char": "minimize"}
     noun = "language model"
+    generates = True
+    tokenizes = True
+    reads_train_feed = True
     key_params = ("cell.name", "cell.hidden_size", "model.num_layers", "dataset.name",
                   "optimizer.name", "optimizer.lr", "train.steps", "seed")
     input_columns = ("prompt", "num_samples", "length", "temperature", "seed", "decoder", "width",
@@ -230,12 +233,7 @@ class LanguageModelTask(Task):
         length = cfg.get("length")
         length = int(meta.sample_length or requests.DEFAULT_LENGTH) if length is None else \
             requests.positive_int(length, "length")
-        seed, score = cfg.get("seed"), cfg.get("score", False)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or not 0 <= seed < 2**63):
-            raise ConfigError(f"seed must be null or an integer in [0, 2**63 - 1], got {seed!r}")
-        if not isinstance(score, bool):
-            raise ConfigError(f"score must be true or false, got {score!r}")
+        seed, score = cfg.get("seed"), cfg.get("score", False)  # checked by command_options
         rng = np.random.default_rng(seed)
         outputs = []
         for text in texts:

@@ -19,6 +19,9 @@ DEFAULT_LENGTH = 200
 # python -m framework.predict: texts per call and characters per text.
 MAX_TEXTS = 10_000
 MAX_TEXT_CHARS = 10_000
+# What python -m framework.predict is given to answer about; a task reads one of them.
+PREDICT_INPUTS = ("text", "sequence", "history")
+MAX_SEED = 2**63 - 1
 
 
 def missing(value: Any) -> bool:
@@ -35,6 +38,8 @@ def number(value: Any) -> float | None:
     """A request cell as a float (None when empty); anything else is one line."""
     if missing(value):
         return None
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # JSON true is not 1
+        raise RnnlabError(f"expected a number, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
@@ -105,7 +110,7 @@ def command_texts(value: Any) -> list[str]:
     from omegaconf import ListConfig
 
     if value is None:
-        raise ConfigError("pass text=<a text> or text=[a,b,...] to classify")
+        raise ConfigError("this model reads texts: pass text=<a text> or text=[a,b,...]")
     if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
         value = [t.strip() for t in value[1:-1].split(",")]  # text=[a,b] arrives as free text
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
@@ -134,6 +139,35 @@ def example_letters(vocab: Any) -> str:
     return "".join(c for c in getattr(vocab, "chars", ()) if len(c) == 1 and c.isalpha())[:2]
 
 
+def command_options(cfg: Any) -> None:
+    """The options of ``python -m framework.predict`` that mean the same for every task, checked
+    (type and range) before the checkpoint is read: ``seed``, ``length``, ``top_k``, ``score``."""
+    from framework.nn.generation import MAX_LENGTH as MAX_GENERATED
+
+    seed, length = cfg.get("seed"), cfg.get("length")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"seed must be null or an integer in [0, 2**63 - 1], got {seed!r}")
+    if length is not None and positive_int(length, "length") > MAX_GENERATED:
+        raise ConfigError(f"length must be null or in [1, {MAX_GENERATED}], got {length}")
+    positive_int(cfg.get("top_k", 1), "top_k")
+    if not isinstance(cfg.get("score", False), bool):
+        raise ConfigError(f"score must be true or false, got {cfg.get('score')!r}")
+
+
+def command_inputs(cfg: Any, task: Any) -> None:
+    """Refuse an input of ``python -m framework.predict`` that the checkpoint's task does not
+    read (``text=`` given to a forecaster would otherwise be ignored without a word).  When the
+    task's own input is required and missing, the task's message says what to pass instead."""
+    if task.predict_input_required and cfg.get(task.predict_input) is None:
+        return
+    given = [key for key in PREDICT_INPUTS if key != task.predict_input
+             and cfg.get(key) is not None]
+    if given:
+        raise ConfigError(f"this checkpoint is a {task.noun}, which reads "
+                          f"{task.predict_input}=, not {given[0]}=; drop {given[0]}=")
+
+
 def positive_int(value: Any, name: str) -> int:
     """A command option that must be a positive integer (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -142,5 +176,6 @@ def positive_int(value: Any, name: str) -> int:
 
 
 __all__ = ["DEFAULT_LENGTH", "MAX_LENGTH", "MAX_PROMPT", "MAX_REQUEST_CHARS", "MAX_ROWS",
-           "MAX_SAMPLES", "MAX_TEXTS", "MAX_TEXT_CHARS", "as_frame", "command_texts",
+           "MAX_SAMPLES", "MAX_SEED", "MAX_TEXTS", "MAX_TEXT_CHARS", "PREDICT_INPUTS", "as_frame",
+           "command_inputs", "command_options", "command_texts",
            "example_letters", "int_option", "missing", "number", "positive_int", "served_texts"]

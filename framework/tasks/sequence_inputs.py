@@ -174,7 +174,16 @@ def predict(model: Any, task_meta: Mapping[str, Any], seqs: Sequence[np.ndarray]
 
     mean = np.asarray(task_meta["feature_mean"], dtype=np.float64)
     std = np.asarray(task_meta["feature_std"], dtype=np.float64)
-    scaled = [((s - mean) / std).astype(model.dtype) for s in seqs]
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled64 = [(s - mean) / std for s in seqs]
+    limit = float(np.finfo(model.dtype).max)
+    for i, s in enumerate(scaled64):
+        far = float(np.max(np.abs(s)))
+        if not far <= limit:  # the cast below would give infinities
+            raise DataError(f"sequence {i + 1} has values {far:.3g} standard deviations from "
+                            f"the training data's mean, more than a {np.dtype(model.dtype).name} "
+                            f"model holds; pass values in the units the model was trained on")
+    scaled = [s.astype(model.dtype) for s in scaled64]
     classes = task_meta["classes"]
     probs = np.zeros((len(seqs), len(classes)))
     for group in _batches(scaled):

@@ -38,6 +38,18 @@ def chosen_tokenizer(rc: Any) -> Any:
     return TOKENIZERS.build({"name": default}) if default else None
 
 
+def _held_out(vocab: Any, texts: list[str], corpus: Any, tokenizer: Any) -> list[Any]:
+    """The validation texts encoded with the vocabulary fitted on the training split; a
+    tokenizer without an unknown token cannot encode what training never saw: one line."""
+    try:
+        return [vocab.encode(t) for t in texts]
+    except DataError as exc:
+        raise DataError(f"'{corpus.name}': its validation split has {vocab.unit}s the training "
+                        f"split lacks, and tokenizer={tokenizer.name} has no unknown token "
+                        f"({str(exc).split('; ')[0].removeprefix('text contains ')}); use "
+                        f"tokenizer=words, which maps them to its unknown token") from None
+
+
 def tokenize_corpus(rc: Any, corpus: Any) -> Any:
     """``corpus`` encoded with the run's tokenizer (fitted on its training split), or unchanged
     when there is none or it makes the vocabulary the corpus already has."""
@@ -52,18 +64,19 @@ def tokenize_corpus(rc: Any, corpus: Any) -> Any:
         new = tokenizer.fit(corpus.train_texts)
         return dataclasses.replace(corpus, vocab=new,
                                    train=[new.encode(t) for t in corpus.train_texts],
-                                   val=[new.encode(t) for t in corpus.val_texts])
+                                   val=_held_out(new, corpus.val_texts, corpus, tokenizer))
     if corpus.kind == "lines":  # one example a line; the end token closes each
         train = [vocab.decode(ids) for ids in corpus.train]
         new = tokenizer.fit(train, eos=END_TOKEN)
         encode = [new.encode(t) for t in train]
-        val = [new.encode(vocab.decode(ids)) for ids in corpus.val]
+        val = _held_out(new, [vocab.decode(ids) for ids in corpus.val], corpus, tokenizer)
         return dataclasses.replace(corpus, vocab=new, train=[e for e in encode if e.size],
                                    val=[e for e in val if e.size])
     if corpus.kind == "stream":
         text = vocab.decode(corpus.train)
         new = tokenizer.fit([text])
-        train, val = new.encode(text), new.encode(vocab.decode(corpus.val))
+        train = new.encode(text)
+        (val,) = _held_out(new, [vocab.decode(corpus.val)], corpus, tokenizer)
         if train.size < 2:
             raise DataError(f"'{corpus.name}' has {train.size} training {new.unit}(s) with "
                             f"tokenizer={tokenizer.name}; use a longer text")

@@ -111,7 +111,10 @@ def _sqlite_path(uri: str) -> Path | None:
     raw = uri[len("sqlite:///"):].split("?", 1)[0]
     if not raw or raw == ":memory:":
         return None
-    return Path(raw).expanduser().resolve()
+    try:
+        return Path(raw).expanduser().resolve()
+    except (RuntimeError, OSError):  # a symlink loop: refused by check_store_file
+        return Path(os.path.abspath(Path(raw).expanduser()))
 
 
 @contextlib.contextmanager
@@ -184,21 +187,30 @@ def make_client(tracking_uri: str) -> Any:
 
     Bad URIs become a one-line TrackingError.  For sqlite the first open happens under a lock.
     """
-    from mlflow import MlflowClient
-
     uri = tracking_uri.strip()
-    scheme = urlparse(uri).scheme
+    try:
+        scheme = urlparse(uri).scheme
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 address
+        raise TrackingError(f"mlflow.tracking_uri {uri!r} is not a valid URI ({exc}); use e.g. "
+                            f"{DEFAULT_TRACKING_URI} or http://127.0.0.1:5000") from None
     if scheme not in _KNOWN_SCHEMES:
         raise TrackingError(f"mlflow.tracking_uri {uri!r} has an unsupported scheme '{scheme}'; "
                             f"use e.g. {DEFAULT_TRACKING_URI} or http://host:5000")
     if scheme in ("", "file"):
         raise TrackingError(f"mlflow.tracking_uri {uri!r} is a file store, which this MLflow no "
                             f"longer supports; use e.g. {DEFAULT_TRACKING_URI}")
+    db = _sqlite_path(uri)
+    if db is not None:
+        from framework.tracking.sqlite_file import check_store_file
+
+        check_store_file(db)  # at once, not after MLflow's 90 s of retries
     quiet_store_tracebacks()
     http_bounds.apply_defaults()
     # MLflow prints "View run ... at: <url>" on stdout when a run on a server ends; rnnlab's own
     # lines already link the run (and the extra get_run is one more call to a server).
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from mlflow import MlflowClient
+
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)

@@ -171,6 +171,28 @@ class GenerateConfig:
                f"generate.window must be >= 1 or null, got {self.window}")
 
 
+def _check_tracking_uri(uri: str) -> None:
+    """The URI's form: parsable, a server with a host and a valid port, a sqlite store in a
+    file (an in-memory database would lose the run when the command ends)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"mlflow.tracking_uri {uri!r} is not a valid URI ({exc}); use e.g. "
+                         f"sqlite:///mlflow.db or http://127.0.0.1:5000") from None
+    if parts.scheme in ("http", "https"):
+        _check(bool(parts.hostname), f"mlflow.tracking_uri {uri!r} names no server; use e.g. "
+                                     f"http://127.0.0.1:5000")
+        _check(port != 0, f"mlflow.tracking_uri {uri!r} has port 0; give the server's port")
+    if parts.scheme == "sqlite":
+        path = uri[len("sqlite:"):].lstrip("/").split("?", 1)[0]
+        _check(path not in ("", ":memory:"),
+               f"mlflow.tracking_uri {uri!r} is an in-memory database, lost when the command "
+               f"ends; name a file (sqlite:///mlflow.db) or set mlflow.enabled=false")
+
+
 @dataclass
 class MlflowConfig:
     enabled: bool = True
@@ -185,6 +207,7 @@ class MlflowConfig:
 
     def __post_init__(self) -> None:
         _check(bool(self.tracking_uri.strip()), "mlflow.tracking_uri must not be empty")
+        _check_tracking_uri(self.tracking_uri.strip())
         _check(bool(self.experiment_name.strip()), "mlflow.experiment_name must not be empty")
         _check(self.register_model is None or bool(self.register_model.strip()),
                "mlflow.register_model must be a model name or null")

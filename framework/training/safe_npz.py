@@ -188,7 +188,12 @@ class NpzReader:
 
     def _open(self, size: int) -> None:
         assert self._fh is not None
-        if self._fh.read(4) not in _ZIP_MAGIC:
+        try:
+            magic = self._fh.read(4)
+        except OSError as exc:  # /proc/self/mem is a "regular file" that no one can read
+            raise CheckpointError(f"cannot read checkpoint {self.shown}: "
+                                  f"{exc.strerror or exc}") from None
+        if magic not in _ZIP_MAGIC:
             raise CheckpointError(f"{self.shown} is not an .npz checkpoint (not a zip file)")
         try:
             entries, dir_bytes = _directory_extent(self._fh, size)

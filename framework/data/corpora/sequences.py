@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from framework.data.corpora.labelled import ClassLabels
+from framework.data.corpora.series import MAX_MAGNITUDE, too_large
 from framework.data.corpora.text import held_out
 from framework.errors import DataError
 
@@ -76,6 +77,11 @@ def check_sequence(x: Any, where: str, dim: int | None = None) -> np.ndarray:
         raise DataError(f"{where} has {arr.shape[1]} features per step, at most {MAX_FEATURES}")
     if not np.isfinite(arr).all():
         raise DataError(f"{where} contains NaN or infinite values; fill or drop them first")
+    largest = too_large(arr)
+    if largest is not None:  # standardising it would overflow (NumPy warnings, then "NaN")
+        raise DataError(f"{where} has a value as large as {largest:.3g}, beyond the "
+                        f"{MAX_MAGNITUDE:.0e} a sequence model can standardise in float64; "
+                        f"rescale the features (divide them by a power of ten)")
     return arr
 
 

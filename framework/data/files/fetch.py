@@ -91,6 +91,11 @@ def too_big(size: int, what: str, fix: str) -> DataError:
                      f"or more); {fix}")
 
 
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is: ``a directory``, ``a named pipe (FIFO)``..."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+
+
 def check_regular_file(path: Path, fix: str, max_bytes: int | None = None) -> os.stat_result:
     """``os.stat`` of a file that may be read: a regular file within the size limit
     (``max_bytes``; None: the dataset files' :data:`MAX_DATA_BYTES`).
@@ -105,8 +110,7 @@ def check_regular_file(path: Path, fix: str, max_bytes: int | None = None) -> os
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); {fix}") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
-        raise DataError(f"{path} is {kind}, not a regular file; {fix}")
+        raise DataError(f"{path} is {file_kind(info.st_mode)}, not a regular file; {fix}")
     if max_bytes is None and info.st_size > MAX_DATA_BYTES:
         raise too_big(info.st_size, str(path), fix)
     if max_bytes is not None and info.st_size > max_bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,11 +26,15 @@ from framework.errors import DataError
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 
 
-def user_path(path: str) -> Path:
-    """``dataset.path`` as a Path that exists (a file or a folder)."""
+def user_path(path: str, key: str = "dataset.path") -> Path:
+    """``dataset.path`` (or the setting ``key``) as a Path that exists (a file or a folder)."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"dataset path {p} does not exist; fix dataset.path")
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"dataset path {p} does not exist; fix {key}") from None
+    except OSError as exc:  # a name too long, a symlink loop, a folder we may not enter
+        raise DataError(f"cannot read {p} ({exc.strerror or exc}); fix {key}") from None
     return p
 
 
