@@ -290,7 +290,7 @@ class ClassifyTask(Task):
             texts = [name for name, _ in named]
             rows = sequence_inputs.predict(model, task_meta, [seq for _, seq in named], top_k)
         else:
-            texts = requests.command_texts(cfg.get("text"))
+            texts = requests.text_request(cfg, "to classify")
             rows = predict_top_k(model, task_meta, texts, top_k, vocab=vocab)
         return [f"{text}: " + ", ".join(f"{name} {p:.3f}" for name, p in top)
                 for text, top in zip(texts, rows, strict=True)]

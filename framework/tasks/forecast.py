@@ -307,6 +307,11 @@ class ForecastTask(Task):
         """The next ``task.horizon`` values after ``history`` (or after the end of the
         training data), labelled: ``next 2 values: 62.8788 66.7633`` (one line; a series of
         several features gets one line per step ahead, ``t+1: ...``)."""
+        for key in ("text", "sequence"):
+            if cfg.get(key) is not None:
+                raise ConfigError(f"{key}= is not an input of a forecaster; pass "
+                                  f"history=[v1,v2,...] (its past values, oldest first), or "
+                                  f"nothing to forecast after the end of its training data")
         nxt = forecast_values(model, meta.model.task_meta, cfg.get("history"),
                               meta.config.get("dataset"))
         if nxt.shape[1] == 1:

@@ -224,7 +224,7 @@ class LanguageModelTask(Task):
         from framework.nn.decoding import build_decoder
         from framework.nn.generation import format_generated, generate_scored
 
-        texts = requests.command_texts(cfg.get("text"))
+        texts = requests.text_request(cfg, "to continue")
         decoder = build_decoder(cfg.get("decoder") or "greedy", vocab_size=vocab.size,
                                 sampler=cfg.get("sampler") or {"name": "categorical"})
         length = cfg.get("length")

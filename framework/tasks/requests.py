@@ -100,12 +100,28 @@ def as_frame(model_input: Any, column: str) -> Any:
                       f"{type(model_input).__name__}")
 
 
-def command_texts(value: Any) -> list[str]:
+# The inputs of ``python -m framework.predict`` other than ``text=``, and the models that read them.
+OTHER_INPUTS = {"sequence": "a classifier of vector sequences", "history": "a forecaster"}
+
+
+def text_request(cfg: Any, purpose: str) -> list[str]:
+    """The texts of a ``python -m framework.predict`` call to a model that reads text:
+    :func:`command_texts` of its ``text=``; another task's input given instead (``sequence=``,
+    ``history=``) is named. ``purpose`` ends the message ("to translate")."""
+    if cfg.get("text") is None:
+        for key, reader in OTHER_INPUTS.items():
+            if cfg.get(key) is not None:
+                raise ConfigError(f"{key}= is the input of {reader}; this model reads text: "
+                                  f"pass text=<a text> or text=[a,b,...] {purpose}")
+    return command_texts(cfg.get("text"), purpose)
+
+
+def command_texts(value: Any, purpose: str = "to classify") -> list[str]:
     """``text=`` of ``python -m framework.predict``: one text or a list, bounded."""
     from omegaconf import ListConfig
 
     if value is None:
-        raise ConfigError("pass text=<a text> or text=[a,b,...] to classify")
+        raise ConfigError(f"pass text=<a text> or text=[a,b,...] {purpose}")
     if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
         value = [t.strip() for t in value[1:-1].split(",")]  # text=[a,b] arrives as free text
     items = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
@@ -143,4 +159,5 @@ def positive_int(value: Any, name: str) -> int:
 
 __all__ = ["DEFAULT_LENGTH", "MAX_LENGTH", "MAX_PROMPT", "MAX_REQUEST_CHARS", "MAX_ROWS",
            "MAX_SAMPLES", "MAX_TEXTS", "MAX_TEXT_CHARS", "as_frame", "command_texts",
-           "example_letters", "int_option", "missing", "number", "positive_int", "served_texts"]
+           "example_letters", "int_option", "missing", "number", "positive_int", "served_texts",
+           "text_request"]

@@ -365,7 +365,7 @@ class Seq2SeqTask(Task):
         and its total log-probability.  ``decoder=`` (greedy by default) chooses the search."""
         from framework.nn.decoding import build_decoder
 
-        texts = requests.command_texts(cfg.get("text"))
+        texts = requests.text_request(cfg, "to translate")
         task_meta = meta.model.task_meta
         decoder = build_decoder(cfg.get("decoder") or "greedy",
                                 vocab_size=target_vocab(task_meta).size,
