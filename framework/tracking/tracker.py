@@ -213,13 +213,13 @@ def make_client(tracking_uri: str) -> Any:
 
     try:
         with _store_lock(uri):
+            db = _sqlite_path(uri)
+            if db is not None:  # MLflow's store would wait for another process's lock silently
+                warn_if_locked(db)
             client = MlflowClient(tracking_uri=uri)
             if scheme in ("http", "https"):
                 client = http_bounds.BoundedClient(client)
             if scheme == "sqlite":
-                db = _sqlite_path(uri)
-                if db is not None:  # MLflow would wait for another process's lock silently
-                    warn_if_locked(db)
                 client.search_experiments(max_results=1)  # creates/migrates the schema now
     except TrackingError:
         raise

@@ -112,3 +112,25 @@ def test_the_sweep_says_which_runs_it_ended_killed():
     assert line.startswith("rnnlab: warning: 2 child run(s) were left RUNNING by a job whose "
                            "process was killed (" + "a" * 32 + ", " + "b" * 32 + "); they are "
                            "now marked KILLED")
+
+
+def test_the_lock_is_probed_before_mlflow_opens_the_store(monkeypatch, tmp_path):
+    """MLflow's client opens (and migrates) a sqlite store as it is made, waiting for a lock
+    there: the probe must come first to say what is waited on."""
+    import mlflow
+
+    from framework.tracking import tracker
+
+    order: list[str] = []
+
+    class Client:
+        def __init__(self, tracking_uri: str) -> None:
+            order.append("client")
+
+        def search_experiments(self, max_results: int) -> list:
+            return []
+
+    monkeypatch.setattr(mlflow, "MlflowClient", Client)
+    monkeypatch.setattr(tracker, "warn_if_locked", lambda db: order.append(f"probe {db.name}"))
+    tracker.make_client(f"sqlite:///{tmp_path / 'm.db'}")
+    assert order == ["probe m.db", "client"]
