@@ -9,7 +9,6 @@ The estimate counts what one training step holds at once: parameters, their grad
 optimizer's per-parameter buffers (and one scratch copy), and what the run's task says its batch
 holds (:meth:`framework.tasks.base.Task.training_memory`: the forward caches the backward pass
 reads, the head's outputs with their gradient, a seq2seq model's attention, pretrained vectors).
-:func:`estimate` is the same sum for a one-hot language model given by its sizes alone.
 It leaves out small things (the data, sampling state, temporaries that are not
 alive together), so it errs low: a config it refuses does not fit.  ``RNNLAB_SKIP_MEMORY_CHECK=1``
 turns the check off (for machines whose swap or overcommit it cannot see).
@@ -39,28 +38,6 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         return self.parameters + self.gradients + self.optimizer + self.activations
-
-
-def parameter_count(*, vocab_size: int, hidden_size: int, num_layers: int, gates: int) -> int:
-    """Parameters of the stack: per layer ``W_x`` (D, G*H), ``W_h`` (H, G*H), ``b`` (G*H), with
-    D = V for the first layer (its input is token ids) and H above; then ``out.W``, ``out.b``."""
-    V, H, G = int(vocab_size), int(hidden_size), int(gates)
-    layers = sum(((V if layer == 0 else H) + H + 1) * G * H for layer in range(int(num_layers)))
-    return layers + H * V + V
-
-
-def estimate(*, vocab_size: int, hidden_size: int, num_layers: int, gates: int,
-             state_size: int, optimizer_slots: int, steps: int, batch: int,
-             itemsize: int) -> MemoryEstimate:
-    """Bytes of one training step over a (``steps``, ``batch``) batch."""
-    n_params = parameter_count(vocab_size=vocab_size, hidden_size=hidden_size,
-                               num_layers=num_layers, gates=gates)
-    tokens = int(steps) * int(batch)
-    # Per token and layer: gate pre-activations and their gradients (2G), states (S), output (1).
-    per_token = int(num_layers) * (2 * gates + state_size + 1) * hidden_size + 2 * vocab_size
-    return MemoryEstimate(parameters=n_params * itemsize, gradients=n_params * itemsize,
-                          optimizer=(optimizer_slots + 1) * n_params * itemsize,
-                          activations=tokens * per_token * itemsize)
 
 
 def training_estimate(rc: Any, corpus: Any, feed_kind: str) -> MemoryEstimate:
@@ -96,5 +73,4 @@ def _either(settings: tuple[str, ...]) -> str:
     return settings[0] if len(settings) == 1 else f"{', '.join(settings[:-1])} or {settings[-1]}"
 
 
-__all__ = ["MemoryEstimate", "available_memory", "check_fits", "estimate", "parameter_count",
-           "training_estimate"]
+__all__ = ["MemoryEstimate", "available_memory", "check_fits", "training_estimate"]

@@ -105,11 +105,13 @@ def _built_values(trainer) -> int:
     return sum(v.size for v in trainer.model.params.values())
 
 
-@pytest.mark.parametrize("task", ["lm-embedding", "classify-bidirectional", "forecast",
-                                  "seq2seq"])
+@pytest.mark.parametrize("task", ["lm-onehot", "lm-embedding", "classify-bidirectional",
+                                  "forecast", "seq2seq"])
 def test_every_tasks_estimate_counts_its_models_parameters_exactly(tmp_path, pairs, series,
                                                                    labelled, task):
     overrides = {
+        "lm-onehot": ["dataset=textfile", f"dataset.path={pairs}", "dataset.mode=lines",
+                      "cell=lstm", "model.num_layers=3"],
         "lm-embedding": ["dataset=textfile", f"dataset.path={pairs}", "dataset.mode=lines",
                          "model.embedding.size=6", "model.num_layers=2"],
         "classify-bidirectional": ["task=classify", "dataset=labelled_textfile",

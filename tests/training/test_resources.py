@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 from framework.data.files import fetch as files
 from framework.errors import ConfigError, DataError
 from framework.training import resources
-from framework.training.resources import MemoryEstimate, check_fits, estimate, parameter_count
+from framework.training.resources import MemoryEstimate, check_fits, training_estimate
 from tests.conftest import needs_data
 from tests.helpers import QUICK, cli, run_config
 
@@ -27,14 +26,25 @@ GiB = 2**30
 
 
 # --------------------------------------------------------------------------- memory
-def test_parameter_count_matches_a_built_model():
-    from framework.nn.models.language_model import CharRNN
+def _estimate(tmp_path: Path, *overrides: str) -> MemoryEstimate:
+    """The training estimate of a small LSTM language model on a text file."""
+    from framework.training.trainer import Reporter, Trainer
 
-    for cell, gates in (("rnn", 1), ("lstm", 4), ("gru", 3)):
-        model = CharRNN(cell, 27, 16, num_layers=3)
-        model.init_params(np.random.default_rng(0))
-        built = sum(v.size for v in model.params.values())
-        assert parameter_count(vocab_size=27, hidden_size=16, num_layers=3, gates=gates) == built
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    rc = run_config([*QUICK, "dataset=textfile", f"dataset.path={text}", "cell=lstm",
+                     "cell.hidden_size=32", "model.num_layers=2", *overrides])
+    trainer = Trainer(rc, out_dir=tmp_path / "out", reporter=Reporter(None, print))
+    return training_estimate(rc, trainer.corpus, trainer.feed.kind)
+
+
+def test_the_estimate_counts_every_part_and_scales_with_the_batch(tmp_path):
+    one = _estimate(tmp_path, "train.batch_size=8")
+    two = _estimate(tmp_path, "train.batch_size=16")
+    assert one.gradients == one.parameters and one.optimizer == 3 * one.parameters  # adam
+    assert two.activations == 2 * one.activations and two.parameters == one.parameters
+    sgd = _estimate(tmp_path, "train.batch_size=8", "optimizer=sgd", "dtype=float64")
+    assert sgd.optimizer == sgd.parameters == 2 * one.parameters  # the scratch copy, float64
 
 
 def test_a_config_that_does_not_fit_is_refused_before_the_model_exists(monkeypatch, tmp_path):
@@ -77,23 +87,10 @@ def test_a_forecaster_that_does_not_fit_is_refused_before_the_model_exists(monke
     assert "needs about" in message and "lower cell.hidden_size" in message
 
 
-def test_the_estimate_counts_every_part_and_scales_with_the_batch():
-    one = estimate(vocab_size=65, hidden_size=128, num_layers=2, gates=4, state_size=2,
-                   optimizer_slots=2, steps=25, batch=32, itemsize=4)
-    two = estimate(vocab_size=65, hidden_size=128, num_layers=2, gates=4, state_size=2,
-                   optimizer_slots=2, steps=25, batch=64, itemsize=4)
-    assert one.gradients == one.parameters and one.optimizer == 3 * one.parameters
-    assert two.activations == 2 * one.activations and two.parameters == one.parameters
-    sgd = estimate(vocab_size=65, hidden_size=128, num_layers=2, gates=4, state_size=2,
-                   optimizer_slots=0, steps=25, batch=32, itemsize=8)
-    assert sgd.optimizer == sgd.parameters  # the scratch copy only, in float64
-
-
 def test_the_estimate_stays_below_what_a_step_really_allocates(tmp_path):
     """The estimate errs low, so a config it refuses does not fit (tracemalloc sees NumPy)."""
     import tracemalloc
 
-    from framework.training.resources import training_estimate
     from framework.training.trainer import Reporter, Trainer
 
     class Quiet:
