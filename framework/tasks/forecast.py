@@ -82,6 +82,10 @@ def check_history(value: Any, window: int, difference: int = 0) -> np.ndarray:
     list of at least that many finite numbers (the last that many are used), else one line."""
     items = (list(value) if isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
              else [value])
+    # JSON's and YAML's true/false are not numbers, although float() reads them as 1 and 0.
+    if any(isinstance(v, bool | np.bool_) for v in items):
+        raise ConfigError(f"history must be a list of numbers, got {value!r} (true and false "
+                          f"are not numbers)")
     try:
         values = np.array([float(v) for v in items], dtype=np.float64)
     except (TypeError, ValueError):

@@ -389,3 +389,18 @@ def test_a_served_number_cell_given_true_is_a_400_not_the_number_one():
         served.predict(None, pd.DataFrame({"text": ["9 may 2018"], "decoder": ["beam"],
                                            "width": [True]}))
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize("history", [[True, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0, False]])
+def test_a_history_with_true_or_false_is_not_read_as_numbers(history):
+    """Served JSON true (or history=[true,...] on the command line) is refused, not read as 1."""
+    import numpy as np
+
+    from framework.errors import ConfigError
+    from framework.tasks.forecast import check_history
+
+    with pytest.raises(ConfigError, match="true and false are not numbers"):
+        check_history(history, window=3)
+    with pytest.raises(ConfigError, match="true and false are not numbers"):
+        check_history(np.array(history, dtype=object), window=3)
+    assert check_history([0.5, 1.0, 2.0, 3.0], window=3).shape == (3, 1)
