@@ -81,12 +81,20 @@ def ensure_loaded() -> None:
         load_plugins()
 
 
+def load_builtins() -> None:
+    """Import the built-in modules and the repository's own plugin folders (what a checkout
+    holds, whatever the environment says)."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for name in FOLDERS:
+        load_folder(ROOT / name)
+
+
 def load_plugins() -> None:
     """Import every built-in module, plugin folder file and entry point not imported yet."""
     _state["loading"] = True
     try:
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
+        load_builtins()
         for folder in plugin_folders():
             load_folder(folder)
         load_entry_points()

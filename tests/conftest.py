@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 if (REPO.parent / "shared" / "data").is_dir():
     os.environ.setdefault("RNNLAB_DATA_DIR", str(REPO.parent / "shared" / "data"))
 
+# A tracked job leaves a spare MLflow helper waiting for the next one (for minutes): tests do not,
+# except the tests of spare helpers themselves, which use their own temporary folder.
+os.environ["RNNLAB_SPARE_HELPER"] = "0"
+
 # Never read or fill the user's real ~/.cache/rnnlab from the tests; set at import time so that
 # the data check below (which may download a file) and the tests share one cache.  Tests also
 # import this file as tests.conftest: that second import reuses the cache.  Each pytest-xdist

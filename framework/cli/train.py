@@ -54,8 +54,6 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
     A stop signal skips whatever is left (the checkpoint is already on disk) and raises
     :class:`Interrupted` naming it.
     """
-    from framework.tracking.protocol import NullTracker
-
     rc = trainer.rc
 
     def log_task_artifacts() -> None:
@@ -67,12 +65,8 @@ def _finish(tracker: Any, trainer: Any, result: Any, out_dir: Path, stop: StopSi
             tracker.log_model(str(result.final_checkpoint))
 
     def log_curve() -> None:
-        # Drawn only for a tracker that keeps it (matplotlib's import is a third of a short
-        # untracked run's time).
-        if any(result.history.values()) and not isinstance(tracker, NullTracker):
-            from framework.tracking.plots import loss_curve_figure  # imports matplotlib
-
-            tracker.log_figure(loss_curve_figure(result.history), "loss_curve.png")
+        if any(result.history.values()):
+            tracker.log_loss_curve(result.history, "loss_curve.png")
 
     hydra_dir = out_dir / ".hydra"
     steps = [

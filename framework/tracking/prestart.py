@@ -11,6 +11,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framework.tracking.spare import SpareProcess
 
 # Command lines that never train exactly one job here: help and config printing, sweeps.
 NO_SINGLE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "-c", "--cfg", "-i",
@@ -28,10 +32,16 @@ def helper_wanted(argv: Sequence[str]) -> bool:
         for arg in argv))
 
 
-def spawn_helper(argv: Sequence[str]) -> subprocess.Popen | None:
-    """The helper process for the job of ``argv``, started now, or None when not wanted."""
+def spawn_helper(argv: Sequence[str]) -> subprocess.Popen | SpareProcess | None:
+    """The helper process for the job of ``argv``: the spare helper waiting for it
+    (:mod:`~framework.tracking.spare`), else one started now; None when not wanted."""
     if not helper_wanted(argv):
         return None
+    from framework.tracking.spare import claim
+
+    spare = claim()
+    if spare is not None:
+        return spare
     return subprocess.Popen(
         [sys.executable, "-m", "framework.tracking.tracker_process"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,

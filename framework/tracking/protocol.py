@@ -10,7 +10,7 @@ checks that each has exactly these methods, with these signatures.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +75,12 @@ class Tracker(Protocol):
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Save a matplotlib figure as the run's image artifact ``artifact_file``."""
+        ...
+
+    def log_loss_curve(self, history: Mapping[str, Sequence[Sequence[float]]],
+                       artifact_file: str) -> None:
+        """Draw ``history``'s loss curves (name -> ``(step, value)`` pairs) as the run's image
+        artifact ``artifact_file``."""
         ...
 
     def log_checkpoint(self, local_path: str) -> None:
@@ -156,6 +162,10 @@ class NullTracker:
         return None
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
+        return None
+
+    def log_loss_curve(self, history: Mapping[str, Sequence[Sequence[float]]],
+                       artifact_file: str) -> None:
         return None
 
     def log_checkpoint(self, local_path: str) -> None:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -615,6 +615,13 @@ class MlflowTracker:
         if self.run_id is not None:
             self._safely(f"the figure {artifact_file}", self.client.log_figure, self.run_id,
                          figure, artifact_file)
+
+    def log_loss_curve(self, history: Mapping[str, Sequence[Sequence[float]]],
+                       artifact_file: str) -> None:
+        if self.run_id is not None:
+            from framework.tracking.plots import loss_curve_figure  # imports matplotlib
+
+            self.log_figure(loss_curve_figure(history), artifact_file)
 
     def log_checkpoint(self, local_path: str) -> None:
         """Log a checkpoint under ``checkpoints/`` (where :func:`download_checkpoint` looks)."""

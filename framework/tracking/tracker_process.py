@@ -37,16 +37,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from framework import errors
 from framework.errors import TrackingError
+from framework.plugins import load_plugins
 from framework.tracking.prestart import spawn_helper
 from framework.tracking.protocol import NullTracker, Tracker, tracker_calls
 from framework.tracking.run_owner import OWNER_PID_ENV
+from framework.tracking.spare import SpareProcess, leave_spare
 from framework.tracking.store_errors import sqlite_read_only
 from framework.tracking.tracker import MlflowTracker, _sqlite_path, _store_name, check_listening
 
@@ -125,8 +127,9 @@ def _jsonable(value: Any) -> Any:
 class TrackerProcess:
     """The :class:`Tracker` protocol, forwarded to a helper process (see the module docstring)."""
 
-    def __init__(self, proc: subprocess.Popen, settings: Mapping[str, Any]) -> None:
+    def __init__(self, proc: subprocess.Popen | SpareProcess, settings: Mapping[str, Any]) -> None:
         self._proc = proc
+        self._spare = isinstance(proc, SpareProcess)  # warm: MLflow and matplotlib imported
         self._inbox = b""
         self._error: str | None = None  # a tracking error not raised yet
         self._figures: str | None = None  # temp folder for figures saved as PNG
@@ -158,8 +161,8 @@ class TrackerProcess:
         on disk), with one warning."""
         if not self._dead:
             self._dead = True
-            code = self._exit_status = self._proc.wait()
-            print(f"rnnlab: warning: the MLflow helper process exited (status {code}); training "
+            self._exit_status = self._proc.wait()
+            print(f"rnnlab: warning: the MLflow helper process {self._exited()}; training "
                   f"goes on without tracking, checkpoints are still written", file=sys.stderr)
 
     def _read(self, timeout: float | None) -> list[dict[str, Any]]:
@@ -255,6 +258,17 @@ class TrackerProcess:
         figure.savefig(path)
         self.log_artifact(str(path), folder or None)
 
+    def log_loss_curve(self, history: Mapping[str, Sequence[Sequence[float]]],
+                       artifact_file: str) -> None:
+        """Drawn by a spare helper (it has imported matplotlib while waiting), else here: a
+        fresh helper is still importing MLflow, and drawing there would make the job wait."""
+        if self._spare:
+            self._call("log_loss_curve", _jsonable(history), artifact_file)
+        else:
+            from framework.tracking.plots import loss_curve_figure  # imports matplotlib
+
+            self.log_figure(loss_curve_figure(history), artifact_file)
+
     def download_checkpoint(self, run_id: str, artifact: str | None = None) -> Path:
         return Path(self._ask("download_checkpoint", run_id, artifact))
 
@@ -295,6 +309,7 @@ class TrackerProcess:
         while self._proc.stdout is not None and self._read(None):
             pass
         self._proc.wait()
+        leave_spare()  # for the next tracked job, which then starts at once
         if not self._dead and not self._end_heard:  # it died before it could end the run
             self._dead, self._exit_status = True, self._proc.returncode
         if self._dead:
@@ -316,7 +331,7 @@ class TrackerProcess:
     def _end_for_the_dead_helper(self, status: str, reason: str | None) -> None:
         """The helper died during the run: this process ends the run itself (importing MLflow
         now), FAILED unless the job already failed or was stopped, saying why."""
-        died = f"the MLflow helper process exited (status {self._exit_status}) during the run"
+        died = f"the MLflow helper process {self._exited()} during the run"
         if self.run_id is None:
             self._unlogged = f"the whole run ({died} before the run was created)"
             return
@@ -331,6 +346,11 @@ class TrackerProcess:
             more = f"the run's end ({type(exc).__name__}: {exc})"
         if more:
             self._unlogged += f", {more}"
+
+    def _exited(self) -> str:
+        # A spare helper is not this process's child: its exit status is not known here.
+        code = self._exit_status
+        return "exited" if code is None else f"exited (status {code})"
 
     def unlogged(self) -> str | None:
         """What the store did not record, as the helper (or this process) found at the end."""
@@ -359,13 +379,62 @@ for _name, _signature in tracker_calls().items():
 
 # ------------------------------------------------------------------------- the helper's side
 def serve() -> None:
-    """The helper's loop: import MLflow, then run each call it reads until end-of-file."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
-    os.environ[OWNER_PID_ENV] = str(os.getppid())  # the runs it starts belong to the job
+    """The helper's loop on its stdin and stdout: import MLflow, then run each call it reads
+    until end-of-file."""
+    _ignore_signals()
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything printed here goes to stderr, never into the replies
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _quiet_logging()
+    import mlflow  # noqa: F401  (the slow part, while the job composes and trains)
+
+    _run_calls(sys.stdin.buffer, replies.write, owner=os.getppid())
+    replies.close()
+    _exit()
+
+
+def serve_spare() -> None:
+    """Be a spare helper (:mod:`~framework.tracking.spare`): import MLflow and its store first,
+    wait for one job, then serve it as :func:`serve` serves the job that started it."""
+    from framework.tracking import spare
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _quiet_logging()
+    job = spare.wait_for_job(_warm_up)
+    if job is None:
+        _exit()
+    conn, _ = job
+    _ignore_signals()  # from now on it holds a run: only the job decides how it ends
+    os.dup2(2, 1)
+    _run_calls(conn.makefile("rb"), conn.sendall, owner=int(job[1]["owner"]))
+    conn.close()
+    _exit()
+
+
+def _warm_up() -> None:
+    """What every tracked job's helper imports, done before a job comes: MLflow's store and
+    model code, matplotlib, and rnnlab's own plugins (the ones a job's environment may add, from
+    ``RNNLAB_PLUGIN_PATH`` or entry points, are loaded once the job has come)."""
+    import mlflow.pyfunc  # noqa: F401
+    import omegaconf  # noqa: F401
+    import sqlalchemy.orm
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
+
+    import framework.tracking.plots  # noqa: F401  (matplotlib)
+    import framework.tracking.pyfunc  # noqa: F401
+    import framework.training.checkpoint.reading  # noqa: F401
+    from framework.plugins import load_builtins
+
+    sqlalchemy.orm.configure_mappers()
+    load_builtins()
+
+
+def _ignore_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _quiet_logging() -> None:
     # The tracker's warnings (a failed flush, a lost connection) reach the job's terminal in the
     # job's own log format.
     import logging
@@ -373,18 +442,29 @@ def serve() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
+
+def _exit() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip the slow teardown of MLflow's modules
+
+
+def _run_calls(lines: Iterable[bytes], send: Callable[[bytes], Any], owner: int) -> None:
+    """Run each call read from ``lines`` on the tracker, answering through ``send``; the runs
+    it starts belong to process ``owner`` (the job)."""
+    os.environ[OWNER_PID_ENV] = str(owner)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
     def reply(message: Mapping[str, Any]) -> None:
         try:
-            replies.write(json.dumps(message).encode() + b"\n")
+            send(json.dumps(message).encode() + b"\n")
         except (BrokenPipeError, OSError):
             pass
-
-    import mlflow  # noqa: F401  (the slow part, while the job composes and trains)
 
     calls = set(tracker_calls())
     tracker: Tracker = NullTracker()
     ended = False
-    for line in sys.stdin.buffer:
+    for line in lines:
         message = json.loads(line)
         op, args, kwargs = message["op"], message["args"], message["kwargs"]
         wants_reply = bool(kwargs.pop("reply", False))
@@ -397,6 +477,7 @@ def serve() -> None:
             value = getattr(tracker, op)(*args, **kwargs)
             if op == "start":
                 reply({"run_id": value, "experiment_id": getattr(tracker, "experiment_id", None)})
+                load_plugins()  # what logging the model needs, while the job trains
             if op == "end":
                 ended = True
                 reply({"unlogged": tracker.unlogged()})
@@ -412,15 +493,11 @@ def serve() -> None:
                    "reply": wants_reply, "op": op})
     if not ended:
         tracker.end("FAILED", ORPHANED)
-    replies.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # skip the slow teardown of MLflow's modules
 
 
 if __name__ == "__main__":
-    serve()
+    serve_spare() if sys.argv[1:] == ["--spare"] else serve()
 
 
 __all__ = ["TrackerProcess", "adopt_prestarted", "discard_prestarted", "open_tracker", "prestart",
-           "serve"]
+           "serve", "serve_spare"]

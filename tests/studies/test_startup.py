@@ -7,11 +7,13 @@ import pytest
 from framework.studies import startup
 
 
-def test_tracking_cost_is_the_median_of_paired_differences():
-    walls = {startup.UNTRACKED: [1.0, 1.2, 3.0], startup.TRACKED: [1.5, 2.0, 3.2]}
-    cpus = {startup.UNTRACKED: [0.9, 1.0, 1.1], startup.TRACKED: [2.0, 2.2, 2.1]}
-    name, wall, cpu = startup.with_tracking_cost(walls, cpus)
-    assert name == startup.TRACKING_ADDS
+@pytest.mark.parametrize("row, cost", [(startup.TRACKED, startup.TRACKING_ADDS),
+                                       (startup.FRESH, startup.FRESH_ADDS)])
+def test_tracking_cost_is_the_median_of_paired_differences(row, cost):
+    walls = {startup.UNTRACKED: [1.0, 1.2, 3.0], row: [1.5, 2.0, 3.2]}
+    cpus = {startup.UNTRACKED: [0.9, 1.0, 1.1], row: [2.0, 2.2, 2.1]}
+    name, wall, cpu = startup.tracking_cost(walls, cpus, cost, row)
+    assert name == cost
     assert wall == pytest.approx([0.5, 0.8, 0.2]) and cpu == pytest.approx([1.1, 1.2, 1.0])
 
 
@@ -35,6 +37,6 @@ def test_table_shows_each_row_with_its_goal(markdown):
 def test_every_goal_names_a_row_the_benchmark_measures(tmp_path, monkeypatch):
     monkeypatch.setattr(startup, "_checkpoint", lambda cwd, extra: tmp_path / "x.npz")
     monkeypatch.setattr(startup, "_run", lambda args, cwd: (0.0, 0.0))
-    rows = set(startup.commands(tmp_path)) | {startup.TRACKING_ADDS}
+    rows = set(startup.commands(tmp_path)) | {startup.TRACKING_ADDS, startup.FRESH_ADDS}
     assert set(startup.GOALS) <= rows
-    assert {startup.TRACKED, startup.UNTRACKED} <= rows
+    assert {startup.TRACKED, startup.FRESH, startup.UNTRACKED} <= rows

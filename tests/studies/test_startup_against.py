@@ -12,7 +12,8 @@ def test_rows_of_the_other_checkout_have_the_goals_and_their_own_tracking_cost()
     tag = " [before]"
     walls = {startup.UNTRACKED + tag: [1.0, 2.0], startup.TRACKED + tag: [2.5, 2.5]}
     cpus = {startup.UNTRACKED + tag: [1.0, 1.0], startup.TRACKED + tag: [3.0, 2.0]}
-    name, wall, cpu = startup.with_tracking_cost(walls, cpus, tag)
+    name, wall, cpu = startup.tracking_cost(walls, cpus, startup.TRACKING_ADDS, startup.TRACKED,
+                                            tag)
     assert name == startup.TRACKING_ADDS + tag
     assert wall == pytest.approx([1.5, 0.5]) and cpu == pytest.approx([2.0, 1.0])
     lines = startup.table([("--help" + tag, [0.4], [0.3]), (name, wall, cpu)], False)

@@ -1,0 +1,344 @@
+"""A spare MLflow helper: one that has imported MLflow already and waits for the next tracked job.
+
+Importing MLflow and its SQLAlchemy store takes about 1.8 s of CPU, more than a short job's whole
+run, and no ordering of a fresh helper hides it: the job ends first and waits. So when a tracked
+job ends, it leaves one spare helper behind (the same program as
+:mod:`~framework.tracking.tracker_process`, started with ``--spare``). The spare imports what
+every tracked job needs, then waits on a Unix socket for one job; the next tracked job started
+from the same Python and the same rnnlab checkout connects at once and uses it as its helper
+(its working directory, environment, ``sys.path`` and stderr are handed over), so tracking costs
+that job almost nothing. The spare serves exactly one job; that job leaves the next spare.
+Python's ``multiprocessing`` "forkserver" and build servers such as Gradle's daemon keep a warm
+process for the same reason.
+
+Safety and lifetime:
+
+* The socket lives in a folder only this user can open (``$TMPDIR/rnnlab-<uid>``, mode 0700,
+  refused when owned by someone else or open to others), and each side checks the other's user
+  id (``SO_PEERCRED``). Messages are JSON lines; nothing is unpickled.
+* A spare serves only jobs whose code it runs: the socket's name holds a digest of the Python,
+  the rnnlab source files (names, sizes, modification times), the installed packages' folders,
+  ``PYTHONPATH`` and the ``MLFLOW_*`` environment. A job whose digest differs starts a fresh
+  helper; the next spare replaces the stale one.
+* At most one spare per Python and checkout (a lock file), waiting ``RNNLAB_SPARE_HELPER``
+  seconds (600 unless set) and then exiting; ``RNNLAB_SPARE_HELPER=0`` leaves none behind. A
+  waiting spare holds no run and no file open but its lock: ending it (``kill``) loses nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import site
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+IDLE_ENV = "RNNLAB_SPARE_HELPER"
+DEFAULT_IDLE = 600.0  # seconds a spare waits for a job
+HELLO_TIMEOUT = 5.0  # seconds a spare waits for a connected job's first line
+ROOT = Path(__file__).resolve().parents[2]
+DIGEST = 16  # hex characters of each digest in a socket's name
+SOCKET_NAME_LENGTH = 1 + DIGEST + 1 + DIGEST + len(".sock")
+MAX_SOCKET_PATH = 107  # bytes a Unix socket's path may hold (108 with its terminating NUL)
+SOURCE_DIRS = ("framework", "cells", "datasets")
+
+
+def idle_seconds() -> float:
+    """How long a spare waits for a job (0: no spare is left behind)."""
+    raw = os.environ.get(IDLE_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_IDLE
+    except ValueError:
+        return 0.0
+
+
+def _folder(temp_root: str | os.PathLike[str] | None = None) -> Path | None:
+    """The private folder of this user's spares (in ``temp_root``, default the temporary
+    folder), made if needed; None when it is not private."""
+    path = Path(temp_root or tempfile.gettempdir()) / f"rnnlab-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError:
+        return None
+    private = (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+               and not info.st_mode & 0o077)
+    short = len(os.fsencode(path)) + SOCKET_NAME_LENGTH < MAX_SOCKET_PATH
+    return path if private and short else None
+
+
+def _source_stats() -> Iterator[str]:
+    for name in SOURCE_DIRS:
+        for folder, dirs, files in os.walk(ROOT / name):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for file in sorted(files):
+                if file.endswith(".py"):
+                    info = os.stat(os.path.join(folder, file))
+                    yield f"{folder}/{file}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _package_stats() -> Iterator[str]:
+    """The folders packages are installed in (a folder's time changes when a package is added
+    or removed there), and ``PYTHONPATH``."""
+    yield os.environ.get("PYTHONPATH", "")
+    for entry in sorted({*site.getsitepackages(), site.getusersitepackages(),
+                         *sysconfig.get_paths().values()}):
+        try:
+            yield f"{entry}:{os.stat(entry).st_mtime_ns}"
+        except OSError:
+            yield f"{entry}:-"
+
+
+def names() -> tuple[str, str]:
+    """``(slot, code)``: the digest of this Python and checkout (one spare each), and the digest
+    of the code a spare for it runs."""
+    slot = hashlib.sha256(f"{os.getuid()}\0{sys.executable}\0{ROOT}".encode()).hexdigest()[:DIGEST]
+    code = hashlib.sha256()
+    for part in (sys.version, *_source_stats(), *_package_stats(),
+                 *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MLFLOW_"))):
+        code.update(part.encode() + b"\0")
+    return slot, code.hexdigest()[:DIGEST]
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """The connected process's (pid, uid)."""
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                       struct.calcsize("3i")))
+    return pid, uid
+
+
+# ---------------------------------------------------------------------------- the job's side
+class SpareProcess:
+    """A connected spare, seen by the job as the helper's ``Popen``: ``stdin``/``stdout`` are the
+    socket's two directions; the spare is not this process's child, so its exit status is not
+    known (``returncode`` stays None)."""
+
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self._sock, self.pid, self.returncode = sock, pid, None
+        self.stdin, self.stdout = _Sending(sock), sock
+
+    def poll(self) -> int | None:
+        return None if _alive(self.pid) else -1
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the spare has closed its end (it exits right after)."""
+        try:
+            self._sock.settimeout(timeout)
+            while self._sock.recv(1 << 16):
+                pass
+        except OSError:  # closed here already, or the timeout
+            pass
+        return self.returncode
+
+    def kill(self) -> None:
+        """Hang up: a spare that has not started a run exits when its job hangs up."""
+        self._sock.close()
+
+
+class _Sending:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def write(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+_started: tuple[str, dict[str, str]] | None = None  # the job's folder and environment at start
+
+
+def claim() -> SpareProcess | None:
+    """The spare waiting for this job, connected and handed this job's context, or None."""
+    global _started
+    _started = os.getcwd(), dict(os.environ)
+    if not idle_seconds():
+        return None
+    folder = _folder()
+    if folder is None:
+        return None
+    slot, code = names()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(1.0)
+        sock.connect(str(folder / f"{slot}.{code}.sock"))
+        pid, uid = _peer(sock)
+        if uid != os.getuid():
+            raise OSError("a spare helper of another user")
+        hello = {"cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
+                 "owner": os.getpid()}
+        socket.send_fds(sock, [json.dumps(hello).encode() + b"\n"], [2])
+        sock.settimeout(None)
+    except OSError:
+        sock.close()
+        return None
+    return SpareProcess(sock, pid)
+
+
+def leave_spare() -> subprocess.Popen | None:
+    """Start the next spare (detached, silent) in the folder and environment the job started
+    with, unless spares are off or unusable here."""
+    if not idle_seconds() or _folder() is None:
+        return None
+    cwd, env = _started or (os.getcwd(), dict(os.environ))
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "framework.tracking.tracker_process", "--spare"], cwd=cwd,
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+    except OSError:
+        return None  # a job's outcome never depends on its spare
+
+
+def stop_spares(temp_root: str | os.PathLike[str] | None = None, settle: float = 0.0) -> int:
+    """Ask every spare of this user's (under ``temp_root``, default the temporary folder) to
+    exit, waiting ``settle`` seconds first for one a job has just started; how many did. Returns
+    once no spare holds its lock (or after 10 s)."""
+    folder = _folder(temp_root)
+    if folder is None:
+        return 0
+    time.sleep(settle)
+    stopped, deadline = 0, time.monotonic() + 10.0
+    while True:
+        stopped += _retire(folder, "*")
+        if not any(map(_held, folder.glob("*.lock"))) or time.monotonic() > deadline:
+            return stopped
+        time.sleep(0.05)  # a spare between taking its lock and listening
+
+
+def _held(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------- the spare's side
+def _retire(folder: Path, slot: str) -> int:
+    """Ask the spares of ``slot`` (a glob pattern) to exit; how many did."""
+    stopped = 0
+    for path in folder.glob(f"{slot}.*.sock"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.settimeout(HELLO_TIMEOUT)
+                sock.connect(str(path))
+                sock.sendall(b'{"retire": true}\n')
+                sock.recv(1)  # end-of-file once it has gone
+                stopped += 1
+            except OSError:
+                path.unlink(missing_ok=True)  # nobody listens there
+    return stopped
+
+
+def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, Any]] | None:
+    """Be the slot's spare: listen, run ``warm_up``, then wait for one job. Returns the job's
+    connection and hello (its context already applied: folder, environment, ``sys.path``, stderr),
+    or None when no job came (or another spare already serves this code)."""
+    folder, idle = _folder(), idle_seconds()
+    if folder is None or not idle:
+        return None
+    slot, code = names()
+    lock = os.open(folder / f"{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        if (folder / f"{slot}.{code}.sock").exists():
+            return None  # a spare for this very code is there
+        _retire(folder, slot)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None
+    path = folder / f"{slot}.{code}.sock"
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    try:
+        warm_up()
+        listener.settimeout(idle)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                return None
+            job = _hello(conn)
+            if job is not None:
+                return conn, job
+            conn.close()
+    finally:
+        path.unlink(missing_ok=True)
+        listener.close()
+        os.close(lock)  # the next spare may start while this one serves its job
+
+
+def _hello(conn: socket.socket) -> dict[str, Any] | None:
+    """Read a connected process's first line and fds; adopt its context if it is a job of this
+    user. None for anything else (a retire request ends the wait by raising SystemExit)."""
+    try:
+        if _peer(conn)[1] != os.getuid():
+            return None
+        conn.settimeout(HELLO_TIMEOUT)
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
+        while not data.endswith(b"\n") and len(data) < 1 << 22:
+            more = conn.recv(1 << 20)
+            if not more:
+                break
+            data += more
+        hello = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    if isinstance(hello, dict) and hello.get("retire"):
+        raise SystemExit(0)
+    usable = (isinstance(hello, dict) and len(fds) == 1 and isinstance(hello.get("env"), dict)
+              and isinstance(hello.get("path"), list) and os.path.isdir(str(hello.get("cwd"))))
+    if not usable:
+        for fd in fds:
+            os.close(fd)
+        return None
+    hello["owner"] = _peer(conn)[0]  # the job's pid as the kernel tells it
+    conn.settimeout(None)
+    os.chdir(hello["cwd"])
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in hello["env"].items()})
+    sys.path[:] = [str(entry) for entry in hello["path"]]
+    os.dup2(fds[0], 2)
+    os.close(fds[0])
+    return hello
+
+
+__all__ = ["DEFAULT_IDLE", "IDLE_ENV", "SpareProcess", "claim", "idle_seconds", "leave_spare",
+           "names", "stop_spares", "wait_for_job"]
