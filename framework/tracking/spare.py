@@ -39,6 +39,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ from typing import Any
 IDLE_ENV = "RNNLAB_SPARE_HELPER"
 DEFAULT_IDLE = 600.0  # seconds a spare waits for a job
 HELLO_TIMEOUT = 5.0  # seconds a spare waits for a connected job's first line
+ANSWER_TIMEOUT = 2.0  # seconds a job waits for the spare's "ok" (sent from a thread at once)
+MAX_HELLO = 1 << 22  # bytes of a job's first line (its environment): more is refused
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = 16  # hex characters of each digest in a socket's name
 SOCKET_NAME_LENGTH = 1 + DIGEST + 1 + DIGEST + len(".sock")
@@ -194,6 +197,9 @@ def claim() -> SpareProcess | None:
         hello = {"cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
                  "owner": os.getpid()}
         socket.send_fds(sock, [json.dumps(hello).encode() + b"\n"], [2])
+        sock.settimeout(ANSWER_TIMEOUT)
+        if sock.recv(3) != b"ok\n":  # another job took this spare first
+            raise OSError("no answer")
         sock.settimeout(None)
     except OSError:
         sock.close()
@@ -264,9 +270,13 @@ def _retire(folder: Path, slot: str) -> int:
 
 
 def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, Any]] | None:
-    """Be the slot's spare: listen, run ``warm_up``, then wait for one job. Returns the job's
-    connection and hello (its context already applied: folder, environment, ``sys.path``, stderr),
-    or None when no job came (or another spare already serves this code)."""
+    """Be the slot's spare: listen, run ``warm_up``, and take one job. Returns the job's
+    connection and hello (its context applied: folder, environment, ``sys.path``, stderr), or
+    None when no job came (or another spare already serves this code).
+
+    A thread accepts while ``warm_up`` runs and answers the first job at once (``ok``), then
+    stops listening: a job that connected as well is told nothing and starts its own helper.
+    """
     folder, idle = _folder(), idle_seconds()
     if folder is None or not idle:
         return None
@@ -276,68 +286,98 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         if (folder / f"{slot}.{code}.sock").exists():
+            os.close(lock)
             return None  # a spare for this very code is there
         _retire(folder, slot)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _lock_within(lock, HELLO_TIMEOUT):  # the stale one's exit releases it
+            os.close(lock)
             return None
     path = folder / f"{slot}.{code}.sock"
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(4)
-    try:
-        warm_up()
-        listener.settimeout(idle)
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                return None
-            job = _hello(conn)
-            if job is not None:
-                return conn, job
-            conn.close()
-    finally:
-        path.unlink(missing_ok=True)
-        listener.close()
-        os.close(lock)  # the next spare may start while this one serves its job
+    taken: list[tuple[socket.socket, dict[str, Any], int]] = []
+
+    def take() -> None:
+        try:
+            listener.settimeout(idle)
+            while not taken:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:  # the idle time is over
+                    return
+                job = _hello(conn)
+                if job is None:
+                    conn.close()
+                elif job[0].get("retire"):
+                    path.unlink(missing_ok=True)
+                    os._exit(0)  # asked to make room: a waiting spare holds nothing
+                else:
+                    conn.sendall(b"ok\n")
+                    taken.append((conn, *job))
+        finally:
+            path.unlink(missing_ok=True)
+            listener.close()
+            os.close(lock)  # the next spare may start while this one serves its job
+
+    taker = threading.Thread(target=take, daemon=True)
+    taker.start()
+    warm_up()
+    taker.join()
+    if not taken:
+        return None
+    conn, hello, stderr = taken[0]
+    conn.settimeout(None)
+    os.chdir(hello["cwd"])
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in hello["env"].items()})
+    sys.path[:] = [str(entry) for entry in hello["path"]]
+    os.dup2(stderr, 2)
+    os.close(stderr)
+    return conn, hello
 
 
-def _hello(conn: socket.socket) -> dict[str, Any] | None:
-    """Read a connected process's first line and fds; adopt its context if it is a job of this
-    user. None for anything else (a retire request ends the wait by raising SystemExit)."""
+def _lock_within(fd: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+
+def _hello(conn: socket.socket) -> tuple[dict[str, Any], int] | None:
+    """A connected process's first line (a retire request, or a job's context with its pid as
+    ``owner``) and the stderr it sent; None for anything else, or another user's process."""
+    fds: list[int] = []
     try:
-        if _peer(conn)[1] != os.getuid():
+        pid, uid = _peer(conn)
+        if uid != os.getuid():
             return None
         conn.settimeout(HELLO_TIMEOUT)
         data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
-        while not data.endswith(b"\n") and len(data) < 1 << 22:
+        while not data.endswith(b"\n") and len(data) < MAX_HELLO:
             more = conn.recv(1 << 20)
             if not more:
                 break
             data += more
         hello = json.loads(data)
     except (OSError, ValueError):
-        return None
+        hello = None
     if isinstance(hello, dict) and hello.get("retire"):
-        raise SystemExit(0)
+        return hello, -1
     usable = (isinstance(hello, dict) and len(fds) == 1 and isinstance(hello.get("env"), dict)
               and isinstance(hello.get("path"), list) and os.path.isdir(str(hello.get("cwd"))))
     if not usable:
         for fd in fds:
             os.close(fd)
         return None
-    hello["owner"] = _peer(conn)[0]  # the job's pid as the kernel tells it
-    conn.settimeout(None)
-    os.chdir(hello["cwd"])
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in hello["env"].items()})
-    sys.path[:] = [str(entry) for entry in hello["path"]]
-    os.dup2(fds[0], 2)
-    os.close(fds[0])
-    return hello
+    hello["owner"] = pid  # the job's pid as the kernel tells it
+    return hello, fds[0]
 
 
 __all__ = ["DEFAULT_IDLE", "IDLE_ENV", "SpareProcess", "claim", "idle_seconds", "leave_spare",

@@ -3,6 +3,7 @@ code is not used but replaced; an idle spare exits; a folder others can open hol
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -84,6 +85,17 @@ def test_a_job_logs_its_run_through_the_waiting_spare(spares_on, tmp_path, monke
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"loss_curve.png"}
     assert run.data.tags["rnnlab.owner"].split()[1] == str(os.getpid())  # this job owns it
     _wait_for(lambda: _sockets(spares_on), "the next spare, left by the job")
+
+
+def test_two_jobs_starting_together_get_the_spare_once(spares_on):
+    first = spare.leave_spare()
+    _wait_for(lambda: _sockets(spares_on), "the spare's socket")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        claimed = list(pool.map(lambda _: spare.claim(), range(2)))
+    winners = [c for c in claimed if c is not None]
+    assert len(winners) == 1 and winners[0].pid == first.pid
+    winners[0].kill()  # a job that hangs up before its run: the spare exits, nothing logged
+    assert first.wait(timeout=60) == 0
 
 
 def test_no_spare_is_claimed_when_spares_are_off(spares_on, monkeypatch):
