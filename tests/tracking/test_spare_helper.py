@@ -98,6 +98,22 @@ def test_two_jobs_starting_together_get_the_spare_once(spares_on):
     assert first.wait(timeout=60) == 0
 
 
+def test_a_killed_spare_is_passed_over_and_replaced(spares_on):
+    dead = spare.leave_spare()
+    _wait_for(lambda: _sockets(spares_on), "the spare's socket")
+    dead.kill()
+    dead.wait(timeout=30)
+    assert _sockets(spares_on)  # kill -9 leaves its socket file behind
+    assert spare.claim() is None  # nobody answers there: a fresh helper instead
+    new = spare.leave_spare()
+    claimed: list[SpareProcess] = []
+    _wait_for(lambda: claimed.append(spare.claim()) or claimed[-1] is not None,
+              "a new spare on the same socket path")
+    assert claimed[-1].pid == new.pid
+    claimed[-1].kill()
+    assert new.wait(timeout=60) == 0
+
+
 def test_no_spare_is_claimed_when_spares_are_off(spares_on, monkeypatch):
     first = spare.leave_spare()
     _wait_for(lambda: _sockets(spares_on), "the spare's socket")
