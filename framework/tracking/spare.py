@@ -6,8 +6,8 @@ job ends, it leaves one spare helper behind (the same program as
 :mod:`~framework.tracking.tracker_process`, started with ``--spare``). The spare imports what
 every tracked job needs, then waits on a Unix socket for one job; the next tracked job started
 from the same Python and the same rnnlab checkout connects at once and uses it as its helper
-(its working directory, environment, ``sys.path`` and stderr are handed over), so tracking costs
-that job almost nothing. The spare serves exactly one job; that job leaves the next spare.
+(its working directory, environment, ``sys.path``, umask and stderr are handed over), so
+tracking costs that job little. The spare serves exactly one job; that job leaves the next spare.
 Python's ``multiprocessing`` "forkserver" and build servers such as Gradle's daemon keep a warm
 process for the same reason.
 
@@ -194,8 +194,9 @@ def claim() -> SpareProcess | None:
         pid, uid = _peer(sock)
         if uid != os.getuid():
             raise OSError("a spare helper of another user")
-        hello = {"cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path,
-                 "owner": os.getpid()}
+        umask = os.umask(0o022)
+        os.umask(umask)
+        hello = {"cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path, "umask": umask}
         socket.send_fds(sock, [json.dumps(hello).encode() + b"\n"], [2])
         sock.settimeout(ANSWER_TIMEOUT)
         if sock.recv(3) != b"ok\n":  # another job took this spare first
@@ -333,6 +334,7 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in hello["env"].items()})
     sys.path[:] = [str(entry) for entry in hello["path"]]
+    os.umask(hello["umask"] & 0o777)
     os.dup2(stderr, 2)
     os.close(stderr)
     return conn, hello
@@ -371,7 +373,8 @@ def _hello(conn: socket.socket) -> tuple[dict[str, Any], int] | None:
     if isinstance(hello, dict) and hello.get("retire"):
         return hello, -1
     usable = (isinstance(hello, dict) and len(fds) == 1 and isinstance(hello.get("env"), dict)
-              and isinstance(hello.get("path"), list) and os.path.isdir(str(hello.get("cwd"))))
+              and isinstance(hello.get("path"), list) and isinstance(hello.get("umask"), int)
+              and os.path.isdir(str(hello.get("cwd"))))
     if not usable:
         for fd in fds:
             os.close(fd)
