@@ -215,11 +215,14 @@ def run(cfg: DictConfig) -> float:
             with blas_threads(rc.threads), _progress(rc, trainer.step) as bar:
                 result = trainer.run(bar, stop=stop)
             _finish(tracker, trainer, result, out_dir, stop)
-            written = files_line(out_dir, started)
-            if written:
-                print_line(written)
-            print_line(done_line(rc, result, trainer.task, trainer.vocab))
-            link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
+            link = None
+            try:  # waits for a helper process: the run is announced and its files written
+                link = tracker.ui_link(rc.task.name, columns_of(trainer.task.compare_metrics))
+            finally:
+                written = files_line(out_dir, started)
+                if written:
+                    print_line(written)
+                print_line(done_line(rc, result, trainer.task, trainer.vocab))
             if link:
                 print_line(f"MLflow UI (runs of this task, metrics and key options as columns): "
                            f"{link}")
