@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -34,7 +35,6 @@ import sys
 import threading
 import types
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -188,7 +188,8 @@ def load_folder(folder: Path) -> list[str]:
     return loaded
 
 
-_installed: dict[str, Any] = {"key": None, "entry_points": None}
+_installed: dict[str, Any] = {"key": None, "entry_points": None, "declared": None}
+GROUP_PREFIX = "rnnlab."  # every registry's entry-point group starts so
 
 
 def _path_state() -> tuple[tuple[str, int], ...]:
@@ -207,14 +208,58 @@ def installed_entry_points() -> Any:
     """The installed packages' entry points; the packages are scanned again only when
     ``sys.path`` or one of its folders changed (a command reads the registries several times,
     and each scan reads every installed package's metadata)."""
+    from importlib.metadata import entry_points
+
     key = _path_state()
-    if _installed["key"] != key:
-        _installed.update(key=key, entry_points=entry_points())
+    if _installed["key"] != key or _installed["entry_points"] is None:
+        _installed.update(key=key, entry_points=entry_points(), declared=None)
     return _installed["entry_points"]
+
+
+def _may_declare_entry_points() -> bool:
+    """False when no package installed on ``sys.path`` declares an entry point in an
+    ``rnnlab.*`` group, which is the usual case; True when one may.
+
+    Reading the packages' ``entry_points.txt`` files for the group prefix takes a few
+    milliseconds, where importing :mod:`importlib.metadata` and scanning with it takes about
+    twenty: a fifth of a short command's start.  Whatever this cannot rule out counts as a yes
+    (then the packages are scanned properly): a zip file or an egg on the path, a distribution
+    finder other than Python's own."""
+    if any(hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder
+           for finder in sys.meta_path):
+        return True
+    for entry in sys.path:
+        root = entry or "."
+        if os.path.basename(root).lower().endswith(".egg"):
+            return True
+        try:
+            names = os.listdir(root)
+        except NotADirectoryError:  # a zip file: its packages are inside it
+            return True
+        except OSError:  # not there (or not readable): no package to find in it
+            continue
+        for name in names:
+            if not name.lower().endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(root, name, "entry_points.txt"), encoding="utf-8",
+                          errors="replace") as f:
+                    if GROUP_PREFIX in f.read():
+                        return True
+            except OSError:  # no entry points (or an egg-info file)
+                continue
+    return False
 
 
 def load_entry_points() -> None:
     """Load the entry points of every watched registry's group not registered yet."""
+    key = _path_state()
+    if _installed["key"] != key:
+        _installed.update(key=key, entry_points=None, declared=None)
+    if _installed["declared"] is None:
+        _installed["declared"] = _may_declare_entry_points()
+    if not _installed["declared"]:
+        return
     installed = installed_entry_points()  # one scan of the installed packages for every group
     for registry in _watched:
         if not registry.entry_points:
