@@ -1,9 +1,11 @@
-"""Plugin discovery: fills every registry, once, the first time any registry is read.
+"""Plugin discovery: fills each registry the first time it is read or registered into.
 
 Plugins come from three places:
 
-1. The framework's built-in modules (clipping, samplers, optimizers, lr schedules, attentions,
-   decoders, feeds).
+1. The framework's built-in modules of each kind (clipping, samplers, optimizers, lr schedules,
+   attentions, decoders, feeds, tokenizers, tasks), which each registry names: they are imported
+   the first time that registry is read or registered into (:func:`load_builtins`), so a
+   command imports the built-ins of the kinds it uses only (a generation command no optimizer).
 2. Plugin folders: ``cells/`` and ``datasets/`` next to ``framework/``, then every folder named in
    ``RNNLAB_PLUGIN_PATH`` (separated by ``os.pathsep``). Every ``*.py`` file there not starting
    with ``_`` is loaded by path, and may register into any registry. Files are loaded under
@@ -16,10 +18,12 @@ Plugins come from three places:
    ``rnnlab.attentions``, ``rnnlab.decoders``). Loading one may register by decorator; if it
    does not, the loaded object is registered under the entry point's name.
 
-Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
-folders and files added since (tests, notebooks). Discovery sits below the registries: each
-registry that fills itself this way hands itself to :func:`watch` when it is created, so this module
-never imports :mod:`framework.registry` (the built-in modules it imports by name do).
+Registries call :func:`load_builtins` (their own kind) and :func:`ensure_loaded` (2 and 3, whose
+files may register into any registry, so all of them) on every read; :func:`load_plugins` scans
+again, picking up folders and files added since (tests, notebooks). Discovery sits below the
+registries: each registry that fills itself this way hands itself to :func:`watch` when it is
+created, so this module never imports :mod:`framework.registry` (the built-in modules it imports
+by name do).
 """
 
 from __future__ import annotations
@@ -42,14 +46,6 @@ from framework import ROOT
 from framework.errors import PluginError
 
 PATH_ENV = "RNNLAB_PLUGIN_PATH"
-BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
-                   "framework.nn.schedules", "framework.nn.attention", "framework.nn.decoding",
-                   "framework.data.feeds.text", "framework.data.feeds.labelled",
-                   "framework.data.feeds.series", "framework.data.feeds.sequences",
-                   "framework.data.feeds.parallel", "framework.data.tokenizers.chars",
-                   "framework.data.tokenizers.tokens", "framework.data.tokenizers.words",
-                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast",
-                   "framework.tasks.seq2seq")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
 _state = {"loaded": False, "loading": False}
@@ -59,6 +55,8 @@ class Discovered(Protocol):
     """What discovery needs of a registry: its entry-point group and a way to add to it."""
 
     entry_points: str | None
+    builtins: tuple[str, ...]  # the framework modules that register its built-in plugins
+    builtins_loaded: bool
 
     def registered(self, name: str) -> bool:
         """Whether ``name`` is registered already (without running discovery)."""
@@ -75,6 +73,18 @@ def watch(registry: Discovered) -> None:
     _watched.append(registry)
 
 
+def load_builtins(registry: Discovered) -> None:
+    """Import the built-in modules of ``registry``, once: before its first read and before
+    anything else registers into it, so that a plugin file or package registering a built-in
+    name meets it (it replaces it with ``replace=True``, else it is told the name is taken),
+    as when every built-in module was imported first."""
+    if registry.builtins_loaded:
+        return
+    registry.builtins_loaded = True  # first: the modules register into this registry
+    for module in registry.builtins:
+        importlib.import_module(module)
+
+
 def ensure_loaded() -> None:
     """Run discovery unless it ran already (or is running: plugin files read registries too)."""
     if not (_state["loaded"] or _state["loading"]):
@@ -82,11 +92,10 @@ def ensure_loaded() -> None:
 
 
 def load_plugins() -> None:
-    """Import every built-in module, plugin folder file and entry point not imported yet."""
+    """Import every plugin folder file and entry point not imported yet (the built-in modules
+    of a kind are imported when its registry is first used: :func:`load_builtins`)."""
     _state["loading"] = True
     try:
-        for module in BUILTIN_MODULES:
-            importlib.import_module(module)
         for folder in plugin_folders():
             load_folder(folder)
         load_entry_points()
@@ -265,6 +274,7 @@ def load_entry_points() -> None:
         if not registry.entry_points:
             continue
         for ep in installed.select(group=registry.entry_points):
+            load_builtins(registry)  # a built-in keeps its name, as when it was imported first
             if registry.registered(ep.name):
                 continue
             with _loading(f"entry point '{ep.name}' ({ep.value}) in group "

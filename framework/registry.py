@@ -133,15 +133,20 @@ class Registry:
 
     ``kind`` names the plugins in messages ("cell 'rnn': ..."); ``select`` is the config key that
     chooses one (``cell``, ``train.feed``) and ``options`` the config node holding its options
-    (``cell``, ``train``); ``entry_points`` is the entry-point group installed packages use.
+    (``cell``, ``train``); ``entry_points`` is the entry-point group installed packages use and
+    ``builtins`` the framework modules that register the built-in plugins of the kind (imported
+    before the registry is first read or registered into, :func:`framework.plugins.load_builtins`).
     """
 
     def __init__(self, kind: str, *, select: str | None = None, options: str | None = None,
-                 entry_points: str | None = None, discover: bool = False) -> None:
+                 entry_points: str | None = None, builtins: tuple[str, ...] = (),
+                 discover: bool = False) -> None:
         self.kind = kind
         self.select = select or kind
         self.options = options or kind
         self.entry_points = entry_points
+        self.builtins = builtins
+        self.builtins_loaded = not discover  # a registry made by hand has none to import
         self._discover = discover  # read access runs plugin discovery once (the global registries)
         self._entries: dict[str, Entry] = {}
         if discover:
@@ -169,6 +174,10 @@ class Registry:
         if schema is not None and not (isinstance(schema, type)
                                        and dataclasses.is_dataclass(schema)):
             raise PluginError(f"schema of {self.kind} '{name}' must be a dataclass, got {schema!r}")
+        if getattr(obj, "__module__", None) not in self.builtins:
+            # A built-in name is taken before anything else registers (a built-in module
+            # registering its own plugins, perhaps while imported by another, does not wait).
+            plugins.load_builtins(self)
         old = self._entries.get(name)
         if old is not None and not replace and not _same_definition(old.obj, obj):
             raise PluginError(
@@ -207,6 +216,7 @@ class Registry:
     # -- reading --------------------------------------------------------------------------------
     def _read(self) -> dict[str, Entry]:
         if self._discover:
+            plugins.load_builtins(self)
             plugins.ensure_loaded()
         return self._entries
 
@@ -371,17 +381,30 @@ def describe_omegaconf_error(exc: Exception, section: str = "") -> str:
 
 CELLS = Registry("cell", entry_points="rnnlab.cells", discover=True)
 DATASETS = Registry("dataset", entry_points="rnnlab.datasets", discover=True)
-CLIPS = Registry("clip", entry_points="rnnlab.clip", discover=True)
-SAMPLERS = Registry("sampler", entry_points="rnnlab.samplers", discover=True)
-OPTIMIZERS = Registry("optimizer", entry_points="rnnlab.optimizers", discover=True)
-FEEDS = Registry("feed", select="train.feed", options="train", entry_points="rnnlab.feeds",
+CLIPS = Registry("clip", entry_points="rnnlab.clip", builtins=("framework.nn.clip",),
                  discover=True)
+SAMPLERS = Registry("sampler", entry_points="rnnlab.samplers",
+                    builtins=("framework.nn.samplers",), discover=True)
+OPTIMIZERS = Registry("optimizer", entry_points="rnnlab.optimizers",
+                      builtins=("framework.nn.optimizers",), discover=True)
+FEEDS = Registry("feed", select="train.feed", options="train", entry_points="rnnlab.feeds",
+                 builtins=("framework.data.feeds.text", "framework.data.feeds.labelled",
+                           "framework.data.feeds.series", "framework.data.feeds.sequences",
+                           "framework.data.feeds.parallel"), discover=True)
 SCHEDULES = Registry("lr_schedule", select="train.lr_schedule", options="train",
-                     entry_points="rnnlab.lr_schedules", discover=True)
-TASKS = Registry("task", entry_points="rnnlab.tasks", discover=True)
-TOKENIZERS = Registry("tokenizer", entry_points="rnnlab.tokenizers", discover=True)
-ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions", discover=True)
-DECODERS = Registry("decoder", entry_points="rnnlab.decoders", discover=True)
+                     entry_points="rnnlab.lr_schedules", builtins=("framework.nn.schedules",),
+                     discover=True)
+TASKS = Registry("task", entry_points="rnnlab.tasks",
+                 builtins=("framework.tasks.lm", "framework.tasks.classify",
+                           "framework.tasks.forecast", "framework.tasks.seq2seq"), discover=True)
+TOKENIZERS = Registry("tokenizer", entry_points="rnnlab.tokenizers",
+                      builtins=("framework.data.tokenizers.chars",
+                                "framework.data.tokenizers.tokens",
+                                "framework.data.tokenizers.words"), discover=True)
+ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions",
+                      builtins=("framework.nn.attention",), discover=True)
+DECODERS = Registry("decoder", entry_points="rnnlab.decoders", builtins=("framework.nn.decoding",),
+                    discover=True)
 
 # Config group -> registry: `cell=lstm` picks a plugin, `cell.<key>=` sets its options. The group
 # names are the public command-line interface.
