@@ -139,8 +139,10 @@ def default_groups(config_name: str) -> set[str]:
     import yaml
 
     text = (CONF / f"{config_name}.yaml").read_text(encoding="utf-8")
+    # libyaml's loader when PyYAML has it: the same result in a third of the time.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     named = set()
-    for entry in (yaml.safe_load(text) or {}).get("defaults", []):
+    for entry in (yaml.load(text, Loader=loader) or {}).get("defaults", []):
         key = next(iter(entry)) if isinstance(entry, dict) else str(entry)
         named.add(key.removeprefix("override ").lstrip("/"))
     return named
