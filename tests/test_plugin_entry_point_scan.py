@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def test_packages_are_scanned_only_when_one_declares_an_rnnlab_group(tmp_path, m
     site = tmp_path / "site"
     _dist_info(site, "tool", "[console_scripts]\nrnnlab-tool = tool:main\n")
     monkeypatch.setattr(sys, "path", [str(site), str(tmp_path / "absent")])
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])  # Python's own only
     assert not plugins._may_declare_entry_points()
     _dist_info(site, "cellpack", "[rnnlab.cells]\nmine = cellpack:Mine\n")
     assert plugins._may_declare_entry_points()
@@ -49,9 +51,23 @@ def test_packages_are_scanned_only_when_one_declares_an_rnnlab_group(tmp_path, m
 def test_what_the_quick_check_cannot_read_counts_as_declared(tmp_path, monkeypatch):
     archive = tmp_path / "packages.zip"
     archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip file
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
     monkeypatch.setattr(sys, "path", [str(archive)])
     assert plugins._may_declare_entry_points()
     monkeypatch.setattr(sys, "path", [str(tmp_path / "old.egg")])
+    assert plugins._may_declare_entry_points()
+
+
+def test_another_distribution_finder_counts_as_declared(monkeypatch):
+    class Finder:
+        @staticmethod
+        def find_distributions(context=None):
+            return iter(())
+
+    monkeypatch.setattr(sys, "path", [])
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
+    assert not plugins._may_declare_entry_points()
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder, Finder])
     assert plugins._may_declare_entry_points()
 
 
