@@ -39,6 +39,8 @@ from framework.errors import ConfigError, PluginError
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
+    """One registered plugin: its name, the object, its author's schema and where it is from."""
+
     name: str
     obj: Any
     base: type | None  # the author's schema (None: the plugin has no options)
