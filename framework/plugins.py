@@ -1,9 +1,11 @@
-"""Plugin discovery: fills every registry, once, the first time any registry is read.
+"""Plugin discovery: fills the registries when first read (a kind's built-ins, then plugin files).
 
 Plugins come from three places:
 
-1. The framework's built-in modules (clipping, samplers, optimizers, lr schedules, attentions,
-   decoders, feeds).
+1. The framework's built-in modules of each kind (clipping, samplers, optimizers, lr schedules,
+   attentions, decoders, feeds, tokenizers, tasks), which each registry names: they are imported
+   the first time that registry is read or registered into (:func:`load_builtins`), so a
+   command imports the built-ins of the kinds it uses only (a generation command no optimizer).
 2. Plugin folders: ``cells/`` and ``datasets/`` next to ``framework/``, then every folder named in
    ``RNNLAB_PLUGIN_PATH`` (separated by ``os.pathsep``). Every ``*.py`` file there not starting
    with ``_`` is loaded by path, and may register into any registry. Files are loaded under
@@ -16,10 +18,12 @@ Plugins come from three places:
    ``rnnlab.attentions``, ``rnnlab.decoders``). Loading one may register by decorator; if it
    does not, the loaded object is registered under the entry point's name.
 
-Registries call :func:`ensure_loaded` on every read; :func:`load_plugins` scans again, picking up
-folders and files added since (tests, notebooks). Discovery sits below the registries: each
-registry that fills itself this way hands itself to :func:`watch` when it is created, so this module
-never imports :mod:`framework.registry` (the built-in modules it imports by name do).
+Registries call :func:`load_builtins` (their own kind) and :func:`ensure_loaded` (2 and 3, whose
+files may register into any registry, so all of them) on every read; :func:`load_plugins` scans
+again, picking up folders and files added since (tests, notebooks). Discovery sits below the
+registries: each registry that fills itself this way hands itself to :func:`watch` when it is
+created, so this module never imports :mod:`framework.registry` (the built-in modules it imports
+by name do).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -34,7 +39,6 @@ import sys
 import threading
 import types
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,14 +46,6 @@ from framework import ROOT
 from framework.errors import PluginError
 
 PATH_ENV = "RNNLAB_PLUGIN_PATH"
-BUILTIN_MODULES = ("framework.nn.clip", "framework.nn.samplers", "framework.nn.optimizers",
-                   "framework.nn.schedules", "framework.nn.attention", "framework.nn.decoding",
-                   "framework.data.feeds.text", "framework.data.feeds.labelled",
-                   "framework.data.feeds.series", "framework.data.feeds.sequences",
-                   "framework.data.feeds.parallel", "framework.data.tokenizers.chars",
-                   "framework.data.tokenizers.tokens", "framework.data.tokenizers.words",
-                   "framework.tasks.lm", "framework.tasks.classify", "framework.tasks.forecast",
-                   "framework.tasks.seq2seq")
 FOLDERS = ("cells", "datasets")  # the repository's own plugin folders
 _PACKAGE = "rnnlab_plugins"
 _state = {"loaded": False, "loading": False}
@@ -59,6 +55,8 @@ class Discovered(Protocol):
     """What discovery needs of a registry: its entry-point group and a way to add to it."""
 
     entry_points: str | None
+    builtins: tuple[str, ...]  # the framework modules that register its built-in plugins
+    builtins_loaded: bool
 
     def registered(self, name: str) -> bool:
         """Whether ``name`` is registered already (without running discovery)."""
@@ -75,26 +73,29 @@ def watch(registry: Discovered) -> None:
     _watched.append(registry)
 
 
+def load_builtins(registry: Discovered) -> None:
+    """Import the built-in modules of ``registry``, once: before its first read and before
+    anything else registers into it, so that a plugin file or package registering a built-in
+    name meets it (it replaces it with ``replace=True``, else it is told the name is taken),
+    as when every built-in module was imported first."""
+    if registry.builtins_loaded:
+        return
+    registry.builtins_loaded = True  # first: the modules register into this registry
+    for module in registry.builtins:
+        importlib.import_module(module)
+
+
 def ensure_loaded() -> None:
     """Run discovery unless it ran already (or is running: plugin files read registries too)."""
     if not (_state["loaded"] or _state["loading"]):
         load_plugins()
 
 
-def load_builtins() -> None:
-    """Import the built-in modules and the repository's own plugin folders (what a checkout
-    holds, whatever the environment says)."""
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    for name in FOLDERS:
-        load_folder(ROOT / name)
-
-
 def load_plugins() -> None:
-    """Import every built-in module, plugin folder file and entry point not imported yet."""
+    """Import every plugin folder file and entry point not imported yet (the built-in modules
+    of a kind are imported when its registry is first used: :func:`load_builtins`)."""
     _state["loading"] = True
     try:
-        load_builtins()
         for folder in plugin_folders():
             load_folder(folder)
         load_entry_points()
@@ -196,7 +197,8 @@ def load_folder(folder: Path) -> list[str]:
     return loaded
 
 
-_installed: dict[str, Any] = {"key": None, "entry_points": None}
+_installed: dict[str, Any] = {"key": None, "entry_points": None, "declared": None}
+GROUP_PREFIX = "rnnlab."  # every registry's entry-point group starts so
 
 
 def _path_state() -> tuple[tuple[str, int], ...]:
@@ -215,19 +217,64 @@ def installed_entry_points() -> Any:
     """The installed packages' entry points; the packages are scanned again only when
     ``sys.path`` or one of its folders changed (a command reads the registries several times,
     and each scan reads every installed package's metadata)."""
+    from importlib.metadata import entry_points
+
     key = _path_state()
-    if _installed["key"] != key:
-        _installed.update(key=key, entry_points=entry_points())
+    if _installed["key"] != key or _installed["entry_points"] is None:
+        _installed.update(key=key, entry_points=entry_points(), declared=None)
     return _installed["entry_points"]
+
+
+def _may_declare_entry_points() -> bool:
+    """False when no package installed on ``sys.path`` declares an entry point in an
+    ``rnnlab.*`` group, which is the usual case; True when one may.
+
+    Reading the packages' ``entry_points.txt`` files for the group prefix takes about 2 ms,
+    where importing :mod:`importlib.metadata` and scanning with it takes about 20 ms, a
+    twentieth of a short command's start.  Whatever this cannot rule out counts as a yes (then
+    the packages are scanned properly): a zip file or an egg on the path, a distribution finder
+    other than Python's own."""
+    if any(hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder
+           for finder in sys.meta_path):
+        return True
+    for entry in sys.path:
+        root = entry or "."
+        if os.path.basename(root).lower().endswith(".egg"):
+            return True
+        try:
+            names = os.listdir(root)
+        except NotADirectoryError:  # a zip file: its packages are inside it
+            return True
+        except OSError:  # not there (or not readable): no package to find in it
+            continue
+        for name in names:
+            if not name.lower().endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(root, name, "entry_points.txt"), encoding="utf-8",
+                          errors="replace") as f:
+                    if GROUP_PREFIX in f.read():
+                        return True
+            except OSError:  # no entry points (or an egg-info file)
+                continue
+    return False
 
 
 def load_entry_points() -> None:
     """Load the entry points of every watched registry's group not registered yet."""
+    key = _path_state()
+    if _installed["key"] != key:
+        _installed.update(key=key, entry_points=None, declared=None)
+    if _installed["declared"] is None:
+        _installed["declared"] = _may_declare_entry_points()
+    if not _installed["declared"]:
+        return
     installed = installed_entry_points()  # one scan of the installed packages for every group
     for registry in _watched:
         if not registry.entry_points:
             continue
         for ep in installed.select(group=registry.entry_points):
+            load_builtins(registry)  # a built-in keeps its name, as when it was imported first
             if registry.registered(ep.name):
                 continue
             with _loading(f"entry point '{ep.name}' ({ep.value}) in group "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -38,10 +39,30 @@ from framework.errors import ConfigError, PluginError
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
+    """One registered plugin: its name, the object, its author's schema and where it is from."""
+
     name: str
     obj: Any
-    schema: type  # the plugin's schema with its ``name`` field
+    base: type | None  # the author's schema (None: the plugin has no options)
     origin: str  # "module.qualname" of the definition, for error messages
+
+    @functools.cached_property
+    def schema(self) -> type:
+        """The plugin's schema with its ``name`` field, derived the first time it is asked for:
+        a command reads the schemas of a few plugins, and deriving one is a dataclass
+        creation (a quarter of the plugin loading that every command does)."""
+        return _named_schema(self.name, self.obj, self.base)
+
+
+class _SchemaAttribute:
+    """The ``schema`` attribute of a registered plugin class: its entry's named schema, derived
+    on first access (a subclass that inherits it gets the same schema, as any attribute)."""
+
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
+
+    def __get__(self, instance: Any, owner: type | None = None) -> type:
+        return self.entry.schema
 
 
 def _origin(obj: Any) -> str:
@@ -78,20 +99,56 @@ def _is_config(value: Any) -> bool:
     return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
+def _declared_schema(obj: Any) -> type | None:
+    """The ``schema`` attribute ``obj`` declares or inherits; for a subclass of a registered
+    plugin class, that plugin's author schema (its named one is not derived for this)."""
+    for klass in obj.__mro__ if isinstance(obj, type) else ():
+        if "schema" in vars(klass):
+            value = vars(klass)["schema"]
+            return value.entry.base if isinstance(value, _SchemaAttribute) else value
+    return getattr(obj, "schema", None)
+
+
+def _named_schema(name: str, obj: Any, schema: type | None) -> type:
+    """``schema`` (the author's, checked by :meth:`Registry.add`) with a ``name`` field
+    defaulting to ``name``; a schema with that field already is its own named schema."""
+    if schema is None:
+        derived = dataclasses.make_dataclass(
+            f"{getattr(obj, '__name__', 'Plugin')}Config",
+            [("name", str, dataclasses.field(default=name))])
+        derived._plugin_schema = None
+        return derived
+    if "name" in {f.name for f in dataclasses.fields(schema)}:
+        return schema
+    params = schema.__dataclass_params__  # type: ignore[attr-defined]
+    derived = dataclasses.make_dataclass(
+        schema.__name__, [("name", str, dataclasses.field(default=name))], bases=(schema,),
+        frozen=params.frozen,
+        namespace={"__module__": schema.__module__, "__qualname__": schema.__qualname__,
+                   "__doc__": schema.__doc__})
+    derived._plugin_schema = schema
+    return derived
+
+
 class Registry:
     """Maps names to the plugins of one kind.
 
     ``kind`` names the plugins in messages ("cell 'rnn': ..."); ``select`` is the config key that
     chooses one (``cell``, ``train.feed``) and ``options`` the config node holding its options
-    (``cell``, ``train``); ``entry_points`` is the entry-point group installed packages use.
+    (``cell``, ``train``); ``entry_points`` is the entry-point group installed packages use and
+    ``builtins`` the framework modules that register the built-in plugins of the kind (imported
+    before the registry is first read or registered into, :func:`framework.plugins.load_builtins`).
     """
 
     def __init__(self, kind: str, *, select: str | None = None, options: str | None = None,
-                 entry_points: str | None = None, discover: bool = False) -> None:
+                 entry_points: str | None = None, builtins: tuple[str, ...] = (),
+                 discover: bool = False) -> None:
         self.kind = kind
         self.select = select or kind
         self.options = options or kind
         self.entry_points = entry_points
+        self.builtins = builtins
+        self.builtins_loaded = not discover  # a registry made by hand has none to import
         self._discover = discover  # read access runs plugin discovery once (the global registries)
         self._entries: dict[str, Entry] = {}
         if discover:
@@ -119,54 +176,49 @@ class Registry:
         if schema is not None and not (isinstance(schema, type)
                                        and dataclasses.is_dataclass(schema)):
             raise PluginError(f"schema of {self.kind} '{name}' must be a dataclass, got {schema!r}")
+        if getattr(obj, "__module__", None) not in self.builtins:
+            # A built-in name is taken before anything else registers (a built-in module
+            # registering its own plugins, perhaps while imported by another, does not wait).
+            plugins.load_builtins(self)
         old = self._entries.get(name)
         if old is not None and not replace and not _same_definition(old.obj, obj):
             raise PluginError(
                 f"{self.kind} '{name}' is already registered by {old.origin}; "
                 f"choose another name or register with replace=True"
             )
-        named = self._named_schema(name, obj, schema)
+        entry = Entry(name, obj, self._author_schema(name, obj, schema), _origin(obj))
+        # A class gets its named schema when it is first read; any other object now.
+        named = _SchemaAttribute(entry) if isinstance(obj, type) else entry.schema
         for attr, value in (("name", name), ("schema", named), ("_registry", self)):
             try:
                 setattr(obj, attr, value)
             except (AttributeError, TypeError):  # e.g. a builtin: it keeps no attributes
                 pass
-        self._entries[name] = Entry(name, obj, named, _origin(obj))
+        self._entries[name] = entry
 
-    def _named_schema(self, name: str, obj: Any, schema: type | None) -> type:
-        """``schema`` (or the one ``obj`` inherits) with a ``name`` field defaulting to ``name``."""
+    def _author_schema(self, name: str, obj: Any, schema: type | None) -> type | None:
+        """``schema``, or the one ``obj`` declares or inherits, as its author wrote it (without a
+        ``name`` field this registry added); a ``name`` field it has must default to ``name``."""
         if schema is None:
-            schema = getattr(obj, "schema", None)
+            schema = _declared_schema(obj)
         if schema is not None:
-            # A schema this registry derived for another plugin (a subclass of that plugin
-            # inherits it): start again from the author's schema.
+            # A schema this registry derived for another plugin (an object registered twice):
+            # start again from the author's schema.
             schema = schema.__dict__.get("_plugin_schema", schema)
         if schema is None:
-            derived = dataclasses.make_dataclass(
-                f"{getattr(obj, '__name__', 'Plugin')}Config",
-                [("name", str, dataclasses.field(default=name))])
-            derived._plugin_schema = None
-            return derived
+            return None
         fields = {f.name: f for f in dataclasses.fields(schema)}
-        if "name" in fields:
-            if field_default(fields["name"]) != name:
-                raise PluginError(
-                    f"schema {schema.__qualname__} of {self.kind} '{name}' defaults its name "
-                    f"field to {field_default(fields['name'])!r}; drop the field (the registry "
-                    f"fills it) or default it to {name!r}")
-            return schema
-        params = schema.__dataclass_params__  # type: ignore[attr-defined]
-        derived = dataclasses.make_dataclass(
-            schema.__name__, [("name", str, dataclasses.field(default=name))], bases=(schema,),
-            frozen=params.frozen,
-            namespace={"__module__": schema.__module__, "__qualname__": schema.__qualname__,
-                       "__doc__": schema.__doc__})
-        derived._plugin_schema = schema
-        return derived
+        if "name" in fields and field_default(fields["name"]) != name:
+            raise PluginError(
+                f"schema {schema.__qualname__} of {self.kind} '{name}' defaults its name "
+                f"field to {field_default(fields['name'])!r}; drop the field (the registry "
+                f"fills it) or default it to {name!r}")
+        return schema
 
     # -- reading --------------------------------------------------------------------------------
     def _read(self) -> dict[str, Entry]:
         if self._discover:
+            plugins.load_builtins(self)
             plugins.ensure_loaded()
         return self._entries
 
@@ -331,17 +383,30 @@ def describe_omegaconf_error(exc: Exception, section: str = "") -> str:
 
 CELLS = Registry("cell", entry_points="rnnlab.cells", discover=True)
 DATASETS = Registry("dataset", entry_points="rnnlab.datasets", discover=True)
-CLIPS = Registry("clip", entry_points="rnnlab.clip", discover=True)
-SAMPLERS = Registry("sampler", entry_points="rnnlab.samplers", discover=True)
-OPTIMIZERS = Registry("optimizer", entry_points="rnnlab.optimizers", discover=True)
-FEEDS = Registry("feed", select="train.feed", options="train", entry_points="rnnlab.feeds",
+CLIPS = Registry("clip", entry_points="rnnlab.clip", builtins=("framework.nn.clip",),
                  discover=True)
+SAMPLERS = Registry("sampler", entry_points="rnnlab.samplers",
+                    builtins=("framework.nn.samplers",), discover=True)
+OPTIMIZERS = Registry("optimizer", entry_points="rnnlab.optimizers",
+                      builtins=("framework.nn.optimizers",), discover=True)
+FEEDS = Registry("feed", select="train.feed", options="train", entry_points="rnnlab.feeds",
+                 builtins=("framework.data.feeds.text", "framework.data.feeds.labelled",
+                           "framework.data.feeds.series", "framework.data.feeds.sequences",
+                           "framework.data.feeds.parallel"), discover=True)
 SCHEDULES = Registry("lr_schedule", select="train.lr_schedule", options="train",
-                     entry_points="rnnlab.lr_schedules", discover=True)
-TASKS = Registry("task", entry_points="rnnlab.tasks", discover=True)
-TOKENIZERS = Registry("tokenizer", entry_points="rnnlab.tokenizers", discover=True)
-ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions", discover=True)
-DECODERS = Registry("decoder", entry_points="rnnlab.decoders", discover=True)
+                     entry_points="rnnlab.lr_schedules", builtins=("framework.nn.schedules",),
+                     discover=True)
+TASKS = Registry("task", entry_points="rnnlab.tasks",
+                 builtins=("framework.tasks.lm", "framework.tasks.classify",
+                           "framework.tasks.forecast", "framework.tasks.seq2seq"), discover=True)
+TOKENIZERS = Registry("tokenizer", entry_points="rnnlab.tokenizers",
+                      builtins=("framework.data.tokenizers.chars",
+                                "framework.data.tokenizers.tokens",
+                                "framework.data.tokenizers.words"), discover=True)
+ATTENTIONS = Registry("attention", entry_points="rnnlab.attentions",
+                      builtins=("framework.nn.attention",), discover=True)
+DECODERS = Registry("decoder", entry_points="rnnlab.decoders", builtins=("framework.nn.decoding",),
+                    discover=True)
 
 # Config group -> registry: `cell=lstm` picks a plugin, `cell.<key>=` sets its options. The group
 # names are the public command-line interface.

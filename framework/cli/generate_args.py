@@ -28,6 +28,9 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass
 class GenerateArgs:
+    """The options of ``python -m framework.generate`` that are not plugins (conf/generate.yaml
+    documents each one)."""
+
     checkpoint: str | None = None
     run_id: str | None = None
     artifact: str | None = None

@@ -423,10 +423,15 @@ def _warm_up() -> None:
     import framework.tracking.plots  # noqa: F401  (matplotlib)
     import framework.tracking.pyfunc  # noqa: F401
     import framework.training.checkpoint.reading  # noqa: F401
-    from framework.plugins import load_builtins
+    from framework import ROOT
+    from framework.plugins import FOLDERS, load_builtins, load_folder
+    from framework.registry import ALL
 
     sqlalchemy.orm.configure_mappers()
-    load_builtins()
+    for registry in ALL.values():
+        load_builtins(registry)
+    for folder in FOLDERS:  # the checkout's own plugin folders (the digest covers them)
+        load_folder(ROOT / folder)
 
 
 def _ignore_signals() -> None:
