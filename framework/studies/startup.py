@@ -8,13 +8,18 @@ interleaved round by round so that a busy machine slows all rows alike:
 * ``python -m framework --help``;
 * ``python -m framework.generate`` and ``python -m framework.predict`` from a local checkpoint
   (a language model and a forecaster, trained once here for a step);
-* a one-step training run with tracking on (a sqlite store created beforehand) and off: their
-  difference is what tracking adds to a short job.
+* a one-step training run untracked, and tracked (a sqlite store created beforehand) twice: with
+  the spare helper the previous tracked run left (the usual case,
+  :mod:`framework.tracking.spare`), and with a fresh helper (``RNNLAB_SPARE_HELPER=0``: the
+  first tracked run after a while). Their differences from the untracked run are what tracking
+  adds to a short job. After each spare-helper run the benchmark waits a few seconds, while the
+  spare that run left imports MLflow, so that those imports do not slow the next command.
 
 The table gives the median and the fastest wall time of each row, the median CPU time (user +
-system of the process and its children), which a loaded machine inflates much less, and the goal
-of the row. The last row is what tracking adds to the one-step run: the median over the rounds
-of (tracked - untracked), each pair measured back to back.
+system of the process and its children, which a loaded machine inflates much less; a spare
+helper is not a child of the command it serves, so its CPU is not in the spare-helper row), and
+the goal of the row. The last rows are what tracking adds to the one-step run: the median over
+the rounds of (tracked - untracked).
 
 ``--against DIR`` times another checkout of rnnlab (its ``framework/``, ``cells/`` and ``conf/``,
 put first on ``PYTHONPATH``; the same Python and packages) in the same rounds, each command right
@@ -48,6 +53,7 @@ TRACKED = "1-step run, tracked, spare helper"  # the usual case: a tracked job r
 FRESH = "1-step run, tracked, fresh helper"  # the first tracked job (RNNLAB_SPARE_HELPER=0)
 TRACKING_ADDS = "tracking adds (spare helper)"
 FRESH_ADDS = "tracking adds (fresh helper)"
+SETTLE = 3.0  # seconds after a tracked run: its spare's imports would slow the next command
 # Whole-process wall-time goals (seconds) on the 2-core machine, quiet.
 GOALS = {"--help": 0.5, "generate (local checkpoint)": 0.5,
          "predict (forecaster checkpoint)": 0.5, TRACKING_ADDS: 1.0}
@@ -129,6 +135,8 @@ def measure(repeats: int, against: Path | None = None
                     wall, cpu = _run(args, work, tree, spare=name != FRESH)
                     walls[name + tag].append(wall)
                     cpus[name + tag].append(cpu)
+                    if name == TRACKED and tree is None:
+                        time.sleep(SETTLE)  # the spare it left imports MLflow meanwhile
         stop_spares(work, settle=1.0)  # the last tracked job's spare is starting
     results = []
     for tag in trees:
