@@ -55,10 +55,16 @@ DIGEST = 16  # hex characters of each digest in a socket's name
 SOCKET_NAME_LENGTH = 1 + DIGEST + 1 + DIGEST + len(".sock")
 MAX_SOCKET_PATH = 107  # bytes a Unix socket's path may hold (108 with its terminating NUL)
 SOURCE_DIRS = ("framework", "cells", "datasets")
+# Linux: the peer's credentials (SO_PEERCRED), fd passing, /proc for a spare's liveness.
+AVAILABLE = (sys.platform.startswith("linux") and hasattr(socket, "SO_PEERCRED")
+             and hasattr(socket, "send_fds"))
 
 
 def idle_seconds() -> float:
-    """How long a spare waits for a job (0: no spare is left behind)."""
+    """How long a spare waits for a job (0: no spare is left behind, or spares are not available
+    on this system)."""
+    if not AVAILABLE:
+        return 0.0
     raw = os.environ.get(IDLE_ENV, "").strip()
     try:
         return max(0.0, float(raw)) if raw else DEFAULT_IDLE
@@ -324,7 +330,12 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
 
     taker = threading.Thread(target=take, daemon=True)
     taker.start()
-    warm_up()
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001
+        # What failed is imported again, and reported, when the job's calls need it (as in a
+        # fresh helper): a job already taken is never left without its helper.
+        pass
     taker.join()
     if not taken:
         return None
