@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import site
 import socket
 import stat
@@ -328,6 +329,12 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
             listener.close()
             os.close(lock)  # the next spare may start while this one serves its job
 
+    def ended(signum: int, frame: Any) -> None:  # SIGTERM (pkill): leave no socket file behind
+        if not taken:  # a spare that has taken a job ignores it, as the helper it now is does
+            path.unlink(missing_ok=True)
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, ended)
     taker = threading.Thread(target=take, daemon=True)
     taker.start()
     try:

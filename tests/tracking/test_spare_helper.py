@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +113,15 @@ def test_a_killed_spare_is_passed_over_and_replaced(spares_on):
     assert claimed[-1].pid == new.pid
     claimed[-1].kill()
     assert new.wait(timeout=60) == 0
+
+
+def test_a_waiting_spare_ended_by_sigterm_removes_its_socket(spares_on):
+    waiting = spare.leave_spare()
+    _wait_for(lambda: _sockets(spares_on), "the spare's socket")
+    time.sleep(0.5)  # into its imports
+    waiting.send_signal(signal.SIGTERM)
+    assert waiting.wait(timeout=30) == 0
+    assert not _sockets(spares_on)
 
 
 def test_no_spare_is_claimed_when_spares_are_off(spares_on, monkeypatch):
