@@ -42,7 +42,7 @@ def cli(module: str, args: list[str], cwd: Path, timeout: float = 300,
 
 
 # The command behind each ``python -m`` module, for running it in this process.
-_MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.cli.generate",
+MAINS = {"framework": "framework.cli.train", "framework.generate": "framework.cli.generate",
           "framework.predict": "framework.cli.predict",
           "framework.compare": "framework.cli.compare",
           "framework.bench": "framework.studies.bench",
@@ -64,7 +64,7 @@ def run_cli(module: str, args: list[str], cwd: Path | None = None,
     import inspect
     import io
 
-    main = importlib.import_module(_MAINS[module]).main
+    main = importlib.import_module(MAINS[module]).main
     stdout, stderr = io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     os.environ.update(env or {})

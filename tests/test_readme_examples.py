@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from framework import ROOT
-from tests.helpers import _MAINS, run_cli
+from tests.helpers import MAINS, run_cli
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 VENV_BIN = Path(sys.executable).parent
@@ -189,7 +189,7 @@ def run_here(command: str, cwd: Path, fill: dict[str, str] | None = None,
     way: the same ``main()``, arguments and output, without starting Python again); any other
     command in its own process."""
     env, words = argv(command, fill or {})
-    if words[0] == sys.executable and words[1:2] == ["-m"] and words[2] in _MAINS:
+    if words[0] == sys.executable and words[1:2] == ["-m"] and words[2] in MAINS:
         forget_relative_stores()
         return run_cli(words[2], words[3:], cwd, env=env)
     return run(command, cwd, fill)
