@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from framework.sweeps.outcome import (
     JOB_FILE,
@@ -116,12 +116,43 @@ def _swept_keys_of_job(hydra: DictConfig) -> list[str]:
 
 
 def _preflight(config: DictConfig) -> None:
-    """The sweeper's own checks, run before anything is created (rnnlab's Optuna sweeper)."""
+    """The checks run before anything is created: rnnlab's Optuna sweeper's own, or the first
+    job's config of a grid (a value every job shares, such as ``train.steps=-3``, would fail
+    every job)."""
     target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
     if target.endswith("RnnlabOptunaSweeper"):
         from framework.sweeps.optuna_sweeper import preflight
 
         preflight(config, [str(o) for o in config.hydra.overrides.task])
+    elif target.endswith(".BasicSweeper"):
+        from framework.training.config import validate
+
+        job = _first_job_config(config)
+        if job is not None:
+            validate(job)
+
+
+def _first_job_config(config: DictConfig) -> DictConfig | None:
+    """The config of a grid sweep's first job, composed as the launcher will compose it, without
+    its ``hydra`` node (filled in for a job only when it runs); None when it cannot be composed
+    here: the job then reports what is wrong."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        overrides = [*(f"{k}={v}" for k, v in params.items()),
+                     *(str(o) for o in config.hydra.overrides.task)]
+        batches = BasicSweeper.split_arguments(
+            OverridesParser.create().parse_overrides(overrides), None)
+        loader = GlobalHydra.instance().config_loader()
+        job = loader.load_sweep_config(config, list(batches[0][0]))
+        with open_dict(job):
+            job.pop("hydra", None)
+        return job
+    except Exception:  # noqa: BLE001  (Hydra's own errors are reported by Hydra's launch)
+        return None
 
 
 def sweep_size(config: DictConfig) -> int | None:

@@ -87,6 +87,31 @@ def test_a_sweep_stopped_by_a_shared_refusal_leaves_no_sweep_folder(tmp_path):
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.parametrize("tracking", ["mlflow.enabled=false", "mlflow.enabled=true"])
+def test_a_tracked_grid_with_a_bad_shared_value_is_refused_before_anything_exists(tmp_path,
+                                                                                  tracking):
+    """The first job's config is checked before the sweep's folder or parent run exists."""
+    proc = run_cli("framework", ["-m", "cell=rnn,gru", "train.steps=-3", tracking], tmp_path)
+    one_line_error(proc, "train.steps must be >= 0, got -3")
+    assert files_under(tmp_path) == []
+
+
+def test_a_grid_over_a_required_key_is_not_refused_for_its_default(tmp_path):
+    """The first job is composed with the sweep's first values (``dataset.path`` has none by
+    default)."""
+    texts = [tmp_path / "texts" / name for name in ("a.txt", "b.txt")]
+    texts[0].parent.mkdir()
+    for text in texts:
+        text.write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    paths = ",".join(map(str, texts))
+    proc = run_cli("framework", ["-m", "dataset=textfile", f"dataset.path={paths}",
+                                 "cell.hidden_size=4", "train.steps=1", "train.sample_every=0",
+                                 "mlflow.enabled=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done: 1 step") == 2
+    assert (tmp_path / "multirun").is_dir()
+
+
 def test_generate_and_predict_refusals_write_no_file(tmp_path):
     from tests.tracking.test_pyfunc import make_checkpoint
 
