@@ -176,15 +176,18 @@ def test_back_to_back_tracked_jobs_hand_the_spare_on(spares_on, tmp_path):
             "train.progress=never", f"mlflow.tracking_uri={uri}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def job(n: int) -> None:
-        done = subprocess.run([*args, f"hydra.run.dir={tmp_path / f'run{n}'}"], cwd=tmp_path,
+    def job(n: int) -> str:
+        done = subprocess.run([args[0], "-X", "importtime", *args[1:],
+                               f"hydra.run.dir={tmp_path / f'run{n}'}"], cwd=tmp_path,
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
+        return done.stderr
 
-    job(1)
+    assert "matplotlib" in job(1)  # a fresh helper: the job draws the loss curve itself
     _wait_for(lambda: _sockets(spares_on), "the spare the first job left")
     pid = _spare_pid(spares_on)
-    job(2)
+    imported = job(2)
+    assert "matplotlib" not in imported and "mlflow" not in imported  # the spare did it
     _wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the used spare's exit")
     client = _client(uri)
     runs = client.search_runs([client.get_experiment_by_name("rnnlab").experiment_id])
