@@ -37,15 +37,14 @@ def spawn_helper(argv: Sequence[str]) -> subprocess.Popen | SpareProcess | None:
     (:mod:`~framework.tracking.spare`), else one started now; None when not wanted."""
     if not helper_wanted(argv):
         return None
-    from framework.tracking.spare import claim
+    from framework.tracking.spare import claim, leave_spare
 
-    spare = claim()
-    if spare is not None:
-        return spare
-    return subprocess.Popen(
+    helper = claim() or subprocess.Popen(
         [sys.executable, "-m", "framework.tracking.tracker_process"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
         start_new_session=True)  # a Ctrl-C or a closed terminal reaches the job, not the helper
+    leave_spare()  # for the next tracked job: it imports MLflow on idle CPU while this one runs
+    return helper
 
 
 __all__ = ["NO_SINGLE_JOB", "NO_TRACKING", "helper_wanted", "spawn_helper"]

@@ -1,13 +1,15 @@
 """A spare MLflow helper: one that has imported MLflow already and waits for the next tracked job.
 
 Importing MLflow and its SQLAlchemy store takes about 1.8 s of CPU, more than a short job's whole
-run, and no ordering of a fresh helper hides it: the job ends first and waits. So when a tracked
-job ends, it leaves one spare helper behind (the same program as
+run, and no ordering of a fresh helper hides it: the job ends first and waits. So a tracked job
+starts one spare helper for the next (the same program as
 :mod:`~framework.tracking.tracker_process`, started with ``--spare``). The spare imports what
-every tracked job needs, then waits on a Unix socket for one job; the next tracked job started
+every tracked job needs, under ``SCHED_IDLE`` (only on a core no other process wants, so it slows
+neither that job nor the commands after it), then waits on a Unix socket for one job; the next
+tracked job started
 from the same Python and the same rnnlab checkout connects at once and uses it as its helper
 (its working directory, environment, ``sys.path``, umask and stderr are handed over), so
-tracking costs that job little. The spare serves exactly one job; that job leaves the next spare.
+tracking costs that job little. The spare serves exactly one job; that job starts the next one.
 Python's ``multiprocessing`` "forkserver" and build servers such as Gradle's daemon keep a warm
 process for the same reason.
 
@@ -306,6 +308,14 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
     listener.bind(str(path))
     listener.listen(4)
     taken: list[tuple[socket.socket, dict[str, Any], int]] = []
+    released: list[bool] = []
+
+    def release() -> None:  # the socket and the lock: the next spare may start
+        if not released:
+            released.append(True)
+            path.unlink(missing_ok=True)
+            listener.close()
+            os.close(lock)
 
     def take() -> None:
         try:
@@ -322,12 +332,15 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
                     path.unlink(missing_ok=True)
                     os._exit(0)  # asked to make room: a waiting spare holds nothing
                 else:
-                    conn.sendall(b"ok\n")
-                    taken.append((conn, *job))
+                    taken.append((conn, *job))  # from now on SIGTERM is ignored
+                    release()  # before the answer: the job starts the next spare at once
+                    _schedule("SCHED_OTHER", threading.main_thread().native_id, 0)
+                    try:
+                        conn.sendall(b"ok\n")
+                    except OSError:  # the job is gone: the loop then reads end-of-file
+                        pass
         finally:
-            path.unlink(missing_ok=True)
-            listener.close()
-            os.close(lock)  # the next spare may start while this one serves its job
+            release()
 
     def ended(signum: int, frame: Any) -> None:  # SIGTERM (pkill): leave no socket file behind
         if not taken:  # a spare that has taken a job ignores it, as the helper it now is does
@@ -335,6 +348,7 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
             os._exit(0)
 
     signal.signal(signal.SIGTERM, ended)
+    _schedule("SCHED_IDLE", 0)  # imports only on a core nothing else wants (the thread too)
     taker = threading.Thread(target=take, daemon=True)
     taker.start()
     try:
@@ -356,6 +370,23 @@ def wait_for_job(warm_up: Callable[[], None]) -> tuple[socket.socket, dict[str, 
     os.dup2(stderr, 2)
     os.close(stderr)
     return conn, hello
+
+
+def _schedule(policy: str, *threads: int) -> None:
+    """Put ``threads`` (0: this one) under the scheduling ``policy``, where the system has it.
+
+    A waiting spare imports under ``SCHED_IDLE``: it runs only on a core no other process
+    wants, so it slows neither the job that started it nor the commands that follow; once it has
+    a job it goes back to ``SCHED_OTHER`` (allowed to an unprivileged process since Linux 2.6.39,
+    its nice value unchanged)."""
+    number = getattr(os, policy, None)
+    if number is None or not hasattr(os, "sched_setscheduler"):
+        return
+    for thread in threads:
+        try:
+            os.sched_setscheduler(thread, number, os.sched_param(0))
+        except OSError:
+            pass
 
 
 def _lock_within(fd: int, seconds: float) -> bool:

@@ -48,7 +48,7 @@ from framework.plugins import load_plugins
 from framework.tracking.prestart import spawn_helper
 from framework.tracking.protocol import NullTracker, Tracker, tracker_calls
 from framework.tracking.run_owner import OWNER_PID_ENV
-from framework.tracking.spare import SpareProcess, leave_spare
+from framework.tracking.spare import SpareProcess
 from framework.tracking.store_errors import sqlite_read_only
 from framework.tracking.tracker import MlflowTracker, _sqlite_path, _store_name, check_listening
 
@@ -309,7 +309,6 @@ class TrackerProcess:
         while self._proc.stdout is not None and self._read(None):
             pass
         self._proc.wait()
-        leave_spare()  # for the next tracked job, which then starts at once
         if not self._dead and not self._end_heard:  # it died before it could end the run
             self._dead, self._exit_status = True, self._proc.returncode
         if self._dead:
