@@ -102,8 +102,9 @@ def test_a_sweep_whose_every_job_would_fail_stops_at_the_first(tmp_path):
 @pytest.mark.slow
 def test_a_sweep_with_a_failed_job_exits_non_zero_with_the_count(tmp_path):
     names = _names(tmp_path)
+    # The bad value is the second job's: a grid refuses a first job's bad config before it starts.
     proc = _cli(tmp_path, "-m", "dataset=textfile", f"dataset.path={names}",
-                "dataset.mode=lines", "cell=rnn", "cell.hidden_size=0,4", "train.steps=2",
+                "dataset.mode=lines", "cell=rnn", "cell.hidden_size=4,0", "train.steps=2",
                 "train.batch_size=2", "mlflow.enabled=false")
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
